@@ -1,0 +1,3 @@
+from vicuna_tui.cli import main
+
+raise SystemExit(main())

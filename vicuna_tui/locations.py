@@ -1,0 +1,87 @@
+"""Every path vicuna-tui reads or writes comes from here.
+
+Paths follow the platform's conventions (platformdirs).  Setting the environment
+variable ``VICUNA_TUI_HOME`` redirects all of them below one folder, which is what
+the tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+APP_NAME = "vicuna-tui"
+HOME_ENV = "VICUNA_TUI_HOME"
+
+
+def _home() -> Path | None:
+    value = os.environ.get(HOME_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _platform_dir(kind: str) -> Path:
+    import platformdirs
+
+    getter = {
+        "config": platformdirs.user_config_dir,
+        "data": platformdirs.user_data_dir,
+        "cache": platformdirs.user_cache_dir,
+        "log": platformdirs.user_log_dir,
+    }[kind]
+    return Path(getter(APP_NAME, appauthor=False))
+
+
+def _dir(kind: str) -> Path:
+    home = _home()
+    return home / kind if home is not None else _platform_dir(kind)
+
+
+def config_dir() -> Path:
+    return _dir("config")
+
+
+def data_dir() -> Path:
+    return _dir("data")
+
+
+def cache_dir() -> Path:
+    return _dir("cache")
+
+
+def log_dir() -> Path:
+    return _dir("log")
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+def database_path() -> Path:
+    return data_dir() / "conversations.db"
+
+
+def gguf_cache_dir() -> Path:
+    """Where ``.gguf`` files are converted to safetensors once, then loaded from."""
+    return cache_dir() / "gguf-converted"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` readable by the user alone (0700), and any missing parents too."""
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Make an existing file readable by the user alone (0600)."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o600)

@@ -1,0 +1,32 @@
+"""The interface every backend offers the engine thread (local model or remote server)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+from vicuna_tui.engine.events import ChatRequest, EngineEvent, ModelInfo, PromptPreview
+from vicuna_tui.engine.sources import Progress
+
+
+class Backend(Protocol):
+    kind: str
+
+    def load(self, progress: Progress | None = None) -> ModelInfo:
+        """Get ready to generate (load weights, or connect); may take long."""
+        ...
+
+    def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
+        """ReplyStarted, then ReplyDelta..., then ReplyDone.  Stops soon after ``cancel``."""
+        ...
+
+    def preview(self, request: ChatRequest) -> PromptPreview:
+        """The prompt the next turn would send."""
+        ...
+
+    def cancel(self) -> None:
+        """Called from any thread: abort in-flight I/O at once (the event is set too)."""
+        ...
+
+    def unload(self) -> None: ...

@@ -1,0 +1,56 @@
+"""Errors the engine reports to a person: what went wrong, and how to fix it."""
+
+from __future__ import annotations
+
+
+class VicunaError(Exception):
+    """An error with a message for people and a hint that names the fix.
+
+    Front ends show ``message`` and ``hint`` without a traceback (unless --debug).
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ModelNotFoundError(VicunaError):
+    """The model path does not exist, or is not a model."""
+
+
+class OfflineError(VicunaError):
+    """A Hub model was asked for while the Hub cannot be reached."""
+
+
+class DeviceError(VicunaError):
+    """A device was asked for that this machine does not have."""
+
+
+class SettingsError(VicunaError):
+    """Flags or settings that cannot work, alone or together."""
+
+
+class QuantizationError(VicunaError):
+    """8-bit or 4-bit loading is not available here."""
+
+
+class OutOfMemoryError(VicunaError):
+    """The model does not fit in memory."""
+
+
+class PromptTooLongError(VicunaError):
+    """One prompt is longer than the model's context."""
+
+
+class GenerationError(VicunaError):
+    """Generation failed in the backend."""
+
+
+class RemoteError(VicunaError):
+    """A remote server could not be reached or answered with an error."""

@@ -1,0 +1,367 @@
+"""The local backend: a transformers model on this machine.
+
+It renders the prompt, drops the oldest turns when the context is full, and runs its
+own decode loop, so that it can keep the KV cache between turns (a new turn prefills
+only its new tokens), stop within one token of a cancel, and time every reply.
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vicuna_tui.engine import templates
+from vicuna_tui.engine.errors import (
+    GenerationError,
+    OutOfMemoryError,
+    PromptTooLongError,
+    VicunaError,
+)
+from vicuna_tui.engine.events import (
+    FINISH_CANCELLED,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ChatRequest,
+    EngineEvent,
+    ModelInfo,
+    PromptPreview,
+    ReplyDelta,
+    ReplyDone,
+    ReplyStarted,
+    ReplyStats,
+)
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.engine.sources import Progress
+from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    text: str
+    ids: list[int]
+    dropped_turns: int
+    max_new_tokens: int
+    renderer: templates.PromptRenderer
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class LocalBackend:
+    """Owns one model.  Every method runs on the engine thread."""
+
+    kind = "local"
+
+    def __init__(self, settings: LoadSettings, *, reuse_cache: bool = True) -> None:
+        self.settings = settings
+        self.reuse_cache = reuse_cache
+        self._loaded: Any = None
+        self._info: ModelInfo | None = None
+        self._auto_template = templates.TOKENIZER_TEMPLATE
+        self._cache: Any = None
+        self._cache_ids: list[int] = []
+        self._logits_to_keep = False
+        self.last_cached_tokens = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def load(self, progress: Progress | None = None) -> ModelInfo:
+        from vicuna_tui.engine import loader
+
+        return self.attach(loader.load(self.settings, progress))
+
+    def attach(self, loaded: Any) -> ModelInfo:
+        """Use an already loaded model (a ``loader.LoadedModel``)."""
+        self._loaded = loaded
+        model, tokenizer = loaded.model, loaded.tokenizer
+        config = model.config
+        has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+        name = loaded.source.hub_id or self.settings.model_path or loaded.source.name
+        template, notice = templates.choose_template_name(
+            str(name),
+            has_chat_template,
+            getattr(config, "vocab_size", None),
+            getattr(config, "model_type", "") == "llama",
+        )
+        self._auto_template = template
+        params = sum(p.numel() for p in model.parameters())
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        cached = " (cached safetensors conversion)" if loaded.source.kind == "gguf" else ""
+        if loaded.converted_now:
+            cached = " (converted to safetensors now, cached for next time)"
+        self._info = ModelInfo(
+            name=loaded.source.name,
+            path=str(loaded.source.path),
+            source=loaded.source.description + cached,
+            device=loaded.device,
+            dtype=loaded.dtype,
+            quantization=loaded.quantization,
+            context_length=loaded.context_length,
+            template=template,
+            notices=(*loaded.notices, *([notice] if notice else [])),
+            parameters=params,
+            revision=self.settings.revision,
+        )
+        self.reset_cache()
+        return self._info
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise GenerationError("no model is loaded", "wait for the model to load")
+        return self._info
+
+    def cancel(self) -> None:
+        """Nothing to close: the decode loop checks the cancel event every token."""
+
+    def unload(self) -> None:
+        self._loaded = None
+        self._info = None
+        self.reset_cache()
+        try:
+            import gc
+
+            import torch
+
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def reset_cache(self) -> None:
+        self._cache = None
+        self._cache_ids = []
+
+    # -- prompts -------------------------------------------------------------------------
+
+    def renderer(self, name: str) -> templates.PromptRenderer:
+        if name == templates.AUTO:
+            name = self._auto_template
+        if name == templates.TOKENIZER_TEMPLATE:
+            tokenizer = self._loaded.tokenizer
+            if not getattr(tokenizer, "chat_template", None):
+                from vicuna_tui.engine.errors import SettingsError
+
+                raise SettingsError(
+                    "this tokenizer has no chat template",
+                    "choose a named template, e.g. vicuna_v1.1",
+                )
+            return templates.TokenizerTemplate(tokenizer)
+        return templates.get_template(name)
+
+    def tokenize(self, text: str, renderer: templates.PromptRenderer) -> list[int]:
+        # Named templates rely on the tokenizer adding BOS (as FastChat does); chat
+        # templates carry their own special tokens.
+        add_special = not isinstance(renderer, templates.TokenizerTemplate)
+        return list(self._loaded.tokenizer(text, add_special_tokens=add_special).input_ids)
+
+    def prepare(self, request: ChatRequest) -> PreparedPrompt:
+        """Render the prompt, dropping whole oldest turns until it fits the context."""
+        renderer = self.renderer(request.template)
+        context = self.info.context_length
+        max_new = request.generation.max_new_tokens
+        turns: list[templates.Turn] = list(request.turns)
+        dropped = 0
+        while True:
+            text = renderer.render([*turns, (templates.ASSISTANT, None)], request.system_message)
+            ids = self.tokenize(text, renderer)
+            if len(ids) + max_new <= context:
+                break
+            if len(turns) > 1:
+                turns = turns[2:]
+                dropped += 1
+                continue
+            if len(ids) >= context:
+                raise PromptTooLongError(
+                    f"the prompt is {len(ids)} tokens; this model's context holds {context}",
+                    "shorten the message, or split it into several",
+                )
+            max_new = context - len(ids)
+            break
+        return PreparedPrompt(text, ids, dropped, max_new, renderer)
+
+    def preview(self, request: ChatRequest) -> PromptPreview:
+        prepared = self.prepare(request)
+        return PromptPreview(
+            request.request_id, prepared.text, len(prepared.ids), prepared.dropped_turns
+        )
+
+    # -- generation ----------------------------------------------------------------------
+
+    def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
+        started = time.perf_counter()
+        loaded = self._loaded
+        if loaded is None:
+            raise GenerationError("no model is loaded", "wait for the model to load")
+        prepared = self.prepare(request)
+        gen = request.generation
+        seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(62))
+        tokenizer = loaded.tokenizer
+        stop_ids = set(loaded.stop_token_ids) | set(prepared.renderer.stop_token_ids)
+        decoder = IncrementalDecoder(lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+        matcher = StopMatcher([*prepared.renderer.stop_strings, *gen.stop])
+        cached = self._reuse_prefix(prepared.ids)
+        self.last_cached_tokens = cached
+        yield ReplyStarted(
+            request.request_id,
+            len(prepared.ids),
+            cached,
+            prepared.dropped_turns,
+            prepared.max_new_tokens,
+            seed,
+        )
+        parts: list[str] = []
+        first: float | None = None
+        last = started
+        count = 0
+        finish = FINISH_LENGTH
+        try:
+            for token in self._decode(prepared, cached, gen, seed, cancel):
+                count += 1
+                last = time.perf_counter()
+                if first is None:
+                    first = last
+                if token in stop_ids:
+                    finish = FINISH_STOP
+                    break
+                delta = matcher.push(decoder.push(token))
+                if delta:
+                    parts.append(delta)
+                    yield ReplyDelta(request.request_id, delta)
+                if matcher.stopped:
+                    finish = FINISH_STOP
+                    break
+            else:
+                if cancel.is_set():
+                    finish = FINISH_CANCELLED
+        except VicunaError:
+            self.reset_cache()
+            raise
+        except Exception as exc:
+            self.reset_cache()
+            from vicuna_tui.engine.loader import _is_oom
+
+            if _is_oom(exc):
+                raise OutOfMemoryError(
+                    "out of memory while generating",
+                    "lower --max-new-tokens, start a new chat, or load with --load-8bit",
+                ) from exc
+            raise GenerationError(
+                f"generation failed: {type(exc).__name__}: {exc}", "run with --debug for details"
+            ) from exc
+        if finish != FINISH_STOP:
+            tail = matcher.push(decoder.flush()) + matcher.flush()
+            if tail:
+                parts.append(tail)
+                yield ReplyDelta(request.request_id, tail)
+        end = time.perf_counter()
+        rate = (
+            (count - 1) / (last - first)
+            if first is not None and count > 1 and last > first
+            else None
+        )
+        stats = ReplyStats(
+            prompt_tokens=len(prepared.ids),
+            cached_tokens=cached,
+            new_tokens=count,
+            time_to_first_token=(first - started) if first is not None else None,
+            tokens_per_second=rate,
+            total_time=end - started,
+            seed=seed,
+            dropped_turns=prepared.dropped_turns,
+        )
+        yield ReplyDone(request.request_id, "".join(parts), finish, stats)
+
+    def _reuse_prefix(self, ids: list[int]) -> int:
+        """Keep the cached KV of the longest shared prefix; returns how many tokens."""
+        if not self.reuse_cache or self._cache is None or not hasattr(self._cache, "crop"):
+            self.reset_cache()
+            return 0
+        keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
+        if keep <= 0:
+            self.reset_cache()
+            return 0
+        if keep < len(self._cache_ids):
+            try:
+                # A negative count removes that many tokens, in every transformers version.
+                self._cache.crop(keep - len(self._cache_ids))
+            except (RuntimeError, ValueError):  # e.g. a sliding window that cannot roll back
+                self.reset_cache()
+                return 0
+            del self._cache_ids[keep:]
+        return keep
+
+    def _decode(
+        self,
+        prepared: PreparedPrompt,
+        cached: int,
+        gen: GenerationSettings,
+        seed: int | None,
+        cancel: threading.Event,
+    ) -> Iterator[int]:
+        import torch
+
+        model = self._loaded.model
+        device = self._loaded.input_device
+        processors = _processors(gen)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=device).manual_seed(seed)
+        history = torch.tensor([prepared.ids], device=device) if processors else None
+        feed_ids = prepared.ids[cached:]
+        feed = torch.tensor([feed_ids], device=device)
+        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        with torch.inference_mode():
+            for _ in range(prepared.max_new_tokens):
+                if cancel.is_set():
+                    return
+                out = model(input_ids=feed, past_key_values=self._cache, use_cache=True, **extra)
+                self._cache = out.past_key_values
+                self._cache_ids.extend(feed_ids)
+                logits = out.logits[:, -1, :].float()
+                if processors:
+                    logits = processors(history, logits)
+                if gen.greedy:
+                    token = int(torch.argmax(logits, dim=-1).item())
+                else:
+                    probs = torch.softmax(logits, dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=generator).item())
+                yield token
+                feed_ids = [token]
+                feed = torch.tensor([feed_ids], device=device)
+                if history is not None:
+                    history = torch.cat([history, feed], dim=1)
+
+
+def _processors(gen: GenerationSettings) -> Any:
+    """transformers' own logits processors, so sampling means what it means in generate()."""
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    procs = LogitsProcessorList()
+    if gen.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(gen.repetition_penalty))
+    if not gen.greedy:
+        if gen.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(gen.temperature))
+        if gen.top_k > 0:
+            procs.append(TopKLogitsWarper(gen.top_k))
+        if gen.top_p < 1.0:
+            procs.append(TopPLogitsWarper(gen.top_p))
+    return procs if len(procs) else None

@@ -1,0 +1,298 @@
+"""Load and generation settings, with one table of what each accepts.
+
+The same specs validate command-line flags, the TOML config file and the TUI's
+settings fields, so every place refuses a bad value with the same message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vicuna_tui.engine.errors import SettingsError
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(GiB|GB|MiB|MB|TiB|TB)\s*$", re.IGNORECASE)
+_GPUS_RE = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What one setting accepts."""
+
+    name: str
+    kind: type
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    pattern: re.Pattern[str] | None = None
+    pattern_help: str = ""
+    reload: bool = False
+
+    def allowed(self) -> str:
+        """The allowed values, in words."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind is bool:
+            return "true or false"
+        if self.pattern is not None:
+            return self.pattern_help
+        if self.kind in (int, float):
+            kind = "an integer" if self.kind is int else "a number"
+            low = self.minimum
+            high = self.maximum
+            if low is not None and high is not None:
+                left = "(" if self.exclusive_minimum else "["
+                return f"{kind} in {left}{_num(low)}, {_num(high)}]"
+            if low is not None:
+                op = ">" if self.exclusive_minimum else ">="
+                return f"{kind} {op} {_num(low)}"
+            return kind
+        if self.kind is list:
+            return "a list of strings"
+        return "a string"
+
+    def parse(self, value: Any) -> Any:
+        """Convert ``value`` (a string from a flag or field, or a TOML value) or refuse it."""
+        if value is None or (isinstance(value, str) and value.strip() == "" and self.optional):
+            if self.optional:
+                return None
+            raise SettingsError(f"{self.name} needs a value", f"allowed: {self.allowed()}")
+        try:
+            result = self._convert(value)
+        except (TypeError, ValueError):
+            raise SettingsError(
+                f"{self.name} = {value!r} is not valid", f"allowed: {self.allowed()}"
+            ) from None
+        self._check(result, value)
+        return result
+
+    def _convert(self, value: Any) -> Any:
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if self.kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if self.kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if self.kind is list:
+            if isinstance(value, str):
+                return [value]
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return list(value)
+            raise ValueError(value)
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return value.strip()
+
+    def _check(self, result: Any, raw: Any) -> None:
+        bad = False
+        if self.choices and result not in self.choices:
+            bad = True
+        if self.pattern is not None and not self.pattern.match(result):
+            bad = True
+        if self.kind in (int, float):
+            if result != result:  # NaN
+                bad = True
+            if self.minimum is not None and (
+                result < self.minimum or (self.exclusive_minimum and result == self.minimum)
+            ):
+                bad = True
+            if self.maximum is not None and result > self.maximum:
+                bad = True
+        if bad:
+            raise SettingsError(
+                f"{self.name} = {raw!r} is out of range", f"allowed: {self.allowed()}"
+            )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+LOAD_FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in (
+        FieldSpec(
+            "model_path", str, "local folder, .gguf file or Hub repo id", optional=True, reload=True
+        ),
+        FieldSpec(
+            "revision", str, "Hub revision (branch, tag or commit)", optional=True, reload=True
+        ),
+        FieldSpec("device", str, "where the model runs", choices=DEVICES, reload=True),
+        FieldSpec(
+            "gpus",
+            str,
+            "GPU ids to use, e.g. 0,1",
+            optional=True,
+            pattern=_GPUS_RE,
+            pattern_help="comma-separated GPU ids, e.g. 0,1",
+            reload=True,
+        ),
+        FieldSpec(
+            "num_gpus", int, "GPUs to spread the model over", minimum=1, maximum=64, reload=True
+        ),
+        FieldSpec(
+            "max_gpu_memory",
+            str,
+            "memory cap per GPU, e.g. 13GiB",
+            optional=True,
+            pattern=_MEMORY_RE,
+            pattern_help="a size such as 13GiB or 8000MiB",
+            reload=True,
+        ),
+        FieldSpec("dtype", str, "weight precision", choices=DTYPES, reload=True),
+        FieldSpec("load_8bit", bool, "8-bit weights (bitsandbytes)", reload=True),
+        FieldSpec("load_4bit", bool, "4-bit weights (bitsandbytes)", reload=True),
+        FieldSpec(
+            "cpu_offloading", bool, "put what does not fit on the GPUs in CPU RAM", reload=True
+        ),
+        FieldSpec(
+            "threads",
+            int,
+            "CPU threads (default: cores - 1)",
+            optional=True,
+            minimum=1,
+            maximum=1024,
+            reload=True,
+        ),
+        FieldSpec("compile", bool, "torch.compile the decode step (slow to start)", reload=True),
+    )
+}
+
+GENERATION_FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in (
+        FieldSpec("temperature", float, "0 = greedy", minimum=0.0, maximum=2.0),
+        FieldSpec(
+            "top_p", float, "nucleus sampling", minimum=0.0, maximum=1.0, exclusive_minimum=True
+        ),
+        FieldSpec("top_k", int, "0 = off", minimum=0, maximum=1_000_000),
+        FieldSpec(
+            "repetition_penalty",
+            float,
+            "1.0 = off",
+            minimum=0.0,
+            maximum=10.0,
+            exclusive_minimum=True,
+        ),
+        FieldSpec("max_new_tokens", int, "longest reply, in tokens", minimum=1, maximum=1_000_000),
+        FieldSpec(
+            "seed", int, "same seed, same reply", optional=True, minimum=0, maximum=2**63 - 1
+        ),
+        FieldSpec("stop", list, "extra stop strings"),
+    )
+}
+
+CHAT_FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in (
+        FieldSpec("template", str, "prompt template name, or auto"),
+        FieldSpec("system_message", str, "replaces the template's system message", optional=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How to load a model.  A change to any of these needs a reload."""
+
+    model_path: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    gpus: str | None = None
+    num_gpus: int = 1
+    max_gpu_memory: str | None = None
+    dtype: str = "auto"
+    load_8bit: bool = False
+    load_4bit: bool = False
+    cpu_offloading: bool = False
+    threads: int | None = None
+    compile: bool = False
+
+    def check(self) -> None:
+        """Refuse combinations that cannot work, before anything is loaded."""
+        _check_fields(LOAD_FIELDS, dataclasses.asdict(self))
+        if self.load_8bit and self.load_4bit:
+            raise SettingsError(
+                "--load-8bit and --load-4bit cannot be used together",
+                "pick one: --load-8bit (better quality) or --load-4bit (less memory)",
+            )
+
+    @property
+    def quantization(self) -> str | None:
+        return "8bit" if self.load_8bit else "4bit" if self.load_4bit else None
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to sample.  Changes apply to the next reply."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 512
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def check(self) -> None:
+        values = dataclasses.asdict(self)
+        values["stop"] = list(self.stop)
+        _check_fields(GENERATION_FIELDS, values)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def _check_fields(specs: Mapping[str, FieldSpec], values: Mapping[str, Any]) -> None:
+    for name, value in values.items():
+        spec = specs[name]
+        if value is None and spec.optional:
+            continue
+        spec.parse(value)
+
+
+def parse_fields(specs: Mapping[str, FieldSpec], values: Mapping[str, Any], where: str) -> dict:
+    """Validate a mapping of settings (from TOML); unknown keys are refused by name."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = specs.get(key)
+        if spec is None:
+            raise SettingsError(
+                f"unknown setting {key!r} in {where}", "known: " + ", ".join(sorted(specs))
+            )
+        try:
+            out[key] = spec.parse(value)
+        except SettingsError as exc:
+            raise SettingsError(f"{exc.message} (in {where})", exc.hint) from None
+    return out
+
+
+def memory_to_bytes(text: str) -> int:
+    """'13GiB' -> 13 * 2**30."""
+    match = _MEMORY_RE.match(text)
+    if not match:
+        raise SettingsError(f"max_gpu_memory = {text!r} is not a size", "use e.g. 13GiB")
+    number = float(match.group(1))
+    unit = match.group(2).lower()
+    scale = {"gib": 2**30, "gb": 10**9, "mib": 2**20, "mb": 10**6, "tib": 2**40, "tb": 10**12}
+    return int(number * scale[unit])

@@ -1,0 +1,198 @@
+"""The engine thread: the one thread that owns the model.
+
+Front ends talk to it only through this object's methods, which put commands on a
+queue, and hear back through one ``emit`` callback called on the engine thread.  The
+callback must only hand the event on (``App.post_message``, ``queue.put``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vicuna_tui.engine.backend import Backend
+from vicuna_tui.engine.errors import GenerationError, VicunaError
+from vicuna_tui.engine.events import (
+    ChatRequest,
+    EngineEvent,
+    LoadFailed,
+    LoadProgress,
+    ModelReady,
+    Notice,
+    ReplyDelta,
+    ReplyFailed,
+    Unloaded,
+)
+
+Emit = Callable[[EngineEvent], None]
+
+
+@dataclass
+class _Command:
+    kind: str
+    payload: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class EngineThread:
+    def __init__(self, emit: Emit, *, debug: bool = False) -> None:
+        self._emit = emit
+        self._debug = debug
+        self._queue: queue.Queue[_Command | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._current: _Command | None = None
+        self._pending: list[_Command] = []
+        self.backend: Backend | None = None
+        self._thread = threading.Thread(target=self._run, name="vicuna-engine", daemon=True)
+        self._started = False
+
+    # -- called from the front end's thread ----------------------------------------------
+
+    def start(self) -> EngineThread:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        return self
+
+    def load(self, backend: Backend) -> None:
+        """Replace the backend (unloading the old one) and load the new one."""
+        self._put(_Command("load", backend))
+
+    def generate(self, request: ChatRequest) -> None:
+        self._put(_Command("generate", request))
+
+    def preview(self, request: ChatRequest) -> None:
+        self._put(_Command("preview", request))
+
+    def call(self, function: Callable[[Backend], Any], reply: Callable[[Any], None]) -> None:
+        """Run ``function(backend)`` on the engine thread; ``reply`` gets its result."""
+        self._put(_Command("call", (function, reply)))
+
+    def cancel(self) -> None:
+        """Stop the reply in flight (within one token) and drop queued replies."""
+        with self._lock:
+            for command in [self._current, *self._pending]:
+                if command is not None and command.kind == "generate":
+                    command.cancel.set()
+            backend = self.backend if self._current is not None else None
+        if backend is not None:
+            backend.cancel()
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._current is not None or bool(self._pending)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.cancel()
+        self._queue.put(None)
+        if self._started:
+            self._thread.join(timeout)
+
+    def _put(self, command: _Command) -> None:
+        with self._lock:
+            self._pending.append(command)
+        self._queue.put(command)
+
+    # -- the engine thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            command = self._queue.get()
+            if command is None:
+                break
+            with self._lock:
+                self._pending.remove(command)
+                self._current = command
+            try:
+                self._handle(command)
+            except BaseException as exc:  # never let the thread die silently
+                self._emit(Notice(f"engine error: {type(exc).__name__}: {exc}"))
+            finally:
+                with self._lock:
+                    self._current = None
+        if self.backend is not None:
+            self.backend.unload()
+            self.backend = None
+
+    def _handle(self, command: _Command) -> None:
+        if command.kind == "load":
+            self._load(command.payload)
+        elif command.kind == "generate":
+            self._generate(command.payload, command.cancel)
+        elif command.kind == "preview":
+            request: ChatRequest = command.payload
+            try:
+                self._emit(self._require_backend().preview(request))
+            except VicunaError as exc:
+                self._emit(ReplyFailed(request.request_id, exc))
+        elif command.kind == "call":
+            function, reply = command.payload
+            reply(function(self.backend))
+
+    def _require_backend(self) -> Backend:
+        if self.backend is None:
+            raise GenerationError(
+                "no model is loaded", "load one first (check --model-path or the settings pane)"
+            )
+        return self.backend
+
+    def _load(self, backend: Backend) -> None:
+        if self.backend is not None:
+            self.backend.unload()
+            self.backend = None
+            self._emit(Unloaded())
+
+        def progress(stage: str, done: int, total: int) -> None:
+            self._emit(LoadProgress(stage, done, total))
+
+        try:
+            info = backend.load(progress)
+        except VicunaError as exc:
+            self._emit(LoadFailed(exc))
+            return
+        except Exception as exc:
+            if self._debug:
+                import traceback
+
+                traceback.print_exc()
+            self._emit(
+                LoadFailed(
+                    VicunaError(
+                        f"loading failed: {type(exc).__name__}: {exc}",
+                        "run with --debug for details",
+                    )
+                )
+            )
+            return
+        self.backend = backend
+        self._emit(ModelReady(info))
+
+    def _generate(self, request: ChatRequest, cancel: threading.Event) -> None:
+        partial: list[str] = []
+        try:
+            backend = self._require_backend()
+            for event in backend.generate(request, cancel):
+                if isinstance(event, ReplyDelta):
+                    partial.append(event.text)
+                self._emit(event)
+        except VicunaError as exc:
+            self._emit(ReplyFailed(request.request_id, exc, "".join(partial)))
+        except Exception as exc:
+            if self._debug:
+                import traceback
+
+                traceback.print_exc()
+            self._emit(
+                ReplyFailed(
+                    request.request_id,
+                    GenerationError(
+                        f"generation failed: {type(exc).__name__}: {exc}",
+                        "run with --debug for details",
+                    ),
+                    "".join(partial),
+                )
+            )

@@ -1,0 +1,170 @@
+"""The command line as a user runs it: subprocesses, pipes, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import REPO, run_cli
+
+from vicuna_tui.store import Store
+
+ESC = "\x1b"
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.real_model
+def test_simple_style_through_a_pipe(smollm_dir: Path, home: Path) -> None:
+    result = run_cli(
+        "--model-path",
+        str(smollm_dir),
+        "--temperature",
+        "0",
+        "--style",
+        "simple",
+        input="What is the capital of France?\n\nAnd of Germany?\n",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 2, result.stdout  # one reply per non-empty input line
+    assert "Paris" in lines[0]
+    assert "Berlin" in lines[1]
+    assert ESC not in result.stdout
+    assert "model: " in result.stderr  # diagnostics on stderr
+    assert "[stats]" in result.stderr
+    with Store() as store:
+        conv = store.get(store.resolve("last"))
+    assert [m.role for m in conv.messages] == ["user", "assistant", "user", "assistant"]
+
+
+@pytest.mark.real_model
+def test_one_shot_from_stdin_with_the_gguf(smollm_gguf: Path, smollm_dir: Path) -> None:
+    # The conversion cache from the smollm_dir fixture: this load must reuse it.
+    env = {"VICUNA_TUI_HOME": str(REPO / ".cache" / "test-home")}
+    result = run_cli(
+        "--model-path",
+        str(smollm_gguf),
+        "--temperature",
+        "0",
+        "-p",
+        "-",
+        input="What is the capital of France?",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert result.stdout.count("\n") == 1  # only the reply
+    assert "cached safetensors conversion" in result.stderr
+    assert "converting GGUF" not in result.stderr
+
+
+@pytest.mark.real_model
+def test_json_reply_with_stats(smollm_dir: Path, home: Path) -> None:
+    result = run_cli(
+        "--model-path",
+        str(smollm_dir),
+        "--temperature",
+        "0",
+        "--json",
+        "-p",
+        "What is the capital of France?",
+        "--no-save",
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert "Paris" in record["text"]
+    assert record["finish_reason"] == "stop"
+    assert record["stats"]["new_tokens"] > 3
+    assert record["stats"]["tokens_per_second"] > 0
+    assert record["conversation_id"] is None  # --no-save
+
+
+@pytest.mark.real_model
+def test_ctrl_c_stops_a_reply_and_keeps_it(smollm_dir: Path, home: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vicuna_tui",
+            "--model-path",
+            str(smollm_dir),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "400",
+            "--style",
+            "simple",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+    )
+    assert proc.stdin and proc.stdout
+    proc.stdin.write("Write a long story about a dragon who learns to cook.\n")
+    proc.stdin.flush()
+    first = proc.stdout.read(20)  # wait for the reply to start streaming
+    assert first
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "cancelled" in err  # the stats line names the finish reason
+    with Store() as store:
+        conv = store.get(store.resolve("last"))
+    reply = conv.messages[-1]
+    assert reply.finish_reason == "cancelled"
+    assert reply.content and (first + out).startswith(reply.content[:20])
+    assert reply.new_tokens is not None and reply.new_tokens < 400
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model-path", "/nonexistent/model"], "no such file or folder: /nonexistent/model"),
+        (["--load-8bit", "--load-4bit"], "cannot be used together"),
+        (["--device", "cuda"], "--device cuda was asked for but is not available"),
+        (["--temperature", "9"], "--temperature = '9' is out of range"),
+        (["--num-gpus", "0"], "--num-gpus = '0' is out of range"),
+        (["--conv-template", "nope"], "unknown template 'nope'"),
+        (["--model-path", "someone/not-cached-model"], "Hub is offline"),
+    ],
+)
+def test_bad_input_gets_a_message_and_exit_code_2(
+    args: list[str], message: str, home: Path
+) -> None:
+    result = run_cli(*args, "-p", "hi")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "hint:" in result.stderr
+    no_traceback(result)
+    assert result.stdout == ""
+
+
+def test_help_lists_the_flags() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in (
+        "--model-path",
+        "--num-gpus",
+        "--max-gpu-memory",
+        "--load-8bit",
+        "--style",
+        "--conv-template",
+        "--temperature",
+        "--seed",
+        "--resume",
+        "sessions",
+    ):
+        assert flag in result.stdout

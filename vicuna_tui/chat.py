@@ -1,0 +1,344 @@
+"""One conversation: its messages, its settings, and how they reach the store.
+
+Every front end (TUI, simple, rich, pipe, replay) uses this class, so they save and
+build prompts the same way.  It never blocks on the model: it builds requests for the
+engine thread and records what comes back.
+
+Nothing is lost when the disk fails: messages stay in memory, the failure is reported
+through ``warn``, and every later change retries the save.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from vicuna_tui.engine.events import (
+    FINISH_ERROR,
+    ChatRequest,
+    ModelInfo,
+    ReplyStats,
+)
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.engine.templates import ASSISTANT, USER
+from vicuna_tui.store import Conversation, Message, Store, StoreError, make_title
+
+
+class _Unset:
+    """Marks an argument that was not given (None is a valid system message)."""
+
+
+UNSET = _Unset()
+
+
+def generation_to_dict(gen: GenerationSettings) -> dict[str, Any]:
+    data = dataclasses.asdict(gen)
+    data["stop"] = list(gen.stop)
+    return data
+
+
+def generation_from_dict(data: dict[str, Any], base: GenerationSettings) -> GenerationSettings:
+    known = {f.name for f in dataclasses.fields(GenerationSettings)}
+    values = {k: v for k, v in data.items() if k in known}
+    if "stop" in values:
+        values["stop"] = tuple(values["stop"] or ())
+    return dataclasses.replace(base, **values)
+
+
+class ChatSession:
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        generation: GenerationSettings | None = None,
+        template: str = "auto",
+        system_message: str | None = None,
+        load: LoadSettings | None = None,
+        endpoint: str | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.generation = generation or GenerationSettings()
+        self.template = template
+        self.system_message = system_message
+        self.load = load or LoadSettings()
+        self.endpoint = endpoint
+        self.model_info: ModelInfo | None = None
+        self.conversation: Conversation | None = None
+        self.messages: list[Message] = []
+        self.replay_of: str | None = None
+        self._warn = warn or (lambda text: None)
+        self._next_request = 1
+        self._pending_delete: int | None = None
+        self._unsaved_notice = False
+
+    # -- settings ------------------------------------------------------------------------
+
+    @property
+    def resolved_template(self) -> str:
+        if self.template == "auto" and self.model_info is not None:
+            return self.model_info.template
+        return self.template
+
+    def set_model(self, info: ModelInfo) -> None:
+        self.model_info = info
+
+    def update_settings(
+        self,
+        *,
+        generation: GenerationSettings | None = None,
+        template: str | None = None,
+        system_message: str | _Unset | None = UNSET,
+    ) -> None:
+        """Change settings; applies to the next reply and is saved with the chat."""
+        if generation is not None:
+            self.generation = generation
+        if template is not None:
+            self.template = template
+        if not isinstance(system_message, _Unset):
+            self.system_message = system_message
+        if self.conversation is not None and self.store is not None:
+            self._safely(
+                lambda store: store.update_conversation(
+                    self.conversation.id,  # type: ignore[union-attr]
+                    generation=generation_to_dict(self.generation),
+                    template=self.resolved_template,
+                    system_message=self.system_message,
+                )
+            )
+
+    # -- conversations ---------------------------------------------------------------------
+
+    def new_chat(self) -> None:
+        self.conversation = None
+        self.messages = []
+        self.replay_of = None
+        self._pending_delete = None
+
+    def open(self, conversation_id: str) -> Conversation:
+        """Load a saved conversation, with its template, system message and sampling."""
+        if self.store is None:
+            raise StoreError(
+                "conversations are not being saved (--no-save)",
+                "run without --no-save to open saved chats",
+            )
+        conv = self.store.get(conversation_id)
+        self.conversation = conv
+        self.messages = list(conv.messages)
+        self._pending_delete = None
+        if conv.template:
+            self.template = conv.template
+        self.system_message = conv.system_message
+        if conv.generation:
+            self.generation = generation_from_dict(conv.generation, self.generation)
+        return conv
+
+    @property
+    def title(self) -> str:
+        if self.conversation is not None:
+            return self.conversation.title
+        first = next((m.content for m in self.messages if m.role == USER), "")
+        return make_title(first) if first else "New chat"
+
+    # -- turns -------------------------------------------------------------------------------
+
+    def turns(self, *, upto: int | None = None) -> tuple[tuple[str, str], ...]:
+        """(role, text) pairs for the prompt: each user message with its reply.
+
+        A user message that never got a reply (a crash mid-reply) is left out, except
+        the last one, which is the message being answered.
+        """
+        messages = self.messages if upto is None else self.messages[:upto]
+        out: list[tuple[str, str]] = []
+        for i, msg in enumerate(messages):
+            if msg.role != USER:
+                continue
+            reply = messages[i + 1] if i + 1 < len(messages) else None
+            if reply is not None and reply.role == ASSISTANT:
+                out += [(USER, msg.content), (ASSISTANT, reply.content)]
+            elif i == len(messages) - 1:
+                out.append((USER, msg.content))
+        return tuple(out)
+
+    def _request(self) -> ChatRequest:
+        request = ChatRequest(
+            turns=self.turns(),
+            generation=self.generation,
+            system_message=self.system_message,
+            template=self.template,
+            request_id=self._next_request,
+        )
+        self._next_request += 1
+        return request
+
+    def preview_request(self, draft: str = "") -> ChatRequest:
+        """A request for the template view: the history plus ``draft`` as the next turn."""
+        turns = self.turns()
+        if turns and turns[-1][0] == USER:
+            turns = turns[:-1]
+        return ChatRequest(
+            turns=(*turns, (USER, draft)),
+            generation=self.generation,
+            system_message=self.system_message,
+            template=self.template,
+            request_id=0,
+        )
+
+    def add_user(self, text: str) -> ChatRequest:
+        """Record the user's message (committed before generation) and ask for a reply."""
+        self.messages.append(Message(role=USER, content=text))
+        self.save()
+        return self._request()
+
+    def record_reply(
+        self, text: str, finish_reason: str, stats: ReplyStats | None = None
+    ) -> Message:
+        stats = stats or ReplyStats()
+        message = Message(
+            role=ASSISTANT,
+            content=text,
+            finish_reason=finish_reason,
+            prompt_tokens=stats.prompt_tokens or None,
+            new_tokens=stats.new_tokens,
+            time_to_first_token=stats.time_to_first_token,
+            tokens_per_second=stats.tokens_per_second,
+            seed=stats.seed,
+        )
+        self.messages.append(message)
+        self.save()
+        return message
+
+    def record_failure(self, partial_text: str) -> Message | None:
+        """A reply that broke off: its partial text is kept, marked as an error."""
+        if not partial_text:
+            return None
+        return self.record_reply(partial_text, FINISH_ERROR)
+
+    @property
+    def awaiting_reply(self) -> bool:
+        return bool(self.messages) and self.messages[-1].role == USER
+
+    def last_user_text(self) -> str | None:
+        return next((m.content for m in reversed(self.messages) if m.role == USER), None)
+
+    def last_reply(self) -> Message | None:
+        return next((m for m in reversed(self.messages) if m.role == ASSISTANT), None)
+
+    def _truncate(self, index: int) -> None:
+        removed = self.messages[index:]
+        del self.messages[index:]
+        saved = [m.position for m in removed if m.id is not None]
+        if saved:
+            first = min(saved)
+            self._pending_delete = (
+                first if self._pending_delete is None else min(first, self._pending_delete)
+            )
+        self.save()
+
+    def remove_last_turn(self) -> bool:
+        """Delete the last user message and its reply.  False if there is none."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == USER:
+                self._truncate(index)
+                return True
+        return False
+
+    def regenerate(self) -> ChatRequest | None:
+        """Drop the last reply and ask again for the same user message."""
+        if not self.messages:
+            return None
+        if self.messages[-1].role == ASSISTANT:
+            self._truncate(len(self.messages) - 1)
+        if not self.awaiting_reply:
+            return None
+        return self._request()
+
+    def edit_last(self, text: str) -> ChatRequest | None:
+        """Replace the last user message (and drop its reply), then ask again."""
+        if not self.remove_last_turn():
+            return None
+        return self.add_user(text)
+
+    def retry_pending(self) -> ChatRequest | None:
+        """A request for a user message still waiting for its reply (e.g. after a failure)."""
+        return self._request() if self.awaiting_reply else None
+
+    def drop_unanswered(self) -> str | None:
+        """Take back a user message whose reply failed, returning its text for the input."""
+        if self.awaiting_reply:
+            text = self.messages[-1].content
+            self._truncate(len(self.messages) - 1)
+            return text
+        return None
+
+    def import_messages(self, messages: list[tuple[str, str]], *, title: str | None = None) -> None:
+        """Start a new chat holding ``messages`` (e.g. from FastChat's !!load)."""
+        self.new_chat()
+        self.messages = [
+            Message(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
+            for r, t in messages
+        ]
+        if title:
+            self._ensure_conversation(title)
+        self.save()
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def _ensure_conversation(self, title: str | None = None) -> None:
+        if self.store is None or self.conversation is not None:
+            return
+        info = self.model_info
+        load = dataclasses.asdict(self.load)
+        first = next((m.content for m in self.messages if m.role == USER), "")
+        self.conversation = self.store.create_conversation(
+            title=title or (make_title(first) if first else "New chat"),
+            model_path=(self.load.model_path or (info.path if info else None)),
+            model_name=info.name if info else None,
+            revision=self.load.revision,
+            template=self.resolved_template,
+            system_message=self.system_message,
+            generation=generation_to_dict(self.generation),
+            load=load,
+            backend=info.backend if info else "local",
+            endpoint=self.endpoint or (info.endpoint if info else None),
+            replay_of=self.replay_of,
+        )
+
+    def save(self) -> bool:
+        """Write whatever is not saved yet.  Returns False (and warns) if that failed."""
+        if self.store is None:
+            return True
+        try:
+            self._ensure_conversation()
+            conv = self.conversation
+            assert conv is not None
+            if self._pending_delete is not None:
+                self.store.delete_messages_from(conv.id, self._pending_delete)
+                self._pending_delete = None
+            for message in self.messages:
+                if message.id is None:
+                    self.store.add_message(conv.id, message)
+            if conv.title == "New chat":
+                conv.title = self.store.get(conv.id).title
+        except StoreError as exc:
+            if not self._unsaved_notice:
+                self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
+                self._unsaved_notice = True
+            return False
+        if self._unsaved_notice:
+            self._warn("saved again: the conversation is up to date on disk")
+            self._unsaved_notice = False
+        return True
+
+    def _safely(self, action: Callable[[Store], None]) -> None:
+        if self.store is None:
+            return
+        try:
+            action(self.store)
+        except StoreError as exc:
+            self._warn(exc.message)
+
+    @property
+    def unsaved(self) -> bool:
+        return any(m.id is None for m in self.messages) and self.store is not None

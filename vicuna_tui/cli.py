@@ -1,0 +1,181 @@
+"""The ``vicuna-tui`` command line.
+
+Parsing and dispatch import nothing heavy: --help, --version, ``sessions`` and
+``config`` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from vicuna_tui import __version__
+from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui.engine.settings import DEVICES, DTYPES
+
+SUBCOMMANDS = ("sessions", "config")
+
+EPILOG = """commands:
+  vicuna-tui sessions list|show|search|rename|delete|export|import ...
+  vicuna-tui config show|path|set ...
+  vicuna-tui replay ID|FILE.jsonl [chat flags]
+  vicuna-tui apply-delta --base PATH --delta PATH --target PATH
+  vicuna-tui make-delta --base PATH --target PATH --delta PATH
+Run `vicuna-tui COMMAND --help` for each one's flags."""
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model and device")
+    g.add_argument(
+        "--model-path",
+        help="model folder, .gguf file or Hub repo id (default: SmolLM2-135M-Instruct)",
+    )
+    g.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    g.add_argument("--device", choices=DEVICES, help="default: auto (cuda, then mps, then cpu)")
+    g.add_argument("--gpus", help="GPU ids to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES)")
+    g.add_argument("--num-gpus", help="spread the model over N GPUs")
+    g.add_argument("--max-gpu-memory", help="memory cap per GPU, e.g. 13GiB")
+    g.add_argument(
+        "--dtype", choices=DTYPES, help="default: auto (float16 on GPUs, float32 on CPU)"
+    )
+    g.add_argument(
+        "--load-8bit",
+        action="store_const",
+        const=True,
+        help="8-bit weights (bitsandbytes; cuda and cpu)",
+    )
+    g.add_argument(
+        "--load-4bit",
+        action="store_const",
+        const=True,
+        help="4-bit weights (bitsandbytes; cuda and cpu)",
+    )
+    g.add_argument(
+        "--cpu-offloading",
+        action="store_const",
+        const=True,
+        help="put what does not fit on the GPU(s) in CPU RAM",
+    )
+    g.add_argument("--threads", help="CPU threads (default: cores - 1)")
+    g.add_argument(
+        "--compile",
+        action="store_const",
+        const=True,
+        help="torch.compile the decode step (slow to start, faster after)",
+    )
+    g.add_argument("--profile", help="a [profiles.NAME] section of config.toml")
+    r = parser.add_argument_group("remote server (OpenAI-compatible)")
+    r.add_argument("--endpoint", help="server URL, e.g. http://gpu-box:8000/v1")
+    r.add_argument("--model", dest="remote_model", help="model name on the server")
+    r.add_argument(
+        "--api-key-env", help="environment variable with the API key (default: OPENAI_API_KEY)"
+    )
+    r.add_argument("--request-timeout", help="seconds to wait for the server (default 600)")
+    r.add_argument(
+        "--insecure",
+        dest="verify_tls",
+        action="store_const",
+        const=False,
+        help="do not check the server's TLS certificate",
+    )
+
+
+def add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("prompt and sampling")
+    g.add_argument(
+        "--conv-template",
+        "--template",
+        dest="template",
+        help="prompt template: auto (default), tokenizer, vicuna_v1.1, one_shot, "
+        "zero_shot, llama-2, chatml, alpaca",
+    )
+    g.add_argument(
+        "--conv-system-msg",
+        "--system-message",
+        dest="system_message",
+        help="replace the template's system message",
+    )
+    g.add_argument("--temperature", help="0 = greedy (default 0.7)")
+    g.add_argument("--top-p", help="nucleus sampling (default 1.0)")
+    g.add_argument("--top-k", help="0 = off (default)")
+    g.add_argument("--repetition-penalty", help="1.0 = off (default)")
+    g.add_argument("--max-new-tokens", help="longest reply (default 512)")
+    g.add_argument("--seed", help="same seed, same reply")
+    g.add_argument("--stop", action="append", help="extra stop string (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vicuna-tui",
+        description="Chat with a local LLM (Vicuna, or any Hugging Face causal LM) in the "
+        "terminal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vicuna-tui {__version__}")
+    add_model_flags(parser)
+    add_generation_flags(parser)
+    ui = parser.add_argument_group("front end")
+    ui.add_argument(
+        "--style",
+        choices=("tui", "simple", "rich"),
+        help="tui on a terminal (default), simple line chat, or rich Markdown",
+    )
+    ui.add_argument(
+        "--multiline",
+        action="store_true",
+        help="simple/rich: multi-line input, ended by Ctrl-D on an empty line",
+    )
+    ui.add_argument("-p", "--prompt", help="answer one prompt and exit ('-' reads stdin)")
+    ui.add_argument(
+        "--json",
+        action="store_true",
+        help="with -p or a pipe: one JSON object per reply, with its stats",
+    )
+    ui.add_argument("--resume", metavar="ID|last", help="reopen a saved conversation")
+    ui.add_argument("--no-save", action="store_true", help="do not save this conversation")
+    ui.add_argument("--stats", action="store_true", help="print each reply's stats to stderr")
+    ui.add_argument(
+        "--debug", action="store_true", help="show prompts, templates, stats and tracebacks"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        return _dispatch(args)
+    except VicunaError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _dispatch(args: list[str]) -> int:
+    if args and args[0] in SUBCOMMANDS:
+        command, rest = args[0], args[1:]
+        if command == "sessions":
+            from vicuna_tui.commands import sessions
+
+            return sessions.main(rest)
+        if command == "config":
+            from vicuna_tui.commands import config_cmd
+
+            return config_cmd.main(rest)
+        raise AssertionError(command)  # pragma: no cover
+    parsed = build_parser().parse_args(args)
+    from vicuna_tui.commands import chat
+
+    return chat.main(parsed)

@@ -1,0 +1,157 @@
+"""``vicuna-tui sessions ...``: list, show, search, rename, delete, export, import.
+
+None of these imports torch.  IDs may be shortened to any unambiguous prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vicuna_tui import formats
+from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.store import Conversation, Store
+from vicuna_tui.textsafe import terminal_safe
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vicuna-tui sessions", description="Saved conversations.")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = sub.add_parser("list", help="list conversations, newest first")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+    p.add_argument("-n", "--limit", type=int, help="show at most N")
+    p = sub.add_parser("show", help="print a conversation")
+    p.add_argument("id", help="id, unambiguous prefix, or last")
+    p = sub.add_parser("search", help="full-text search over every message")
+    p.add_argument("text", nargs="+")
+    p = sub.add_parser("rename", help="give a conversation a new title")
+    p.add_argument("id")
+    p.add_argument("title", nargs="+")
+    p = sub.add_parser("delete", help="delete a conversation")
+    p.add_argument("id")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p = sub.add_parser("export", help="write a conversation as md, json, fastchat or sharegpt")
+    p.add_argument("id")
+    p.add_argument("--format", choices=formats.EXPORT_FORMATS, default="md")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p = sub.add_parser("import", help="import a FastChat !!save, ShareGPT or vicuna-tui JSON")
+    p.add_argument("file")
+    return parser
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(terminal_safe(text) + "\n")
+
+
+def _summary(conv: Conversation) -> dict:
+    return {
+        "id": conv.id,
+        "title": conv.title,
+        "created_at": conv.created_at,
+        "updated_at": conv.updated_at,
+        "messages": conv.message_count,
+        "model": conv.model_name or conv.model_path,
+        "backend": conv.backend,
+        "replay_of": conv.replay_of,
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    with Store() as store:
+        return _run(args, store)
+
+
+def _run(args: argparse.Namespace, store: Store) -> int:
+    if args.action == "list":
+        conversations = store.conversations(limit=args.limit)
+        if args.json:
+            print(json.dumps([_summary(c) for c in conversations], ensure_ascii=False, indent=2))
+            return 0
+        if not conversations:
+            _out("no saved conversations yet")
+            return 0
+        for conv in conversations:
+            when = conv.updated_at[:16].replace("T", " ")
+            model = conv.model_name or conv.model_path or "?"
+            _out(
+                f"{conv.short_id}  {when}  {conv.message_count:>3} msgs  {model[:24]:<24}  "
+                f"{conv.title}"
+            )
+        return 0
+    if args.action == "show":
+        conv = store.get(store.resolve(args.id))
+        _out(f"# {conv.title}   ({conv.id})")
+        _out(f"model: {conv.model_name or conv.model_path or '?'}   template: {conv.template}")
+        if conv.replay_of:
+            _out(f"replay of: {conv.replay_of}")
+        for message in conv.messages:
+            _out("")
+            label = "USER" if message.role == "user" else "ASSISTANT"
+            mark = (
+                f" [{message.finish_reason}]"
+                if message.finish_reason in ("cancelled", "error", "length")
+                else ""
+            )
+            _out(f"{label}{mark}: {message.content}")
+            if message.role == "assistant" and message.new_tokens:
+                rate = (
+                    f", {message.tokens_per_second:.1f} tok/s" if message.tokens_per_second else ""
+                )
+                _out(f"  ({message.new_tokens} tokens{rate})")
+        return 0
+    if args.action == "search":
+        hits = store.search(" ".join(args.text))
+        if not hits:
+            _out("no matches")
+            return 1
+        for hit in hits:
+            _out(f"{hit.conversation_id[:8]}  #{hit.position:<3} {hit.role:<9}  {hit.title}")
+            _out(f"    {' '.join(hit.snippet.split())}")
+        return 0
+    if args.action == "rename":
+        conv_id = store.resolve(args.id)
+        store.rename(conv_id, " ".join(args.title))
+        _out(f"renamed {conv_id[:8]}: {store.get(conv_id).title}")
+        return 0
+    if args.action == "delete":
+        conv = store.get(store.resolve(args.id))
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise SettingsError(
+                    f"not deleting {conv.short_id} without confirmation",
+                    "pass --yes to delete without asking",
+                )
+            answer = input(
+                terminal_safe(
+                    f"Delete {conv.short_id} “{conv.title}” ({conv.message_count} messages)? [y/N] "
+                )
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                _out("kept")
+                return 1
+        store.delete(conv.id)
+        _out(f"deleted {conv.short_id}")
+        return 0
+    if args.action == "export":
+        conv = store.get(store.resolve(args.id))
+        text = formats.export(conv, args.format)
+        if args.output:
+            path = Path(args.output).expanduser()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            _out(f"wrote {path}")
+        else:
+            sys.stdout.write(text)
+        return 0
+    if args.action == "import":
+        conv, messages = formats.read_conversation(Path(args.file).expanduser())
+        new_id = store.import_conversation(conv, messages)
+        _out(f"imported {len(messages)} messages as {new_id[:8]} “{conv.title}”")
+        return 0
+    raise AssertionError(args.action)  # pragma: no cover

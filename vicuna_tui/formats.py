@@ -1,0 +1,278 @@
+"""Conversations in and out: our JSON, FastChat's ``!!save`` JSON, ShareGPT and Markdown.
+
+Imports are checked whole before anything is written, so a broken file imports
+nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui.engine.templates import ASSISTANT, TEMPLATES, USER
+from vicuna_tui.store import Conversation, Message, make_title, now
+
+OUR_FORMAT = "vicuna-tui/1"
+EXPORT_FORMATS = ("md", "json", "fastchat", "sharegpt")
+
+
+class FormatError(VicunaError):
+    """A file that cannot be read as a conversation."""
+
+
+def _roles(template: str | None) -> tuple[str, str]:
+    known = TEMPLATES.get(template or "")
+    return known.roles if known else ("USER", "ASSISTANT")
+
+
+def to_fastchat(conv: Conversation) -> dict[str, Any]:
+    """FastChat's ``Conversation.dict()`` as ``!!save`` writes it."""
+    template = TEMPLATES.get(conv.template or "")
+    roles = _roles(conv.template)
+    few_shot = [list(pair) for pair in template.few_shot] if template else []
+    messages = few_shot + [
+        [roles[0] if m.role == USER else roles[1], m.content] for m in conv.messages
+    ]
+    system = conv.system_message
+    if system is None:
+        system = template.system_message if template else ""
+    return {
+        "template_name": conv.template or "vicuna_v1.1",
+        "system_message": system,
+        "roles": list(roles),
+        "messages": messages,
+        "offset": len(few_shot),
+    }
+
+
+def to_json(conv: Conversation) -> dict[str, Any]:
+    meta = {
+        f.name: getattr(conv, f.name)
+        for f in dataclasses.fields(Conversation)
+        if f.name not in ("messages", "message_count")
+    }
+    return {
+        "format": OUR_FORMAT,
+        "conversation": meta,
+        "messages": [
+            {k: v for k, v in dataclasses.asdict(m).items() if k not in ("id", "position")}
+            for m in conv.messages
+        ],
+    }
+
+
+def to_sharegpt(conv: Conversation) -> dict[str, Any]:
+    turns = []
+    if conv.system_message:
+        turns.append({"from": "system", "value": conv.system_message})
+    turns += [
+        {"from": "human" if m.role == USER else "gpt", "value": m.content} for m in conv.messages
+    ]
+    return {"id": conv.id, "conversations": turns}
+
+
+def to_markdown(conv: Conversation) -> str:
+    lines = [f"# {conv.title}", ""]
+    meta = [f"- id: `{conv.id}`", f"- created: {conv.created_at}"]
+    if conv.model_name or conv.model_path:
+        meta.append(f"- model: {conv.model_name or conv.model_path}")
+    if conv.template:
+        meta.append(f"- template: {conv.template}")
+    lines += [*meta, ""]
+    if conv.system_message:
+        lines += ["**System:**", "", conv.system_message, ""]
+    for m in conv.messages:
+        label = "User" if m.role == USER else "Assistant"
+        note = f" _({m.finish_reason})_" if m.finish_reason in ("cancelled", "error") else ""
+        lines += [f"**{label}:**{note}", "", m.content, ""]
+    return "\n".join(lines)
+
+
+def export(conv: Conversation, fmt: str) -> str:
+    if fmt == "md":
+        return to_markdown(conv)
+    data = {"json": to_json, "fastchat": to_fastchat, "sharegpt": to_sharegpt}.get(fmt)
+    if data is None:
+        raise FormatError(
+            f"unknown export format {fmt!r}", "use one of: " + ", ".join(EXPORT_FORMATS)
+        )
+    return json.dumps(data(conv), ensure_ascii=False, indent=2) + "\n"
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise FormatError(
+            f"{where} must be text, not {type(value).__name__}", "fix the file, or export it again"
+        )
+    return value
+
+
+def _alternating(pairs: list[tuple[str, str]], where: str) -> list[tuple[str, str]]:
+    expected = USER
+    for index, (role, _) in enumerate(pairs):
+        if role != expected:
+            raise FormatError(
+                f"{where}: message {index + 1} should be from the {expected}, not the {role}",
+                "messages must alternate user, assistant, user, ...",
+            )
+        expected = ASSISTANT if expected == USER else USER
+    return pairs
+
+
+def from_fastchat(data: dict[str, Any], where: str) -> tuple[Conversation, list[Message]]:
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        raise FormatError(
+            f"{where}: 'messages' must be a list of [role, text] pairs",
+            "is this a FastChat !!save file?",
+        )
+    roles = data.get("roles") or ["USER", "ASSISTANT"]
+    if not (isinstance(roles, list) and len(roles) == 2 and all(isinstance(r, str) for r in roles)):
+        raise FormatError(f"{where}: 'roles' must be two names", 'e.g. ["USER", "ASSISTANT"]')
+    offset = data.get("offset", 0)
+    if not isinstance(offset, int) or offset < 0 or offset > len(messages):
+        raise FormatError(
+            f"{where}: 'offset' must be a count of leading example messages",
+            "FastChat writes 0, or 2 for one_shot",
+        )
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(messages[offset:], start=offset):
+        if not (isinstance(item, list) and len(item) == 2):
+            raise FormatError(
+                f"{where}: message {index + 1} is not a [role, text] pair",
+                "fix the file, or save it again with !!save",
+            )
+        role, text = item
+        if text is None and index == len(messages) - 1:
+            continue  # the empty slot FastChat leaves for a reply
+        if role not in roles:
+            raise FormatError(
+                f"{where}: message {index + 1} has role {role!r}, not one of {roles}",
+                "fix the role names",
+            )
+        pairs.append((USER if role == roles[0] else ASSISTANT, _text(text, f"message {index + 1}")))
+    _alternating(pairs, where)
+    template = data.get("template_name")
+    system = data.get("system_message")
+    conv = Conversation(
+        id="",
+        title=make_title(pairs[0][1]) if pairs else "Imported chat",
+        created_at=now(),
+        updated_at=now(),
+        template=template if isinstance(template, str) else None,
+        system_message=system if isinstance(system, str) else None,
+    )
+    return conv, [
+        Message(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
+        for r, t in pairs
+    ]
+
+
+def from_ours(data: dict[str, Any], where: str) -> tuple[Conversation, list[Message]]:
+    meta = data.get("conversation")
+    items = data.get("messages")
+    if not isinstance(meta, dict) or not isinstance(items, list):
+        raise FormatError(
+            f"{where}: needs 'conversation' and 'messages'",
+            "export it again with `vicuna-tui sessions export ID --format json`",
+        )
+    fields = {f.name for f in dataclasses.fields(Conversation)} - {"messages", "message_count"}
+    conv_data = {k: v for k, v in meta.items() if k in fields}
+    conv_data.setdefault("id", "")
+    conv_data.setdefault("title", "Imported chat")
+    conv_data.setdefault("created_at", now())
+    conv_data.setdefault("updated_at", now())
+    for key in ("generation", "load"):
+        if not isinstance(conv_data.get(key, {}), dict):
+            raise FormatError(f"{where}: conversation.{key} must be an object", "fix the file")
+    try:
+        conv = Conversation(**conv_data)
+    except TypeError as exc:
+        raise FormatError(f"{where}: bad conversation fields ({exc})", "fix the file") from None
+    msg_fields = {f.name for f in dataclasses.fields(Message)} - {"id", "position"}
+    messages = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise FormatError(f"{where}: message {index + 1} must be an object", "fix the file")
+        role = item.get("role")
+        if role not in (USER, ASSISTANT):
+            raise FormatError(
+                f"{where}: message {index + 1} has role {role!r}",
+                "roles are 'user' and 'assistant'",
+            )
+        _text(item.get("content"), f"message {index + 1} content")
+        messages.append(Message(**{k: v for k, v in item.items() if k in msg_fields}))
+    return conv, messages
+
+
+def from_sharegpt(data: dict[str, Any], where: str) -> tuple[Conversation, list[Message]]:
+    turns = data.get("conversations")
+    if not isinstance(turns, list):
+        raise FormatError(f"{where}: 'conversations' must be a list", "is this ShareGPT?")
+    system = None
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(turns):
+        if not isinstance(item, dict):
+            raise FormatError(f"{where}: turn {index + 1} must be an object", "fix the file")
+        who = item.get("from")
+        text = _text(item.get("value"), f"turn {index + 1} value")
+        if who == "system":
+            system = text
+        elif who in ("human", "user"):
+            pairs.append((USER, text))
+        elif who in ("gpt", "assistant", "chatgpt", "bard"):
+            pairs.append((ASSISTANT, text))
+        else:
+            raise FormatError(
+                f"{where}: turn {index + 1} is from {who!r}", "expected human, gpt or system"
+            )
+    _alternating(pairs, where)
+    conv = Conversation(
+        id="",
+        title=make_title(pairs[0][1]) if pairs else "Imported chat",
+        created_at=now(),
+        updated_at=now(),
+        system_message=system,
+    )
+    return conv, [Message(role=r, content=t) for r, t in pairs]
+
+
+def read_conversation(path: Path) -> tuple[Conversation, list[Message]]:
+    """Parse a conversation file (our JSON, FastChat or ShareGPT) without writing anything."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FormatError(f"no such file: {path}", "check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"cannot read {path}: {exc}", "check the file") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise FormatError(
+            f"{path} is not valid JSON: {exc}",
+            "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
+        ) from None
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+        data = data[0]  # a one-conversation ShareGPT dump
+    if not isinstance(data, dict):
+        raise FormatError(
+            f"{path} does not hold one conversation object",
+            "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
+        )
+    where = str(path)
+    if data.get("format") == OUR_FORMAT:
+        return from_ours(data, where)
+    if "template_name" in data or ("messages" in data and "roles" in data):
+        return from_fastchat(data, where)
+    if "conversations" in data:
+        return from_sharegpt(data, where)
+    raise FormatError(
+        f"{path} is not a conversation file vicuna-tui knows",
+        "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
+    )

@@ -1,0 +1,1 @@
+"""Line-based front ends: simple (FastChat-compatible), pipe, one-shot and rich."""

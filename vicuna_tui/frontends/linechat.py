@@ -1,0 +1,319 @@
+"""The line-based chat loop shared by --style simple, pipe mode and --style rich.
+
+FastChat-compatible commands: !!exit, !!reset, !!remove, !!regen, !!save FILE,
+!!load FILE (FastChat's JSON), plus !!help.  An empty line prompts again; EOF exits.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from vicuna_tui import formats
+from vicuna_tui.chat import ChatSession
+from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui.engine.events import (
+    FINISH_CANCELLED,
+    ChatRequest,
+    ReplyDone,
+    ReplyFailed,
+    ReplyStats,
+)
+from vicuna_tui.engine.templates import TEMPLATE_CHOICES
+from vicuna_tui.frontends.driver import Driver, describe_failure
+from vicuna_tui.store import Conversation, now
+from vicuna_tui.textsafe import json_line, terminal_safe
+
+HELP = """commands:
+  !!exit          quit (so does Ctrl-D)
+  !!reset         start a new conversation
+  !!remove        remove the last message and its reply
+  !!regen         regenerate the last reply
+  !!save FILE     save the conversation as FastChat JSON
+  !!load FILE     load a conversation (FastChat, ShareGPT or vicuna-tui JSON)
+  !!help          this list
+Ctrl-C stops a reply and keeps what was written."""
+
+
+class Renderer(Protocol):
+    def read(self) -> str: ...
+
+    def reply_start(self) -> None: ...
+
+    def reply_delta(self, text: str) -> None: ...
+
+    def reply_end(self, done: ReplyDone) -> None: ...
+
+    def info(self, text: str) -> None: ...
+
+    def show_message(self, role: str, text: str) -> None: ...
+
+
+def stats_line(stats: ReplyStats, finish: str) -> str:
+    parts = [
+        f"{stats.prompt_tokens} prompt tokens ({stats.cached_tokens} cached)",
+        f"{stats.new_tokens} new",
+    ]
+    if stats.time_to_first_token is not None:
+        parts.append(f"first token {stats.time_to_first_token:.2f} s")
+    if stats.tokens_per_second is not None:
+        parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+    if stats.dropped_turns:
+        parts.append(f"{stats.dropped_turns} old turn(s) dropped to fit the context")
+    parts.append(finish)
+    return "[stats] " + " · ".join(parts)
+
+
+def reply_record(prompt: str, result: ReplyDone | ReplyFailed, session: ChatSession) -> dict:
+    info = session.model_info
+    base = {
+        "prompt": prompt,
+        "model": info.name if info else None,
+        "conversation_id": session.conversation.id if session.conversation else None,
+    }
+    if isinstance(result, ReplyFailed):
+        return {
+            **base,
+            "text": result.partial_text,
+            "finish_reason": "error",
+            "error": result.error.message,
+        }
+    stats = result.stats
+    return {
+        **base,
+        "text": result.text,
+        "finish_reason": result.finish_reason,
+        "stats": {
+            "prompt_tokens": stats.prompt_tokens,
+            "cached_tokens": stats.cached_tokens,
+            "new_tokens": stats.new_tokens,
+            "time_to_first_token": stats.time_to_first_token,
+            "tokens_per_second": stats.tokens_per_second,
+            "total_time": stats.total_time,
+            "seed": stats.seed,
+            "dropped_turns": stats.dropped_turns,
+        },
+    }
+
+
+class PlainRenderer:
+    """--style simple on a terminal, and pipe mode (no prompts, replies only)."""
+
+    def __init__(
+        self,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO,
+        *,
+        interactive: bool,
+        multiline: bool = False,
+        json_mode: bool = False,
+    ) -> None:
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.interactive = interactive
+        self.multiline = multiline
+        self.json_mode = json_mode
+
+    def _input(self, prompt: str) -> str:
+        if self.interactive:
+            return input(prompt)
+        line = self.stdin.readline()
+        if line == "":
+            raise EOFError
+        return line[:-1] if line.endswith("\n") else line
+
+    def read(self) -> str:
+        if not self.multiline:
+            return self._input("USER: ")
+        lines = [self._input("USER [Ctrl-D on an empty line to send]: ")]
+        while True:
+            try:
+                lines.append(self._input(""))
+            except EOFError:
+                break
+        return "\n".join(lines)
+
+    def reply_start(self) -> None:
+        if self.interactive:
+            self.stdout.write("ASSISTANT: ")
+            self.stdout.flush()
+
+    def reply_delta(self, text: str) -> None:
+        if not self.json_mode:
+            self.stdout.write(terminal_safe(text))
+            self.stdout.flush()
+
+    def reply_end(self, done: ReplyDone) -> None:
+        if self.json_mode:
+            return
+        if done.finish_reason == FINISH_CANCELLED and self.interactive:
+            self.stdout.write(" [cancelled]")
+        self.stdout.write("\n")
+        self.stdout.flush()
+
+    def info(self, text: str) -> None:
+        target = self.stdout if self.interactive else self.stderr
+        target.write(terminal_safe(text) + "\n")
+        target.flush()
+
+    def show_message(self, role: str, text: str) -> None:
+        label = "USER" if role == "user" else "ASSISTANT"
+        self.info(f"{label}: {text}")
+
+
+class LineChat:
+    def __init__(
+        self,
+        session: ChatSession,
+        driver: Driver,
+        renderer: Renderer,
+        *,
+        stderr: TextIO,
+        json_mode: bool = False,
+        debug: bool = False,
+        stats: bool = False,
+    ) -> None:
+        self.session = session
+        self.driver = driver
+        self.renderer = renderer
+        self.stderr = stderr
+        self.json_mode = json_mode
+        self.debug = debug
+        self.stats = stats
+        self.failures = 0
+
+    def diag(self, text: str) -> None:
+        self.stderr.write(terminal_safe(text) + "\n")
+        self.stderr.flush()
+
+    def run(self) -> int:
+        while True:
+            try:
+                text = self.renderer.read()
+            except EOFError:
+                break
+            except KeyboardInterrupt:
+                self.renderer.info("\n(Ctrl-D or !!exit to quit)")
+                continue
+            if not text.strip():
+                continue
+            if text.startswith("!!"):
+                if not self.command(text.strip()):
+                    break
+                continue
+            self.respond(self.session.add_user(text), text)
+        return 1 if self.failures and self.json_mode else 0
+
+    def respond(self, request: ChatRequest, prompt: str = "") -> ReplyDone | ReplyFailed:
+        if self.debug:
+            try:
+                preview = self.driver.preview(request)
+                self.diag(
+                    f"[template] {self.session.resolved_template}  "
+                    f"[prompt: {preview.tokens} tokens]\n{preview.text}"
+                )
+            except VicunaError as exc:
+                self.diag(describe_failure(exc))
+        self.renderer.reply_start()
+        result = self.driver.ask(request, self.renderer.reply_delta)
+        if isinstance(result, ReplyDone):
+            self.session.record_reply(result.text, result.finish_reason, result.stats)
+            self.renderer.reply_end(result)
+            if self.debug or self.stats:
+                self.diag(stats_line(result.stats, result.finish_reason))
+        else:
+            self.failures += 1
+            self.session.record_failure(result.partial_text)
+            self.renderer.reply_end(
+                ReplyDone(result.request_id, result.partial_text, "error", ReplyStats())
+            )
+            self.diag(describe_failure(result.error))
+        if self.json_mode:
+            self.renderer_json(prompt, result)
+        return result
+
+    def renderer_json(self, prompt: str, result: ReplyDone | ReplyFailed) -> None:
+        out = getattr(self.renderer, "stdout", None)
+        if out is not None:
+            out.write(json_line(reply_record(prompt, result, self.session)) + "\n")
+            out.flush()
+
+    def _conversation_snapshot(self) -> Conversation:
+        s = self.session
+        return Conversation(
+            id=s.conversation.id if s.conversation else "",
+            title=s.title,
+            created_at=now(),
+            updated_at=now(),
+            template=s.resolved_template,
+            system_message=s.system_message,
+            messages=list(s.messages),
+        )
+
+    def command(self, text: str) -> bool:
+        """Run a !! command; False means exit."""
+        name, _, arg = text.partition(" ")
+        arg = arg.strip()
+        r = self.renderer
+        if name == "!!exit":
+            return False
+        if name == "!!help":
+            r.info(HELP)
+        elif name == "!!reset":
+            r.info("resetting...")
+            self.session.new_chat()
+        elif name == "!!remove":
+            if self.session.remove_last_turn():
+                r.info("removed the last message.")
+                for message in self.session.messages:
+                    r.show_message(message.role, message.content)
+            else:
+                r.info("no messages to remove.")
+        elif name == "!!regen":
+            request = self.session.regenerate()
+            if request is None:
+                r.info("no message to regenerate.")
+            else:
+                r.info("regenerating the last reply...")
+                self.respond(request, self.session.last_user_text() or "")
+        elif name == "!!save":
+            if not arg:
+                r.info("usage: !!save FILE")
+                return True
+            path = Path(arg if "." in Path(arg).name else arg + ".json").expanduser()
+            try:
+                path.write_text(
+                    json.dumps(
+                        formats.to_fastchat(self._conversation_snapshot()),
+                        ensure_ascii=False,
+                        indent=2,
+                    )
+                )
+            except OSError as exc:
+                r.info(f"cannot save {path}: {exc.strerror or exc}")
+            else:
+                r.info(f"saved to {path}")
+        elif name == "!!load":
+            if not arg:
+                r.info("usage: !!load FILE")
+                return True
+            path = Path(arg).expanduser()
+            if not path.exists() and Path(arg + ".json").expanduser().exists():
+                path = Path(arg + ".json").expanduser()
+            try:
+                conv, messages = formats.read_conversation(path)
+            except VicunaError as exc:
+                r.info(describe_failure(exc))
+                return True
+            self.session.import_messages([(m.role, m.content) for m in messages], title=conv.title)
+            if conv.template in TEMPLATE_CHOICES:
+                self.session.update_settings(template=conv.template)
+            if conv.system_message is not None:
+                self.session.update_settings(system_message=conv.system_message)
+            r.info(f"loaded {len(messages)} messages from {path}")
+            for message in self.session.messages:
+                r.show_message(message.role, message.content)
+        else:
+            r.info(f"unknown command {name}; !!help lists them")
+        return True

@@ -1,0 +1,154 @@
+"""From flags, config, profile and a saved conversation to the settings a run uses.
+
+Precedence: command-line flag > saved conversation (with --resume) > profile >
+config > built-in default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from vicuna_tui import config as config_mod
+from vicuna_tui.engine.backend import Backend
+from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.engine.settings import (
+    GENERATION_FIELDS,
+    LOAD_FIELDS,
+    GenerationSettings,
+    LoadSettings,
+)
+from vicuna_tui.engine.templates import TEMPLATE_CHOICES
+from vicuna_tui.store import Conversation, Store
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    endpoint: str
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    request_timeout: float = 600.0
+    verify_tls: bool = True
+
+    def key(self) -> str | None:
+        """The API key: from the environment variable, else from the config file."""
+        return os.environ.get(self.api_key_env) or self.api_key
+
+
+@dataclass
+class Resolved:
+    load: LoadSettings
+    generation: GenerationSettings
+    template: str
+    system_message: str | None
+    remote: RemoteSettings | None
+    config: config_mod.Config
+    theme: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, validated by the same specs as config."""
+    values: dict[str, Any] = {}
+    for name, value in vars(args).items():
+        if value is None or name not in config_mod.SETTING_FIELDS:
+            continue
+        spec = config_mod.SETTING_FIELDS[name]
+        try:
+            values[name] = spec.parse(value)
+        except SettingsError as exc:
+            flag = "--" + name.replace("_", "-")
+            raise SettingsError(exc.message.replace(name, flag, 1), exc.hint) from None
+    return values
+
+
+def conversation_values(conv: Conversation) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in conv.load.items():
+        if key in LOAD_FIELDS and value is not None:
+            values[key] = value
+    for key, value in conv.generation.items():
+        if key in GENERATION_FIELDS and value is not None:
+            values[key] = value
+    if conv.template:
+        values["template"] = conv.template
+    if conv.system_message is not None:
+        values["system_message"] = conv.system_message
+    if conv.endpoint:
+        values["endpoint"] = conv.endpoint
+    if conv.backend == "remote" and conv.model_name:
+        values["remote_model"] = conv.model_name
+    return values
+
+
+def resolve(
+    args: argparse.Namespace,
+    conversation: Conversation | None = None,
+    cfg: config_mod.Config | None = None,
+) -> Resolved:
+    cfg = cfg or config_mod.load()
+    warnings: list[str] = []
+    base: dict[str, Any] = {}
+    if cfg.error is not None:
+        warnings.append(f"{cfg.error.message}\n  hint: {cfg.error.hint}")
+    else:
+        base = cfg.settings(getattr(args, "profile", None))
+    if conversation is not None:
+        base.update(conversation_values(conversation))
+    merged = {**base, **flag_values(args)}
+    load = LoadSettings(**{k: merged[k] for k in LOAD_FIELDS if k in merged})
+    gen_values = {k: merged[k] for k in GENERATION_FIELDS if k in merged}
+    if "stop" in gen_values:
+        gen_values["stop"] = tuple(gen_values["stop"])
+    generation = GenerationSettings(**gen_values)
+    template = merged.get("template", "auto")
+    if template not in TEMPLATE_CHOICES:
+        raise SettingsError(
+            f"unknown template {template!r}", "choose one of: " + ", ".join(TEMPLATE_CHOICES)
+        )
+    load.check()
+    generation.check()
+    remote = None
+    if merged.get("endpoint"):
+        remote = RemoteSettings(
+            endpoint=merged["endpoint"],
+            model=merged.get("remote_model"),
+            api_key_env=merged.get("api_key_env", "OPENAI_API_KEY"),
+            api_key=merged.get("api_key"),
+            request_timeout=merged.get("request_timeout", 600.0),
+            verify_tls=merged.get("verify_tls", True),
+        )
+    return Resolved(
+        load=load,
+        generation=generation,
+        template=template,
+        system_message=merged.get("system_message"),
+        remote=remote,
+        config=cfg,
+        theme=merged.get("theme"),
+        warnings=warnings,
+    )
+
+
+def make_backend(resolved: Resolved) -> Backend:
+    if resolved.remote is not None:
+        from vicuna_tui.engine.remote import RemoteBackend
+
+        return RemoteBackend(resolved.remote)
+    from vicuna_tui.engine.local import LocalBackend
+
+    return LocalBackend(resolved.load)
+
+
+def apply_gpus(load: LoadSettings) -> None:
+    """--gpus must reach CUDA before torch initialises it."""
+    if load.gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = load.gpus.replace(" ", "")
+
+
+def open_store(no_save: bool) -> Store | None:
+    return None if no_save else Store()

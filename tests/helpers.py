@@ -78,6 +78,9 @@ class ScriptedBackend:
             template="vicuna_v1.1",
         )
 
+    def check(self) -> None:
+        pass
+
     def load(self, progress: Any = None) -> ModelInfo:
         if progress is not None:
             for done in range(4):

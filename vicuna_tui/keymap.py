@@ -1,6 +1,8 @@
 """Every TUI action with its default key; ``[keys]`` in config.toml overrides them.
 
-Kept free of Textual so the config module can validate key overrides cheaply.
+Kept free of Textual so the config module can validate key overrides cheaply.  The
+defaults avoid the input box's own editing keys (Ctrl+A/E/D/K/U/W/X/C/V/Z); the two
+that take one over (Ctrl+Y redo, F6 select-line) are marked ``priority``.
 """
 
 from __future__ import annotations
@@ -13,32 +15,35 @@ class KeyAction:
     action: str
     key: str
     description: str
+    short: str = ""  # the footer's label, when it differs from the description
     show: bool = True
+    priority: bool = False
+    binding: bool = True  # False: handled by a widget (the input) or built in
 
 
 ACTIONS: tuple[KeyAction, ...] = (
-    KeyAction("send", "enter", "Send"),
-    KeyAction("newline", "ctrl+j", "Newline", show=False),
-    KeyAction("cancel", "escape", "Stop reply"),
-    KeyAction("regenerate", "ctrl+r", "Regenerate"),
-    KeyAction("edit_last", "ctrl+e", "Edit last"),
-    KeyAction("delete_turn", "ctrl+d", "Delete turn", show=False),
+    KeyAction("send", "enter", "Send", binding=False),
+    KeyAction("newline", "ctrl+j", "Newline in the input", binding=False),
+    KeyAction("cancel", "escape", "Stop the reply (keeps it)", "Stop"),
+    KeyAction("regenerate", "ctrl+r", "Regenerate the last reply", "Regenerate"),
+    KeyAction("edit_last", "ctrl+g", "Edit and resend the last message", "Edit last"),
+    KeyAction("delete_turn", "f8", "Delete the last turn", show=False),
     KeyAction("new_chat", "ctrl+n", "New chat"),
-    KeyAction("rename_chat", "f2", "Rename", show=False),
-    KeyAction("delete_chat", "ctrl+delete", "Delete chat", show=False),
-    KeyAction("search", "ctrl+f", "Search", show=False),
+    KeyAction("rename_chat", "f2", "Rename the chat", show=False),
+    KeyAction("delete_chat", "ctrl+delete,f12", "Delete the chat", show=False),
+    KeyAction("search", "ctrl+f", "Search chats", show=False),
     KeyAction("toggle_settings", "f3", "Settings"),
     KeyAction("toggle_sidebar", "ctrl+b", "Sidebar", show=False),
-    KeyAction("show_prompt", "f4", "Prompt", show=False),
-    KeyAction("copy_last", "ctrl+y", "Copy reply", show=False),
-    KeyAction("copy_message", "ctrl+k", "Copy message", show=False),
-    KeyAction("copy_code", "ctrl+o", "Copy code", show=False),
-    KeyAction("focus_next", "tab", "Next pane", show=False),
-    KeyAction("focus_previous", "shift+tab", "Previous pane", show=False),
-    KeyAction("export_chat", "ctrl+s", "Export", show=False),
-    KeyAction("replay_chat", "f5", "Replay", show=False),
-    KeyAction("help", "f1", "Help"),
-    KeyAction("quit", "ctrl+q", "Quit"),
+    KeyAction("show_prompt", "f4", "Prompt view", show=False),
+    KeyAction("replay_chat", "f5", "Replay the chat", show=False),
+    KeyAction("copy_last", "ctrl+y", "Copy the last reply", show=False, priority=True),
+    KeyAction("copy_message", "f6", "Copy a message", show=False, priority=True),
+    KeyAction("copy_code", "ctrl+o", "Copy a code block", show=False),
+    KeyAction("export_chat", "ctrl+s", "Export the chat to Markdown", show=False),
+    KeyAction("focus_next", "tab", "Next pane", binding=False),
+    KeyAction("focus_previous", "shift+tab", "Previous pane", binding=False),
+    KeyAction("help", "f1,question_mark", "Help"),
+    KeyAction("quit", "ctrl+q", "Quit (keeps a reply in progress)", "Quit"),
 )
 
 DEFAULT_KEYS: dict[str, str] = {a.action: a.key for a in ACTIONS}

@@ -13,6 +13,10 @@ from vicuna_tui.engine.sources import Progress
 class Backend(Protocol):
     kind: str
 
+    def check(self) -> None:
+        """Refuse settings that cannot work, quickly and before anything is unloaded."""
+        ...
+
     def load(self, progress: Progress | None = None) -> ModelInfo:
         """Get ready to generate (load weights, or connect); may take long."""
         ...

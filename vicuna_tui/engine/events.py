@@ -34,6 +34,7 @@ class ModelInfo:
     parameters: int = 0
     revision: str | None = None
     endpoint: str | None = None
+    devices: tuple[str, ...] = ()
 
     def describe(self) -> str:
         quant = f", {self.quantization}" if self.quantization else ""
@@ -81,6 +82,7 @@ class ModelReady:
 @dataclass(frozen=True)
 class LoadFailed:
     error: VicunaError
+    kept: ModelInfo | None = None  # the model still loaded, when the new one was refused
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,12 @@ class LocalBackend:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def check(self) -> None:
+        from vicuna_tui.engine import sources
+
+        self.settings.check()
+        sources.check(self.settings.model_path, self.settings.revision)
+
     def load(self, progress: Progress | None = None) -> ModelInfo:
         from vicuna_tui.engine import loader
 
@@ -82,6 +88,10 @@ class LocalBackend:
 
     def attach(self, loaded: Any) -> ModelInfo:
         """Use an already loaded model (a ``loader.LoadedModel``)."""
+        import torch
+
+        from vicuna_tui.engine import loader
+
         self._loaded = loaded
         model, tokenizer = loaded.model, loaded.tokenizer
         config = model.config
@@ -111,6 +121,7 @@ class LocalBackend:
             notices=(*loaded.notices, *([notice] if notice else [])),
             parameters=params,
             revision=self.settings.revision,
+            devices=tuple(loader.available_devices(torch)),
         )
         self.reset_cache()
         return self._info
@@ -123,6 +134,14 @@ class LocalBackend:
 
     def cancel(self) -> None:
         """Nothing to close: the decode loop checks the cancel event every token."""
+
+    def memory_in_use(self) -> int | None:
+        """Bytes of GPU memory held by tensors, or None when the model is not on a GPU."""
+        if self._loaded is None or not str(self._loaded.device).startswith("cuda"):
+            return None
+        import torch
+
+        return sum(torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count()))
 
     def unload(self) -> None:
         self._loaded = None

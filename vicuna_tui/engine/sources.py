@@ -131,11 +131,36 @@ def _download(repo_id: str, revision: str | None, progress: Progress) -> Path:
     return folder
 
 
+def check(model_path: str | None, revision: str | None = None) -> None:
+    """The cheap part of ``resolve``: refuse a path that cannot be a model, without
+    downloading or converting anything."""
+    if model_path is None:
+        return
+    path = Path(model_path).expanduser()
+    if path.exists():
+        _resolve_local(path)
+        return
+    if _HUB_ID_RE.match(model_path) and not model_path.startswith((".", "~")):
+        if _cached_snapshot(model_path, revision) is None and hub_offline():
+            raise OfflineError(
+                f"{model_path} is not in the Hugging Face cache and the Hub is offline "
+                "(HF_HUB_OFFLINE is set)",
+                "unset HF_HUB_OFFLINE to download it, or pass a local folder",
+            )
+        return
+    raise ModelNotFoundError(
+        f"no such file or folder: {model_path}",
+        "pass a model folder (with config.json), a .gguf file, or a Hub id such as "
+        f"{DEFAULT_HUB_ID}",
+    )
+
+
 def resolve(
     model_path: str | None, revision: str | None = None, progress: Progress | None = None
 ) -> ModelSource:
     """Find the model.  Raises ModelNotFoundError / OfflineError with a fix."""
     report = _quiet(progress)
+    check(model_path, revision)
     if model_path is None:
         return _resolve_default(report)
     path = Path(model_path).expanduser()

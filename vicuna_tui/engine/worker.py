@@ -141,6 +141,12 @@ class EngineThread:
         return self.backend
 
     def _load(self, backend: Backend) -> None:
+        try:
+            backend.check()
+        except VicunaError as exc:  # refused before anything was unloaded
+            kept = getattr(self.backend, "info", None) if self.backend is not None else None
+            self._emit(LoadFailed(exc, kept))
+            return
         if self.backend is not None:
             self.backend.unload()
             self.backend = None

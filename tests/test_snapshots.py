@@ -1,0 +1,122 @@
+"""Snapshot tests (pytest-textual-snapshot) at a fixed terminal size.
+
+A scripted backend keeps every frame deterministic.  Refresh after an intended
+change with: pytest tests/test_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from helpers import ScriptedBackend
+from tui_helpers import make_app, wait_for
+
+from vicuna_tui.engine.errors import ModelNotFoundError
+from vicuna_tui.tui.screens.dialogs import ErrorScreen
+
+SIZE = (110, 32)
+CODE_REPLY = [
+    "Here is the function:\n\n",
+    "```python\n",
+    "def add(a, b):\n",
+    "    return a + b\n",
+    "```\n\n",
+    "It adds **two** numbers.",
+]
+
+
+async def settle(pilot: Any) -> None:
+    app = pilot.app
+    app.clear_notifications()
+    for area in app.query("TextArea, Input"):
+        area.cursor_blink = False
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+async def loaded(pilot: Any) -> None:
+    await wait_for(pilot, lambda: pilot.app.chat.model_ready)
+    await settle(pilot)
+
+
+async def ask(pilot: Any, text: str) -> None:
+    chat = pilot.app.chat
+    chat.prompt.set_text(text)
+    await pilot.press("enter")
+
+
+def test_empty_app(snap_compare: Any, home: Path) -> None:
+    app = make_app(lambda load: ScriptedBackend())
+    assert snap_compare(app, terminal_size=SIZE, run_before=loaded)
+
+
+def test_mid_stream_with_an_open_code_fence(snap_compare: Any, home: Path) -> None:
+    backend = ScriptedBackend([CODE_REPLY], pause_after=4)
+
+    async def run_before(pilot: Any) -> None:
+        await loaded(pilot)
+        await ask(pilot, "Write a Python function that adds two numbers.")
+        await wait_for(pilot, backend.paused.is_set)
+        await wait_for(pilot, lambda: "return a + b" in pilot.app.chat.transcript.views[-1].text)
+        await settle(pilot)
+
+    app = make_app(lambda load: backend)
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    finally:
+        backend.gate.set()
+
+
+def test_finished_reply(snap_compare: Any, home: Path) -> None:
+    async def run_before(pilot: Any) -> None:
+        await loaded(pilot)
+        await ask(pilot, "Write a Python function that adds two numbers.")
+        await wait_for(
+            pilot,
+            lambda: (
+                bool(pilot.app.chat.session.messages)
+                and pilot.app.chat.streaming is None
+                and len(pilot.app.chat.session.messages) == 2
+            ),
+        )
+        await settle(pilot)
+
+    app = make_app(lambda load: ScriptedBackend([CODE_REPLY]))
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_settings_pane(snap_compare: Any, home: Path) -> None:
+    async def run_before(pilot: Any) -> None:
+        await loaded(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+
+    app = make_app(lambda load: ScriptedBackend())
+    assert snap_compare(app, terminal_size=(110, 60), run_before=run_before)
+
+
+def test_help_screen(snap_compare: Any, home: Path) -> None:
+    async def run_before(pilot: Any) -> None:
+        await loaded(pilot)
+        await pilot.press("f1")
+        await settle(pilot)
+
+    app = make_app(lambda load: ScriptedBackend())
+    assert snap_compare(app, terminal_size=(110, 40), run_before=run_before)
+
+
+def test_error_dialog(snap_compare: Any, home: Path) -> None:
+    error = ModelNotFoundError(
+        "no such file or folder: /models/vicuna-7b",
+        "pass a model folder (with config.json), a .gguf file, or a "
+        "Hub id such as HuggingFaceTB/SmolLM2-135M-Instruct",
+    )
+
+    async def run_before(pilot: Any) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ErrorScreen))
+        await settle(pilot)
+
+    app = make_app(lambda load: ScriptedBackend(load_error=error))
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

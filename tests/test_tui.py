@@ -1,0 +1,351 @@
+"""The TUI driven with Pilot on a scripted backend: exact, fast UI behaviour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import ScriptedBackend
+from textual import events
+from textual.widgets import Input, Select
+from tui_helpers import make_app, ready, reply_done, send, wait_for
+
+from vicuna_tui import config as config_mod
+from vicuna_tui.engine.errors import ModelNotFoundError
+from vicuna_tui.store import Store
+from vicuna_tui.tui.screens.dialogs import ErrorScreen
+from vicuna_tui.tui.screens.help import HelpScreen
+from vicuna_tui.tui.widgets.transcript import MessageView
+
+SIZE = (120, 40)
+
+
+def stored_messages() -> list[tuple[str, str, str | None]]:
+    with Store() as store:
+        conv = store.get(store.resolve("last"))
+    return [(m.role, m.content, m.finish_reason) for m in conv.messages]
+
+
+async def test_send_streams_and_saves(home: Path) -> None:
+    backend = ScriptedBackend([["The capital", " of France", " is **Paris**."]])
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "What is the capital of France?")
+        screen = await reply_done(pilot)
+        views = screen.transcript.views
+        assert [v.role for v in views] == ["user", "assistant"]
+        assert views[1].text == "The capital of France is **Paris**."
+        assert "20.0 tok/s" in str(views[1].query_one(".meta").render())
+        assert not screen.prompt.text  # the input was cleared
+    assert stored_messages() == [
+        ("user", "What is the capital of France?", None),
+        ("assistant", "The capital of France is **Paris**.", "stop"),
+    ]
+
+
+async def test_markup_like_text_is_shown_literally(home: Path) -> None:
+    nasty = "[bold]not bold[/] [link=https://evil.example]x[/link] [/] \x1b[31mred\x1b]0;t\x07"
+    backend = ScriptedBackend([[nasty]])
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "[b]user markup[/b] [/]")
+        screen = await reply_done(pilot)
+        user, reply = screen.transcript.views
+        assert user.text == "[b]user markup[/b] [/]"
+        assert "\x1b" not in reply.text
+        assert reply.text.startswith("[bold]not bold[/] [link=https://evil.example]x[/link]")
+        svg = app.export_screenshot()
+        assert "[b]user&#160;markup[/b]" in svg or "[b]user markup[/b]" in svg
+        assert "not&#160;bold[/]" in svg or "not bold[/]" in svg
+
+
+async def test_escape_cancels_and_keeps_the_partial_reply(home: Path) -> None:
+    backend = ScriptedBackend([["one", " two", " three", " four"]], pause_after=2)
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "count")
+        await wait_for(pilot, backend.paused.is_set)
+        await pilot.press("escape")
+        screen = await reply_done(pilot)
+        reply = screen.transcript.views[-1]
+        assert reply.text == "one two"
+        assert "stopped" in str(reply.query_one(".meta").render())
+    assert stored_messages()[-1] == ("assistant", "one two", "cancelled")
+
+
+async def test_regenerate_edit_and_delete(home: Path) -> None:
+    backend = ScriptedBackend([["first"], ["second"], ["third"]])
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "hello")
+        await reply_done(pilot)
+        await pilot.press("ctrl+r")
+        screen = await reply_done(pilot)
+        assert [v.text for v in screen.transcript.views] == ["hello", "second"]
+        assert backend.requests[1].turns == (("user", "hello"),)
+        assert stored_messages() == [("user", "hello", None), ("assistant", "second", "stop")]
+
+        await pilot.press("ctrl+g")
+        assert screen.prompt.text == "hello"
+        screen.prompt.set_text("hello again")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(backend.requests) == 3)
+        screen = await reply_done(pilot)
+        assert [v.text for v in screen.transcript.views] == ["hello again", "third"]
+        assert stored_messages() == [("user", "hello again", None), ("assistant", "third", "stop")]
+
+        await pilot.press("f8")
+        await pilot.pause()
+        assert screen.transcript.views == []
+        assert screen.session.messages == []
+
+
+async def test_settings_apply_and_refuse_bad_values(home: Path) -> None:
+    backend = ScriptedBackend([["ok"]])
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f3")
+        assert screen.settings.display
+        field = screen.query_one("#set-temperature", Input)
+        field.value = "0.5"
+        await pilot.pause()
+        assert screen.session.generation.temperature == 0.5
+        field.value = "5"
+        await pilot.pause()
+        error = str(screen.query_one("#err-temperature").render())
+        assert "allowed: a number in [0, 2]" in error
+        assert screen.session.generation.temperature == 0.5  # refused at the field
+        await send(pilot, "hi")
+        await reply_done(pilot)
+        assert backend.requests[-1].generation.temperature == 0.5
+    assert config_mod.load().values["temperature"] == 0.5  # remembered in config.toml
+
+
+async def test_load_error_shows_a_dialog_and_gives_the_prompt_back(home: Path) -> None:
+    error = ModelNotFoundError("no such file or folder: /models/nope", "pass a model folder")
+    backend = ScriptedBackend(load_error=error)
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.chat
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        dialog = app.screen
+        assert "no such file or folder: /models/nope" in str(
+            dialog.query_one("#error-message").render()
+        )
+        assert "pass a model folder" in str(dialog.query_one("#error-hint").render())
+        await pilot.press("enter")
+        await send(pilot, "are you there?")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "no model is loaded" in str(app.screen.query_one("#error-message").render())
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.prompt.text == "are you there?"  # the prompt went back into the input
+        assert screen.transcript.views == []
+
+
+async def test_reload_keeps_the_conversation(home: Path) -> None:
+    made = []
+
+    def factory(load):  # type: ignore[no-untyped-def]
+        made.append(load)
+        return ScriptedBackend([["reply"]], name=f"model-{load.dtype}")
+
+    app = make_app(factory)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "hello")
+        await reply_done(pilot)
+        await pilot.press("f3")
+        screen.query_one("#set-dtype", Select).value = "bfloat16"
+        await pilot.pause()
+        button = screen.query_one("#reload")
+        assert not button.disabled
+        await pilot.click("#reload")
+        await wait_for(pilot, lambda: len(made) == 2 and screen.model_ready)
+        assert made[1].dtype == "bfloat16"
+        assert screen.session.model_info is not None
+        assert screen.session.model_info.name == "model-bfloat16"
+        assert [v.text for v in screen.transcript.views] == ["hello", "reply"]
+        await send(pilot, "again")
+        await reply_done(pilot)
+        assert len(screen.session.messages) == 4
+
+
+async def test_typing_while_the_model_loads_sends_when_ready(home: Path) -> None:
+    import threading
+
+    gate = threading.Event()
+
+    class SlowBackend(ScriptedBackend):
+        def load(self, progress=None):  # type: ignore[no-untyped-def]
+            gate.wait(30)
+            return super().load(progress)
+
+    backend = SlowBackend([["hi"]])
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.chat
+        await send(pilot, "early question")
+        assert not screen.model_ready
+        assert "waiting for the model" in screen.status.state
+        gate.set()
+        await reply_done(pilot)
+        assert [v.text for v in screen.transcript.views] == ["early question", "hi"]
+
+
+async def test_quit_mid_reply_keeps_the_partial_text(home: Path) -> None:
+    backend = ScriptedBackend([["partial", " more"]], pause_after=1)
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await wait_for(pilot, backend.paused.is_set)
+        await wait_for(pilot, lambda: app.chat.transcript.views[-1].text == "partial")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert stored_messages()[-1] == ("assistant", "partial", "cancelled")
+
+
+async def test_conversations_pane_lists_filters_and_opens(home: Path) -> None:
+    with Store() as store:
+        for title in ("Rust lifetimes", "Pasta recipe", "Rust traits"):
+            conv = store.create_conversation(title=title)
+            store.add_message(conv.id, _msg("user", f"about {title}"))
+            store.add_message(conv.id, _msg("assistant", f"answer on {title}"))
+    app = make_app(lambda load: ScriptedBackend())
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        options = screen.sidebar.query_one("#chat-list")
+        titles = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert titles == ["Rust traits", "Pasta recipe", "Rust lifetimes"]  # newest first
+        await pilot.press("ctrl+f")
+        await pilot.press(*"rust")
+        await pilot.pause()
+        assert options.option_count == 2
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(screen.transcript.views))
+        assert [v.text for v in screen.transcript.views] == [
+            "about Rust traits",
+            "answer on Rust traits",
+        ]
+
+
+def _msg(role: str, content: str):  # type: ignore[no-untyped-def]
+    from vicuna_tui.store import Message
+
+    return Message(role=role, content=content)
+
+
+async def test_input_keys_history_newline_and_paste(home: Path) -> None:
+    backend = ScriptedBackend([["a"], ["b"]])
+    app = make_app(lambda load: backend)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "first prompt")
+        await reply_done(pilot)
+        screen.prompt.focus()
+        await pilot.press("up")
+        assert screen.prompt.text == "first prompt"
+        await pilot.press("down")
+        assert screen.prompt.text == ""
+        await pilot.press("x", "ctrl+j", "y")
+        assert screen.prompt.text == "x\ny"
+        screen.prompt.set_text("")
+        app.post_message(events.Paste("line one\n    line two\nline three"))  # as a terminal does
+        await pilot.pause()
+        assert screen.prompt.text == "line one\n    line two\nline three"
+
+
+async def test_copy_reply_and_code_block(home: Path) -> None:
+    reply = "Here:\n\n```python\nprint('hi')\n```\n"
+    app = make_app(lambda load: ScriptedBackend([[reply]]))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "code please")
+        await reply_done(pilot)
+        await pilot.press("ctrl+y")
+        assert app.clipboard == reply
+        await pilot.press("ctrl+o")
+        assert app.clipboard == "print('hi')\n"
+
+
+async def test_help_and_command_palette(home: Path) -> None:
+    app = make_app(lambda load: ScriptedBackend())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-keys").render())
+        for words in ("Regenerate the last reply", "Ctrl+R", "Copy a code block", "Ctrl+Q"):
+            assert words in text
+        await pilot.press("escape")
+        commands = [c.title for c in app.get_system_commands(app.chat)]
+        for title in (
+            "Regenerate the last reply",
+            "Stop the reply (keeps it)",
+            "New chat",
+            "Copy a code block",
+            "Settings",
+            "Edit and resend the last message",
+        ):
+            assert title in commands
+
+
+@pytest.mark.parametrize("theme", ["dracula"])
+async def test_theme_is_remembered(home: Path, theme: str) -> None:
+    app = make_app(lambda load: ScriptedBackend())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.theme = theme
+        await pilot.pause()
+    assert config_mod.load().values["theme"] == theme
+    app2 = make_app(lambda load: ScriptedBackend())
+    async with app2.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app2.theme == theme
+
+
+async def test_message_views_are_literal_content(home: Path) -> None:
+    app = make_app(lambda load: ScriptedBackend([["fine"]]))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "中文 and emoji 😀 in a very long line " * 5)
+        screen = await reply_done(pilot)
+        user = screen.transcript.views[0]
+        assert isinstance(user, MessageView)
+        assert user.text.startswith("中文 and emoji 😀")
+        assert user.region.width <= screen.transcript.region.width  # layout intact
+
+
+async def test_bad_model_path_typed_in_settings_keeps_the_current_model(home: Path) -> None:
+    from vicuna_tui.engine.local import LocalBackend
+
+    first = ScriptedBackend([["still here"]])
+
+    def factory(load):  # type: ignore[no-untyped-def]
+        return first if load.model_path is None else LocalBackend(load)
+
+    app = make_app(factory)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f3")
+        screen.query_one("#set-model_path", Input).value = "/no/such/model"
+        await pilot.pause()
+        await pilot.click("#reload")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        dialog = app.screen
+        assert "still using scripted-model" in str(dialog.query_one(".dialog-title").render())
+        assert "no such file or folder: /no/such/model" in str(
+            dialog.query_one("#error-message").render()
+        )
+        await pilot.press("enter")
+        assert screen.model_ready
+        assert screen.session.load.model_path is None
+        await send(pilot, "hello?")
+        await reply_done(pilot)
+        assert screen.transcript.views[-1].text == "still here"

@@ -1,0 +1,168 @@
+"""The Textual app: small on purpose.  The chat lives in ``screens/chat.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from vicuna_tui import config as config_mod
+from vicuna_tui import runtime
+from vicuna_tui.chat import ChatSession
+from vicuna_tui.engine.backend import Backend
+from vicuna_tui.engine.events import EngineEvent
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.worker import EngineThread
+from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.store import Store
+from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
+from vicuna_tui.tui.screens.chat import ChatScreen
+
+BackendFactory = Callable[[LoadSettings], Backend]
+
+
+class VicunaApp(App[int]):
+    CSS_PATH = "styles/app.tcss"
+    TITLE = "vicuna-tui"
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        resolved: runtime.Resolved,
+        store: Store | None,
+        *,
+        conversation_id: str | None = None,
+        backend_factory: BackendFactory | None = None,
+        memory_probe: Callable[[], int] | None = None,
+        debug: bool = False,
+    ) -> None:
+        super().__init__()
+        self.resolved = resolved
+        self.store = store
+        self.memory_probe = memory_probe
+        self.backend_factory = backend_factory or self._default_backend
+        self.engine = EngineThread(self._emit, debug=debug)
+        self.keys = resolved.config.key_bindings()
+        self._config_warned = False
+        self._theme_ready = False
+        self.session = ChatSession(
+            store,
+            generation=resolved.generation,
+            template=resolved.template,
+            system_message=resolved.system_message,
+            load=resolved.load,
+            endpoint=resolved.remote.endpoint if resolved.remote else None,
+            warn=lambda text: self.notify(text, severity="warning", timeout=8),
+        )
+        self.chat = ChatScreen(self.session, keys=self.keys, conversation_id=conversation_id)
+
+    def _default_backend(self, load: LoadSettings) -> Backend:
+        return runtime.make_backend(
+            runtime.Resolved(
+                load=load,
+                generation=self.session.generation,
+                template=self.session.template,
+                system_message=self.session.system_message,
+                remote=self.resolved.remote,
+                config=self.resolved.config,
+            )
+        )
+
+    # -- the engine thread ---------------------------------------------------------------
+
+    def _emit(self, event: EngineEvent) -> None:
+        """Called on the engine thread: only hands the event to the UI thread."""
+        self.chat.post_message(EngineMessage(event))
+
+    def load_model(self, load: LoadSettings) -> None:
+        self.engine.start()
+        self.engine.load(self.backend_factory(load))
+
+    def engine_call(self, tag: str, function: Callable[[Any], Any]) -> None:
+        """Ask the engine thread for a value; it arrives as an EngineCallResult."""
+
+        def reply(value: Any) -> None:
+            self.chat.post_message(EngineCallResult(tag, value))
+
+        self.engine.call(function, reply)
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        info = self.session.model_info
+        return info.devices if info else ()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        cfg = self.resolved.config
+        if self.resolved.config.key_bindings() != {a.action: a.key for a in ACTIONS}:
+            self.set_keymap({k: v for k, v in cfg.keys.items()})
+        if self.resolved.theme:
+            if self.resolved.theme in self.available_themes:
+                self.theme = self.resolved.theme
+            else:
+                self.notify(
+                    f"Unknown theme {self.resolved.theme!r} in config.toml; using the default.",
+                    severity="warning",
+                )
+        self._theme_ready = True
+        for warning in self.resolved.warnings:
+            self.notify(warning, severity="error", timeout=12)
+        self.push_screen(self.chat)
+
+    def watch_theme(self, theme: str) -> None:
+        if self._theme_ready:
+            self.save_settings({"theme": theme})
+
+    async def action_quit(self) -> None:
+        self.chat.keep_partial_reply()
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.engine.shutdown(timeout=5)
+
+    def save_settings(self, values: dict[str, Any]) -> None:
+        """Remember settings changed in the UI in config.toml (never a broken one)."""
+        cfg = self.resolved.config
+        if cfg.error is not None:
+            if not self._config_warned:
+                self._config_warned = True
+                self.notify(f"Not saving settings: {cfg.error.message}", severity="warning")
+            return
+        try:
+            for key, value in values.items():
+                if key in config_mod.SETTING_FIELDS:
+                    config_mod.set_value(key, value)
+        except Exception as exc:  # a full disk or a file changed by hand meanwhile
+            self.notify(f"Could not save settings: {exc}", severity="warning")
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, ChatScreen):
+            return
+        for action in ACTIONS:
+            key = self.keys.get(action.action, action.key).split(",")[0]
+            yield SystemCommand(
+                action.description,
+                f"{action.action} ({key})",
+                lambda name=action.action: self._run_chat_action(name),
+            )
+
+    async def _run_chat_action(self, name: str) -> None:
+        await self.chat.run_action(name)
+
+
+def run_tui(
+    resolved: runtime.Resolved,
+    store: Store | None,
+    *,
+    conversation_id: str | None = None,
+    debug: bool = False,
+) -> int:
+    """Run the TUI until the user quits.  (Textual draws on stderr's terminal; Python-level
+    output from libraries is captured by Textual meanwhile.)"""
+    app = VicunaApp(resolved, store, conversation_id=conversation_id, debug=debug)
+    app.run()
+    return app.return_code or 0

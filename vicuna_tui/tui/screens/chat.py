@@ -1,0 +1,609 @@
+"""The main screen: conversations, transcript, input, settings and status.
+
+It turns key presses into ChatSession changes and engine requests, and engine events
+(arriving as messages from the engine thread) into widget updates.  It never calls
+the model itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Markdown
+
+from vicuna_tui.chat import ChatSession
+from vicuna_tui.engine.errors import SettingsError, VicunaError
+from vicuna_tui.engine.events import (
+    EngineEvent,
+    LoadFailed,
+    LoadProgress,
+    ModelReady,
+    Notice,
+    PromptPreview,
+    ReplyDelta,
+    ReplyDone,
+    ReplyFailed,
+    ReplyStarted,
+)
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.tui.messages import (
+    ConversationChosen,
+    EngineCallResult,
+    EngineMessage,
+    GenerationChanged,
+    PromptSubmitted,
+    ReloadRequested,
+)
+from vicuna_tui.tui.screens.dialogs import (
+    ConfirmScreen,
+    ErrorScreen,
+    PickScreen,
+    PromptViewScreen,
+    TextInputScreen,
+)
+from vicuna_tui.tui.screens.help import HelpScreen
+from vicuna_tui.tui.widgets.composer import PromptInput
+from vicuna_tui.tui.widgets.settings import SettingsPane
+from vicuna_tui.tui.widgets.sidebar import Sidebar
+from vicuna_tui.tui.widgets.status import StatusBar
+from vicuna_tui.tui.widgets.transcript import (
+    MessageView,
+    Transcript,
+    code_blocks,
+    describe_stats,
+)
+
+if TYPE_CHECKING:
+    from vicuna_tui.tui.app import VicunaApp
+
+
+@dataclass
+class _Stream:
+    request_id: int
+    view: MessageView
+
+
+class ChatScreen(Screen[None]):
+    BINDINGS = [
+        Binding(
+            a.key,
+            a.action,
+            a.short or a.description,
+            show=a.show,
+            priority=a.priority,
+            id=a.action,
+            tooltip=a.description,
+        )
+        for a in ACTIONS
+        if a.binding
+    ]
+
+    def __init__(
+        self, session: ChatSession, *, keys: dict[str, str], conversation_id: str | None = None
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.keys = keys
+        self.initial_conversation = conversation_id
+        self.streaming: _Stream | None = None
+        self.model_ready = False
+        self.submitted = 0  # prompts handled so far (tests wait on it)
+        self._previous_load: LoadSettings | None = None
+        self.editing = False
+
+    @property
+    def vicuna(self) -> VicunaApp:
+        return self.app  # type: ignore[return-value]
+
+    # -- layout ------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        session = self.session
+        with Horizontal(id="main"):
+            yield Sidebar(session.store, id="sidebar")
+            with Vertical(id="chat"):
+                yield Transcript(id="transcript")
+                yield PromptInput(
+                    id="prompt",
+                    send_key=self.keys.get("send", "enter"),
+                    newline_keys=(self.keys.get("newline", "ctrl+j"), "shift+enter"),
+                )
+            yield SettingsPane(
+                session.load,
+                session.generation,
+                session.template,
+                session.system_message,
+                id="settings",
+            )
+        yield StatusBar(id="status", memory_probe=self.vicuna.memory_probe)
+        yield Footer()
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.query_one(Transcript)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    @property
+    def sidebar(self) -> Sidebar:
+        return self.query_one(Sidebar)
+
+    @property
+    def settings(self) -> SettingsPane:
+        return self.query_one(SettingsPane)
+
+    async def on_mount(self) -> None:
+        self.settings.display = False
+        self.prompt.focus()
+        if self.initial_conversation:
+            await self.open_conversation(self.initial_conversation)
+        self.status.set_state("loading the model…")
+        self.vicuna.load_model(self.session.load)
+
+    # -- engine events -----------------------------------------------------------------
+
+    async def on_engine_message(self, message: EngineMessage) -> None:
+        await self.handle_event(message.event)
+
+    def on_engine_call_result(self, message: EngineCallResult) -> None:
+        if message.tag == "memory":
+            self.status.gpu_memory = message.value
+            self.status.refresh_text()
+
+    def _probe_memory(self) -> None:
+        self.vicuna.engine_call(
+            "memory", lambda backend: getattr(backend, "memory_in_use", lambda: None)()
+        )
+
+    async def handle_event(self, event: EngineEvent) -> None:
+        if isinstance(event, ReplyDelta):
+            if self.streaming and event.request_id == self.streaming.request_id:
+                await self.streaming.view.write(event.text)
+        elif isinstance(event, LoadProgress):
+            self.status.progress(event.stage, event.done, event.total)
+        elif isinstance(event, ModelReady):
+            self.model_ready = True
+            self.session.set_model(event.info)
+            self.status.loaded(event.info)
+            self._probe_memory()
+            self.settings.set_devices(self.vicuna.devices)
+            self.settings.set_loaded(self.session.load)
+            self.notify(
+                f"{event.info.name} is ready ({event.info.device}, "
+                f"{event.info.dtype}); template {self.session.resolved_template}",
+                title="Model loaded",
+                timeout=4,
+            )
+            for notice in event.info.notices:
+                self.notify(notice, severity="warning", timeout=8)
+            if self.streaming is not None:
+                self.status.set_state("writing…")
+        elif isinstance(event, LoadFailed):
+            if event.kept is not None:  # refused before the current model was unloaded
+                if self._previous_load is not None:
+                    self.session.load = self._previous_load
+                self.model_ready = True
+                self.status.loaded(event.kept)
+                self.settings.set_loaded(self.session.load)
+                title = f"The model was not changed: still using {event.kept.name}"
+            else:
+                self.model_ready = False
+                self.status.failed(event.error.message)
+                title = "The model did not load"
+            hint = event.error.hint
+            hint = f"{hint} (F3 opens the settings)" if hint else "F3 opens the settings"
+            self.app.push_screen(ErrorScreen(title, event.error.message, hint))
+        elif isinstance(event, ReplyStarted):
+            if self.streaming and event.request_id == self.streaming.request_id:
+                self.status.set_state("writing…")
+                if event.dropped_turns:
+                    self.notify(
+                        f"{event.dropped_turns} old turn(s) left out to fit the model's context",
+                        severity="warning",
+                    )
+        elif isinstance(event, ReplyDone):
+            await self._finish(event)
+        elif isinstance(event, ReplyFailed):
+            await self._failed(event)
+        elif isinstance(event, PromptPreview):
+            self.app.push_screen(
+                PromptViewScreen(
+                    self.session.resolved_template, event.text, event.tokens, event.dropped_turns
+                )
+            )
+        elif isinstance(event, Notice):
+            self.notify(event.text, severity="warning")
+
+    async def _finish(self, done: ReplyDone) -> None:
+        stream = self.streaming
+        if stream is None or stream.request_id != done.request_id:
+            return
+        self.streaming = None
+        message = self.session.record_reply(done.text, done.finish_reason, done.stats)
+        await stream.view.finish(done.text, describe_stats(message))
+        stats = done.stats
+        self.status.set_state("")
+        self.status.reply_stats(
+            context_used=stats.prompt_tokens + stats.new_tokens,
+            tokens_per_second=stats.tokens_per_second,
+            ttft=stats.time_to_first_token,
+            dropped=stats.dropped_turns,
+        )
+        self._probe_memory()
+        self._after_change()
+
+    async def _failed(self, failed: ReplyFailed) -> None:
+        stream = self.streaming
+        if stream is None or stream.request_id != failed.request_id:
+            return
+        self.streaming = None
+        self.status.set_state("")
+        if failed.partial_text:
+            message = self.session.record_failure(failed.partial_text)
+            await stream.view.finish(
+                failed.partial_text, describe_stats(message) if message else "⚠ interrupted"
+            )
+        else:
+            await stream.view.remove()
+            text = self.session.drop_unanswered()
+            if text is not None:
+                await self.transcript.drop_last(1)
+                if not self.prompt.text.strip():
+                    self.prompt.set_text(text)
+        self._after_change()
+        self.app.push_screen(
+            ErrorScreen("The reply failed", failed.error.message, failed.error.hint)
+        )
+
+    def _after_change(self) -> None:
+        if self.session.conversation is not None:
+            self.sidebar.current_id = self.session.conversation.id
+        self.sidebar.reload()
+
+    # -- sending -----------------------------------------------------------------------
+
+    @on(PromptSubmitted)
+    async def _submitted(self, message: PromptSubmitted) -> None:
+        self.submitted += 1
+        if self.streaming is not None:
+            self.notify("A reply is being written: Esc stops it.", severity="warning")
+            return
+        text = message.text
+        self.prompt.remember(text)
+        self.prompt.set_text("")
+        if self.editing:
+            self.editing = False
+            self.prompt.remove_class("editing")
+            request = self.session.edit_last(text)
+            await self._drop_last_turn_views()
+        else:
+            request = self.session.add_user(text)
+        if request is None:  # pragma: no cover - edit_last with no turn
+            return
+        await self.transcript.add("user", text)
+        await self._start_reply(request)
+
+    async def _start_reply(self, request: Any) -> None:
+        info = self.session.model_info
+        view = await self.transcript.add(
+            "assistant", label=f"Assistant · {info.name}" if info else "Assistant"
+        )
+        view.start_stream()
+        self.streaming = _Stream(request.request_id, view)
+        self.vicuna.engine.generate(request)
+        self.status.set_state("writing…" if self.model_ready else "waiting for the model to load…")
+        self._after_change()
+
+    async def _drop_last_turn_views(self) -> None:
+        views = self.transcript.views
+        last_user = max((i for i, v in enumerate(views) if v.role == "user"), default=None)
+        if last_user is not None:
+            await self.transcript.drop_last(len(views) - last_user)
+
+    async def stop_reply(self, reason: str = "") -> None:
+        """Stop the reply in flight now, keeping its text (used before switching chats)."""
+        stream = self.streaming
+        if stream is None:
+            return
+        self.streaming = None
+        self.vicuna.engine.cancel()
+        message = self.session.record_reply(stream.view.text, "cancelled")
+        await stream.view.finish(stream.view.text, describe_stats(message))
+        if reason:
+            self.notify(reason)
+
+    # -- actions -----------------------------------------------------------------------
+
+    def action_send(self) -> None:
+        if self.prompt.text.strip():
+            self.post_message(PromptSubmitted(self.prompt.text))
+
+    def action_newline(self) -> None:
+        self.prompt.insert("\n")
+        self.prompt.focus()
+
+    def action_cancel(self) -> None:
+        if self.streaming is not None:
+            self.vicuna.engine.cancel()
+        elif self.editing:
+            self.editing = False
+            self.prompt.remove_class("editing")
+            self.prompt.set_text("")
+        else:
+            self.prompt.focus()
+
+    async def action_regenerate(self) -> None:
+        if self.streaming is not None:
+            self.notify("A reply is being written: Esc stops it first.", severity="warning")
+            return
+        had_reply = bool(self.session.messages) and self.session.messages[-1].role == "assistant"
+        request = self.session.regenerate()
+        if request is None:
+            self.notify("There is no message to answer again.")
+            return
+        if had_reply:
+            await self.transcript.drop_last(1)
+        await self._start_reply(request)
+
+    def action_edit_last(self) -> None:
+        if self.streaming is not None:
+            self.notify("A reply is being written: Esc stops it first.", severity="warning")
+            return
+        text = self.session.last_user_text()
+        if text is None:
+            self.notify("There is no message to edit yet.")
+            return
+        self.editing = True
+        self.prompt.add_class("editing")
+        self.prompt.set_text(text)
+        self.prompt.focus()
+        self.notify("Editing your last message: Enter resends it, Esc leaves it as it was.")
+
+    async def action_delete_turn(self) -> None:
+        if self.streaming is not None:
+            await self.stop_reply()
+        if self.session.remove_last_turn():
+            await self._drop_last_turn_views()
+            self._after_change()
+        else:
+            self.notify("There is nothing to delete.")
+
+    async def action_new_chat(self) -> None:
+        await self.stop_reply("Stopped the reply (it is kept) to start a new chat.")
+        self.session.new_chat()
+        self.editing = False
+        await self.transcript.show([])
+        self.sidebar.current_id = None
+        self.sidebar.reload()
+        self.prompt.focus()
+
+    @on(ConversationChosen)
+    async def _chosen(self, message: ConversationChosen) -> None:
+        await self.open_conversation(message.conversation_id)
+
+    async def open_conversation(self, conversation_id: str) -> None:
+        if self.session.conversation and self.session.conversation.id == conversation_id:
+            self.prompt.focus()
+            return
+        await self.stop_reply("Stopped the reply (it is kept) to open another chat.")
+        try:
+            conv = self.session.open(conversation_id)
+        except VicunaError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        label = f"Assistant · {conv.model_name}" if conv.model_name else "Assistant"
+        await self.transcript.show(self.session.messages, model_label=label)
+        self.settings.set_generation(
+            self.session.generation, self.session.template, self.session.system_message
+        )
+        self.prompt.prompt_history = [m.content for m in self.session.messages if m.role == "user"]
+        self.sidebar.current_id = conv.id
+        self.sidebar.reload()
+        self.prompt.focus()
+
+    def action_rename_chat(self) -> None:
+        conv = self.session.conversation
+        if conv is None or self.session.store is None:
+            self.notify("Send a message first: new chats are named after it.")
+            return
+
+        def done(title: str | None) -> None:
+            if title is None or self.session.store is None:
+                return
+            try:
+                self.session.store.rename(conv.id, title)
+                conv.title = self.session.store.get(conv.id).title
+            except VicunaError as exc:
+                self.notify(exc.message, severity="error")
+                return
+            self.sidebar.reload()
+
+        self.app.push_screen(TextInputScreen("Rename the chat", conv.title), done)
+
+    def action_delete_chat(self) -> None:
+        conv = self.session.conversation
+        if conv is None or self.session.store is None:
+            self.notify("This chat is not saved yet.")
+            return
+
+        async def done(yes: bool | None) -> None:
+            if not yes or self.session.store is None:
+                return
+            await self.stop_reply()
+            self.session.store.delete(conv.id)
+            await self.action_new_chat()
+            self.notify(f"Deleted “{conv.title}”.")
+
+        self.app.push_screen(
+            ConfirmScreen(f"Delete “{conv.title}” and its {len(self.session.messages)} messages?"),
+            done,
+        )
+
+    def action_search(self) -> None:
+        self.sidebar.display = True
+        self.sidebar.focus_filter()
+
+    def action_toggle_settings(self) -> None:
+        pane = self.settings
+        pane.display = not pane.display
+        if pane.display:
+            pane.query("Input").first().focus()
+        else:
+            self.prompt.focus()
+
+    def action_toggle_sidebar(self) -> None:
+        self.sidebar.display = not self.sidebar.display
+
+    def action_show_prompt(self) -> None:
+        if not self.model_ready:
+            self.notify("The prompt view needs the model's tokenizer: wait for it to load.")
+            return
+        self.vicuna.engine.preview(self.session.preview_request(self.prompt.text))
+
+    def _copy(self, text: str, what: str) -> None:
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied {what} ({len(text)} characters).")
+
+    def action_copy_last(self) -> None:
+        reply = self.session.last_reply()
+        if reply is None:
+            self.notify("There is no reply to copy yet.")
+            return
+        self._copy(reply.content, "the last reply")
+
+    def action_copy_message(self) -> None:
+        focused = self.app.focused
+        if isinstance(focused, MessageView):
+            self._copy(focused.text, "the message")
+            return
+        views = self.transcript.views
+        if not views:
+            self.notify("There is no message to copy yet.")
+            return
+        texts = [v.text for v in views]
+
+        def picked(index: int | None) -> None:
+            if index is not None:
+                self._copy(texts[index], f"message {index + 1}")
+
+        self.app.push_screen(PickScreen("Copy which message?", texts), picked)
+
+    def action_copy_code(self) -> None:
+        focused = self.app.focused
+        if isinstance(focused, MessageView):
+            source = focused.text
+        else:
+            reply = self.session.last_reply()
+            source = reply.content if reply else ""
+        blocks = code_blocks(source)
+        if not blocks:
+            self.notify("No code block in that message.")
+            return
+        if len(blocks) == 1:
+            self._copy(blocks[0], "the code block")
+            return
+
+        def picked(index: int | None) -> None:
+            if index is not None:
+                self._copy(blocks[index], f"code block {index + 1}")
+
+        self.app.push_screen(PickScreen("Copy which code block?", blocks), picked)
+
+    def action_export_chat(self) -> None:
+        conv = self.session.conversation
+        if conv is None or self.session.store is None:
+            self.notify("There is nothing saved to export yet.")
+            return
+        default = str(Path.home() / f"vicuna-chat-{conv.short_id}.md")
+
+        def done(path_text: str | None) -> None:
+            if not path_text or self.session.store is None:
+                return
+            from vicuna_tui import formats
+
+            path = Path(path_text).expanduser()
+            try:
+                text = formats.export(self.session.store.get(conv.id), "md")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+            except (OSError, VicunaError) as exc:
+                self.notify(f"Cannot write {path}: {exc}", severity="error")
+                return
+            self.notify(f"Exported to {path}")
+
+        self.app.push_screen(TextInputScreen("Export the chat as Markdown to", default), done)
+
+    def action_replay_chat(self) -> None:
+        self.notify("Replay is available from the command line: vicuna-tui replay ID")
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self.keys))
+
+    async def action_quit(self) -> None:
+        await self.app.action_quit()
+
+    def keep_partial_reply(self) -> None:
+        """On quit: save the reply in progress as it stands, marked cancelled."""
+        stream = self.streaming
+        if stream is not None:
+            self.streaming = None
+            self.session.record_reply(stream.view.text, "cancelled")
+            self.vicuna.engine.cancel()
+
+    # -- settings ------------------------------------------------------------------------
+
+    @on(GenerationChanged)
+    def _generation(self, message: GenerationChanged) -> None:
+        values = dict(message.values)
+        template = values.pop("template", None)
+        sampling = {k: v for k, v in values.items() if k != "system_message"}
+        generation = dataclasses.replace(self.session.generation, **sampling) if sampling else None
+        if "system_message" in values:
+            self.session.update_settings(
+                generation=generation, template=template, system_message=values["system_message"]
+            )
+        else:
+            self.session.update_settings(generation=generation, template=template)
+        if template is not None:
+            message.values["template"] = template
+        self.vicuna.save_settings(message.values)
+
+    @on(ReloadRequested)
+    async def _reload(self, message: ReloadRequested) -> None:
+        try:
+            load = dataclasses.replace(self.session.load, **message.values)
+            load.check()
+        except (SettingsError, TypeError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        await self.stop_reply("Stopped the reply (it is kept) to reload the model.")
+        self._previous_load = self.session.load
+        self.session.load = load
+        self.model_ready = False
+        self.status.set_state("reloading…")
+        self.vicuna.load_model(load)
+        self.vicuna.save_settings(message.values)
+
+    # -- links in replies are shown, never opened ------------------------------------------
+
+    @on(Markdown.LinkClicked)
+    def _link(self, event: Markdown.LinkClicked) -> None:
+        event.stop()
+        self.notify(f"Link: {event.href}", title="Not opened", timeout=8)

@@ -1,0 +1,1 @@
+"""TUI widgets, grouped by area: sidebar, transcript, composer, settings, status."""

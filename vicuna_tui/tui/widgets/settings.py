@@ -1,0 +1,231 @@
+"""The settings pane: model and device, prompt, and sampling.
+
+Every field is checked by the same specs as the command line and config.toml; a bad
+value is refused at the field, with the allowed range.  Sampling, template and system
+prompt apply to the next reply.  Model and device changes wait for "Reload model",
+which reloads in the background and keeps the conversation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Button, Input, RadioButton, RadioSet, Select, Static
+
+from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.engine.settings import (
+    DTYPES,
+    GENERATION_FIELDS,
+    LOAD_FIELDS,
+    FieldSpec,
+    GenerationSettings,
+    LoadSettings,
+)
+from vicuna_tui.engine.templates import TEMPLATE_CHOICES
+from vicuna_tui.tui.messages import GenerationChanged, ReloadRequested
+
+SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
+LOAD_INPUTS = ("model_path", "num_gpus", "max_gpu_memory")
+LABELS = {
+    "model_path": "Model path",
+    "num_gpus": "GPUs",
+    "max_gpu_memory": "Max GPU memory",
+    "temperature": "Temperature",
+    "top_p": "Top-p",
+    "top_k": "Top-k",
+    "repetition_penalty": "Repetition penalty",
+    "max_new_tokens": "Max new tokens",
+    "seed": "Seed",
+}
+
+
+class SpecValidator(Validator):
+    def __init__(self, spec: FieldSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            self.spec.parse(value)
+        except SettingsError as exc:
+            return self.failure(exc.hint or exc.message)
+        return self.success()
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+class SettingsPane(VerticalScroll):
+    def __init__(
+        self,
+        load: LoadSettings,
+        generation: GenerationSettings,
+        template: str,
+        system_message: str | None,
+        *,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.load = load
+        self.generation = generation
+        self.template = template
+        self.system_message = system_message
+        self.devices: tuple[str, ...] = ()
+        self.remote = False
+
+    # -- building ----------------------------------------------------------------------
+
+    def _field(self, name: str, spec: FieldSpec, value: Any) -> ComposeResult:
+        yield Static(Content(LABELS.get(name, name)), classes="field-label")
+        yield Input(
+            _text(value),
+            id=f"set-{name}",
+            validators=[SpecValidator(spec)],
+            validate_on=["changed", "submitted", "blur"],
+            placeholder="(default)" if spec.optional else "",
+        )
+        yield Static(Content(""), id=f"err-{name}", classes="field-error")
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content("Settings"), classes="pane-title")
+        yield Static(Content("Model"), classes="section")
+        yield from self._field("model_path", LOAD_FIELDS["model_path"], self.load.model_path)
+        yield Static(Content("Device"), classes="field-label")
+        with RadioSet(id="set-device", classes="vertical"):
+            for device in ("auto", "cuda", "mps", "cpu"):
+                yield RadioButton(device, value=self.load.device == device, id=f"device-{device}")
+        yield from self._field("num_gpus", LOAD_FIELDS["num_gpus"], self.load.num_gpus)
+        yield from self._field(
+            "max_gpu_memory", LOAD_FIELDS["max_gpu_memory"], self.load.max_gpu_memory
+        )
+        yield Static(Content("Precision"), classes="field-label")
+        yield Select(
+            [(d, d) for d in DTYPES], value=self.load.dtype, allow_blank=False, id="set-dtype"
+        )
+        yield Static(Content("Quantization"), classes="field-label")
+        quant = self.load.quantization or "none"
+        with RadioSet(id="set-quant"):
+            for value, label in (("none", "none"), ("8bit", "8-bit"), ("4bit", "4-bit")):
+                yield RadioButton(label, value=quant == value, id=f"quant-{value}")
+        yield Button("Reload model", id="reload", disabled=True, variant="primary")
+        yield Static(Content("Prompt"), classes="section")
+        yield Static(Content("Template"), classes="field-label")
+        yield Select(
+            [(t, t) for t in TEMPLATE_CHOICES],
+            value=self.template,
+            allow_blank=False,
+            id="set-template",
+        )
+        yield Static(
+            Content("System prompt (Enter applies; empty = template's)"), classes="field-label"
+        )
+        yield Input(
+            _text(self.system_message), id="set-system_message", placeholder="(template default)"
+        )
+        yield Static(Content("Sampling"), classes="section")
+        values = dataclasses.asdict(self.generation)
+        for name in SAMPLING:
+            yield from self._field(name, GENERATION_FIELDS[name], values[name])
+
+    # -- state from the app ------------------------------------------------------------
+
+    def set_devices(self, devices: tuple[str, ...]) -> None:
+        """Enable only the devices this machine has."""
+        self.devices = devices
+        for device in ("cuda", "mps", "cpu"):
+            button = self.query_one(f"#device-{device}", RadioButton)
+            button.disabled = self.remote or (bool(devices) and device not in devices)
+
+    def set_loaded(self, load: LoadSettings) -> None:
+        self.load = load
+        self._update_reload()
+
+    def set_generation(
+        self, generation: GenerationSettings, template: str, system_message: str | None
+    ) -> None:
+        self.generation = generation
+        self.template = template
+        self.system_message = system_message
+        values = dataclasses.asdict(generation)
+        with self.prevent(Input.Changed, Select.Changed):
+            for name in SAMPLING:
+                self.query_one(f"#set-{name}", Input).value = _text(values[name])
+            self.query_one("#set-template", Select).value = template
+            self.query_one("#set-system_message", Input).value = _text(system_message)
+
+    # -- reading fields -----------------------------------------------------------------
+
+    def _pending_load(self) -> dict[str, Any] | None:
+        """The load settings in the fields, or None while one of them is invalid."""
+        values: dict[str, Any] = {}
+        for name in LOAD_INPUTS:
+            field = self.query_one(f"#set-{name}", Input)
+            try:
+                values[name] = LOAD_FIELDS[name].parse(field.value)
+            except SettingsError:
+                return None
+        device = self.query_one("#set-device", RadioSet).pressed_button
+        values["device"] = (
+            (device.id or "device-auto").removeprefix("device-") if device else self.load.device
+        )
+        values["dtype"] = self.query_one("#set-dtype", Select).value
+        quant_button = self.query_one("#set-quant", RadioSet).pressed_button
+        quant = (quant_button.id or "quant-none").removeprefix("quant-") if quant_button else "none"
+        values["load_8bit"] = quant == "8bit"
+        values["load_4bit"] = quant == "4bit"
+        return values
+
+    def _update_reload(self) -> None:
+        pending = self._pending_load()
+        current = dataclasses.asdict(self.load)
+        changed = pending is not None and any(current.get(k) != v for k, v in pending.items())
+        self.query_one("#reload", Button).disabled = not changed
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "").removeprefix("set-")
+        error = self.query(f"#err-{name}")
+        if event.validation_result is not None and error:
+            message = (
+                ""
+                if event.validation_result.is_valid
+                else "; ".join(event.validation_result.failure_descriptions)
+            )
+            error.first(Static).update(Content(message))
+        if name in LOAD_INPUTS:
+            self._update_reload()
+        elif (
+            name in SAMPLING
+            and event.validation_result is not None
+            and event.validation_result.is_valid
+        ):
+            value = GENERATION_FIELDS[name].parse(event.value)
+            self.post_message(GenerationChanged({name: value}))
+
+    @on(Input.Submitted, "#set-system_message")
+    def _system(self, event: Input.Submitted) -> None:
+        self.post_message(GenerationChanged({"system_message": event.value or None}))
+
+    @on(Select.Changed, "#set-template")
+    def _template(self, event: Select.Changed) -> None:
+        if event.value != self.template:
+            self.template = str(event.value)
+            self.post_message(GenerationChanged({"template": event.value}))
+
+    @on(Select.Changed, "#set-dtype")
+    @on(RadioSet.Changed)
+    def _load_choice(self) -> None:
+        self._update_reload()
+
+    @on(Button.Pressed, "#reload")
+    def _reload(self) -> None:
+        pending = self._pending_load()
+        if pending is not None:
+            self.post_message(ReloadRequested(pending))

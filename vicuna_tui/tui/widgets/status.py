@@ -1,0 +1,111 @@
+"""The status bar: model, device, precision, memory, context, speed, notices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.widgets import ProgressBar, Static
+
+from vicuna_tui.engine.events import ModelInfo
+
+
+def process_rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
+class StatusBar(Horizontal):
+    def __init__(
+        self, *, memory_probe: Callable[[], int] | None = None, id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
+        self.memory_probe = memory_probe or process_rss
+        self.info: ModelInfo | None = None
+        self.state = "starting…"
+        self.gpu_memory: int | None = None
+        self.context_used: int | None = None
+        self.speed = ""
+        self.notice = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.state), id="status-text")
+        yield ProgressBar(id="load-progress", show_eta=False)
+
+    def on_mount(self) -> None:
+        self.query_one(ProgressBar).display = False
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        bar = self.query_one(ProgressBar)
+        bar.display = True
+        bar.update(total=max(total, 1), progress=done)
+        count = f" {done}/{total}" if total > 1 else ""
+        self.state = f"loading: {stage}{count}"
+        self.refresh_text()
+
+    def loaded(self, info: ModelInfo) -> None:
+        self.info = info
+        self.state = ""
+        self.query_one(ProgressBar).display = False
+        self.refresh_text()
+
+    def failed(self, message: str) -> None:
+        self.info = None
+        self.state = f"no model: {message}"
+        self.query_one(ProgressBar).display = False
+        self.refresh_text()
+
+    def set_state(self, text: str) -> None:
+        self.state = text
+        self.refresh_text()
+
+    def reply_stats(
+        self,
+        *,
+        context_used: int | None,
+        tokens_per_second: float | None,
+        ttft: float | None,
+        dropped: int,
+    ) -> None:
+        self.context_used = context_used
+        speed = []
+        if tokens_per_second:
+            speed.append(f"{tokens_per_second:.1f} tok/s")
+        if ttft is not None:
+            speed.append(f"TTFT {ttft:.2f} s")
+        self.speed = " · ".join(speed)
+        self.notice = f"⚠ {dropped} old turn(s) dropped to fit the context" if dropped else ""
+        self.refresh_text()
+
+    def refresh_text(self) -> None:
+        parts: list[str] = []
+        info = self.info
+        if info is not None:
+            precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
+            parts += [info.name, info.device, precision]
+            if info.backend == "local":
+                if self.gpu_memory is not None and info.device.startswith("cuda"):
+                    parts.append(f"GPU {human_bytes(self.gpu_memory)}")
+                else:
+                    parts.append(f"RSS {human_bytes(self.memory_probe())}")
+            if self.context_used is not None:
+                parts.append(f"ctx {self.context_used}/{info.context_length}")
+        if self.speed:
+            parts.append(self.speed)
+        if self.state:
+            parts.append(self.state)
+        if self.notice:
+            parts.append(self.notice)
+        self.query_one("#status-text", Static).update(Content(" · ".join(parts)))

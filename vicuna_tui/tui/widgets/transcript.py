@@ -1,0 +1,135 @@
+"""The transcript: user messages as literal text, replies as streamed Markdown.
+
+Model text is never parsed as Textual or Rich markup: user text is plain ``Content``
+and replies go through the Markdown widget, which does not read markup.  Links in
+replies are not opened by clicking; the URL is shown instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.widgets import Markdown, Static
+from textual.widgets._markdown import MarkdownStream
+
+from vicuna_tui.store import Message
+from vicuna_tui.textsafe import terminal_safe
+
+_FENCE = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def code_blocks(text: str) -> list[str]:
+    """The fenced code blocks of a Markdown text, without their fences."""
+    return [match.group(2) for match in _FENCE.finditer(text)]
+
+
+def describe_stats(message: Message) -> str:
+    parts = []
+    if message.finish_reason == "cancelled":
+        parts.append("⏹ stopped")
+    elif message.finish_reason == "error":
+        parts.append("⚠ interrupted")
+    elif message.finish_reason == "length":
+        parts.append("… reached max new tokens")
+    if message.new_tokens:
+        parts.append(f"{message.new_tokens} tokens")
+    if message.tokens_per_second:
+        parts.append(f"{message.tokens_per_second:.1f} tok/s")
+    if message.time_to_first_token is not None:
+        parts.append(f"first token {message.time_to_first_token:.2f} s")
+    return " · ".join(parts)
+
+
+class MessageView(Vertical, can_focus=True):
+    """One message.  Focus it (Tab / click) to copy it with the copy-message key."""
+
+    def __init__(self, role: str, text: str = "", *, label: str = "") -> None:
+        super().__init__(classes=f"message {role}")
+        self.role = role
+        self.text = terminal_safe(text)
+        self.label = label or ("You" if role == "user" else "Assistant")
+        self.stream: MarkdownStream | None = None
+        self.deltas = 0  # streamed fragments received
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.label), classes="role")
+        if self.role == "user":
+            yield Static(Content(self.text), classes="body")
+        else:
+            yield Markdown(self.text, open_links=False, classes="body")
+        yield Static(Content(""), classes="meta")
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    def start_stream(self) -> None:
+        self.add_class("streaming")
+        self.stream = Markdown.get_stream(self.markdown)
+
+    async def write(self, delta: str) -> None:
+        delta = terminal_safe(delta)
+        self.deltas += 1
+        self.text += delta
+        if self.stream is not None:
+            await self.stream.write(delta)
+
+    async def finish(self, text: str | None = None, meta: str = "") -> None:
+        """End streaming with one full update (this also renders code fences properly)."""
+        if self.stream is not None:
+            await self.stream.stop()
+            self.stream = None
+        if text is not None:
+            self.text = terminal_safe(text)
+        self.remove_class("streaming")
+        if self.role == "assistant":
+            await self.markdown.update(self.text)
+        self.set_meta(meta)
+
+    def set_meta(self, meta: str) -> None:
+        static = self.query_one(".meta", Static)
+        static.update(Content(meta))
+        static.display = bool(meta)
+
+
+class Transcript(VerticalScroll):
+    """The chat.  It stays pinned to the bottom unless the user scrolls up."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    @property
+    def views(self) -> list[MessageView]:
+        return list(self.query(MessageView))
+
+    async def add(
+        self, role: str, text: str = "", *, label: str = "", meta: str = ""
+    ) -> MessageView:
+        view = MessageView(role, text, label=label)
+        await self.mount(view)
+        view.set_meta(meta)
+        self.anchor()  # a new message brings the view back to the bottom
+        return view
+
+    async def show(self, messages: list[Message], model_label: str = "") -> None:
+        await self.remove_children()
+        views = [
+            MessageView(m.role, m.content, label="" if m.role == "user" else model_label)
+            for m in messages
+        ]
+        if views:
+            await self.mount_all(views)
+        for view, message in zip(views, messages, strict=True):
+            if message.role == "assistant":
+                view.set_meta(describe_stats(message))
+            else:
+                view.set_meta("")
+        self.anchor()
+
+    async def drop_last(self, count: int = 1) -> None:
+        views = self.views
+        for view in views[len(views) - count :]:
+            await view.remove()

@@ -1,0 +1,57 @@
+"""The real app in a real terminal (tmux): type a question, read the answer off the screen."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+pytestmark = [pytest.mark.real_model,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+
+def tmux(socket: str, *args: str) -> str:
+    result = subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True,
+                            timeout=30)
+    return result.stdout
+
+
+def screen_until(socket: str, text: str, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while time.monotonic() < deadline:
+        shown = tmux(socket, "capture-pane", "-p", "-t", "chat")
+        if text in shown:
+            return shown
+        time.sleep(0.25)
+    raise AssertionError(f"{text!r} never appeared on screen:\n{shown}")
+
+
+def test_type_a_question_and_read_the_answer(smollm_dir: Path, home: Path) -> None:
+    socket = f"vicuna-test-{uuid.uuid4().hex[:8]}"
+    env = " ".join(f"{k}={v}" for k, v in {
+        "VICUNA_TUI_HOME": home, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color",
+        "PYTHONPATH": REPO}.items())
+    command = (f"env {env} {sys.executable} -m vicuna_tui --model-path {smollm_dir} "
+               "--temperature 0; echo VICUNA_EXIT=$?; sleep 30")
+    tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
+    try:
+        screen_until(socket, "Message the model")  # the first frame, before the model
+        screen_until(socket, "RSS")  # the status bar once the model is loaded
+        tmux(socket, "send-keys", "-t", "chat", "What is the capital of France?")
+        tmux(socket, "send-keys", "-t", "chat", "Enter")
+        shown = screen_until(socket, "Paris")
+        assert "What is the capital of France?" in shown
+        screen_until(socket, "tok/s")  # the reply finished and its stats are shown
+        tmux(socket, "send-keys", "-t", "chat", "C-q")
+        screen_until(socket, "VICUNA_EXIT=0")
+    finally:
+        tmux(socket, "kill-server")
+    assert os.path.exists(home / "data" / "conversations.db")

@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-pytestmark = [pytest.mark.real_model,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+pytestmark = [
+    pytest.mark.real_model,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 def tmux(socket: str, *args: str) -> str:
-    result = subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        ["tmux", "-L", socket, *args], capture_output=True, text=True, timeout=30
+    )
     return result.stdout
 
 
@@ -36,11 +39,19 @@ def screen_until(socket: str, text: str, timeout: float = 180) -> str:
 
 def test_type_a_question_and_read_the_answer(smollm_dir: Path, home: Path) -> None:
     socket = f"vicuna-test-{uuid.uuid4().hex[:8]}"
-    env = " ".join(f"{k}={v}" for k, v in {
-        "VICUNA_TUI_HOME": home, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color",
-        "PYTHONPATH": REPO}.items())
-    command = (f"env {env} {sys.executable} -m vicuna_tui --model-path {smollm_dir} "
-               "--temperature 0; echo VICUNA_EXIT=$?; sleep 30")
+    env = " ".join(
+        f"{k}={v}"
+        for k, v in {
+            "VICUNA_TUI_HOME": home,
+            "HF_HUB_OFFLINE": "1",
+            "TERM": "xterm-256color",
+            "PYTHONPATH": REPO,
+        }.items()
+    )
+    command = (
+        f"env {env} {sys.executable} -m vicuna_tui --model-path {smollm_dir} "
+        "--temperature 0; echo VICUNA_EXIT=$?; sleep 30"
+    )
     tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
     try:
         screen_until(socket, "Message the model")  # the first frame, before the model

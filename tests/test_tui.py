@@ -349,3 +349,41 @@ async def test_bad_model_path_typed_in_settings_keeps_the_current_model(home: Pa
         await send(pilot, "hello?")
         await reply_done(pilot)
         assert screen.transcript.views[-1].text == "still here"
+
+
+async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path) -> None:
+    from textual.widgets import Input as TextInput
+
+    from vicuna_tui.tui.screens.dialogs import ConfirmScreen, TextInputScreen
+
+    app = make_app(lambda load: ScriptedBackend([["an answer"]]))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "a question")
+        await reply_done(pilot)
+        conv_id = screen.session.conversation.id  # type: ignore[union-attr]
+
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextInputScreen))
+        app.screen.query_one(TextInput).value = "Renamed chat"
+        await pilot.press("enter")
+        await pilot.pause()
+        with Store() as store:
+            assert store.get(conv_id).title == "Renamed chat"
+
+        target = tmp_path / "out.md"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextInputScreen))
+        app.screen.query_one(TextInput).value = str(target)
+        await pilot.press("enter")
+        await wait_for(pilot, target.exists)
+        assert target.read_text().startswith("# Renamed chat")
+        assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+        await pilot.press("f12")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.session.conversation is None)
+        with Store() as store:
+            assert store.conversations() == []
+        assert screen.transcript.views == []

@@ -14,7 +14,7 @@ from vicuna_tui import __version__
 from vicuna_tui.engine.errors import VicunaError
 from vicuna_tui.engine.settings import DEVICES, DTYPES
 
-SUBCOMMANDS = ("sessions", "config")
+SUBCOMMANDS = ("sessions", "config", "replay")
 
 EPILOG = """commands:
   vicuna-tui sessions list|show|search|rename|delete|export|import ...
@@ -174,6 +174,10 @@ def _dispatch(args: list[str]) -> int:
             from vicuna_tui.commands import config_cmd
 
             return config_cmd.main(rest)
+        if command == "replay":
+            from vicuna_tui.commands import replay
+
+            return replay.main(rest)
         raise AssertionError(command)  # pragma: no cover
     parsed = build_parser().parse_args(args)
     from vicuna_tui.commands import chat

@@ -7,6 +7,7 @@ file's size, modification time and SHA-256, and loaded from that folder from the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -214,7 +215,13 @@ def _resolve_local(path: Path) -> ModelSource:
                 f"{path} has a config.json but no weights (.safetensors or .bin)",
                 "finish the download or conversion, or point at the folder with the weights",
             )
-        return ModelSource("folder", path, path.name, f"folder {path}")
+        name = path.name
+        conversion = path / "conversion.json"
+        if conversion.is_file():  # one of our GGUF conversions: name it after the GGUF
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                name = Path(json.loads(conversion.read_text())["gguf"]).stem
+        return ModelSource("folder", path, name, f"folder {path}")
+
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return ModelSource("gguf", ggufs[0], ggufs[0].stem, f"GGUF file {ggufs[0]}")

@@ -37,6 +37,8 @@ class VicunaApp(App[int]):
         backend_factory: BackendFactory | None = None,
         memory_probe: Callable[[], int] | None = None,
         debug: bool = False,
+        replay: bool = False,
+        reuse_seeds: bool = True,
     ) -> None:
         super().__init__()
         self.resolved = resolved
@@ -56,7 +58,13 @@ class VicunaApp(App[int]):
             endpoint=resolved.remote.endpoint if resolved.remote else None,
             warn=lambda text: self.notify(text, severity="warning", timeout=8),
         )
-        self.chat = ChatScreen(self.session, keys=self.keys, conversation_id=conversation_id)
+        self.chat = ChatScreen(
+            self.session,
+            keys=self.keys,
+            conversation_id=conversation_id,
+            replay=replay,
+            reuse_seeds=reuse_seeds,
+        )
 
     def _default_backend(self, load: LoadSettings) -> Backend:
         return runtime.make_backend(
@@ -160,9 +168,18 @@ def run_tui(
     *,
     conversation_id: str | None = None,
     debug: bool = False,
+    replay: bool = False,
+    reuse_seeds: bool = True,
 ) -> int:
     """Run the TUI until the user quits.  (Textual draws on stderr's terminal; Python-level
     output from libraries is captured by Textual meanwhile.)"""
-    app = VicunaApp(resolved, store, conversation_id=conversation_id, debug=debug)
+    app = VicunaApp(
+        resolved,
+        store,
+        conversation_id=conversation_id,
+        debug=debug,
+        replay=replay,
+        reuse_seeds=reuse_seeds,
+    )
     app.run()
     return app.return_code or 0

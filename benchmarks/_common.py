@@ -34,10 +34,19 @@ def fmt(values: Sequence[float], digits: int = 2, unit: str = "") -> str:
 
 def git_sha() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=ROOT, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -86,19 +95,31 @@ def versions() -> str:
 
 def write_section(name: str, title: str, body: str, *, command: str | None = None) -> None:
     """Replace this script's section of BENCHMARKS.md (or add it)."""
-    command = command or "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}",
-                                                *sys.argv[1:]])
+    command = command or "python " + " ".join(
+        [f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]
+    )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"<!-- BEGIN {name} -->\n## {title}\n\n"
-               f"- command: `{command}`\n- machine: {machine()}\n- versions: {versions()}\n"
-               f"- run: {stamp}\n\n{body.strip()}\n<!-- END {name} -->")
-    text = REPORT.read_text() if REPORT.exists() else (
-        "# Benchmarks\n\nEach section is written by the script named in it; comparisons are "
-        "ratios measured side by side in one run. Figures are medians with (min–max).\n")
-    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->",
-                         re.DOTALL)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else \
-        text.rstrip() + "\n\n" + section + "\n"
+    section = (
+        f"<!-- BEGIN {name} -->\n## {title}\n\n"
+        f"- command: `{command}`\n- machine: {machine()}\n- versions: {versions()}\n"
+        f"- run: {stamp}\n\n{body.strip()}\n<!-- END {name} -->"
+    )
+    text = (
+        REPORT.read_text()
+        if REPORT.exists()
+        else (
+            "# Benchmarks\n\nEach section is written by the script named in it; comparisons are "
+            "ratios measured side by side in one run. Figures are medians with (min–max).\n"
+        )
+    )
+    pattern = re.compile(
+        rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.DOTALL
+    )
+    text = (
+        pattern.sub(lambda _: section, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + section + "\n"
+    )
     REPORT.write_text(text)
     print(f"updated the {name!r} section of {REPORT}")
 

@@ -51,9 +51,16 @@ def build(folder: Path) -> tuple[Path, Path]:
     base, target = folder / "base", folder / "target"
     if (target / "model.safetensors.index.json").exists():
         return base, target
-    config = LlamaConfig(vocab_size=32000, hidden_size=1024, intermediate_size=2816,
-                         num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=16,
-                         tie_word_embeddings=False, torch_dtype="float16")
+    config = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=1024,
+        intermediate_size=2816,
+        num_hidden_layers=16,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        tie_word_embeddings=False,
+        torch_dtype="float16",
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).half()
     model.save_pretrained(str(base), max_shard_size="200MB")
@@ -72,8 +79,12 @@ def peak_rss(args: list[str]) -> tuple[int, float]:
     import time
 
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "vicuna_tui", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vicuna_tui", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     peak = 0
     status_file = Path(f"/proc/{proc.pid}/status")
     while proc.poll() is None:
@@ -101,16 +112,35 @@ def main() -> None:
     base, target = build(work)
     delta = work / "delta"
     if not delta.exists():
-        peak_rss(["make-delta", "--base", str(base), "--target", str(target), "--delta",
-                  str(delta), "--low-cpu-mem", "--max-shard-size", "200MB"])
+        peak_rss(
+            [
+                "make-delta",
+                "--base",
+                str(base),
+                "--target",
+                str(target),
+                "--delta",
+                str(delta),
+                "--low-cpu-mem",
+                "--max-shard-size",
+                "200MB",
+            ]
+        )
     shards = sorted(base.glob("*.safetensors")) + sorted(delta.glob("*.safetensors"))
     largest = max(p.stat().st_size for p in shards)
     model_bytes = sum(p.stat().st_size for p in base.glob("*.safetensors"))
     baseline, _ = peak_rss(["--version"])  # the interpreter alone
     import_torch = subprocess.run(
-        [sys.executable, "-c", "import torch, safetensors, rich\n"
-         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            "import torch, safetensors, rich\n"
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     torch_rss = int(import_torch.stdout) * 1024
     base_bin = to_bin(base, work / "base-bin")
     delta_bin = to_bin(delta, work / "delta-bin")
@@ -120,17 +150,35 @@ def main() -> None:
             rss_values, times = [], []
             for run in range(opts.runs + 1):  # the first run warms the page cache
                 out = work / f"out-{run}"
-                rss, seconds = peak_rss(["apply-delta", "--base", str(b), "--delta", str(d),
-                                         "--target", str(out), "--force", "--max-shard-size",
-                                         "200MB", *extra])
+                rss, seconds = peak_rss(
+                    [
+                        "apply-delta",
+                        "--base",
+                        str(b),
+                        "--delta",
+                        str(d),
+                        "--target",
+                        str(out),
+                        "--force",
+                        "--max-shard-size",
+                        "200MB",
+                        *extra,
+                    ]
+                )
                 shutil.rmtree(out, ignore_errors=True)
                 if run:
                     rss_values.append(rss / 2**20)
                     times.append(seconds)
             results[f"{fmt_name}, {mode}"] = (rss_values, times)
-    rows = [[mode, fmt(rss, 0, " MB"), fmt(t, 1, " s"),
-             f"{statistics_median(rss) / (largest / 2**20):.2f}×"]
-            for mode, (rss, t) in results.items()]
+    rows = [
+        [
+            mode,
+            fmt(rss, 0, " MB"),
+            fmt(t, 1, " s"),
+            f"{statistics_median(rss) / (largest / 2**20):.2f}×",
+        ]
+        for mode, (rss, t) in results.items()
+    ]
     body = (
         f"Model: {model_bytes / 2**20:.0f} MB of float16 weights (270M parameters) in "
         f"{len(list(base.glob('*.safetensors')))} shards; largest input shard "

@@ -8,7 +8,6 @@ import shutil
 import threading
 from pathlib import Path
 
-
 import pytest
 import torch
 from helpers import run_cli, tiny_llama
@@ -27,8 +26,9 @@ def state(folder: Path) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def finetune(base: Path, out: Path, *, safe: bool = True, shard: str | None = None,
-             extra_rows: int = 0) -> Path:
+def finetune(
+    base: Path, out: Path, *, safe: bool = True, shard: str | None = None, extra_rows: int = 0
+) -> Path:
     """A fine-tune of ``base``: the same weights plus small changes (as Vicuna is of LLaMA)."""
     from transformers import AutoModelForCausalLM
 
@@ -51,22 +51,37 @@ def finetune(base: Path, out: Path, *, safe: bool = True, shard: str | None = No
     return out
 
 
-@pytest.mark.parametrize(("base_safe", "base_shard", "target_safe", "low"), [
-    (True, None, True, False),
-    (True, "60KB", False, True),
-    (False, None, True, True),
-    (False, "60KB", False, False),
-], ids=["safetensors", "sharded-safetensors+bin-low-mem", "bin+safetensors-low-mem",
-        "sharded-bin"])
-def test_round_trip_is_bit_exact_in_float32(tmp_path: Path, base_safe: bool,
-                                            base_shard: str | None, target_safe: bool,
-                                            low: bool) -> None:
+@pytest.mark.parametrize(
+    ("base_safe", "base_shard", "target_safe", "low"),
+    [
+        (True, None, True, False),
+        (True, "60KB", False, True),
+        (False, None, True, True),
+        (False, "60KB", False, False),
+    ],
+    ids=[
+        "safetensors",
+        "sharded-safetensors+bin-low-mem",
+        "bin+safetensors-low-mem",
+        "sharded-bin",
+    ],
+)
+def test_round_trip_is_bit_exact_in_float32(
+    tmp_path: Path, base_safe: bool, base_shard: str | None, target_safe: bool, low: bool
+) -> None:
     base = tiny_llama(tmp_path / "base", safe=base_safe, shard=base_shard)
     target = finetune(base, tmp_path / "target", safe=target_safe, shard="60KB")
-    make_delta(base, target, tmp_path / "delta", dtype="float32", low_memory=low,
-               max_shard_bytes=100_000)
-    out = apply_delta(base, tmp_path / "delta", tmp_path / "out", dtype="float32",
-                      low_memory=low, max_shard_bytes=100_000)
+    make_delta(
+        base, target, tmp_path / "delta", dtype="float32", low_memory=low, max_shard_bytes=100_000
+    )
+    out = apply_delta(
+        base,
+        tmp_path / "delta",
+        tmp_path / "out",
+        dtype="float32",
+        low_memory=low,
+        max_shard_bytes=100_000,
+    )
     files = sorted(p.name for p in out.iterdir())
     assert "model.safetensors.index.json" in files  # shards plus their index
     assert "tokenizer.json" in files and "config.json" in files
@@ -95,8 +110,11 @@ def test_result_loads_in_the_engine_and_generates(tmp_path: Path) -> None:
     out = apply_delta(base, tmp_path / "delta", tmp_path / "vicuna-out")
     backend = LocalBackend(LoadSettings(model_path=str(out), device="cpu"))
     backend.load()
-    request = ChatRequest(turns=(("user", "hello world"),), template="vicuna_v1.1",
-                          generation=GenerationSettings(temperature=0.0, max_new_tokens=4))
+    request = ChatRequest(
+        turns=(("user", "hello world"),),
+        template="vicuna_v1.1",
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=4),
+    )
     done = list(backend.generate(request, threading.Event()))[-1]
     assert isinstance(done, ReplyDone) and done.stats.new_tokens == 4
 
@@ -112,8 +130,9 @@ def test_vicuna_v0_vocabulary(tmp_path: Path) -> None:
         apply_delta(base, tmp_path / "delta", tmp_path / "out", dtype="float32")
     assert "--resize-vocab" in info.value.hint
     assert not (tmp_path / "out").exists()
-    out = apply_delta(base, tmp_path / "delta", tmp_path / "out", dtype="float32",
-                      resize_vocab=True)
+    out = apply_delta(
+        base, tmp_path / "delta", tmp_path / "out", dtype="float32", resize_vocab=True
+    )
     assert json.loads((out / "config.json").read_text())["vocab_size"] == 301
     expected, got = state(target), state(out)
     for name in expected:
@@ -134,16 +153,31 @@ def test_shape_mismatch_and_missing_tensor(tmp_path: Path) -> None:
 
     base = tiny_llama(tmp_path / "base")
     other = tmp_path / "other"
-    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     LlamaForCausalLM(config).save_pretrained(str(other))
-    with pytest.raises(DeltaError, match=r"weight: the base has shape "
-                                         r"\[300, 64\] but the delta has \[300, 32\]"):
+    with pytest.raises(
+        DeltaError,
+        match=r"weight: the base has shape "
+        r"\[300, 64\] but the delta has \[300, 32\]",
+    ):
         apply_delta(base, other, tmp_path / "out")
     smaller = tmp_path / "smaller"
-    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
     LlamaForCausalLM(config).save_pretrained(str(smaller))
     with pytest.raises(DeltaError, match=r"the delta has no tensor model\.layers\.1\."):
         apply_delta(base, smaller, tmp_path / "out")
@@ -166,8 +200,9 @@ def test_existing_target_needs_force(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("failure", ["interrupt", "disk-full"])
-def test_an_interrupted_run_leaves_no_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            failure: str) -> None:
+def test_an_interrupted_run_leaves_no_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
     base = tiny_llama(tmp_path / "base", shard="60KB")
     target = finetune(base, tmp_path / "target")
     make_delta(base, target, tmp_path / "delta")
@@ -193,16 +228,42 @@ def test_an_interrupted_run_leaves_no_target(tmp_path: Path, monkeypatch: pytest
 def test_cli(tmp_path: Path) -> None:
     base = tiny_llama(tmp_path / "base")
     target = finetune(base, tmp_path / "target")
-    made = run_cli("make-delta", "--base", str(base), "--target", str(target), "--delta",
-                   str(tmp_path / "delta"), "--dtype", "float32")
+    made = run_cli(
+        "make-delta",
+        "--base",
+        str(base),
+        "--target",
+        str(target),
+        "--delta",
+        str(tmp_path / "delta"),
+        "--dtype",
+        "float32",
+    )
     assert made.returncode == 0, made.stderr
-    applied = run_cli("apply-delta", "--base", str(base), "--delta", str(tmp_path / "delta"),
-                      "--target", str(tmp_path / "out"), "--dtype", "float32", "--low-cpu-mem")
+    applied = run_cli(
+        "apply-delta",
+        "--base",
+        str(base),
+        "--delta",
+        str(tmp_path / "delta"),
+        "--target",
+        str(tmp_path / "out"),
+        "--dtype",
+        "float32",
+        "--low-cpu-mem",
+    )
     assert applied.returncode == 0, applied.stderr
     assert "tensor" in applied.stderr  # the progress bar names tensors
     assert f"wrote {tmp_path / 'out'}" in applied.stderr
-    again = run_cli("apply-delta", "--base", str(base), "--delta", str(tmp_path / "delta"),
-                    "--target", str(tmp_path / "out"))
+    again = run_cli(
+        "apply-delta",
+        "--base",
+        str(base),
+        "--delta",
+        str(tmp_path / "delta"),
+        "--target",
+        str(tmp_path / "out"),
+    )
     assert again.returncode == 2
     assert "exists and is not empty" in again.stderr and "--force" in again.stderr
     assert "Traceback" not in again.stderr
@@ -215,5 +276,3 @@ def test_torch_load_is_weights_only() -> None:
 
     source = inspect.getsource(checkpoint)
     assert source.count("torch.load(") == source.count("weights_only=True")
-
-

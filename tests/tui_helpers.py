@@ -24,6 +24,7 @@ def make_app(
     max_new_tokens: int = 64,
     conversation_id: str | None = None,
     save: bool = True,
+    remote: Any = None,
 ) -> VicunaApp:
     cfg = config_mod.load()
     resolved = runtime.Resolved(
@@ -31,7 +32,7 @@ def make_app(
         generation=GenerationSettings(temperature=temperature, max_new_tokens=max_new_tokens),
         template="auto",
         system_message=None,
-        remote=None,
+        remote=remote,
         config=cfg,
         theme=cfg.values.get("theme"),
     )

@@ -82,7 +82,26 @@ class ChatSession:
         return self.template
 
     def set_model(self, info: ModelInfo) -> None:
+        """The model now answering; an open chat records a switch of model or server."""
         self.model_info = info
+        if info.backend == "remote":
+            self.endpoint = info.endpoint
+        conv = self.conversation
+        if conv is None or self.store is None:
+            return
+        current = (conv.backend, conv.endpoint, conv.model_name)
+        wanted = (info.backend, info.endpoint, info.name)
+        if current != wanted:
+            conv.backend, conv.endpoint, conv.model_name = wanted
+            self._safely(
+                lambda store: store.update_conversation(
+                    conv.id,
+                    backend=info.backend,
+                    endpoint=info.endpoint,
+                    model_name=info.name,
+                    model_path=info.path if info.backend == "local" else conv.model_path,
+                )
+            )
 
     def update_settings(
         self,
@@ -191,6 +210,10 @@ class ChatSession:
         self.save()
         return self._request()
 
+    def _sync_model(self) -> None:
+        if self.model_info is not None:
+            self.set_model(self.model_info)
+
     def record_reply(
         self, text: str, finish_reason: str, stats: ReplyStats | None = None
     ) -> Message:
@@ -207,6 +230,7 @@ class ChatSession:
         )
         self.messages.append(message)
         self.save()
+        self._sync_model()
         return message
 
     def record_failure(self, partial_text: str) -> Message | None:

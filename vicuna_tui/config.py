@@ -14,6 +14,7 @@ overwrites the broken file.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -48,6 +49,8 @@ REMOTE_FIELDS: dict[str, FieldSpec] = {
             str,
             "OpenAI-compatible server, e.g. http://host:8000/v1",
             optional=True,
+            pattern=re.compile(r"^https?://[^\s/]+\S*$"),
+            pattern_help="an http:// or https:// URL, e.g. http://gpu-box:8000/v1",
             reload=True,
         ),
         FieldSpec("remote_model", str, "model name on the server", optional=True, reload=True),

@@ -7,7 +7,6 @@ config > built-in default.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,23 +19,10 @@ from vicuna_tui.engine.settings import (
     LOAD_FIELDS,
     GenerationSettings,
     LoadSettings,
+    RemoteSettings,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.store import Conversation, Store
-
-
-@dataclass(frozen=True)
-class RemoteSettings:
-    endpoint: str
-    model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    api_key: str | None = dataclasses.field(default=None, repr=False)
-    request_timeout: float = 600.0
-    verify_tls: bool = True
-
-    def key(self) -> str | None:
-        """The API key: from the environment variable, else from the config file."""
-        return os.environ.get(self.api_key_env) or self.api_key
 
 
 @dataclass
@@ -74,8 +60,9 @@ def conversation_values(conv: Conversation) -> dict[str, Any]:
     for key, value in conv.generation.items():
         if key in GENERATION_FIELDS and value is not None:
             values[key] = value
-    if conv.template:
+    if conv.template in TEMPLATE_CHOICES:  # a remote chat records "server": not a template
         values["template"] = conv.template
+
     if conv.system_message is not None:
         values["system_message"] = conv.system_message
     if conv.endpoint:

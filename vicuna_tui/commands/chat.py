@@ -25,7 +25,9 @@ def announce(info: ModelInfo, stream: TextIO, template: str) -> None:
     """Which model was picked, and from where."""
     _say(stream, f"model: {info.describe()}")
     _say(stream, f"  from: {info.source}")
-    _say(stream, f"  template: {template}   context: {info.context_length} tokens")
+    context = f"{info.context_length} tokens" if info.context_length else "as the server sets"
+    _say(stream, f"  template: {template}   context: {context}")
+
     for notice in info.notices:
         _say(stream, f"  note: {notice}")
 

@@ -35,6 +35,7 @@ class ModelInfo:
     revision: str | None = None
     endpoint: str | None = None
     devices: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # a remote server's models
 
     def describe(self) -> str:
         quant = f", {self.quantization}" if self.quantization else ""

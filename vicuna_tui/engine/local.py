@@ -37,7 +37,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.sources import Progress
-from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
+from vicuna_tui.engine.textstream import IncrementalDecoder, LeadingSpace, StopMatcher
 
 
 @dataclass(frozen=True)
@@ -230,6 +230,7 @@ class LocalBackend:
         stop_ids = set(loaded.stop_token_ids) | set(prepared.renderer.stop_token_ids)
         decoder = IncrementalDecoder(lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
         matcher = StopMatcher([*prepared.renderer.stop_strings, *gen.stop])
+        leading = LeadingSpace()
         cached = self._reuse_prefix(prepared.ids)
         self.last_cached_tokens = cached
         yield ReplyStarted(
@@ -254,7 +255,7 @@ class LocalBackend:
                 if token in stop_ids:
                     finish = FINISH_STOP
                     break
-                delta = matcher.push(decoder.push(token))
+                delta = leading.push(matcher.push(decoder.push(token)))
                 if delta:
                     parts.append(delta)
                     yield ReplyDelta(request.request_id, delta)
@@ -280,7 +281,7 @@ class LocalBackend:
                 f"generation failed: {type(exc).__name__}: {exc}", "run with --debug for details"
             ) from exc
         if finish != FINISH_STOP:
-            tail = matcher.push(decoder.flush()) + matcher.flush()
+            tail = leading.push(matcher.push(decoder.flush()) + matcher.flush())
             if tail:
                 parts.append(tail)
                 yield ReplyDelta(request.request_id, tail)
@@ -300,7 +301,7 @@ class LocalBackend:
             seed=seed,
             dropped_turns=prepared.dropped_turns,
         )
-        yield ReplyDone(request.request_id, "".join(parts), finish, stats)
+        yield ReplyDone(request.request_id, "".join(parts).rstrip(), finish, stats)
 
     def _reuse_prefix(self, ids: list[int]) -> int:
         """Keep the cached KV of the longest shared prefix; returns how many tokens."""

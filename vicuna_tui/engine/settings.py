@@ -263,6 +263,24 @@ class GenerationSettings:
         return self.temperature == 0.0
 
 
+@dataclass(frozen=True)
+class RemoteSettings:
+    """An OpenAI-compatible server.  The API key is never part of repr() or records."""
+
+    endpoint: str
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key: str | None = field(default=None, repr=False)
+    request_timeout: float = 600.0
+    verify_tls: bool = True
+
+    def key(self) -> str | None:
+        """The API key: from the environment variable, else from the config file."""
+        import os
+
+        return os.environ.get(self.api_key_env) or self.api_key
+
+
 def _check_fields(specs: Mapping[str, FieldSpec], values: Mapping[str, Any]) -> None:
     for name, value in values.items():
         spec = specs[name]

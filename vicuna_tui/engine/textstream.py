@@ -47,6 +47,20 @@ class IncrementalDecoder:
         return after[len(before) :] if len(after) > len(before) else ""
 
 
+class LeadingSpace:
+    """Drops whitespace at the very start of a reply (as FastChat's CLI strips it)."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def push(self, text: str) -> str:
+        if self.started:
+            return text
+        text = text.lstrip()
+        self.started = bool(text)
+        return text
+
+
 class StopMatcher:
     """Finds stop strings in streamed text without ever showing part of one.
 

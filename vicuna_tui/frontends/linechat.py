@@ -51,10 +51,11 @@ class Renderer(Protocol):
 
 
 def stats_line(stats: ReplyStats, finish: str) -> str:
-    parts = [
-        f"{stats.prompt_tokens} prompt tokens ({stats.cached_tokens} cached)",
-        f"{stats.new_tokens} new",
-    ]
+    parts = []
+    if stats.prompt_tokens:  # a remote server may not report it
+        parts.append(f"{stats.prompt_tokens} prompt tokens ({stats.cached_tokens} cached)")
+    parts.append(f"{stats.new_tokens} new")
+
     if stats.time_to_first_token is not None:
         parts.append(f"first token {stats.time_to_first_token:.2f} s")
     if stats.tokens_per_second is not None:

@@ -13,7 +13,7 @@ from vicuna_tui import runtime
 from vicuna_tui.chat import ChatSession
 from vicuna_tui.engine.backend import Backend
 from vicuna_tui.engine.events import EngineEvent
-from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.store import Store
@@ -35,6 +35,7 @@ class VicunaApp(App[int]):
         *,
         conversation_id: str | None = None,
         backend_factory: BackendFactory | None = None,
+        remote_factory: Callable[[RemoteSettings], Backend] | None = None,
         memory_probe: Callable[[], int] | None = None,
         debug: bool = False,
         replay: bool = False,
@@ -45,6 +46,7 @@ class VicunaApp(App[int]):
         self.store = store
         self.memory_probe = memory_probe
         self.backend_factory = backend_factory or self._default_backend
+        self.remote_factory = remote_factory or self._default_remote
         self.engine = EngineThread(self._emit, debug=debug)
         self.keys = resolved.config.key_bindings()
         self._config_warned = False
@@ -67,16 +69,14 @@ class VicunaApp(App[int]):
         )
 
     def _default_backend(self, load: LoadSettings) -> Backend:
-        return runtime.make_backend(
-            runtime.Resolved(
-                load=load,
-                generation=self.session.generation,
-                template=self.session.template,
-                system_message=self.session.system_message,
-                remote=self.resolved.remote,
-                config=self.resolved.config,
-            )
-        )
+        from vicuna_tui.engine.local import LocalBackend
+
+        return LocalBackend(load)
+
+    def _default_remote(self, remote: RemoteSettings) -> Backend:
+        from vicuna_tui.engine.remote import RemoteBackend
+
+        return RemoteBackend(remote)
 
     # -- the engine thread ---------------------------------------------------------------
 
@@ -84,9 +84,13 @@ class VicunaApp(App[int]):
         """Called on the engine thread: only hands the event to the UI thread."""
         self.chat.post_message(EngineMessage(event))
 
-    def load_model(self, load: LoadSettings) -> None:
+    def load_model(self, load: LoadSettings, remote: RemoteSettings | None = None) -> None:
+        """Load a local model, or connect to ``remote`` when given."""
         self.engine.start()
-        self.engine.load(self.backend_factory(load))
+        if remote is not None:
+            self.engine.load(self.remote_factory(remote))
+        else:
+            self.engine.load(self.backend_factory(load))
 
     def engine_call(self, tag: str, function: Callable[[Any], Any]) -> None:
         """Ask the engine thread for a value; it arrives as an EngineCallResult."""

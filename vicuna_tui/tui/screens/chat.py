@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Markdown
+from textual.widgets import Footer, Input, Markdown
 
 from vicuna_tui import replay as replay_mod
 from vicuna_tui.chat import ChatSession
@@ -35,7 +35,8 @@ from vicuna_tui.engine.events import (
     ReplyFailed,
     ReplyStarted,
 )
-from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.engine.remote import ModelChoiceError
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings, RemoteSettings
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.store import Conversation
 from vicuna_tui.tui.messages import (
@@ -121,6 +122,8 @@ class ChatScreen(Screen[None]):
         self.model_ready = False
         self.submitted = 0  # prompts handled so far (tests wait on it)
         self._previous_load: LoadSettings | None = None
+        self._previous_remote: RemoteSettings | None = None
+        self.remote: RemoteSettings | None = None
         self.editing = False
 
     @property
@@ -145,6 +148,7 @@ class ChatScreen(Screen[None]):
                 session.generation,
                 session.template,
                 session.system_message,
+                remote=self.vicuna.resolved.remote,
                 id="settings",
             )
         yield StatusBar(id="status", memory_probe=self.vicuna.memory_probe)
@@ -171,12 +175,13 @@ class ChatScreen(Screen[None]):
         return self.query_one(SettingsPane)
 
     async def on_mount(self) -> None:
+        self.remote = self.vicuna.resolved.remote
         self.settings.display = False
         self.prompt.focus()
         if self.initial_conversation:
             await self.open_conversation(self.initial_conversation)
         self.status.set_state("loading the model…")
-        self.vicuna.load_model(self.session.load)
+        self.vicuna.load_model(self.session.load, self.remote)
         if self.replay_on_start:
             await self.start_replay(self.reuse_seeds)
 
@@ -207,7 +212,9 @@ class ChatScreen(Screen[None]):
             self.status.loaded(event.info)
             self._probe_memory()
             self.settings.set_devices(self.vicuna.devices)
-            self.settings.set_loaded(self.session.load)
+            if self.remote is not None and self.remote.model != event.info.name:
+                self.remote = dataclasses.replace(self.remote, model=event.info.name)
+            self.settings.set_loaded(self.session.load, self.remote, event.info.models)
             self.notify(
                 f"{event.info.name} is ready ({event.info.device}, "
                 f"{event.info.dtype}); template {self.session.resolved_template}",
@@ -222,14 +229,18 @@ class ChatScreen(Screen[None]):
             if event.kept is not None:  # refused before the current model was unloaded
                 if self._previous_load is not None:
                     self.session.load = self._previous_load
+                    self.remote = self._previous_remote
                 self.model_ready = True
                 self.status.loaded(event.kept)
-                self.settings.set_loaded(self.session.load)
+                self.settings.set_loaded(self.session.load, self.remote, event.kept.models)
                 title = f"The model was not changed: still using {event.kept.name}"
             else:
                 self.model_ready = False
                 self.status.failed(event.error.message)
                 title = "The model did not load"
+                if isinstance(event.error, ModelChoiceError) and self.remote is not None:
+                    self._choose_server_model(event.error.models)
+                    return
             hint = event.error.hint
             hint = f"{hint} (F3 opens the settings)" if hint else "F3 opens the settings"
             self.app.push_screen(ErrorScreen(title, event.error.message, hint))
@@ -489,7 +500,10 @@ class ChatScreen(Screen[None]):
         pane = self.settings
         pane.display = not pane.display
         if pane.display:
-            pane.query("Input").first().focus()
+            enabled = [field for field in pane.query(Input) if not field.disabled]
+            if enabled:
+                enabled[0].focus()
+
         else:
             self.prompt.focus()
 
@@ -671,21 +685,51 @@ class ChatScreen(Screen[None]):
             message.values["template"] = template
         self.vicuna.save_settings(message.values)
 
+    def _choose_server_model(self, models: list[str]) -> None:
+        """The server has several models and none was named: ask which one."""
+        remote = self.remote
+        assert remote is not None
+
+        def chosen(index: int | None) -> None:
+            if index is None:
+                self.status.failed("no server model chosen (F3 to pick one)")
+                return
+            self.remote = dataclasses.replace(remote, model=models[index])
+            self.status.set_state("connecting…")
+            self.vicuna.load_model(self.session.load, self.remote)
+
+        self.app.push_screen(
+            PickScreen(f"{remote.endpoint} serves several models: which one?", models), chosen
+        )
+
     @on(ReloadRequested)
     async def _reload(self, message: ReloadRequested) -> None:
+        values = dict(message.values)
+        backend = values.pop("backend", "local")
+        endpoint = values.pop("endpoint", None)
+        remote_model = values.pop("remote_model", None)
         try:
-            load = dataclasses.replace(self.session.load, **message.values)
+            load = dataclasses.replace(self.session.load, **values)
             load.check()
         except (SettingsError, TypeError) as exc:
             self.notify(str(exc), severity="error")
             return
+        remote = None
+        if backend == "remote" and endpoint:
+            base = self.remote or self.vicuna.resolved.remote or RemoteSettings(endpoint)
+            remote = dataclasses.replace(base, endpoint=endpoint, model=remote_model)
         await self.stop_reply("Stopped the reply (it is kept) to reload the model.")
         self._previous_load = self.session.load
+        self._previous_remote = self.remote
         self.session.load = load
+        self.remote = remote
         self.model_ready = False
         self.status.set_state("reloading…")
-        self.vicuna.load_model(load)
-        self.vicuna.save_settings(message.values)
+        self.vicuna.load_model(load, remote)
+        saved = dict(values)
+        saved["endpoint"] = endpoint if remote is not None else None
+        saved["remote_model"] = remote_model if remote is not None else None
+        self.vicuna.save_settings(saved)
 
     # -- links in replies are shown, never opened ------------------------------------------
 

@@ -13,11 +13,12 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, RadioButton, RadioSet, Select, Static
 
+from vicuna_tui.config import REMOTE_FIELDS
 from vicuna_tui.engine.errors import SettingsError
 from vicuna_tui.engine.settings import (
     DTYPES,
@@ -26,14 +27,25 @@ from vicuna_tui.engine.settings import (
     FieldSpec,
     GenerationSettings,
     LoadSettings,
+    RemoteSettings,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.tui.messages import GenerationChanged, ReloadRequested
 
 SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
 LOAD_INPUTS = ("model_path", "num_gpus", "max_gpu_memory")
+PLACEHOLDERS = {"endpoint": "http://host:8000/v1", "max_gpu_memory": "e.g. 13GiB"}
+LOCAL_ONLY = (
+    "#set-model_path",
+    "#set-device",
+    "#set-num_gpus",
+    "#set-max_gpu_memory",
+    "#set-dtype",
+    "#set-quant",
+)
 LABELS = {
     "model_path": "Model path",
+    "endpoint": "Endpoint (OpenAI-compatible, e.g. http://host:8000/v1)",
     "num_gpus": "GPUs",
     "max_gpu_memory": "Max GPU memory",
     "temperature": "Temperature",
@@ -62,7 +74,7 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class SettingsPane(VerticalScroll):
+class SettingsPane(Vertical):
     def __init__(
         self,
         load: LoadSettings,
@@ -70,15 +82,16 @@ class SettingsPane(VerticalScroll):
         template: str,
         system_message: str | None,
         *,
+        remote: RemoteSettings | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
         self.load = load
+        self.remote = remote
         self.generation = generation
         self.template = template
         self.system_message = system_message
         self.devices: tuple[str, ...] = ()
-        self.remote = False
 
     # -- building ----------------------------------------------------------------------
 
@@ -89,12 +102,34 @@ class SettingsPane(VerticalScroll):
             id=f"set-{name}",
             validators=[SpecValidator(spec)],
             validate_on=["changed", "submitted", "blur"],
-            placeholder="(default)" if spec.optional else "",
+            placeholder=PLACEHOLDERS.get(name, "(default)" if spec.optional else ""),
         )
         yield Static(Content(""), id=f"err-{name}", classes="field-error")
 
     def compose(self) -> ComposeResult:
         yield Static(Content("Settings"), classes="pane-title")
+        with VerticalScroll(id="settings-fields"):
+            yield from self._fields()
+        # Outside the scrolling fields, so it is always in view.
+        yield Button("Reload model", id="reload", disabled=True, variant="primary")
+
+    def _fields(self) -> ComposeResult:
+        yield Static(Content("Backend"), classes="section")
+        with RadioSet(id="set-backend"):
+            yield RadioButton("local", value=self.remote is None, id="backend-local")
+            yield RadioButton("server", value=self.remote is not None, id="backend-remote")
+        yield from self._field(
+            "endpoint", REMOTE_FIELDS["endpoint"], self.remote.endpoint if self.remote else None
+        )
+        yield Static(Content("Server model"), classes="field-label")
+        current = self.remote.model if self.remote and self.remote.model else None
+        yield Select(
+            [(current, current)] if current else [],
+            value=current or Select.NULL,
+            allow_blank=True,
+            prompt="(the server's only model)",
+            id="set-remote_model",
+        )
         yield Static(Content("Model"), classes="section")
         yield from self._field("model_path", LOAD_FIELDS["model_path"], self.load.model_path)
         yield Static(Content("Device"), classes="field-label")
@@ -114,7 +149,6 @@ class SettingsPane(VerticalScroll):
         with RadioSet(id="set-quant"):
             for value, label in (("none", "none"), ("8bit", "8-bit"), ("4bit", "4-bit")):
                 yield RadioButton(label, value=quant == value, id=f"quant-{value}")
-        yield Button("Reload model", id="reload", disabled=True, variant="primary")
         yield Static(Content("Prompt"), classes="section")
         yield Static(Content("Template"), classes="field-label")
         yield Select(
@@ -141,11 +175,37 @@ class SettingsPane(VerticalScroll):
         self.devices = devices
         for device in ("cuda", "mps", "cpu"):
             button = self.query_one(f"#device-{device}", RadioButton)
-            button.disabled = self.remote or (bool(devices) and device not in devices)
+            button.disabled = bool(devices) and device not in devices
 
-    def set_loaded(self, load: LoadSettings) -> None:
+    def set_loaded(
+        self, load: LoadSettings, remote: RemoteSettings | None = None, models: tuple[str, ...] = ()
+    ) -> None:
+        """What is loaded now (after a load or reload)."""
         self.load = load
+        self.remote = remote
+        if remote is not None and models:
+            select = self.query_one("#set-remote_model", Select)
+            with self.prevent(Select.Changed):
+                select.set_options([(m, m) for m in models])
+                select.value = remote.model if remote.model in models else Select.NULL
+        self._show_backend()
         self._update_reload()
+
+    def on_mount(self) -> None:
+        self._show_backend()
+
+    def _chosen_backend(self) -> str:
+        pressed = self.query_one("#set-backend", RadioSet).pressed_button
+        return "remote" if pressed is not None and pressed.id == "backend-remote" else "local"
+
+    def _show_backend(self) -> None:
+        """Local-only settings are off while a server answers, and the reverse."""
+        remote = self._chosen_backend() == "remote"
+        for selector in LOCAL_ONLY:
+            for widget in self.query(selector):
+                widget.disabled = remote
+        for selector in ("#set-endpoint", "#set-remote_model"):
+            self.query_one(selector).disabled = not remote
 
     def set_generation(
         self, generation: GenerationSettings, template: str, system_message: str | None
@@ -164,7 +224,18 @@ class SettingsPane(VerticalScroll):
 
     def _pending_load(self) -> dict[str, Any] | None:
         """The load settings in the fields, or None while one of them is invalid."""
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"backend": self._chosen_backend()}
+        if values["backend"] == "remote":
+            try:
+                values["endpoint"] = REMOTE_FIELDS["endpoint"].parse(
+                    self.query_one("#set-endpoint", Input).value
+                )
+            except SettingsError:
+                return None
+            if not values["endpoint"]:
+                return None
+            model = self.query_one("#set-remote_model", Select).value
+            values["remote_model"] = None if model is Select.NULL else str(model)
         for name in LOAD_INPUTS:
             field = self.query_one(f"#set-{name}", Input)
             try:
@@ -184,7 +255,11 @@ class SettingsPane(VerticalScroll):
 
     def _update_reload(self) -> None:
         pending = self._pending_load()
-        current = dataclasses.asdict(self.load)
+        current: dict[str, Any] = dataclasses.asdict(self.load)
+        current["backend"] = "remote" if self.remote is not None else "local"
+        if self.remote is not None:
+            current["endpoint"] = self.remote.endpoint
+            current["remote_model"] = self.remote.model
         changed = pending is not None and any(current.get(k) != v for k, v in pending.items())
         self.query_one("#reload", Button).disabled = not changed
 
@@ -199,7 +274,7 @@ class SettingsPane(VerticalScroll):
                 else "; ".join(event.validation_result.failure_descriptions)
             )
             error.first(Static).update(Content(message))
-        if name in LOAD_INPUTS:
+        if name in LOAD_INPUTS or name == "endpoint":
             self._update_reload()
         elif (
             name in SAMPLING
@@ -220,8 +295,10 @@ class SettingsPane(VerticalScroll):
             self.post_message(GenerationChanged({"template": event.value}))
 
     @on(Select.Changed, "#set-dtype")
+    @on(Select.Changed, "#set-remote_model")
     @on(RadioSet.Changed)
     def _load_choice(self) -> None:
+        self._show_backend()
         self._update_reload()
 
     @on(Button.Pressed, "#reload")

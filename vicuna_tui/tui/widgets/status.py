@@ -100,8 +100,10 @@ class StatusBar(Horizontal):
                     parts.append(f"GPU {human_bytes(self.gpu_memory)}")
                 else:
                     parts.append(f"RSS {human_bytes(self.memory_probe())}")
-            if self.context_used is not None:
-                parts.append(f"ctx {self.context_used}/{info.context_length}")
+            if self.context_used:
+                limit = f"/{info.context_length}" if info.context_length else ""
+                parts.append(f"ctx {self.context_used}{limit}")
+
         if self.speed:
             parts.append(self.speed)
         if self.state:

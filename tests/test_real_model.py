@@ -130,3 +130,31 @@ def test_kv_cache_reuse_gives_the_same_tokens_as_a_fresh_prefill(backend: LocalB
     assert reused == fresh
     assert fresh_cached == [0, 0, 0]
     assert reused_cached[0] == 0 and reused_cached[1] > 0 and reused_cached[2] > reused_cached[1]
+
+
+def test_fast_path_matches_plain_transformers_generate(
+    backend: LocalBackend, smollm_dir: object
+) -> None:
+    """The engine (with its CPU fast path) gives the same greedy text as HF generate."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    assert getattr(backend._loaded.model, "_vicuna_fast_groups", None)  # the fast path is on
+    plain = AutoModelForCausalLM.from_pretrained(str(smollm_dir), dtype=torch.float32).eval()
+    tokenizer = backend._loaded.tokenizer
+    for prompt in (
+        "What is the capital of France?",
+        "Write a haiku about the sea.",
+        "Explain recursion in two sentences.",
+    ):
+        backend.reset_cache()
+        done, _, _ = ask(
+            backend, (("user", prompt),), GenerationSettings(temperature=0.0, max_new_tokens=48)
+        )
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt"
+        )
+        ids = ids["input_ids"] if not isinstance(ids, torch.Tensor) else ids
+        out = plain.generate(ids, max_new_tokens=48, do_sample=False)
+        expected = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+        assert done.text == expected, prompt

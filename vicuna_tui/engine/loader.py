@@ -328,8 +328,14 @@ def _oom_error(settings: LoadSettings, device: str, while_doing: str) -> OutOfMe
     )
 
 
-def load(settings: LoadSettings, progress: Progress | None = None) -> LoadedModel:
-    """Load the model and tokenizer that ``settings`` describe."""
+def load(
+    settings: LoadSettings, progress: Progress | None = None, *, fast_path: bool = True
+) -> LoadedModel:
+    """Load the model and tokenizer that ``settings`` describe.
+
+    ``fast_path``: repack the weights for faster single-token decode where that is
+    measured to help (CPU, float32; see ``fastpath``)."""
+
     report: Progress = progress or (lambda stage, done, total: None)
     settings.check()
     report("importing torch", 0, 1)
@@ -395,6 +401,11 @@ def load(settings: LoadSettings, progress: Progress | None = None) -> LoadedMode
                 "check that it is a causal language model that transformers supports",
             ) from None
     model.eval()
+    if fast_path:
+        from vicuna_tui.engine import fastpath
+
+        if fastpath.applies(model, device, str(dtype).replace("torch.", ""), settings.quantization):
+            fastpath.optimize(model)
     placement = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
     if device == "cuda" and placement & {"cpu", "disk"} and not settings.cpu_offloading:
         raise OutOfMemoryError(

@@ -342,26 +342,34 @@ class LocalBackend:
         feed_ids = prepared.ids[cached:]
         feed = torch.tensor([feed_ids], device=device)
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
-        with torch.inference_mode():
-            for _ in range(prepared.max_new_tokens):
-                if cancel.is_set():
-                    return
-                out = model(input_ids=feed, past_key_values=self._cache, use_cache=True, **extra)
-                self._cache = out.past_key_values
-                self._cache_ids.extend(feed_ids)
-                logits = out.logits[:, -1, :].float()
-                if processors:
-                    logits = processors(history, logits)
-                if gen.greedy:
-                    token = int(torch.argmax(logits, dim=-1).item())
-                else:
-                    probs = torch.softmax(logits, dim=-1)
-                    token = int(torch.multinomial(probs, 1, generator=generator).item())
-                yield token
-                feed_ids = [token]
-                feed = torch.tensor([feed_ids], device=device)
-                if history is not None:
-                    history = torch.cat([history, feed], dim=1)
+        try:
+            with torch.inference_mode():
+                for _ in range(prepared.max_new_tokens):
+                    if cancel.is_set():
+                        return
+                    out = model(
+                        input_ids=feed, past_key_values=self._cache, use_cache=True, **extra
+                    )
+                    self._cache = out.past_key_values
+                    self._cache_ids.extend(feed_ids)
+                    logits = out.logits[:, -1, :].float()
+                    if processors:
+                        logits = processors(history, logits)
+                    if gen.greedy:
+                        token = int(torch.argmax(logits, dim=-1).item())
+                    else:
+                        probs = torch.softmax(logits, dim=-1)
+                        token = int(torch.multinomial(probs, 1, generator=generator).item())
+                    yield token
+                    feed_ids = [token]
+                    feed = torch.tensor([feed_ids], device=device)
+                    if history is not None:
+                        history = torch.cat([history, feed], dim=1)
+        finally:
+            if getattr(model, "_vicuna_fast_groups", None):
+                from vicuna_tui.engine import fastpath
+
+                fastpath.release(model)
 
 
 def _processors(gen: GenerationSettings) -> Any:

@@ -1,0 +1,42 @@
+"""The CPU decode fast path computes what the plain model computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from helpers import tiny_llama
+
+from vicuna_tui.engine import fastpath
+
+
+def test_fused_and_transposed_layers_give_the_same_logits(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_llama(tmp_path / "m", tokenizer=False)
+    plain = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    fast = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    params = sum(p.numel() for p in plain.parameters())
+    counts = fastpath.optimize(fast)
+    assert counts == {"fused": 4, "transposed": 1}  # q/k/v and gate/up in 2 layers; lm_head
+    assert sum(p.numel() for p in fast.parameters()) == params
+    assert type(fast.lm_head).__name__ == "TransposedLinear"
+    torch.manual_seed(0)
+    ids = torch.randint(0, 300, (1, 17))
+    with torch.inference_mode():
+        a = plain(ids, use_cache=True)
+        b = fast(ids, use_cache=True)
+        torch.testing.assert_close(b.logits, a.logits, rtol=1e-5, atol=1e-5)
+        step = torch.tensor([[7]])
+        a2 = plain(step, past_key_values=a.past_key_values, use_cache=True)
+        b2 = fast(step, past_key_values=b.past_key_values, use_cache=True)
+        torch.testing.assert_close(b2.logits, a2.logits, rtol=1e-5, atol=1e-5)
+    fastpath.release(fast)
+    assert all(g.last_input is None for g in fast._vicuna_fast_groups)
+
+
+def test_fast_path_is_only_for_plain_float32_on_cpu() -> None:
+    assert fastpath.applies(None, "cpu", "float32", None)
+    assert not fastpath.applies(None, "cuda", "float16", None)
+    assert not fastpath.applies(None, "cpu", "bfloat16", None)
+    assert not fastpath.applies(None, "cpu", "float32", "8bit")

@@ -7,6 +7,7 @@ only its new tokens), stop within one token of a cancel, and time every reply.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import secrets
 import threading
@@ -72,6 +73,8 @@ class LocalBackend:
         self._cache_ids: list[int] = []
         self._logits_to_keep = False
         self.last_cached_tokens = 0
+        self._static_len = 0  # > 0: a preallocated (static) KV cache of this many tokens
+        self._step: Any = None  # the compiled single-token forward, with --compile
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -124,6 +127,8 @@ class LocalBackend:
             devices=tuple(loader.available_devices(torch)),
         )
         self.reset_cache()
+        if self.settings.compile:
+            self.use_static_cache(compile=True)
         return self._info
 
     @property
@@ -146,7 +151,10 @@ class LocalBackend:
     def unload(self) -> None:
         self._loaded = None
         self._info = None
+        self._static_len = 0
+        self._step = None
         self.reset_cache()
+
         try:
             import gc
 
@@ -159,8 +167,71 @@ class LocalBackend:
             pass
 
     def reset_cache(self) -> None:
+        if self._static_len and self._cache is not None:
+            self._cache_ids = []  # the static cache is kept; positions restart at 0
+            return
         self._cache = None
         self._cache_ids = []
+
+    # -- --compile: a static KV cache and a compiled decode step ---------------------------
+
+    STATIC_CAP = 8192
+
+    def use_static_cache(self, *, compile: bool) -> None:
+        """Preallocate the KV cache (fixed shapes), and compile the one-token step.
+
+        With CUDA the compiled step replays as a CUDA graph ("reduce-overhead"), which
+        removes the per-kernel launch cost that bounds eager decode.  The first reply
+        pays for compiling.  Kernels fused by the compiler may sum in another order, so
+        greedy output can differ from eager where two logits nearly tie.
+        """
+        import torch
+
+        assert self._loaded is not None and self._info is not None
+        self._static_len = min(self._info.context_length, self.STATIC_CAP)
+        self._info = dataclasses.replace(self._info, context_length=self._static_len)
+        self._cache = None
+        self._cache_ids = []
+        if compile:
+            mode = "reduce-overhead" if str(self._loaded.device).startswith("cuda") else "default"
+            self._step = torch.compile(self._loaded.model.forward, mode=mode, dynamic=False)
+
+    def _rewind_static(self, keep: int) -> int:
+        """Make the static cache continue at position ``keep``.
+
+        Keys past ``keep`` stay in memory but are overwritten before use, and the
+        causal mask hides the rest.  transformers 5 counts the filled length per layer
+        (``cumulative_length``); older versions write where ``cache_position`` says.
+        """
+        import torch
+
+        with torch.inference_mode():  # the cache's tensors were made in inference mode
+            return self._rewind_layers(keep)
+
+    def _rewind_layers(self, keep: int) -> int:
+        import torch
+
+        for layer in getattr(self._cache, "layers", ()):
+            if type(layer).__name__ != "StaticLayer" and keep:
+                # A sliding-window layer cannot rewind: start this reply from scratch.
+                return self._rewind_layers(0)
+
+            if not getattr(layer, "is_initialized", False):
+                continue
+
+            length = getattr(layer, "cumulative_length", None)
+            if isinstance(length, torch.Tensor):
+                length.fill_(keep)  # in place: a compiled graph holds its address
+            elif length is not None:
+                layer.cumulative_length = keep
+        return keep
+
+    def _new_static_cache(self) -> Any:
+
+        from transformers import StaticCache
+
+        model = self._loaded.model
+        return StaticCache(config=model.config, max_cache_len=self._static_len)
 
     # -- prompts -------------------------------------------------------------------------
 
@@ -305,6 +376,14 @@ class LocalBackend:
 
     def _reuse_prefix(self, ids: list[int]) -> int:
         """Keep the cached KV of the longest shared prefix; returns how many tokens."""
+        if self._static_len:
+            if self._cache is None:
+                self._cache = self._new_static_cache()
+            keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
+            keep = max(keep, 0) if self.reuse_cache else 0
+            keep = self._rewind_static(keep)
+            del self._cache_ids[keep:]
+            return keep
         if not self.reuse_cache or self._cache is None or not hasattr(self._cache, "crop"):
             self.reset_cache()
             return 0
@@ -347,9 +426,22 @@ class LocalBackend:
                 for _ in range(prepared.max_new_tokens):
                     if cancel.is_set():
                         return
-                    out = model(
-                        input_ids=feed, past_key_values=self._cache, use_cache=True, **extra
-                    )
+                    if self._static_len:
+                        start = len(self._cache_ids)
+                        positions = torch.arange(start, start + len(feed_ids), device=device)
+                        single = self._step is not None and len(feed_ids) == 1
+                        forward = self._step if single else model
+                        out = forward(
+                            input_ids=feed,
+                            past_key_values=self._cache,
+                            cache_position=positions,
+                            use_cache=True,
+                            **extra,
+                        )
+                    else:
+                        out = model(
+                            input_ids=feed, past_key_values=self._cache, use_cache=True, **extra
+                        )
                     self._cache = out.past_key_values
                     self._cache_ids.extend(feed_ids)
                     logits = out.logits[:, -1, :].float()

@@ -1,0 +1,151 @@
+"""KV-cache reuse across turns, and every way it must be invalidated (real model).
+
+Each check answers a request twice, once on top of the cache left by the previous
+turn and once after clearing it: the replies must be token for token the same, and
+the cache must have been used only up to where the two prompts stop agreeing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import pytest
+
+from vicuna_tui.chat import ChatSession
+from vicuna_tui.engine.events import ChatRequest, ReplyDone, ReplyStarted
+from vicuna_tui.engine.local import LocalBackend, common_prefix
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+
+pytestmark = pytest.mark.real_model
+GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24)
+
+
+def answer(backend: LocalBackend, request: ChatRequest) -> tuple[str, int]:
+    events = list(backend.generate(request, threading.Event()))
+    started = next(e for e in events if isinstance(e, ReplyStarted))
+    done = events[-1]
+    assert isinstance(done, ReplyDone)
+    return done.text, started.cached_tokens
+
+
+def check(backend: LocalBackend, request: ChatRequest) -> int:
+    """Reply with the cache as it is; compare with a fresh prefill; return tokens reused."""
+    previous_ids = list(backend._cache_ids)
+    prompt_ids = backend.prepare(request).ids
+    reused_text, cached = answer(backend, request)
+    assert cached == min(common_prefix(previous_ids, prompt_ids), len(prompt_ids) - 1)
+    backend.reset_cache()
+    fresh_text, fresh_cached = answer(backend, request)
+    assert fresh_cached == 0
+    assert reused_text == fresh_text
+    return cached
+
+
+@pytest.fixture
+def session(backend: LocalBackend) -> ChatSession:
+    chat = ChatSession(None, generation=GREEDY)
+    chat.set_model(backend.info)
+    for question in ("What is the capital of France?", "And of Germany?"):
+        request = chat.add_user(question)
+        text, _ = answer(backend, request)
+        chat.record_reply(text, "stop")
+    return chat
+
+
+def test_a_new_turn_reuses_the_whole_history(backend: LocalBackend, session: ChatSession) -> None:
+    request = session.add_user("Which one is bigger?")
+    history = backend.prepare(dataclasses.replace(request, turns=request.turns[:-1])).ids
+    assert check(backend, request) >= len(history) - 8  # all but the re-rendered tail
+
+
+def test_regenerate(backend: LocalBackend, session: ChatSession) -> None:
+    request = session.regenerate()
+    assert request is not None
+    prompt = backend.prepare(request).ids
+    reused = check(backend, request)
+    assert 0 < reused <= len(prompt) - 1
+
+
+def test_edit_the_last_message(backend: LocalBackend, session: ChatSession) -> None:
+    before = backend.prepare(session.preview_request("And of Germany?")).ids
+    request = session.edit_last("And of Italy?")
+    assert request is not None
+    after = backend.prepare(request).ids
+    reused = check(backend, request)
+    assert reused <= common_prefix(before, after) < len(after) - 2
+
+
+def test_delete_the_last_turn(backend: LocalBackend, session: ChatSession) -> None:
+    assert session.remove_last_turn()
+    request = session.add_user("And of Spain?")
+    assert check(backend, request) > 0
+
+
+def test_context_truncation(backend: LocalBackend, session: ChatSession) -> None:
+    original = backend._info
+    assert original is not None
+    request = session.add_user("Tell me about both cities.")
+    full = backend.prepare(request).ids
+    backend._info = dataclasses.replace(original, context_length=len(full) + 10)
+    try:
+        prepared = backend.prepare(request)
+        assert prepared.dropped_turns > 0
+        reused = check(backend, request)
+    finally:
+        backend._info = original
+    assert reused == min(common_prefix(full, prepared.ids), len(prepared.ids) - 1)
+    assert reused < len(prepared.ids) // 2  # only the system prompt survived
+
+
+@pytest.mark.parametrize("change", ["template", "system_message"])
+def test_template_and_system_prompt_changes(
+    backend: LocalBackend, session: ChatSession, change: str
+) -> None:
+    if change == "template":
+        session.update_settings(template="chatml")
+    else:
+        session.update_settings(system_message="You answer in one word.")
+    request = session.add_user("And of Spain?")
+    assert check(backend, request) < 10
+
+
+def test_reloading_starts_with_an_empty_cache(smollm_dir: Path) -> None:
+    fresh = LocalBackend(LoadSettings(model_path=str(smollm_dir), device="cpu"))
+    fresh.load()
+    try:
+        request = ChatRequest(turns=(("user", "Hi"),), generation=GREEDY)
+        _, cached = answer(fresh, request)
+        assert cached == 0
+    finally:
+        fresh.unload()
+
+
+def test_static_cache_gives_the_same_replies(backend: LocalBackend, smollm_dir: Path) -> None:
+    """The --compile path's static KV cache (here without compiling) changes nothing."""
+    static = LocalBackend(LoadSettings(model_path=str(smollm_dir), device="cpu"))
+    static.load()
+    static.use_static_cache(compile=False)
+    try:
+        turns: tuple[tuple[str, str], ...] = ()
+        for question in (
+            "What is the capital of France?",
+            "And of Germany?",
+            "Which one is bigger?",
+        ):
+            request = ChatRequest(turns=(*turns, ("user", question)), generation=GREEDY)
+            expected, _ = answer(backend, request)
+            got, cached = answer(static, request)
+            assert got == expected
+            if turns:
+                assert cached > 0  # the static cache is reused across turns too
+            turns = (*turns, ("user", question), ("assistant", got))
+        # an edit: the stale positions past the shared prefix must not leak in
+        edited = ChatRequest(turns=(*turns[:2], ("user", "And of Spain?")), generation=GREEDY)
+        backend.reset_cache()
+        expected, _ = answer(backend, edited)
+        got, _ = answer(static, edited)
+        assert got == expected
+    finally:
+        static.unload()

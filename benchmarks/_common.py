@@ -137,3 +137,45 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.perf_counter() - self.start
+
+
+def smollm_folder() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder (the tests' cached conversion)."""
+    from vicuna_tui.engine import sources
+
+    previous = os.environ.get("VICUNA_TUI_HOME")
+    os.environ["VICUNA_TUI_HOME"] = str(ROOT / ".cache" / "test-home")
+    try:
+        gguf = sources.find_packaged_gguf()
+        if gguf is None:
+            found = sorted((ROOT / ".cache" / "models").glob("**/*.gguf"))
+            if not found:
+                raise SystemExit("the demo model is missing: run `make test` (or `make run`) first")
+            gguf = found[0]
+        folder, _ = sources.convert_gguf(gguf)
+    finally:
+        if previous is None:
+            os.environ.pop("VICUNA_TUI_HOME", None)
+        else:
+            os.environ["VICUNA_TUI_HOME"] = previous
+    return folder
+
+
+def read_bandwidth(mib: int = 512, repeats: int = 10) -> float:
+    """Bytes per second this process reads from memory (the sum of a large tensor)."""
+    import torch
+
+    data = torch.ones(mib * 2**20 // 4, dtype=torch.float32)
+    data.sum()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        data.sum()
+        times.append(time.perf_counter() - start)
+    return data.numel() * 4 / statistics.median(times)
+
+
+def no_eos(backend: object) -> None:
+    """Let replies run to max_new_tokens (benchmarks compare equal lengths)."""
+    loaded = backend._loaded  # type: ignore[attr-defined]
+    loaded.stop_token_ids = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,7 +13,7 @@ from vicuna_tui import config as config_mod
 from vicuna_tui import runtime
 from vicuna_tui.chat import ChatSession
 from vicuna_tui.engine.backend import Backend
-from vicuna_tui.engine.events import EngineEvent
+from vicuna_tui.engine.events import EngineEvent, ReplyDelta
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.keymap import ACTIONS
@@ -48,6 +49,8 @@ class VicunaApp(App[int]):
         self.backend_factory = backend_factory or self._default_backend
         self.remote_factory = remote_factory or self._default_remote
         self.engine = EngineThread(self._emit, debug=debug)
+        self._delta_lock = threading.Lock()
+        self._deltas: list[ReplyDelta] = []
         self.keys = resolved.config.key_bindings()
         self._config_warned = False
         self._theme_ready = False
@@ -82,7 +85,19 @@ class VicunaApp(App[int]):
 
     def _emit(self, event: EngineEvent) -> None:
         """Called on the engine thread: only hands the event to the UI thread."""
+        if isinstance(event, ReplyDelta):
+            # Reply text is not posted token by token: the chat screen takes it a few
+            # times a second (take_deltas), so a fast model never floods the UI thread.
+            with self._delta_lock:
+                self._deltas.append(event)
+            return
         self.chat.post_message(EngineMessage(event))
+
+    def take_deltas(self) -> list[ReplyDelta]:
+        """The reply text that arrived since the last call (UI thread)."""
+        with self._delta_lock:
+            deltas, self._deltas = self._deltas, []
+        return deltas
 
     def load_model(self, load: LoadSettings, remote: RemoteSettings | None = None) -> None:
         """Load a local model, or connect to ``remote`` when given."""

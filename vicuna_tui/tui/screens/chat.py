@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Markdown
 
 from vicuna_tui import replay as replay_mod
@@ -68,6 +70,15 @@ from vicuna_tui.tui.widgets.transcript import (
 
 if TYPE_CHECKING:
     from vicuna_tui.tui.app import VicunaApp
+
+
+# A streaming reply is redrawn at most FRAMES_PER_SECOND times a second, and less often
+# when drawing would take more than UI_SHARE of the time (a long transcript costs more
+# per frame): on a CPU the model and the UI share the interpreter, so time spent
+# drawing is taken from generation.  BENCHMARKS.md: stream and render.
+FRAMES_PER_SECOND = 8
+SLOWEST_FRAME = 1.0
+UI_SHARE = 0.08
 
 
 @dataclass
@@ -175,6 +186,9 @@ class ChatScreen(Screen[None]):
         return self.query_one(SettingsPane)
 
     async def on_mount(self) -> None:
+        self._frame_timer: Timer | None = None
+        self._frame_interval = 1 / FRAMES_PER_SECOND
+        self._frame_clock = (0.0, 0.0)  # (wall, UI-thread CPU) at the last frame
         self.remote = self.vicuna.resolved.remote
         self.settings.display = False
         self.prompt.focus()
@@ -189,6 +203,48 @@ class ChatScreen(Screen[None]):
 
     async def on_engine_message(self, message: EngineMessage) -> None:
         await self.handle_event(message.event)
+
+    def _pending_text(self) -> tuple[str, int]:
+        """Reply text that arrived since the last frame (and in how many deltas)."""
+        stream = self.streaming
+        deltas = [
+            d.text
+            for d in self.vicuna.take_deltas()
+            if stream is not None and d.request_id == stream.request_id
+        ]
+        return "".join(deltas), len(deltas)
+
+    async def _draw_reply(self) -> None:
+        """A frame of the streamed reply: everything that arrived since the last one.
+
+        Runs FRAMES_PER_SECOND times a second while a reply streams.  Each update costs
+        the same whether it carries one token or fifty, so the UI's share of the CPU
+        does not grow with the model's speed, and the model is not slowed by drawing.
+        """
+        self._frame_timer = None
+        text, pieces = self._pending_text()
+        if text and self.streaming is not None:
+            await self.streaming.view.write(text, pieces)
+        # Pace the frames: how much of the time since the last frame did this thread work?
+        wall, cpu = time.perf_counter(), time.thread_time()
+        elapsed = wall - self._frame_clock[0]
+        share = (cpu - self._frame_clock[1]) / elapsed if elapsed > 0 else 0.0
+        if share > UI_SHARE:
+            self._frame_interval = min(SLOWEST_FRAME, self._frame_interval * 1.5)
+        else:
+            self._frame_interval = max(1 / FRAMES_PER_SECOND, self._frame_interval / 1.25)
+        self._frame_clock = (wall, cpu)
+        if self.streaming is not None:
+            self._frame_timer = self.set_timer(self._frame_interval, self._draw_reply)
+
+    def _stop_drawing(self) -> None:
+        """Stop the frames and keep any text not drawn yet in the reply's text."""
+        if self._frame_timer is not None:
+            self._frame_timer.stop()
+            self._frame_timer = None
+        text, pieces = self._pending_text()
+        if text and self.streaming is not None:
+            self.streaming.view.add_text(text, pieces)
 
     def on_engine_call_result(self, message: EngineCallResult) -> None:
         if message.tag == "memory":
@@ -269,6 +325,7 @@ class ChatScreen(Screen[None]):
         stream = self.streaming
         if stream is None or stream.request_id != done.request_id:
             return
+        self._stop_drawing()
         self.streaming = None
         message = self.session.record_reply(done.text, done.finish_reason, done.stats)
         await stream.view.finish(done.text, describe_stats(message))
@@ -289,6 +346,7 @@ class ChatScreen(Screen[None]):
         stream = self.streaming
         if stream is None or stream.request_id != failed.request_id:
             return
+        self._stop_drawing()
         self.streaming = None
         self.status.set_state("")
         if failed.partial_text:
@@ -343,6 +401,9 @@ class ChatScreen(Screen[None]):
         )
         view.start_stream()
         self.streaming = _Stream(request.request_id, view)
+        self.vicuna.take_deltas()  # nothing from an earlier reply
+        self._frame_clock = (time.perf_counter(), time.thread_time())
+        self._frame_timer = self.set_timer(self._frame_interval, self._draw_reply)
         self.vicuna.engine.generate(request)
         self.status.set_state("writing…" if self.model_ready else "waiting for the model to load…")
         self._after_change()
@@ -358,6 +419,7 @@ class ChatScreen(Screen[None]):
         stream = self.streaming
         if stream is None:
             return
+        self._stop_drawing()
         self.streaming = None
         self.vicuna.engine.cancel()
         message = self.session.record_reply(stream.view.text, "cancelled")
@@ -663,6 +725,7 @@ class ChatScreen(Screen[None]):
         """On quit: save the reply in progress as it stands, marked cancelled."""
         stream = self.streaming
         if stream is not None:
+            self._stop_drawing()
             self.streaming = None
             self.session.record_reply(stream.view.text, "cancelled")
             self.vicuna.engine.cancel()

@@ -70,10 +70,16 @@ class MessageView(Vertical, can_focus=True):
         self.add_class("streaming")
         self.stream = Markdown.get_stream(self.markdown)
 
-    async def write(self, delta: str) -> None:
+    def add_text(self, delta: str, pieces: int = 1) -> str:
+        """Record streamed text without drawing it yet; returns it made terminal-safe."""
         delta = terminal_safe(delta)
-        self.deltas += 1
+        self.deltas += pieces
         self.text += delta
+        return delta
+
+    async def write(self, delta: str, pieces: int = 1) -> None:
+        """Add streamed text (``pieces`` deltas) and draw it through MarkdownStream."""
+        delta = self.add_text(delta, pieces)
         if self.stream is not None:
             await self.stream.write(delta)
 

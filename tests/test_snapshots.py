@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers import ScriptedBackend
-from tui_helpers import make_app, wait_for
+from tui_helpers import make_app as make_chat_app
+from tui_helpers import wait_for
 
 from vicuna_tui.engine.errors import ModelNotFoundError
 from vicuna_tui.tui.screens.dialogs import ErrorScreen
@@ -26,11 +27,23 @@ CODE_REPLY = [
 ]
 
 
+def snapshot_app(backend_factory: Any) -> Any:
+    """The app without toasts: they come and go on timers, so no frame could hold still
+    (the notifications themselves are checked in test_tui.py)."""
+    app = make_chat_app(backend_factory)
+    app.notify = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    return app
+
+
 async def settle(pilot: Any) -> None:
     app = pilot.app
     app.clear_notifications()
     for area in app.query("TextArea, Input"):
         area.cursor_blink = False
+        # TextArea caches a line drawn in the blink's "off" phase under the same key as
+        # a line drawn with blinking off: drop it, or the cursor may be missing.
+        getattr(area, "_line_cache", {}).clear()
+        area.refresh()
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
     await pilot.pause()
@@ -48,7 +61,7 @@ async def ask(pilot: Any, text: str) -> None:
 
 
 def test_empty_app(snap_compare: Any, home: Path) -> None:
-    app = make_app(lambda load: ScriptedBackend())
+    app = snapshot_app(lambda load: ScriptedBackend())
     assert snap_compare(app, terminal_size=SIZE, run_before=loaded)
 
 
@@ -62,7 +75,7 @@ def test_mid_stream_with_an_open_code_fence(snap_compare: Any, home: Path) -> No
         await wait_for(pilot, lambda: "return a + b" in pilot.app.chat.transcript.views[-1].text)
         await settle(pilot)
 
-    app = make_app(lambda load: backend)
+    app = snapshot_app(lambda load: backend)
     try:
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
     finally:
@@ -83,7 +96,7 @@ def test_finished_reply(snap_compare: Any, home: Path) -> None:
         )
         await settle(pilot)
 
-    app = make_app(lambda load: ScriptedBackend([CODE_REPLY]))
+    app = snapshot_app(lambda load: ScriptedBackend([CODE_REPLY]))
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
@@ -93,7 +106,7 @@ def test_settings_pane(snap_compare: Any, home: Path) -> None:
         await pilot.press("f3")
         await settle(pilot)
 
-    app = make_app(lambda load: ScriptedBackend())
+    app = snapshot_app(lambda load: ScriptedBackend())
     assert snap_compare(app, terminal_size=(110, 60), run_before=run_before)
 
 
@@ -103,7 +116,7 @@ def test_help_screen(snap_compare: Any, home: Path) -> None:
         await pilot.press("f1")
         await settle(pilot)
 
-    app = make_app(lambda load: ScriptedBackend())
+    app = snapshot_app(lambda load: ScriptedBackend())
     assert snap_compare(app, terminal_size=(110, 40), run_before=run_before)
 
 
@@ -118,5 +131,5 @@ def test_error_dialog(snap_compare: Any, home: Path) -> None:
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ErrorScreen))
         await settle(pilot)
 
-    app = make_app(lambda load: ScriptedBackend(load_error=error))
+    app = snapshot_app(lambda load: ScriptedBackend(load_error=error))
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

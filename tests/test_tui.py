@@ -31,6 +31,9 @@ async def test_send_streams_and_saves(home: Path) -> None:
     app = make_app(lambda load: backend)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        # The model's arrival is announced in a toast that names it and its template.
+        toasts = [n.message for n in app._notifications]
+        assert any("scripted-model is ready" in t and "template" in t for t in toasts), toasts
         await send(pilot, "What is the capital of France?")
         screen = await reply_done(pilot)
         views = screen.transcript.views

@@ -189,15 +189,28 @@ class ChatScreen(Screen[None]):
         self._frame_timer: Timer | None = None
         self._frame_interval = 1 / FRAMES_PER_SECOND
         self._frame_clock = (0.0, 0.0)  # (wall, UI-thread CPU) at the last frame
+        self._engine_started = False
         self.remote = self.vicuna.resolved.remote
         self.settings.display = False
         self.prompt.focus()
         if self.initial_conversation:
             await self.open_conversation(self.initial_conversation)
         self.status.set_state("loading the model…")
-        self.vicuna.load_model(self.session.load, self.remote)
+        # Start the engine once the first full frame is on screen (Textual lays a new
+        # screen out in two passes): importing torch on the engine thread holds the GIL
+        # for long stretches and would hold that frame back by a quarter of a second.
+        self.call_after_refresh(self.call_after_refresh, self._after_first_frame)
+
+    async def _after_first_frame(self) -> None:
+        self._start_engine()
         if self.replay_on_start:
             await self.start_replay(self.reuse_seeds)
+
+    def _start_engine(self) -> None:
+        """Load the model, unless that has begun (a prompt sent before the first frame)."""
+        if not self._engine_started:
+            self._engine_started = True
+            self.vicuna.load_model(self.session.load, self.remote)
 
     # -- engine events -----------------------------------------------------------------
 
@@ -404,6 +417,7 @@ class ChatScreen(Screen[None]):
         self.vicuna.take_deltas()  # nothing from an earlier reply
         self._frame_clock = (time.perf_counter(), time.thread_time())
         self._frame_timer = self.set_timer(self._frame_interval, self._draw_reply)
+        self._start_engine()  # the load is queued first, the prompt waits for it
         self.vicuna.engine.generate(request)
         self.status.set_state("writing…" if self.model_ready else "waiting for the model to load…")
         self._after_change()
@@ -788,6 +802,7 @@ class ChatScreen(Screen[None]):
         self.remote = remote
         self.model_ready = False
         self.status.set_state("reloading…")
+        self._engine_started = True
         self.vicuna.load_model(load, remote)
         saved = dict(values)
         saved["endpoint"] = endpoint if remote is not None else None

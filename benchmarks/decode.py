@@ -118,9 +118,16 @@ def main() -> None:
     ]
     if opts.compile:
         variants.append(("engine --compile (static cache)", {"threads": threads, "compile": True}))
+    notes = []
     for name, settings in variants:
         backend = engine(folder, **settings)
+        start = time.perf_counter()
         reply_rate(backend, opts.tokens)  # warm-up (compiles with --compile)
+        if settings.get("compile"):
+            notes.append(
+                f" With --compile the first reply took {time.perf_counter() - start:.0f} s "
+                "(compiling)."
+            )
         rates = [reply_rate(backend, opts.tokens) for _ in range(opts.runs)]
         add(name, settings["threads"], rates)
         backend.unload()
@@ -135,7 +142,9 @@ def main() -> None:
         f"{opts.runs} after a warm-up. The default is the first engine row: one thread "
         f"fewer than the cores, and the CPU fast path (engine/fastpath.py), whose greedy "
         f"output matches `generate` (tests/test_real_model.py). bfloat16 halves the bytes "
-        f"but this CPU has no native bfloat16 arithmetic, and it changes the output.\n\n"
+        f"but this CPU has no native bfloat16 arithmetic, and it changes the output."
+        + "".join(notes)
+        + "\n\n"
         + table(["configuration", "threads", "decode", "share of the bandwidth limit"], rows)
     )
     print(body)

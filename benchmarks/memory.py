@@ -47,6 +47,7 @@ backend.load()
 time.sleep(0.1)
 final = rss()
 load_peak = dict(PEAK)
+PEAK.update(final)  # from here on: the peak while generating
 request = ChatRequest(turns=(("user", "Tell me a story."),),
                       generation=GenerationSettings(temperature=0.0, max_new_tokens=64))
 list(backend.generate(request, threading.Event()))

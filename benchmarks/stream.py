@@ -4,8 +4,10 @@
 
 All paths drive the same loaded SmolLM2 (CPU, greedy, replies forced to full length)
 in one process, one after another.  The rate is taken where the user sees the text:
-(new tokens - 1) / (time of the last delta - time of the first), at the consumer.
-Ratios are against the raw engine (backend.generate called directly).
+(new tokens - 1) / (time of the last delta - time of the first), at the consumer; the
+TUI draws in frames, so there it is the tokens after the first frame over the time from
+the first frame to the final update.  Ratios are against the raw engine
+(backend.generate called directly).
 """
 
 from __future__ import annotations
@@ -133,16 +135,24 @@ def simple_style(backend: Any, tokens: int) -> float:
 
 
 def tui_headless(backend: Any, tokens: int) -> float:
+    """Tokens/s as drawn: the TUI draws a few frames a second, each with every token
+    that arrived since the last, and the last tokens with the final update.  The rate is
+    (tokens - those in the first frame) / (time of the final update - first frame)."""
     from tui_helpers import make_app, ready, reply_done, send
 
     from vicuna_tui.tui.widgets.transcript import MessageView
 
-    times: list[float] = []
-    original = MessageView.write
+    frames: list[tuple[float, int]] = []  # (time drawn, tokens drawn so far)
+    original_write, original_finish = MessageView.write, MessageView.finish
 
-    async def timed_write(self: Any, delta: str) -> None:
-        await original(self, delta)
-        times.append(time.perf_counter())
+    async def timed_write(self: Any, delta: str, pieces: int = 1) -> None:
+        await original_write(self, delta, pieces)
+        frames.append((time.perf_counter(), self.deltas))
+
+    async def timed_finish(self: Any, text: str | None = None, meta: str = "") -> None:
+        await original_finish(self, text, meta)
+        if self.role == "assistant":
+            frames.append((time.perf_counter(), self.deltas))
 
     async def run() -> None:
         app = make_app(lambda load: Preloaded(backend), max_new_tokens=tokens, save=False)
@@ -151,16 +161,20 @@ def tui_headless(backend: Any, tokens: int) -> float:
             await send(pilot, PROMPT)
             # Wait without Pilot.pause(): it makes every widget process a callback each
             # time, a load a real terminal session does not have.
-            while app.chat.streaming is not None or not times:
+            while app.chat.streaming is not None or not frames:
                 await asyncio.sleep(0.05)
             await reply_done(pilot)
 
     MessageView.write = timed_write  # type: ignore[method-assign]
+    MessageView.finish = timed_finish  # type: ignore[method-assign]
     try:
         asyncio.run(run())
     finally:
-        MessageView.write = original  # type: ignore[method-assign]
-    return rate(times)
+        MessageView.write = original_write  # type: ignore[method-assign]
+        MessageView.finish = original_finish  # type: ignore[method-assign]
+    (first_time, first_tokens), (last_time, last_tokens) = frames[0], frames[-1]
+    assert last_tokens == tokens, (last_tokens, tokens)
+    return (last_tokens - first_tokens) / (last_time - first_time)
 
 
 def main() -> None:
@@ -207,7 +221,9 @@ def main() -> None:
     body = (
         "SmolLM2-135M-Instruct on this CPU, greedy, replies forced to the full length. "
         f"Median (min–max) of {opts.runs} rounds after a warm-up round; within a round the "
-        "paths run one after another on the same loaded model. Targets: the TUI at least "
+        "paths run one after another on the same loaded model. The TUI's rate is taken "
+        "over what it draws: the tokens after its first frame, over the time from that "
+        "frame to the final update (it draws up to 8 frames a second). Targets: the TUI at least "
         "0.97 of the raw engine at 200 tokens and 0.93 at 800.\n\n"
         + table(["new tokens", "path", "tokens/s seen by the user", "÷ raw engine"], rows)
     )

@@ -120,6 +120,11 @@ def ours_visible(folder: Path, turns: int, tokens: int, home: str) -> list[float
         first = time.perf_counter()
         ttfts.append(first - start)
         err.until(b"[stats]")
+        # The reply's last bytes on stdout may come after its stats on stderr: take them
+        # now, so that they are not taken for the next reply's first text.
+        while select.select([out.fd], [], [], 0.2)[0]:
+            if not os.read(out.fd, 65536):
+                break
     proc.stdin.close()
     proc.wait(timeout=60)
     return ttfts

@@ -149,3 +149,15 @@ def test_static_cache_gives_the_same_replies(backend: LocalBackend, smollm_dir: 
         assert got == expected
     finally:
         static.unload()
+
+
+def test_compile_on_a_cpu_warns_that_it_is_slower(smollm_dir: Path) -> None:
+    """--compile loads on a CPU (nothing is compiled before the first reply) and says
+    why it should not be used there."""
+    compiled = LocalBackend(LoadSettings(model_path=str(smollm_dir), device="cpu", compile=True))
+    info = compiled.load()
+    try:
+        assert any("--compile is made for GPUs" in notice for notice in info.notices)
+        assert info.context_length <= LocalBackend.STATIC_CAP
+    finally:
+        compiled.unload()

@@ -129,6 +129,13 @@ class LocalBackend:
         self.reset_cache()
         if self.settings.compile:
             self.use_static_cache(compile=True)
+            if not str(loaded.device).startswith("cuda"):
+                warning = (
+                    "--compile is made for GPUs: on a CPU its preallocated cache makes every "
+                    "token attend over all of its positions, about 5x slower than without it "
+                    "(BENCHMARKS.md); drop --compile"
+                )
+                self._info = dataclasses.replace(self._info, notices=(*self._info.notices, warning))
         return self._info
 
     @property

@@ -110,6 +110,9 @@ def test_ctrl_c_stops_a_reply_and_keeps_it(smollm_dir: Path, home: Path) -> None
         text=True,
         cwd=REPO,
         env=os.environ.copy(),
+        # As in a terminal: a suite started in the background (`make test &`) inherits an
+        # ignored SIGINT, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdin and proc.stdout
     proc.stdin.write("Write a long story about a dragon who learns to cook.\n")

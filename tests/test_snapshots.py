@@ -72,7 +72,9 @@ def test_mid_stream_with_an_open_code_fence(snap_compare: Any, home: Path) -> No
         await loaded(pilot)
         await ask(pilot, "Write a Python function that adds two numbers.")
         await wait_for(pilot, backend.paused.is_set)
-        await wait_for(pilot, lambda: "return a + b" in pilot.app.chat.transcript.views[-1].text)
+        # Drawn, not only received: the Markdown widget's own source has the text.
+        view = pilot.app.chat.transcript.views[-1]
+        await wait_for(pilot, lambda: "return a + b" in view.markdown.source)
         await settle(pilot)
 
     app = snapshot_app(lambda load: backend)

@@ -32,7 +32,6 @@ from vicuna_tui.engine.events import (
     ModelReady,
     Notice,
     PromptPreview,
-    ReplyDelta,
     ReplyDone,
     ReplyFailed,
     ReplyStarted,
@@ -270,10 +269,8 @@ class ChatScreen(Screen[None]):
         )
 
     async def handle_event(self, event: EngineEvent) -> None:
-        if isinstance(event, ReplyDelta):
-            if self.streaming and event.request_id == self.streaming.request_id:
-                await self.streaming.view.write(event.text)
-        elif isinstance(event, LoadProgress):
+        # Reply text does not come this way: _draw_reply takes it a frame at a time.
+        if isinstance(event, LoadProgress):
             self.status.progress(event.stage, event.done, event.total)
         elif isinstance(event, ModelReady):
             self.model_ready = True

@@ -78,6 +78,13 @@ class Reader:
         self.buffer = self.buffer[self.buffer.index(marker) + len(marker) :]
         return now
 
+    def text(self) -> float:
+        """Wait for something other than whitespace; returns when it came."""
+        while not self.buffer.strip():
+            if select.select([self.fd], [], [], 0.5)[0]:
+                self.buffer += os.read(self.fd, 65536)
+        return time.perf_counter()
+
 
 def ours_visible(folder: Path, turns: int, tokens: int, home: str) -> list[float]:
     proc = subprocess.Popen(
@@ -113,12 +120,7 @@ def ours_visible(folder: Path, turns: int, tokens: int, home: str) -> list[float
         start = time.perf_counter()
         proc.stdin.write((prompt + "\n").encode())
         proc.stdin.flush()
-        while not out.buffer:
-            ready, _, _ = select.select([out.fd], [], [], 0.5)
-            if ready:
-                out.buffer += os.read(out.fd, 65536)
-        first = time.perf_counter()
-        ttfts.append(first - start)
+        ttfts.append(out.text() - start)
         err.until(b"[stats]")
         # The reply's last bytes on stdout may come after its stats on stderr: take them
         # now, so that they are not taken for the next reply's first text.
@@ -169,11 +171,7 @@ def fastchat_visible(folder: Path, turns: int, tokens: int) -> list[float]:
         proc.stdin.write((prompt + " __END_OF_A_MESSAGE_47582648__\n").encode())
         proc.stdin.flush()
         out.until(b"[!OP:Assistant]: ", timeout=600)
-        while not out.buffer.strip():
-            ready, _, _ = select.select([out.fd], [], [], 0.5)
-            if ready:
-                out.buffer += os.read(out.fd, 65536)
-        ttfts.append(time.perf_counter() - start)
+        ttfts.append(out.text() - start)
         out.until(b"\n", timeout=600)
     proc.kill()
     proc.wait()

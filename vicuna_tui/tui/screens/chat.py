@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +47,7 @@ from vicuna_tui.tui.messages import (
     PromptSubmitted,
     ReloadRequested,
 )
+from vicuna_tui.tui.pacing import FramePacer
 from vicuna_tui.tui.screens.dialogs import (
     ConfirmScreen,
     ErrorScreen,
@@ -69,15 +69,6 @@ from vicuna_tui.tui.widgets.transcript import (
 
 if TYPE_CHECKING:
     from vicuna_tui.tui.app import VicunaApp
-
-
-# A streaming reply is redrawn at most FRAMES_PER_SECOND times a second, and less often
-# when drawing would take more than UI_SHARE of the time (a long transcript costs more
-# per frame): on a CPU the model and the UI share the interpreter, so time spent
-# drawing is taken from generation.  BENCHMARKS.md: stream and render.
-FRAMES_PER_SECOND = 8
-SLOWEST_FRAME = 1.0
-UI_SHARE = 0.08
 
 
 @dataclass
@@ -186,8 +177,7 @@ class ChatScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         self._frame_timer: Timer | None = None
-        self._frame_interval = 1 / FRAMES_PER_SECOND
-        self._frame_clock = (0.0, 0.0)  # (wall, UI-thread CPU) at the last frame
+        self._pacer = FramePacer()
         self._engine_started = False
         self.remote = self.vicuna.resolved.remote
         self.settings.display = False
@@ -229,25 +219,17 @@ class ChatScreen(Screen[None]):
     async def _draw_reply(self) -> None:
         """A frame of the streamed reply: everything that arrived since the last one.
 
-        Runs FRAMES_PER_SECOND times a second while a reply streams.  Each update costs
+        Runs a few times a second while a reply streams (FramePacer).  Each update costs
         the same whether it carries one token or fifty, so the UI's share of the CPU
-        does not grow with the model's speed, and the model is not slowed by drawing.
+        does not grow with the model's speed.
         """
         self._frame_timer = None
         text, pieces = self._pending_text()
         if text and self.streaming is not None:
             await self.streaming.view.write(text, pieces)
-        # Pace the frames: how much of the time since the last frame did this thread work?
-        wall, cpu = time.perf_counter(), time.thread_time()
-        elapsed = wall - self._frame_clock[0]
-        share = (cpu - self._frame_clock[1]) / elapsed if elapsed > 0 else 0.0
-        if share > UI_SHARE:
-            self._frame_interval = min(SLOWEST_FRAME, self._frame_interval * 1.5)
-        else:
-            self._frame_interval = max(1 / FRAMES_PER_SECOND, self._frame_interval / 1.25)
-        self._frame_clock = (wall, cpu)
+        wait = self._pacer.next()
         if self.streaming is not None:
-            self._frame_timer = self.set_timer(self._frame_interval, self._draw_reply)
+            self._frame_timer = self.set_timer(wait, self._draw_reply)
 
     def _stop_drawing(self) -> None:
         """Stop the frames and keep any text not drawn yet in the reply's text."""
@@ -412,8 +394,7 @@ class ChatScreen(Screen[None]):
         view.start_stream()
         self.streaming = _Stream(request.request_id, view)
         self.vicuna.take_deltas()  # nothing from an earlier reply
-        self._frame_clock = (time.perf_counter(), time.thread_time())
-        self._frame_timer = self.set_timer(self._frame_interval, self._draw_reply)
+        self._frame_timer = self.set_timer(self._pacer.start(), self._draw_reply)
         self._start_engine()  # the load is queued first, the prompt waits for it
         self.vicuna.engine.generate(request)
         self.status.set_state("writing…" if self.model_ready else "waiting for the model to load…")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -56,6 +57,7 @@ def test_type_a_question_and_read_the_answer(smollm_dir: Path, home: Path) -> No
     try:
         screen_until(socket, "Message the model")  # the first frame, before the model
         screen_until(socket, "RSS")  # the status bar once the model is loaded
+        assert model_processes(home), "the model is not in its own process"
         tmux(socket, "send-keys", "-t", "chat", "What is the capital of France?")
         tmux(socket, "send-keys", "-t", "chat", "Enter")
         shown = screen_until(socket, "Paris")
@@ -66,3 +68,21 @@ def test_type_a_question_and_read_the_answer(smollm_dir: Path, home: Path) -> No
     finally:
         tmux(socket, "kill-server")
     assert os.path.exists(home / "data" / "conversations.db")
+    assert stat.S_IMODE((home / "log" / "engine.log").stat().st_mode) == 0o600
+    assert not model_processes(home), "quitting left the model's process running"
+
+
+def model_processes(home: Path) -> list[int]:
+    """The app's model process(es): ``python -m vicuna_tui.engine.process`` for ``home``."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "vicuna_tui.engine.process" not in (process.info["cmdline"] or []):
+                continue
+            if process.environ().get("VICUNA_TUI_HOME") == str(home):
+                found.append(process.pid)
+        except psutil.Error:
+            pass
+    return found

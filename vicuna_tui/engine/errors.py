@@ -19,6 +19,21 @@ class VicunaError(Exception):
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses may take other arguments: rebuild from the state, not from __init__,
+        # so that errors keep their hint on the way back from the model's process.
+        return (_rebuild, (type(self), self.message, self.hint, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[VicunaError], message: str, hint: str, state: dict[str, object]
+) -> VicunaError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    error.message, error.hint = message, hint
+    return error
+
 
 class ModelNotFoundError(VicunaError):
     """The model path does not exist, or is not a model."""

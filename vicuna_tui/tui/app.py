@@ -46,6 +46,7 @@ class VicunaApp(App[int]):
         self.resolved = resolved
         self.store = store
         self.memory_probe = memory_probe
+        self.engine_debug = debug
         self.backend_factory = backend_factory or self._default_backend
         self.remote_factory = remote_factory or self._default_remote
         self.engine = EngineThread(self._emit, debug=debug)
@@ -72,9 +73,11 @@ class VicunaApp(App[int]):
         )
 
     def _default_backend(self, load: LoadSettings) -> Backend:
-        from vicuna_tui.engine.local import LocalBackend
+        # The model runs in its own process, so that drawing never holds up its decode
+        # loop (one GIL for both cost 10% of the tokens/s); see engine/process.py.
+        from vicuna_tui.engine.process import ProcessBackend
 
-        return LocalBackend(load)
+        return ProcessBackend(load, debug=self.engine_debug)
 
     def _default_remote(self, remote: RemoteSettings) -> Backend:
         from vicuna_tui.engine.remote import RemoteBackend

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from textual.app import ComposeResult
@@ -13,9 +14,15 @@ from vicuna_tui.engine.events import ModelInfo
 
 
 def process_rss() -> int:
+    """Resident memory of this process and its children (the model runs in one)."""
     import psutil
 
-    return int(psutil.Process().memory_info().rss)
+    me = psutil.Process()
+    total = int(me.memory_info().rss)
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # it just exited
+            total += int(child.memory_info().rss)
+    return total
 
 
 def human_bytes(count: int) -> str:

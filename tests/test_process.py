@@ -1,0 +1,178 @@
+"""The model in a child process (the TUI's default): the same replies as in-process,
+cancel within a token, errors with their hints, and a dead child explained."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import tiny_llama
+
+from vicuna_tui.engine.errors import GenerationError, PromptTooLongError, VicunaError
+from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone, ReplyStarted
+from vicuna_tui.engine.process import ProcessBackend, log_path
+from vicuna_tui.engine.remote import ModelChoiceError
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+
+
+def ask(text: str, tokens: int = 40, request_id: int = 1) -> ChatRequest:
+    return ChatRequest(
+        turns=(("user", text),),
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=tokens),
+        request_id=request_id,
+    )
+
+
+def reply(backend: Any, request: ChatRequest, cancel: threading.Event | None = None) -> list[Any]:
+    return list(backend.generate(request, cancel or threading.Event()))
+
+
+@pytest.fixture(scope="module")
+def child(smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessBackend]:
+    home = tmp_path_factory.mktemp("process-home")
+    previous = os.environ.get("VICUNA_TUI_HOME")
+    os.environ["VICUNA_TUI_HOME"] = str(home)
+    backend = ProcessBackend(LoadSettings(model_path=str(smollm_dir), device="cpu"))
+    try:
+        stages: list[str] = []
+        backend.load(lambda stage, done, total: stages.append(stage))
+        assert stages, "load progress never came back from the child"
+        yield backend
+    finally:
+        backend.unload()
+        if previous is None:
+            os.environ.pop("VICUNA_TUI_HOME", None)
+        else:
+            os.environ["VICUNA_TUI_HOME"] = previous
+
+
+@pytest.mark.real_model
+def test_the_child_answers_exactly_as_the_model_in_this_process(
+    child: ProcessBackend, backend: Any
+) -> None:
+    assert child.pid is not None and child.pid != os.getpid()
+    assert child.info.name == backend.info.name
+    assert child.info.devices == ("cpu",)
+    child.reset_cache()
+    ours = reply(child, ask("What is the capital of France?"))
+    theirs = reply(backend, ask("What is the capital of France?"))
+    assert isinstance(ours[0], ReplyStarted) and isinstance(ours[-1], ReplyDone)
+    assert "Paris" in ours[-1].text
+    assert ours[-1].text == theirs[-1].text  # greedy: token for token the same
+    assert "".join(e.text for e in ours if isinstance(e, ReplyDelta)).strip() == ours[-1].text
+    preview = child.preview(ask("What is the capital of France?"))
+    assert preview.tokens == backend.preview(ask("What is the capital of France?")).tokens
+    assert "What is the capital of France?" in preview.text
+    assert child.memory_in_use() is None  # not on a GPU
+
+
+@pytest.mark.real_model
+def test_cancel_reaches_the_child_within_a_token(child: ProcessBackend) -> None:
+    child.reset_cache()
+    seen = 0
+    done = None
+    poem = ask("Write a very long poem about the sea.", 300)
+    for event in child.generate(poem, threading.Event()):
+        if isinstance(event, ReplyDelta):
+            seen += 1
+            if seen == 3:
+                child.cancel()
+        if isinstance(event, ReplyDone):
+            done = event
+    assert done is not None and done.finish_reason == "cancelled"
+    assert done.stats.new_tokens <= 3 + 2, done.stats
+
+    queued = threading.Event()
+    queued.set()  # cancelled while it waited in the queue
+    events = reply(child, ask("Write a very long poem about the sea.", 300, 2), queued)
+    assert events[-1].finish_reason == "cancelled" and events[-1].stats.new_tokens <= 1
+
+    # the next reply is not cancelled by the old cancels
+    events = reply(child, ask("What is the capital of France?", 40, 3))
+    assert events[-1].finish_reason == "stop" and "Paris" in events[-1].text
+
+
+@pytest.mark.real_model
+def test_errors_come_back_with_their_hint(child: ProcessBackend) -> None:
+    with pytest.raises(PromptTooLongError) as caught:
+        reply(child, ask("word " * 9000))
+    assert caught.value.hint  # the fix is named
+    events = reply(child, ask("What is the capital of France?"))  # the child lives on
+    assert "Paris" in events[-1].text
+
+
+def shout(backend: Any, text: str) -> str:
+    """Run in the child: write to every output a library might use."""
+    print(text)
+    print(text, file=sys.stderr)
+    os.write(1, text.encode() + b"\n")
+    return backend.info.name
+
+
+@pytest.mark.real_model
+def test_library_output_goes_to_the_log_not_the_terminal(
+    child: ProcessBackend, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert child.run(shout, "noise-from-the-model-process") == child.info.name
+    out, err = capfd.readouterr()
+    assert "noise-from-the-model-process" not in out + err
+    log = log_path()
+    assert log.read_text().count("noise-from-the-model-process") == 3
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_errors_keep_their_hint_and_fields_when_pickled() -> None:
+    error = ModelChoiceError("http://server", ["a", "b"])
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ModelChoiceError
+    assert (copy.message, copy.hint, copy.models) == (error.message, error.hint, ["a", "b"])
+    assert str(copy) == str(error)
+    plain = pickle.loads(pickle.dumps(VicunaError("bad", "do this")))
+    assert (plain.message, plain.hint) == ("bad", "do this")
+
+
+def test_a_killed_child_is_explained_and_can_be_loaded_again(tmp_path: Path, home: Path) -> None:
+    model = tiny_llama(tmp_path / "tiny")
+    backend = ProcessBackend(LoadSettings(model_path=str(model), device="cpu"))
+    backend.load()
+    pid = backend.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(GenerationError) as caught:
+        reply(backend, ask("hello", 5))
+    assert "killed by signal 9" in caught.value.message
+    assert "load the model again" in caught.value.hint
+    assert backend.pid is None
+    with pytest.raises(GenerationError, match="not loaded"):
+        backend.preview(ask("hello"))
+    backend.load()  # the settings pane's reload does this
+    second = backend.pid
+    assert second is not None and second != pid
+    try:
+        events = reply(backend, ask("hello", 5))
+        assert isinstance(events[-1], ReplyDone) and events[-1].stats.new_tokens == 5
+    finally:
+        backend.unload()
+    with pytest.raises(ProcessLookupError):  # unloading ends the child (and reaps it)
+        os.kill(second, 0)
+
+
+def test_a_load_error_in_the_child_comes_back_and_the_child_exits(
+    tmp_path: Path, home: Path
+) -> None:
+    model = tiny_llama(tmp_path / "tiny")
+    (model / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    backend = ProcessBackend(LoadSettings(model_path=str(model), device="cpu"))
+    with pytest.raises(VicunaError) as caught:
+        backend.load()
+    assert "no-such-architecture" in str(caught.value)
+    assert caught.value.hint
+    assert backend.pid is None

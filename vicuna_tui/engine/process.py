@@ -1,0 +1,360 @@
+"""A local model in a child process, behind the same Backend interface.
+
+The TUI draws on the same interpreter as the engine thread, and Python's GIL lets only
+one of them run Python at a time: every frame of a growing Markdown reply (10-20 ms of
+Python) stalled the decode loop, which costs 10% of the tokens/s (BENCHMARKS.md).  Here
+the model and its decode loop live in a child process with its own interpreter; the
+engine thread in the front end only forwards commands and passes events on.
+
+The child is ``python -m vicuna_tui.engine.process``, talking pickled tuples over its
+stdin and stdout (a plain subprocess, so no main module is re-imported as with
+multiprocessing's spawn).  In the child one thread owns the model, as in-process; a
+second thread reads the pipe, so that a cancel is seen while a reply is being decoded,
+and sets the event that the decode loop checks every token.  The child's own output
+(library warnings, progress bars) goes to ``engine.log`` in the log folder, never to
+the terminal the TUI draws on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, cast
+
+from vicuna_tui.engine.errors import GenerationError, VicunaError
+from vicuna_tui.engine.events import (
+    ChatRequest,
+    EngineEvent,
+    ModelInfo,
+    PromptPreview,
+    ReplyDone,
+)
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.sources import Progress
+
+
+def log_path() -> Path:
+    from vicuna_tui import locations
+
+    return locations.ensure_private_dir(locations.log_dir()) / "engine.log"
+
+
+def _write(stream: IO[bytes], message: tuple[Any, ...]) -> None:
+    pickle.dump(message, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.flush()
+
+
+class ProcessBackend:
+    """A ``LocalBackend`` in a child process.  Every method runs on the engine thread,
+    except ``cancel``, which any thread may call."""
+
+    kind = "local"
+
+    def __init__(self, settings: LoadSettings, *, debug: bool = False) -> None:
+        self.settings = settings
+        self.debug = debug
+        self._process: subprocess.Popen[bytes] | None = None
+        self._info: ModelInfo | None = None
+        self._sequence = 0  # each request's number; replies and cancels carry it
+        self._send_lock = threading.Lock()  # cancel() writes from other threads
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def check(self) -> None:
+        from vicuna_tui.engine import sources
+
+        self.settings.check()
+        sources.check(self.settings.model_path, self.settings.revision)
+
+    def load(self, progress: Progress | None = None) -> ModelInfo:
+        path = log_path()
+        try:
+            with open(path, "ab") as log:
+                os.chmod(path, 0o600)
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "vicuna_tui.engine.process"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                )
+        except OSError as exc:
+            raise GenerationError(
+                f"could not start the model's process: {exc}",
+                "check that the machine has free memory and processes left",
+            ) from exc
+
+        def on_progress(value: Any) -> None:
+            if progress is not None:
+                progress(*value)
+
+        try:
+            self._request("path", list(sys.path))
+            self._request("debug", self.debug)
+            info = self._request("load", self.settings, on_progress)
+        except BaseException:
+            self.unload()
+            raise
+        self._info = cast(ModelInfo, info)
+        return self._info
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise GenerationError("no model is loaded", "wait for the model to load")
+        return self._info
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def cancel(self) -> None:
+        """Stop the reply being decoded (any thread)."""
+        with contextlib.suppress(OSError, ValueError, GenerationError):
+            self._send("cancel", self._sequence, new=False)
+
+    def unload(self) -> None:
+        process, self._process, self._info = self._process, None, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            assert process.stdin is not None
+            with self._send_lock:
+                _write(process.stdin, (0, "quit", None))
+            process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
+        sequence = self._send("generate", request)
+        if cancel.is_set():  # cancelled while queued
+            self.cancel()
+        finished = False
+        try:
+            while True:
+                kind, value = self._receive(sequence)
+                if kind == "event":
+                    yield value
+                    if isinstance(value, ReplyDone):
+                        finished = True
+                        return
+                elif kind == "error":
+                    finished = True
+                    raise value
+        finally:
+            if not finished:  # abandoned mid-reply: stop the child's decode loop too
+                self.cancel()
+
+    def preview(self, request: ChatRequest) -> PromptPreview:
+        return cast(PromptPreview, self._request("preview", request))
+
+    def memory_in_use(self) -> int | None:
+        return cast("int | None", self._request("memory", None))
+
+    def reset_cache(self) -> None:
+        self._request("reset_cache", None)
+
+    def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function(local_backend, *args)`` in the child (an importable function)."""
+        return self._request("run", (function, args))
+
+    def _request(
+        self, op: str, payload: Any, on_progress: Callable[[Any], None] | None = None
+    ) -> Any:
+        sequence = self._send(op, payload)
+        while True:
+            kind, value = self._receive(sequence)
+            if kind == "ok":
+                return value
+            if kind == "error":
+                raise value
+            if kind == "progress" and on_progress is not None:
+                on_progress(value)
+
+    # -- the pipe --------------------------------------------------------------------------
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise GenerationError(
+                "the model is not loaded", "load it again from the settings pane (F2)"
+            )
+        return self._process
+
+    def _send(self, op: str, payload: Any, *, new: bool = True) -> int:
+        process = self._running()
+        assert process.stdin is not None
+        with self._send_lock:
+            if new:
+                self._sequence += 1
+            sequence = self._sequence
+            try:
+                _write(process.stdin, (sequence, op, payload))
+            except (OSError, ValueError) as exc:
+                if not new:
+                    raise
+                raise self._died() from exc
+        return sequence
+
+    def _receive(self, sequence: int) -> tuple[str, Any]:
+        process = self._running()
+        assert process.stdout is not None
+        while True:
+            try:
+                number, kind, value = pickle.load(process.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                raise self._died() from exc
+            if number == sequence:  # older numbers answer an abandoned request
+                return kind, value
+
+    def _died(self) -> GenerationError:
+        process = self._process
+        code = None
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(2)
+            code = process.returncode
+        self.unload()
+        why = f" (exit code {code})" if code is not None else ""
+        if code is not None and code < 0:
+            why = f" (killed by signal {-code}{', likely out of memory' if -code == 9 else ''})"
+        return GenerationError(
+            f"the model's process stopped{why}",
+            f"load the model again (settings pane, F2); details may be in {log_path()}",
+        )
+
+
+# -- the child ---------------------------------------------------------------------------
+
+
+class _Child:
+    """The model's process: the main thread owns the model; a reader thread takes
+    requests off stdin, and handles cancels at once."""
+
+    def __init__(self, incoming: IO[bytes], outgoing: IO[bytes]) -> None:
+        self.incoming, self.outgoing = incoming, outgoing
+        self.requests: queue.Queue[tuple[int, str, Any] | None] = queue.Queue()
+        self.cancel = threading.Event()
+        self.lock = threading.Lock()
+        self.current = 0  # the request being handled
+        self.cancelled = 0  # the newest request a cancel was asked for
+        self.debug = False
+        self.backend: Any = None
+
+    def read(self) -> None:
+        while True:
+            try:
+                message = pickle.load(self.incoming)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                message = None  # the front end is gone: stop any reply, then exit
+                self.cancel.set()
+            if message is not None and message[1] == "cancel":
+                with self.lock:
+                    self.cancelled = max(self.cancelled, message[0])
+                    if self.current == message[0]:
+                        self.cancel.set()
+                continue
+            self.requests.put(message)
+            if message is None or message[1] == "quit":
+                return
+
+    def reply(self, kind: str, value: Any) -> None:
+        _write(self.outgoing, (self.current, kind, value))
+
+    def serve(self) -> None:
+        threading.Thread(target=self.read, name="vicuna-model-pipe", daemon=True).start()
+        while True:
+            message = self.requests.get()
+            if message is None or message[1] == "quit":
+                return
+            sequence, op, payload = message
+            with self.lock:
+                self.current = sequence
+                self.cancel.clear()
+                if self.cancelled >= sequence:
+                    self.cancel.set()
+            try:
+                self.handle(op, payload)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the front end is gone
+            except VicunaError as exc:
+                if self.debug:
+                    traceback.print_exc()
+                self.reply("error", exc)
+            except Exception as exc:
+                traceback.print_exc()  # into engine.log
+                self.reply(
+                    "error",
+                    GenerationError(
+                        f"the model failed: {type(exc).__name__}: {exc}",
+                        f"the traceback is in {log_path()}",
+                    ),
+                )
+
+    def handle(self, op: str, payload: Any) -> None:
+        if op == "path":
+            sys.path[:] = [*payload, *(p for p in sys.path if p not in payload)]
+            self.reply("ok", None)
+        elif op == "debug":
+            self.debug = bool(payload)
+            self.reply("ok", None)
+        elif op == "load":
+            from vicuna_tui.engine.local import LocalBackend
+
+            self.backend = LocalBackend(payload)
+            self.backend.check()
+            info = self.backend.load(lambda *value: self.reply("progress", value))
+            self.reply("ok", info)
+        elif self.backend is None:
+            raise GenerationError("no model is loaded", "wait for the model to load")
+        elif op == "generate":
+            for event in self.backend.generate(payload, self.cancel):
+                self.reply("event", event)
+        elif op == "preview":
+            self.reply("ok", self.backend.preview(payload))
+        elif op == "memory":
+            self.reply("ok", self.backend.memory_in_use())
+        elif op == "reset_cache":
+            self.backend.reset_cache()
+            self.reply("ok", None)
+        elif op == "run":
+            function, args = payload
+            self.reply("ok", function(self.backend, *args))
+        else:
+            raise GenerationError(f"unknown request {op!r}", "this is a bug in vicuna-tui")
+
+
+def main() -> None:
+    import signal
+
+    # Ctrl+C in the terminal is the front end's to handle (it cancels or quits and then
+    # tells us); a SIGINT sent to the whole process group must not kill the model.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The pipe to the front end is our stdin and stdout as they are now; afterwards
+    # fd 1 goes where fd 2 goes (engine.log), so no library can write into the pipe.
+    incoming = os.fdopen(os.dup(0), "rb")
+    outgoing = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull)  # noqa: SIM115
+    sys.stdout = sys.stderr
+    _Child(incoming, outgoing).serve()
+
+
+if __name__ == "__main__":
+    main()

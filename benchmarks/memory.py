@@ -116,8 +116,9 @@ def main() -> None:
         "but which RSS counts while the file stays mapped. In float32 the file stays "
         "mapped (the weights that are used as stored are views into it) and the CPU fast "
         "path adds its fused and transposed copies as anonymous memory; a bfloat16 load "
-        "reads the whole float32 file to convert it, then unmaps it. Target: load peak at "
-        "most 1.3 × final.\n\n"
+        "converts every tensor, so it reads the float32 file with pread instead of mapping "
+        "it (engine/loader.py; mapped, its pages peaked at 2.2 × final). Target: load "
+        "peak at most 1.3 × final.\n\n"
         + table(
             [
                 "precision",

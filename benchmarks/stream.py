@@ -237,7 +237,9 @@ def main() -> None:
     body = (
         "SmolLM2-135M-Instruct on this CPU, greedy, replies forced to the full length. "
         f"Median (min–max) of {opts.runs} rounds after a warm-up round; within a round the "
-        "paths run one after another on the same loaded model. The TUI's rate is taken "
+        "paths run one after another on the same loaded model, except the default TUI row, "
+        "whose model is the same weights loaded once in a child process "
+        "(engine/process.py). The TUI's rate is taken "
         "over what it draws: the tokens after its first frame, over the time from that "
         "frame to the final update (it draws up to 8 frames a second). Targets: the TUI at least "
         "0.97 of the raw engine at 200 tokens and 0.93 at 800.\n\n"

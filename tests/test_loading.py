@@ -70,6 +70,45 @@ def test_all_formats_give_the_same_weights(tmp_path: Path) -> None:
         assert torch.equal(x, y), name
 
 
+def test_a_converting_load_reads_with_pread_and_keeps_every_weight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """float32 on disk, bfloat16 wanted: the files are read with pread, not mapped, so
+    the load does not hold the whole file in memory besides the converted copy."""
+    import torch
+    import transformers.modeling_utils as modeling_utils
+
+    folder = tiny_llama(tmp_path / "m", shard="60KB")
+    assert loader.stored_dtypes(folder) == {"F32"}
+    assert loader.converts_dtype(folder, "bfloat16")
+    assert not loader.converts_dtype(folder, "float32")
+    assert not loader.converts_dtype(tmp_path, "bfloat16")  # no safetensors: nothing to say
+
+    backends: list[object] = []
+    original = modeling_utils.safe_open
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        backends.append(kwargs.get("backend"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_open", recording)
+    converted = load(folder, dtype="bfloat16")
+    shards = len(list(folder.glob("*.safetensors")))
+    assert shards > 1 and backends == ["pread"] * shards
+    assert modeling_utils.safe_open is recording  # put back after the load
+
+    backends.clear()
+    settings = LoadSettings(model_path=str(folder), device="cpu")
+    plain = loader.load(settings, fast_path=False).model  # float32 as stored: mapped
+    assert backends == ["mmap"] * shards
+    assert generate(converted).stats.new_tokens == 5
+    for (name, x), (_, y) in zip(
+        converted._loaded.model.state_dict().items(), plain.state_dict().items(), strict=True
+    ):
+        assert x.dtype == torch.bfloat16, name
+        assert torch.equal(x, y.to(torch.bfloat16)), name
+
+
 @pytest.mark.parametrize("bits", ["8bit", "4bit"])
 def test_bitsandbytes_on_cpu(tmp_path: Path, bits: str) -> None:
     folder = tiny_llama(tmp_path / "m")

@@ -176,3 +176,27 @@ def test_a_load_error_in_the_child_comes_back_and_the_child_exits(
     assert "no-such-architecture" in str(caught.value)
     assert caught.value.hint
     assert backend.pid is None
+
+
+def test_the_status_bar_memory_counts_the_model_process() -> None:
+    import subprocess
+
+    from vicuna_tui.tui.widgets.status import process_rss
+
+    before = process_rss()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; x = b'x' * 200_000_000; print('ready');"
+            " sys.stdout.flush(); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert process_rss() - before > 190_000_000
+    finally:
+        child.kill()
+        child.wait()

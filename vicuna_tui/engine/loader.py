@@ -177,6 +177,67 @@ def _report_progress(report: Progress) -> Iterator[None]:
             gguf_utils.tqdm = gguf_tqdm
 
 
+_SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+
+
+def stored_dtypes(folder: Path) -> set[str]:
+    """The dtypes of the tensors in ``folder``'s safetensors files, from their headers."""
+    found: set[str] = set()
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with open(file, "rb") as handle:
+                size = int.from_bytes(handle.read(8), "little")
+                header = json.loads(handle.read(size))
+        except (OSError, ValueError):
+            continue
+        found.update(
+            entry["dtype"]
+            for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict) and "dtype" in entry
+        )
+    return found
+
+
+def converts_dtype(folder: Path, dtype_name: str) -> bool:
+    """Whether loading ``folder`` as ``dtype_name`` converts (copies) its tensors."""
+    stored = stored_dtypes(folder)
+    return bool(stored) and stored != {_SAFETENSORS_DTYPES.get(dtype_name, "")}
+
+
+@contextmanager
+def _read_without_mmap(enabled: bool) -> Iterator[None]:
+    """Read safetensors with pread instead of a memory map while loading.
+
+    When every tensor is converted (say float32 on disk, bfloat16 wanted), a memory map
+    keeps each page of the file resident until the load ends, on top of the converted
+    copies: the load then peaked at 2.2x the final RSS.  Read with pread, only the tensor
+    being converted is held twice.  (transformers itself reads with pread on Windows and
+    MPS; this asks the same of safetensors on a CPU here.)"""
+    if not enabled:
+        yield
+        return
+    import transformers.modeling_utils as modeling_utils
+
+    original = getattr(modeling_utils, "safe_open", None)
+    if original is None:
+        yield
+        return
+
+    def safe_open(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("device", "cpu") == "cpu":
+            try:
+                return original(*args, **{**kwargs, "backend": "pread"})
+            except TypeError:  # a safetensors without the pread backend
+                pass
+        return original(*args, **kwargs)
+
+    setattr(modeling_utils, "safe_open", safe_open)  # noqa: B010 (a class, for mypy)
+    try:
+        yield
+    finally:
+        setattr(modeling_utils, "safe_open", original)  # noqa: B010
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
@@ -381,8 +442,11 @@ def load(
             kwargs["quantization_config"] = quant
         from transformers import AutoModelForCausalLM
 
+        dtype_name = str(dtype).replace("torch.", "")
+        pread = device == "cpu" and quant is None and converts_dtype(Path(folder), dtype_name)
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+            with _read_without_mmap(pread):
+                model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
         except VicunaError:
             raise
         except Exception as exc:
@@ -404,7 +468,7 @@ def load(
     if fast_path:
         from vicuna_tui.engine import fastpath
 
-        if fastpath.applies(model, device, str(dtype).replace("torch.", ""), settings.quantization):
+        if fastpath.applies(model, device, dtype_name, settings.quantization):
             fastpath.optimize(model)
     placement = set(map(str, (getattr(model, "hf_device_map", None) or {}).values()))
     if device == "cuda" and placement & {"cpu", "disk"} and not settings.cpu_offloading:
@@ -415,7 +479,6 @@ def load(
         )
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype_name = str(dtype).replace("torch.", "")
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,

@@ -147,9 +147,19 @@ def test_a_killed_child_is_explained_and_can_be_loaded_again(tmp_path: Path, hom
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(GenerationError) as caught:
-        reply(backend, ask("hello", 5))
+        reply(backend, ask("hello", 5))  # the request may still fit in the pipe
     assert "killed by signal 9" in caught.value.message
     assert "load the model again" in caught.value.hint
+    assert backend.pid is None
+
+    backend.load()
+    process = backend._process
+    assert process is not None
+    process.kill()
+    process.wait()  # long dead: now writing the request itself fails
+    with pytest.raises(GenerationError) as caught:
+        reply(backend, ask("hello", 5))
+    assert "killed by signal 9" in caught.value.message
     assert backend.pid is None
     with pytest.raises(GenerationError, match="not loaded"):
         backend.preview(ask("hello"))
@@ -200,3 +210,52 @@ def test_the_status_bar_memory_counts_the_model_process() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+async def test_tui_after_the_model_process_dies_says_so_and_reloads(
+    tmp_path: Path, home: Path
+) -> None:
+    """The real app with its default backend: the model's process is killed; the next
+    prompt comes back with a dialog that says what happened, the status bar says no
+    model is loaded, and Reload (same settings) starts a new process that answers."""
+    from textual.widgets import Static
+    from tui_helpers import make_app, ready, reply_done, send, wait_for
+
+    from vicuna_tui.tui.screens.dialogs import ErrorScreen
+
+    model = tiny_llama(tmp_path / "tiny")
+    app = make_app(
+        lambda load: ProcessBackend(load),
+        load=LoadSettings(model_path=str(model), device="cpu"),
+        max_new_tokens=4,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        first = app.engine.backend.pid  # type: ignore[union-attr]
+        assert first is not None and first != os.getpid()
+        await send(pilot, "hello")
+        await reply_done(pilot)
+
+        os.kill(first, signal.SIGKILL)
+        await send(pilot, "are you there?")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        message = str(app.screen.query_one("#error-message").render())
+        assert "the model's process stopped (killed by signal 9" in message
+        assert "Reload model" in str(app.screen.query_one("#error-hint").render())
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.prompt.text == "are you there?")
+        assert "no model" in str(screen.query_one("#status-text", Static).render())
+        assert not screen.model_ready
+
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: not screen.query_one("#reload").disabled)
+        await pilot.click("#reload")
+        await wait_for(pilot, lambda: screen.model_ready)
+        second = app.engine.backend.pid  # type: ignore[union-attr]
+        assert second is not None and second != first
+        screen.prompt.set_text("")
+        await send(pilot, "hello again")
+        await reply_done(pilot)
+        assert [m.role for m in screen.session.messages] == ["user", "assistant"] * 2
+    with pytest.raises(ProcessLookupError):  # quitting ended the model's process
+        os.kill(second, 0)

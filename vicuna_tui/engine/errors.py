@@ -67,5 +67,9 @@ class GenerationError(VicunaError):
     """Generation failed in the backend."""
 
 
+class ModelProcessLost(GenerationError):
+    """The process that held the model is gone (killed, crashed): load it again."""
+
+
 class RemoteError(VicunaError):
     """A remote server could not be reached or answered with an error."""

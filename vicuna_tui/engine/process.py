@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
-from vicuna_tui.engine.errors import GenerationError, VicunaError
+from vicuna_tui.engine.errors import GenerationError, ModelProcessLost, VicunaError
 from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
@@ -39,6 +39,8 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress
+
+RELOAD_HINT = "load the model again (Reload model in the settings pane)"
 
 
 def log_path() -> Path:
@@ -189,9 +191,7 @@ class ProcessBackend:
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._process is None:
-            raise GenerationError(
-                "the model is not loaded", "load it again from the settings pane (F2)"
-            )
+            raise ModelProcessLost("the model is not loaded", RELOAD_HINT)
         return self._process
 
     def _send(self, op: str, payload: Any, *, new: bool = True) -> int:
@@ -203,10 +203,13 @@ class ProcessBackend:
             sequence = self._sequence
             try:
                 _write(process.stdin, (sequence, op, payload))
+                failed = None
             except (OSError, ValueError) as exc:
-                if not new:
-                    raise
-                raise self._died() from exc
+                failed = exc
+        if failed is not None:  # outside the lock: _died() unloads, which takes it
+            if not new:
+                raise failed
+            raise self._died() from failed
         return sequence
 
     def _receive(self, sequence: int) -> tuple[str, Any]:
@@ -220,7 +223,7 @@ class ProcessBackend:
             if number == sequence:  # older numbers answer an abandoned request
                 return kind, value
 
-    def _died(self) -> GenerationError:
+    def _died(self) -> ModelProcessLost:
         process = self._process
         code = None
         if process is not None:
@@ -231,9 +234,8 @@ class ProcessBackend:
         why = f" (exit code {code})" if code is not None else ""
         if code is not None and code < 0:
             why = f" (killed by signal {-code}{', likely out of memory' if -code == 9 else ''})"
-        return GenerationError(
-            f"the model's process stopped{why}",
-            f"load the model again (settings pane, F2); details may be in {log_path()}",
+        return ModelProcessLost(
+            f"the model's process stopped{why}", f"{RELOAD_HINT}; details may be in {log_path()}"
         )
 
 

@@ -23,7 +23,7 @@ from textual.widgets import Footer, Input, Markdown
 
 from vicuna_tui import replay as replay_mod
 from vicuna_tui.chat import ChatSession
-from vicuna_tui.engine.errors import SettingsError, VicunaError
+from vicuna_tui.engine.errors import ModelProcessLost, SettingsError, VicunaError
 from vicuna_tui.engine.events import (
     EngineEvent,
     LoadFailed,
@@ -285,6 +285,7 @@ class ChatScreen(Screen[None]):
             else:
                 self.model_ready = False
                 self.status.failed(event.error.message)
+                self.settings.set_unloaded()
                 title = "The model did not load"
                 if isinstance(event.error, ModelChoiceError) and self.remote is not None:
                     self._choose_server_model(event.error.models)
@@ -354,6 +355,10 @@ class ChatScreen(Screen[None]):
                 if not self.prompt.text.strip():
                     self.prompt.set_text(text)
         self._after_change()
+        if isinstance(failed.error, ModelProcessLost):  # nothing is loaded any more
+            self.model_ready = False
+            self.status.failed(failed.error.message)
+            self.settings.set_unloaded()
         self.app.push_screen(
             ErrorScreen("The reply failed", failed.error.message, failed.error.hint)
         )

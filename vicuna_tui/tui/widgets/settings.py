@@ -87,6 +87,7 @@ class SettingsPane(Vertical):
     ) -> None:
         super().__init__(id=id)
         self.load = load
+        self.nothing_loaded = False
         self.remote = remote
         self.generation = generation
         self.template = template
@@ -183,12 +184,19 @@ class SettingsPane(Vertical):
         """What is loaded now (after a load or reload)."""
         self.load = load
         self.remote = remote
+        self.nothing_loaded = False
         if remote is not None and models:
             select = self.query_one("#set-remote_model", Select)
             with self.prevent(Select.Changed):
                 select.set_options([(m, m) for m in models])
                 select.value = remote.model if remote.model in models else Select.NULL
         self._show_backend()
+        self._update_reload()
+
+    def set_unloaded(self) -> None:
+        """No model is loaded (its load failed, or its process died): Reload may retry
+        the same settings."""
+        self.nothing_loaded = True
         self._update_reload()
 
     def on_mount(self) -> None:
@@ -260,7 +268,9 @@ class SettingsPane(Vertical):
         if self.remote is not None:
             current["endpoint"] = self.remote.endpoint
             current["remote_model"] = self.remote.model
-        changed = pending is not None and any(current.get(k) != v for k, v in pending.items())
+        changed = pending is not None and (
+            self.nothing_loaded or any(current.get(k) != v for k, v in pending.items())
+        )
         self.query_one("#reload", Button).disabled = not changed
 
     @on(Input.Changed)

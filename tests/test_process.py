@@ -259,3 +259,15 @@ async def test_tui_after_the_model_process_dies_says_so_and_reloads(
         assert [m.role for m in screen.session.messages] == ["user", "assistant"] * 2
     with pytest.raises(ProcessLookupError):  # quitting ended the model's process
         os.kill(second, 0)
+
+
+def test_a_large_log_is_set_aside_at_load(tmp_path: Path, home: Path) -> None:
+    log = log_path()
+    log.write_bytes(b"old line\n" * 700_000)  # over 5 MiB
+    backend = ProcessBackend(LoadSettings(model_path=str(tiny_llama(tmp_path / "tiny"))))
+    backend.load()
+    backend.unload()
+    old = log.with_name("engine.log.1")
+    assert old.stat().st_size == 9 * 700_000
+    assert log.stat().st_size < 2**20
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600

@@ -40,6 +40,7 @@ from vicuna_tui.engine.events import (
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress
 
+LOG_LIMIT = 5 * 2**20
 RELOAD_HINT = "load the model again (Reload model in the settings pane)"
 
 
@@ -71,13 +72,15 @@ class ProcessBackend:
     # -- lifecycle -------------------------------------------------------------------------
 
     def check(self) -> None:
-        from vicuna_tui.engine import sources
+        from vicuna_tui.engine.local import LocalBackend  # no torch: only checks paths
 
-        self.settings.check()
-        sources.check(self.settings.model_path, self.settings.revision)
+        LocalBackend(self.settings).check()
 
     def load(self, progress: Progress | None = None) -> ModelInfo:
         path = log_path()
+        with contextlib.suppress(OSError):  # keep one old log, not an ever-growing one
+            if path.stat().st_size > LOG_LIMIT:
+                os.replace(path, path.with_name(path.name + ".1"))
         try:
             with open(path, "ab") as log:
                 os.chmod(path, 0o600)

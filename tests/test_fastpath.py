@@ -40,3 +40,27 @@ def test_fast_path_is_only_for_plain_float32_on_cpu() -> None:
     assert not fastpath.applies(None, "cuda", "float16", None)
     assert not fastpath.applies(None, "cpu", "bfloat16", None)
     assert not fastpath.applies(None, "cpu", "float32", "8bit")
+
+
+def test_the_growing_kv_layer_holds_what_torch_cat_would() -> None:
+    """Row by row past its spare room, a prefill chunk, a crop, then more rows."""
+    from transformers.cache_utils import DynamicLayer
+
+    from vicuna_tui.engine.fastpath import _growing_layer_class
+
+    torch.manual_seed(0)
+    growing, plain = _growing_layer_class()(), DynamicLayer()
+    chunks = [7, *([1] * 300), 40, *([1] * 5)]
+    for step, rows in enumerate(chunks):
+        if step == 302:
+            growing.crop(-30)
+            plain.crop(-30)
+        k, v = torch.randn(1, 3, rows, 8), torch.randn(1, 3, rows, 8)
+        got_k, got_v = growing.update(k, v)
+        want_k, want_v = plain.update(k, v)
+        assert torch.equal(got_k, want_k) and torch.equal(got_v, want_v), step
+        assert growing.get_seq_length() == plain.get_seq_length()
+    assert growing.get_seq_length() == 7 + 300 + 40 + 5 - 30
+    growing.reset()
+    k = torch.randn(1, 3, 2, 8)
+    assert torch.equal(growing.update(k, k)[0], k)  # starts over after a reset

@@ -161,3 +161,28 @@ def test_compile_on_a_cpu_warns_that_it_is_slower(smollm_dir: Path) -> None:
         assert info.context_length <= LocalBackend.STATIC_CAP
     finally:
         compiled.unload()
+
+
+def test_the_growing_cache_gives_the_same_replies(backend: LocalBackend) -> None:
+    """The CPU fast path's in-place KV cache against transformers' own (torch.cat)."""
+    replies: dict[bool, list[str]] = {}
+    for grow in (True, False):
+        backend.grow_cache = grow
+        backend.reset_cache()
+        layer_types = set()
+        turns: tuple[tuple[str, str], ...] = ()
+        got = []
+        for question in ("What is the capital of France?", "And of Germany?"):
+            request = ChatRequest(turns=(*turns, ("user", question)), generation=GREEDY)
+            text, _ = answer(backend, request)
+            layer_types |= {type(layer).__name__ for layer in backend._cache.layers}
+            got.append(text)
+            turns = (*turns, ("user", question), ("assistant", text))
+        edited = ChatRequest(turns=(*turns[:2], ("user", "And of Spain?")), generation=GREEDY)
+        text, cached = answer(backend, edited)  # crops the cache, then grows it again
+        assert cached > 0
+        got.append(text)
+        replies[grow] = got
+        assert layer_types == ({"GrowingLayer"} if grow else {"DynamicLayer"})
+    backend.grow_cache = True
+    assert replies[True] == replies[False]

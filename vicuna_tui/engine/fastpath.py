@@ -8,7 +8,9 @@ speed of reading the weights.  Measured on a 2-core EPYC with MKL (BENCHMARKS.md
 * small matrices are read below streaming speed, so q/k/v and gate/up are fused into
   one matrix each (one product, split into views).
 
-Together: SmolLM2-135M decodes 25.4 instead of 18.0 tokens/s on one thread.  Only the
+Together: SmolLM2-135M decodes 25.4 instead of 18.0 tokens/s on one thread.  And the
+KV cache grows in place (``growing_cache``) instead of being concatenated anew every
+token: +0.7% at 128 new tokens, +3.3% at 800 (measured side by side, same text).  Only the
 layout and grouping change, not the arithmetic: a product can sum in another order
 inside BLAS, so greedy output may differ from ``model.generate`` only where two logits
 tie to within float32 rounding (none did across the test prompts).
@@ -123,3 +125,78 @@ def release(model: Any) -> None:
     """Drop the activations the fused groups keep between their parts."""
     for group in getattr(model, "_vicuna_fast_groups", ()):
         group.release()
+
+
+def _growing_layer_class() -> Any:
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        """``DynamicLayer`` appends each token's keys and values with ``torch.cat``,
+        copying the whole cache every token (per layer, twice): O(n) a token.  This layer
+        keeps spare room and writes new rows in place; ``keys``/``values`` are views of
+        the filled part, so attention reads exactly the same numbers.  When something else
+        replaced ``keys`` (``crop`` on a regenerate or an edit, say), the next update
+        copies what is left into fresh room, once."""
+
+        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+            super().lazy_initialization(key_states, value_states)
+            self._room_k: Any = None
+            self._room_v: Any = None
+            self._view_k: Any = None
+            self._filled = 0
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self._filled + key_states.shape[-2]
+            if self.keys is not self._view_k or end > self._room_k.shape[-2]:
+                self._refill(key_states, value_states)
+                end = self._filled + key_states.shape[-2]
+            self._room_k[..., self._filled : end, :].copy_(key_states)
+            self._room_v[..., self._filled : end, :].copy_(value_states)
+            self._filled = end
+            self.keys = self._view_k = self._room_k[..., :end, :]
+            self.values = self._room_v[..., :end, :]
+            return self.keys, self.values
+
+        def _refill(self, key_states: Any, value_states: Any) -> None:
+            """New room for what is cached plus the new rows, and a quarter more."""
+            keys, values = self.keys, self.values
+            filled = keys.shape[-2] if keys is not None and keys.dim() == 4 else 0
+            need = filled + key_states.shape[-2]
+            size = need + max(256, need // 4)
+            room_k = key_states.new_empty((*key_states.shape[:-2], size, key_states.shape[-1]))
+            room_v = value_states.new_empty(
+                (*value_states.shape[:-2], size, value_states.shape[-1])
+            )
+            if filled:
+                room_k[..., :filled, :].copy_(keys)
+                room_v[..., :filled, :].copy_(values)
+            self._room_k, self._room_v, self._filled = room_k, room_v, filled
+
+    return GrowingLayer
+
+
+_GROWING: Any = None
+
+
+def growing_cache(model: Any) -> Any:
+    """A ``DynamicCache`` for ``model`` whose full-attention layers grow in place, or
+    None where transformers builds its caches differently (it then makes its own)."""
+    global _GROWING
+    try:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        if _GROWING is None:
+            _GROWING = _growing_layer_class()
+        cache = DynamicCache(config=model.config)
+        layers = getattr(cache, "layers", None)
+        if not layers:
+            return None
+        for index, layer in enumerate(layers):
+            if type(layer) is DynamicLayer:
+                layers[index] = _GROWING()
+        return cache
+    except Exception:  # another transformers: its own cache is right, only slower
+        return None

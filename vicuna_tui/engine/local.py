@@ -75,6 +75,7 @@ class LocalBackend:
         self.last_cached_tokens = 0
         self._static_len = 0  # > 0: a preallocated (static) KV cache of this many tokens
         self._step: Any = None  # the compiled single-token forward, with --compile
+        self.grow_cache = True  # on the CPU fast path, a KV cache that grows in place
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -428,6 +429,11 @@ class LocalBackend:
         feed_ids = prepared.ids[cached:]
         feed = torch.tensor([feed_ids], device=device)
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        fast_path = getattr(model, "_vicuna_fast_groups", None) is not None  # CPU fast path
+        if self._cache is None and not self._static_len and self.grow_cache and fast_path:
+            from vicuna_tui.engine import fastpath
+
+            self._cache = fastpath.growing_cache(model)
         try:
             with torch.inference_mode():
                 for _ in range(prepared.max_new_tokens):

@@ -2,6 +2,7 @@
 
     python benchmarks/gpu.py decode      # eager HF, the engine, the engine with --compile
     python benchmarks/gpu.py load        # fp16 from disk (peak RSS), 8-bit, max-gpu-memory
+    python benchmarks/gpu.py process     # the model in the UI's process vs its own process
     python benchmarks/gpu.py ... --tiny  # a small shape, to check the script on a CPU
 
 decode: the HBM limit is the weights' bytes over the measured read bandwidth (a large
@@ -9,6 +10,10 @@ device-to-device copy counts bytes read plus written).  Decode tok/s is the medi
 replies of 128 new tokens after a warm-up, greedy, from a 32-token prompt.
 load: the model is saved once as safetensors; each load runs in a fresh process whose
 peak RSS (VmHWM) shows whether weights were staged in system RAM.
+process: the TUI runs a local model in a child process (engine/process.py); the same
+saved model, loaded in-process and in its own process, side by side: decode tok/s seen
+by the front end, GPU memory, how many tokens still arrive after a cancel, and whether
+the GPU memory comes back when the model is unloaded.
 Prints a table and writes its section of BENCHMARKS.md (and $OUT/gpu-*.md if set).
 """
 
@@ -279,19 +284,34 @@ def child(code: str, *args: str) -> dict[str, Any] | float:
     raise RuntimeError(out.stderr[-3000:])
 
 
+def save_random(tiny: bool, device: str, folder: Path) -> None:
+    """The random model as safetensors with a small tokenizer, once."""
+    import torch
+
+    if (folder / "config.json").exists():
+        return
+    model = build(tiny, device)
+    model.save_pretrained(str(folder), max_shard_size="2GB")
+    from helpers import build_tokenizer
+
+    build_tokenizer(folder)
+    # Every id the random model can emit decodes to a word, so its replies stream text.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    size = model.config.vocab_size
+    tokenizer.add_tokens([f" w{i}" for i in range(len(tokenizer), size)])
+    tokenizer.save_pretrained(str(folder))
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def load_section(tiny: bool, folder: Path, new_tokens: int) -> str:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not (folder / "config.json").exists():
-        model = build(tiny, device)
-        model.save_pretrained(str(folder), max_shard_size="2GB")
-        from helpers import build_tokenizer
-
-        build_tokenizer(folder)
-        del model
-        if device == "cuda":
-            torch.cuda.empty_cache()
+    save_random(tiny, device, folder)
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e9
     wanted = os.environ.get("GPU_LOAD_CASES", "")
     cases = [
@@ -367,9 +387,156 @@ def load_section(tiny: bool, folder: Path, new_tokens: int) -> str:
     )
 
 
+# --- the model in its own process ----------------------------------------------------------
+
+PROCESS_CHILD = r"""
+import json, os, subprocess, sys, threading, time
+sys.path.insert(0, os.environ["VICUNA_ROOT"])
+from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone
+from vicuna_tui.engine.settings import LoadSettings, GenerationSettings
+from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui.engine.local import LocalBackend
+from vicuna_tui.engine.process import ProcessBackend
+
+def gpu_used():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used",
+                              "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True).stdout.split()
+    except OSError:  # no GPU here (--tiny on a CPU)
+        return 0.0
+    return sum(int(x) for x in out) * 2**20 / 1e9
+
+settings = LoadSettings(**json.loads(sys.argv[1]))
+new_tokens = int(sys.argv[2])
+wheres = sys.argv[3].split(",")  # "in", "own" or both: then taken turn about
+backends, result = {}, {}
+for where in wheres:  # loaded one after the other, to see each one's GPU memory
+    before = gpu_used()
+    backend = ProcessBackend(settings) if where == "own" else LocalBackend(settings)
+    start = time.perf_counter()
+    try:
+        info = backend.load()
+    except VicunaError as exc:
+        print("RESULT" + json.dumps({"error": f"{exc.message} | hint: {exc.hint}"}))
+        sys.exit()
+    backends[where] = backend
+    result[where] = {"load_s": time.perf_counter() - start, "device": info.device,
+                     "reported_gb": (backend.memory_in_use() or 0) / 1e9,
+                     "gpu_gb": gpu_used() - before, "rates": []}
+
+def reply(backend, n, cancel_after=None):
+    request = ChatRequest(turns=(("user", "hello"),), template="zero_shot",
+                          generation=GenerationSettings(temperature=0.0, max_new_tokens=n))
+    backend.reset_cache()
+    cancel = threading.Event()
+    times, after = [], 0
+    for event in backend.generate(request, cancel):
+        if isinstance(event, ReplyDelta):
+            times.append(time.perf_counter())
+            if cancel.is_set():
+                after += 1
+            if cancel_after is not None and len(times) == cancel_after:
+                cancel.set()
+                backend.cancel()  # what the TUI's Esc does
+        elif isinstance(event, ReplyDone):
+            done = event
+    return times, after, done
+
+for where in wheres:
+    reply(backends[where], new_tokens)  # warm-up
+for _ in range(5):
+    for where in wheres:
+        times, _, done = reply(backends[where], new_tokens)
+        result[where]["rates"].append((len(times) - 1) / (times[-1] - times[0]))
+for where in wheres:
+    times, after, done = reply(backends[where], 4 * new_tokens, cancel_after=10)
+    result[where]["cancel"] = {"after": after, "reason": done.finish_reason,
+                               "tokens": done.stats.new_tokens}
+for where in wheres:
+    before = gpu_used()
+    backends[where].unload()
+    time.sleep(1)
+    result[where]["freed_gb"] = before - gpu_used()
+print("RESULT" + json.dumps(result))
+"""
+
+
+def process_section(tiny: bool, folder: Path, new_tokens: int) -> str:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    save_random(tiny, device, folder)
+    cases = [
+        ("fp16", {"device": device}, "in,own"),
+        ("--load-8bit", {"device": device, "load_8bit": True}, "own"),
+    ]
+    label = {"in": "in the UI's process", "own": "in its own process (the TUI's default)"}
+    rows = []
+    medians = {}
+    for name, settings, wheres in cases:
+        model_settings = {"model_path": str(folder), **settings}
+        try:
+            result = child(PROCESS_CHILD, json.dumps(model_settings), str(new_tokens), wheres)
+        except Exception as exc:  # report it and go on with the next case
+            rows.append([name, "crashed", str(exc).splitlines()[-1][:120], "", "", "", ""])
+            print(rows[-1], flush=True)
+            continue
+        assert isinstance(result, dict)
+        if "error" in result:
+            rows.append([name, "refused", " ".join(result["error"].split())[:160], "", "", "", ""])
+            print(rows[-1], flush=True)
+            continue
+        for where in wheres.split(","):
+            got = result[where]
+            medians[(name, where)] = statistics.median(got["rates"])
+            cancel = got["cancel"]
+            rows.append(
+                [
+                    f"{name}, {label[where]}",
+                    f"{got['load_s']:.1f} s",
+                    fmt(got["rates"], 1, ""),
+                    f"{got['reported_gb']:.1f} GB",
+                    f"{got['gpu_gb']:.1f} GB",
+                    f"{cancel['after']} ({cancel['reason']}, {cancel['tokens']} tokens)",
+                    f"{got['freed_gb']:.1f} GB",
+                ]
+            )
+            print(rows[-1], flush=True)
+    ratio = ""
+    if ("fp16", "in") in medians and ("fp16", "own") in medians:
+        ratio = (
+            f" Both fp16 models were loaded at once and took turns, reply by reply; own "
+            f"process ÷ in-process decode rate: "
+            f"{medians[('fp16', 'own')] / medians[('fp16', 'in')]:.3f}."
+        )
+    return (
+        f"The model of the loading table, loaded by a benchmark process (LocalBackend) or in "
+        f"a child of it (ProcessBackend, what the TUI uses). Decode "
+        f"tok/s is what the front end receives: tokens after the first over the time between "
+        f"the first and the last, median (min–max) of 5 greedy replies of {new_tokens} tokens "
+        f"after a warm-up. GPU memory: what the engine reports to the status bar, and what "
+        f"nvidia-smi shows in use on the device. Cancel: a reply of {4 * new_tokens} tokens "
+        f"cancelled after its 10th token, as Esc does; the column counts tokens that still "
+        f"arrived after the cancel.{ratio}\n\n"
+        + table(
+            [
+                "model",
+                "load",
+                "decode tok/s",
+                "GPU memory reported",
+                "GPU memory taken (nvidia-smi)",
+                "tokens after cancel",
+                "GPU memory given back at unload",
+            ],
+            rows,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=("decode", "load"))
+    parser.add_argument("part", choices=("decode", "load", "process"))
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
@@ -379,9 +546,12 @@ def main() -> None:
     if opts.part == "decode":
         body = decode_section(opts.tiny, opts.runs, opts.tokens)
         title = "GPU decode (7B shape)"
-    else:
+    elif opts.part == "load":
         body = load_section(opts.tiny, Path(opts.folder), min(opts.tokens, 64))
         title = "GPU loading paths (7B shape)"
+    else:
+        body = process_section(opts.tiny, Path(opts.folder), opts.tokens)
+        title = "GPU: the model in its own process (7B shape)"
     print(body)
     name = f"gpu-{opts.part}" + ("-tiny" if opts.tiny else "")
     out = os.environ.get("OUT")

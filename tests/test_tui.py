@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import ScriptedBackend
 from textual import events
-from textual.widgets import Input, Select
+from textual.widgets import Input, Select, Static
 from tui_helpers import make_app, ready, reply_done, send, wait_for
 
 from vicuna_tui import config as config_mod
@@ -196,9 +196,13 @@ async def test_typing_while_the_model_loads_sends_when_ready(home: Path) -> None
         await send(pilot, "early question")
         assert not screen.model_ready
         assert "waiting for the model" in screen.status.state
+        waiting = screen.transcript.views[-1]
+        assert str(waiting.query_one(".role", Static).render()) == "Assistant"
         gate.set()
         await reply_done(pilot)
         assert [v.text for v in screen.transcript.views] == ["early question", "hi"]
+        name = screen.session.model_info.name
+        assert str(waiting.query_one(".role", Static).render()) == f"Assistant · {name}"
 
 
 async def test_quit_mid_reply_keeps_the_partial_text(home: Path) -> None:

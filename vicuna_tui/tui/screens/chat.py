@@ -271,7 +271,8 @@ class ChatScreen(Screen[None]):
             )
             for notice in event.info.notices:
                 self.notify(notice, severity="warning", timeout=8)
-            if self.streaming is not None:
+            if self.streaming is not None:  # sent while loading: now we know who answers
+                self.streaming.view.set_label(f"Assistant · {event.info.name}")
                 self.status.set_state("writing…")
         elif isinstance(event, LoadFailed):
             if event.kept is not None:  # refused before the current model was unloaded

@@ -62,6 +62,11 @@ class MessageView(Vertical, can_focus=True):
             yield Markdown(self.text, open_links=False, classes="body")
         yield Static(Content(""), classes="meta")
 
+    def set_label(self, label: str) -> None:
+        self.label = label
+        if self.is_mounted:
+            self.query_one(".role", Static).update(Content(label))
+
     @property
     def markdown(self) -> Markdown:
         return self.query_one(Markdown)

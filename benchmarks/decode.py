@@ -111,8 +111,35 @@ def main() -> None:
         threads,
         plain_generate_rate(folder, opts.tokens, opts.runs),
     )
+    # The default engine, and with its decode step and growing cache turned off, reply by
+    # reply in turn (one loaded model), so that the ratios are taken side by side.
+    default = engine(folder, threads=threads)
+    toggles = [
+        (
+            "engine (default: fused + transposed linears, own decode step, growing KV cache)",
+            True,
+            True,
+        ),
+        ("engine, the model's own forward per token", True, False),
+        ("engine, the model's own forward and transformers' KV cache (torch.cat)", False, False),
+    ]
+    turns: dict[str, list[float]] = {name: [] for name, _, _ in toggles}
+    for run in range(opts.runs + 1):
+        for name, grow, step in toggles:
+            default.grow_cache, default.fast_step = grow, step
+            rate = reply_rate(default, opts.tokens)
+            if run:  # the first round warms up
+                turns[name].append(rate)
+    default.unload()
+    for name, _, _ in toggles:
+        add(name, threads, turns[name])
+    medians = [statistics.median(turns[name]) for name, _, _ in toggles]
+    side_by_side = (
+        f" Taken in turn, reply by reply: the decode step is {medians[0] / medians[1]:.3f}× "
+        f"the model's own forward, the growing cache {medians[1] / medians[2]:.3f}× "
+        f"transformers' cache."
+    )
     variants: list[tuple[str, dict[str, Any]]] = [
-        ("engine (fused + transposed linears)", {"threads": threads}),
         ("engine, 2 threads", {"threads": 2}),
         ("engine, bfloat16 weights", {"threads": threads, "dtype": "bfloat16"}),
     ]
@@ -143,6 +170,7 @@ def main() -> None:
         f"fewer than the cores, and the CPU fast path (engine/fastpath.py), whose greedy "
         f"output matches `generate` (tests/test_real_model.py). bfloat16 halves the bytes "
         f"but this CPU has no native bfloat16 arithmetic, and it changes the output."
+        + side_by_side
         + "".join(notes)
         + "\n\n"
         + table(["configuration", "threads", "decode", "share of the bandwidth limit"], rows)

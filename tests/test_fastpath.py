@@ -64,3 +64,39 @@ def test_the_growing_kv_layer_holds_what_torch_cat_would() -> None:
     growing.reset()
     k = torch.randn(1, 3, 2, 8)
     assert torch.equal(growing.update(k, k)[0], k)  # starts over after a reset
+
+
+def test_the_decode_step_gives_bitwise_the_logits_of_the_model(tmp_path: Path) -> None:
+    """Grouped KV heads (4 query, 2 KV), 40 tokens one at a time, against the model's
+    own forward on a cache of the same kind."""
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_llama(tmp_path / "m", tokenizer=False)
+    model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    fastpath.optimize(model)
+    step = model._vicuna_step
+    assert isinstance(step, fastpath.DecodeStep)
+    theirs, ours = fastpath.growing_cache(model), fastpath.growing_cache(model)
+    torch.manual_seed(0)
+    prompt = torch.randint(0, 300, (1, 9))
+    with torch.inference_mode():
+        model(prompt, past_key_values=theirs, use_cache=True)
+        model(prompt, past_key_values=ours, use_cache=True)
+        token = torch.tensor([[5]])
+        for _ in range(40):
+            want = model(token, past_key_values=theirs, use_cache=True).logits[:, -1]
+            got = step(token, ours)[:, -1]
+            assert torch.equal(got, want)
+            token = torch.randint(0, 300, (1, 1))  # not only the likeliest path
+    assert ours.get_seq_length() == theirs.get_seq_length() == 49
+
+
+def test_the_decode_step_is_only_for_a_plain_llama_with_sdpa(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_llama(tmp_path / "m", tokenizer=False)
+    eager = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")
+    fastpath.optimize(eager.eval())
+    assert eager._vicuna_step is None  # its attention is not SDPA's arithmetic
+    unfused = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    assert fastpath.decode_step(unfused) is None  # only on top of the fused layout

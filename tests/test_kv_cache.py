@@ -163,26 +163,60 @@ def test_compile_on_a_cpu_warns_that_it_is_slower(smollm_dir: Path) -> None:
         compiled.unload()
 
 
-def test_the_growing_cache_gives_the_same_replies(backend: LocalBackend) -> None:
-    """The CPU fast path's in-place KV cache against transformers' own (torch.cat)."""
-    replies: dict[bool, list[str]] = {}
-    for grow in (True, False):
-        backend.grow_cache = grow
-        backend.reset_cache()
-        layer_types = set()
-        turns: tuple[tuple[str, str], ...] = ()
-        got = []
-        for question in ("What is the capital of France?", "And of Germany?"):
-            request = ChatRequest(turns=(*turns, ("user", question)), generation=GREEDY)
-            text, _ = answer(backend, request)
-            layer_types |= {type(layer).__name__ for layer in backend._cache.layers}
+def test_the_fast_decode_step_and_growing_cache_give_the_same_replies(
+    backend: LocalBackend,
+) -> None:
+    """The CPU fast path's own decode step and in-place KV cache, against transformers'
+    forward and cache (torch.cat): the same replies over two turns and an edit."""
+    model = backend._loaded.model
+    real_step = model._vicuna_step
+    assert real_step is not None  # SmolLM2 is a plain LLaMA: the check at load passed
+    steps = 0
+
+    def counting(token, cache):  # type: ignore[no-untyped-def]
+        nonlocal steps
+        steps += 1
+        return real_step(token, cache)
+
+    model._vicuna_step = counting
+    replies: dict[tuple[bool, bool], list[str]] = {}
+    kinds: dict[tuple[bool, bool], set[str]] = {}
+    used: dict[tuple[bool, bool], int] = {}
+    forwards = 0  # in the first configuration
+
+    def tokens_in(text: str) -> int:
+        return len(backend._loaded.tokenizer(text, add_special_tokens=False).input_ids)
+
+    try:
+        for grow, fast_step in ((True, True), (True, False), (False, False)):
+            backend.grow_cache, backend.fast_step = grow, fast_step
+            backend.reset_cache()
+            steps, layer_types = 0, set()
+            turns: tuple[tuple[str, str], ...] = ()
+            got = []
+            for question in ("What is the capital of France?", "And of Germany?"):
+                request = ChatRequest(turns=(*turns, ("user", question)), generation=GREEDY)
+                text, _ = answer(backend, request)
+                layer_types |= {type(layer).__name__ for layer in backend._cache.layers}
+                got.append(text)
+                turns = (*turns, ("user", question), ("assistant", text))
+            edited = ChatRequest(turns=(*turns[:2], ("user", "And of Spain?")), generation=GREEDY)
+            text, cached = answer(backend, edited)  # crops the cache, then grows it again
+            assert cached > 0
             got.append(text)
-            turns = (*turns, ("user", question), ("assistant", text))
-        edited = ChatRequest(turns=(*turns[:2], ("user", "And of Spain?")), generation=GREEDY)
-        text, cached = answer(backend, edited)  # crops the cache, then grows it again
-        assert cached > 0
-        got.append(text)
-        replies[grow] = got
-        assert layer_types == ({"GrowingLayer"} if grow else {"DynamicLayer"})
-    backend.grow_cache = True
-    assert replies[True] == replies[False]
+            replies[(grow, fast_step)], kinds[(grow, fast_step)] = got, layer_types
+            if not forwards:
+                forwards = sum(tokens_in(text) + 1 for text in got)  # + the EOS
+            used[(grow, fast_step)] = steps
+    finally:
+        model._vicuna_step = real_step
+        backend.grow_cache = backend.fast_step = True
+    assert kinds == {
+        (True, True): {"GrowingLayer"},
+        (True, False): {"GrowingLayer"},
+        (False, False): {"DynamicLayer"},
+    }
+    # Every forward but each reply's first (its prompt): one per token, the EOS too.
+    assert used[(True, True)] == forwards - 3, (used, forwards)
+    assert used[(True, False)] == used[(False, False)] == 0
+    assert replies[(True, True)] == replies[(True, False)] == replies[(False, False)]

@@ -76,6 +76,7 @@ class LocalBackend:
         self._static_len = 0  # > 0: a preallocated (static) KV cache of this many tokens
         self._step: Any = None  # the compiled single-token forward, with --compile
         self.grow_cache = True  # on the CPU fast path, a KV cache that grows in place
+        self.fast_step = True  # and a plain LLaMA's own single-token forward (fastpath)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -430,10 +431,14 @@ class LocalBackend:
         feed = torch.tensor([feed_ids], device=device)
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
         fast_path = getattr(model, "_vicuna_fast_groups", None) is not None  # CPU fast path
-        if self._cache is None and not self._static_len and self.grow_cache and fast_path:
+        step = None  # the fast path's own single-token forward, with the growing cache
+        if not self._static_len and self.grow_cache and fast_path:
             from vicuna_tui.engine import fastpath
 
-            self._cache = fastpath.growing_cache(model)
+            if self._cache is None:
+                self._cache = fastpath.growing_cache(model)
+            if self._cache is not None and self.fast_step:
+                step = getattr(model, "_vicuna_step", None)
         try:
             with torch.inference_mode():
                 for _ in range(prepared.max_new_tokens):
@@ -451,13 +456,18 @@ class LocalBackend:
                             use_cache=True,
                             **extra,
                         )
+                    elif step is not None and len(feed_ids) == 1:
+                        out = None
+                        step_logits = step(feed, self._cache)
                     else:
                         out = model(
                             input_ids=feed, past_key_values=self._cache, use_cache=True, **extra
                         )
-                    self._cache = out.past_key_values
+                    if out is not None:
+                        self._cache = out.past_key_values
+                        step_logits = out.logits
                     self._cache_ids.extend(feed_ids)
-                    logits = out.logits[:, -1, :].float()
+                    logits = step_logits[:, -1, :].float()
                     if processors:
                         logits = processors(history, logits)
                     if gen.greedy:

@@ -298,18 +298,16 @@ def decode_step(model: Any) -> DecodeStep | None:
         theirs, ours = growing_cache(model), growing_cache(model)
         if theirs is None or ours is None:
             return None
-        prompt = torch.tensor([[1, 2, 3]], device=model.device)
+        # Two tokens into both caches, then one token each way: four forwards, 0.2 s at
+        # load for SmolLM2 on a CPU (the tests compare longer runs).
+        prompt = torch.tensor([[1, 2]], device=model.device)
+        token = torch.tensor([[3]], device=model.device)
         with torch.inference_mode():
             model(input_ids=prompt, past_key_values=theirs, use_cache=True)
             model(input_ids=prompt, past_key_values=ours, use_cache=True)
-            token = torch.tensor([[4]], device=model.device)
-            for _ in range(2):
-                want = model(input_ids=token, past_key_values=theirs, use_cache=True).logits
-                got = step(token, ours)
-                if not torch.equal(got[:, -1], want[:, -1]):
-                    return None
-                token = want[:, -1].argmax(-1, keepdim=True)
-        return step
+            want = model(input_ids=token, past_key_values=theirs, use_cache=True).logits
+            got = step(token, ours)
+        return step if torch.equal(got[:, -1], want[:, -1]) else None
     except Exception:  # another transformers or model layout: the model's own forward
         return None
     finally:

@@ -259,9 +259,20 @@ class DecodeStep:
         x = self.embed(token)
         cos, sin = self.rotary(x, position)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        for index, layer in enumerate(self.layers):
-            (norm1, qkv_group, heads, kv_heads, dim, scaling, o_proj) = layer[:7]
-            (norm2, gate_up_group, inter, act, down) = layer[7:]
+        for index, (
+            norm1,
+            qkv_group,
+            heads,
+            kv_heads,
+            dim,
+            scaling,
+            o_proj,
+            norm2,
+            gate_up_group,
+            inter,
+            act,
+            down,
+        ) in enumerate(self.layers):
             qkv = qkv_group(self._rms(norm1, x))
             q_end, k_end = heads * dim, (heads + kv_heads) * dim
             q = qkv[..., :q_end].view(1, 1, heads, dim).transpose(1, 2)

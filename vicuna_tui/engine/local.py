@@ -444,30 +444,14 @@ class LocalBackend:
                 for _ in range(prepared.max_new_tokens):
                     if cancel.is_set():
                         return
-                    if self._static_len:
-                        start = len(self._cache_ids)
-                        positions = torch.arange(start, start + len(feed_ids), device=device)
-                        single = self._step is not None and len(feed_ids) == 1
-                        forward = self._step if single else model
-                        out = forward(
-                            input_ids=feed,
-                            past_key_values=self._cache,
-                            cache_position=positions,
-                            use_cache=True,
-                            **extra,
-                        )
-                    elif step is not None and len(feed_ids) == 1:
-                        out = None
-                        step_logits = step(feed, self._cache)
+                    if step is not None and len(feed_ids) == 1:
+                        scores = step(feed, self._cache)  # appends to the cache in place
                     else:
-                        out = model(
-                            input_ids=feed, past_key_values=self._cache, use_cache=True, **extra
-                        )
-                    if out is not None:
+                        out = self._forward(model, feed, len(feed_ids), extra)
                         self._cache = out.past_key_values
-                        step_logits = out.logits
+                        scores = out.logits
                     self._cache_ids.extend(feed_ids)
-                    logits = step_logits[:, -1, :].float()
+                    logits = scores[:, -1, :].float()
                     if processors:
                         logits = processors(history, logits)
                     if gen.greedy:
@@ -481,10 +465,27 @@ class LocalBackend:
                     if history is not None:
                         history = torch.cat([history, feed], dim=1)
         finally:
-            if getattr(model, "_vicuna_fast_groups", None):
+            if fast_path:
                 from vicuna_tui.engine import fastpath
 
                 fastpath.release(model)
+
+    def _forward(self, model: Any, feed: Any, count: int, extra: dict[str, Any]) -> Any:
+        """The model's forward over ``count`` new tokens, on the static cache (and the
+        compiled single-token step) with --compile, else on the dynamic one."""
+        if not self._static_len:
+            return model(input_ids=feed, past_key_values=self._cache, use_cache=True, **extra)
+        import torch
+
+        start = len(self._cache_ids)
+        forward = self._step if self._step is not None and count == 1 else model
+        return forward(
+            input_ids=feed,
+            past_key_values=self._cache,
+            cache_position=torch.arange(start, start + count, device=feed.device),
+            use_cache=True,
+            **extra,
+        )
 
 
 def _processors(gen: GenerationSettings) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from vicuna_tui import __version__
 from vicuna_tui.engine.errors import VicunaError
-from vicuna_tui.engine.settings import DEVICES, DTYPES
+from vicuna_tui.engine.settings import BACKENDS, DEVICES, DTYPES
 
 SUBCOMMANDS = ("sessions", "config", "replay", "apply-delta", "make-delta")
 
@@ -32,6 +32,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         help="model folder, .gguf file or Hub repo id (default: SmolLM2-135M-Instruct)",
     )
     g.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="auto (default): llama.cpp for a .gguf, transformers for everything else",
+    )
+    g.add_argument("--gguf-file", help="which .gguf of a Hub repo to fetch and run")
     g.add_argument("--device", choices=DEVICES, help="default: auto (cuda, then mps, then cpu)")
     g.add_argument("--gpus", help="GPU ids to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES)")
     g.add_argument("--num-gpus", help="spread the model over N GPUs")
@@ -58,6 +64,13 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         help="put what does not fit on the GPU(s) in CPU RAM",
     )
     g.add_argument("--threads", help="CPU threads (default: cores - 1)")
+    g.add_argument(
+        "--gpu-layers",
+        help="llama.cpp: layers to put on the GPU (default: all, where there is one)",
+    )
+    g.add_argument(
+        "--context", help="llama.cpp: context size in tokens (default: the model's, at most 4096)"
+    )
     g.add_argument(
         "--compile",
         action="store_const",

@@ -126,9 +126,9 @@ def make_backend(resolved: Resolved) -> Backend:
         from vicuna_tui.engine.remote import RemoteBackend
 
         return RemoteBackend(resolved.remote)
-    from vicuna_tui.engine.local import LocalBackend
+    from vicuna_tui.engine.backends import local_backend
 
-    return LocalBackend(resolved.load)
+    return local_backend(resolved.load)
 
 
 def apply_gpus(load: LoadSettings) -> None:

@@ -36,8 +36,18 @@ class ModelInfo:
     endpoint: str | None = None
     devices: tuple[str, ...] = ()
     models: tuple[str, ...] = ()  # a remote server's models
+    engine: str = "transformers"  # what runs a local model: transformers or llamacpp
+    threads: int | None = None
+    gpu_layers: int | None = None
 
     def describe(self) -> str:
+        if self.engine == "llamacpp":
+            where = (
+                f"{self.gpu_layers} layers on {self.device}"
+                if self.gpu_layers
+                else f"cpu, {self.threads} thread{'' if self.threads == 1 else 's'}"
+            )
+            return f"{self.name} on llama.cpp ({self.quantization or 'gguf'}, {where})"
         quant = f", {self.quantization}" if self.quantization else ""
         return f"{self.name} on {self.device} ({self.dtype}{quant})"
 

@@ -72,9 +72,9 @@ class ProcessBackend:
     # -- lifecycle -------------------------------------------------------------------------
 
     def check(self) -> None:
-        from vicuna_tui.engine.local import LocalBackend  # no torch: only checks paths
+        from vicuna_tui.engine.backends import local_backend  # no torch: only checks paths
 
-        LocalBackend(self.settings).check()
+        local_backend(self.settings).check()
 
     def load(self, progress: Progress | None = None) -> ModelInfo:
         path = log_path()
@@ -317,9 +317,9 @@ class _Child:
             self.debug = bool(payload)
             self.reply("ok", None)
         elif op == "load":
-            from vicuna_tui.engine.local import LocalBackend
+            from vicuna_tui.engine.backends import local_backend
 
-            self.backend = LocalBackend(payload)
+            self.backend = local_backend(payload, native_log=True)  # stderr is engine.log
             self.backend.check()
             info = self.backend.load(lambda *value: self.reply("progress", value))
             self.reply("ok", info)

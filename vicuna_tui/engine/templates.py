@@ -216,6 +216,93 @@ class TokenizerTemplate:
         return str(result)
 
 
+class ChatTemplate:
+    """A Jinja chat template read from a model file (a GGUF's ``tokenizer.chat_template``),
+    rendered as transformers' ``apply_chat_template`` renders it, without transformers:
+    a sandboxed Jinja environment, blocks trimmed, ``bos_token`` and ``eos_token`` set."""
+
+    name = TOKENIZER_TEMPLATE
+    stop_strings: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+
+    def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "") -> None:
+        self.source = source
+        self.bos_token, self.eos_token = bos_token, eos_token
+        self._compiled: Any = None
+
+    def default_system_message(self) -> str:
+        return ""
+
+    def _template(self) -> Any:
+        if self._compiled is None:
+            import json
+            from datetime import datetime
+
+            import jinja2
+            from jinja2.ext import loopcontrols
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            def raise_exception(message: str) -> None:
+                raise jinja2.exceptions.TemplateError(message)
+
+            def tojson(
+                value: Any,
+                ensure_ascii: bool = False,
+                indent: int | None = None,
+                separators: Any = None,
+                sort_keys: bool = False,
+            ) -> str:
+                return json.dumps(
+                    value,
+                    ensure_ascii=ensure_ascii,
+                    indent=indent,
+                    separators=separators,
+                    sort_keys=sort_keys,
+                )
+
+            env = ImmutableSandboxedEnvironment(
+                trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+            )
+            env.filters["tojson"] = tojson
+            env.globals["raise_exception"] = raise_exception
+            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+            try:
+                self._compiled = env.from_string(self.source)
+            except jinja2.TemplateError as exc:
+                raise SettingsError(
+                    f"the model's chat template does not parse: {exc}",
+                    "choose a named template, e.g. --conv-template chatml",
+                ) from None
+        return self._compiled
+
+    def render(self, turns: Sequence[Turn], system_message: str | None = None) -> str:
+        messages: list[dict[str, str]] = []
+        if system_message:
+            messages.append({"role": "system", "content": system_message})
+        add_generation_prompt = False
+        for role, text in turns:
+            if text is None:
+                add_generation_prompt = True
+                continue
+            messages.append({"role": role, "content": text})
+        import jinja2
+
+        try:
+            return str(
+                self._template().render(
+                    messages=messages,
+                    add_generation_prompt=add_generation_prompt,
+                    bos_token=self.bos_token,
+                    eos_token=self.eos_token,
+                )
+            )
+        except jinja2.TemplateError as exc:
+            raise SettingsError(
+                f"the model's chat template failed: {exc}",
+                "choose a named template, e.g. --conv-template chatml",
+            ) from None
+
+
 def get_template(name: str) -> Template:
     try:
         return TEMPLATES[name]

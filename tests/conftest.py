@@ -102,3 +102,22 @@ def backend(real_backend: object) -> object:
     """The shared real model with an empty KV cache."""
     real_backend.reset_cache()  # type: ignore[attr-defined]
     return real_backend
+
+
+@pytest.fixture(scope="session")
+def llama_session(smollm_gguf: Path) -> Iterator[object]:
+    """The SmolLM2 GGUF on llama.cpp, loaded once for the whole session (CPU)."""
+    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.settings import LoadSettings
+
+    backend = LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf), device="cpu"))
+    backend.load()
+    yield backend
+    backend.unload()
+
+
+@pytest.fixture
+def llama(llama_session: object) -> object:
+    """The shared llama.cpp model with its prompt cache set aside."""
+    llama_session.reset_cache()  # type: ignore[attr-defined]
+    return llama_session

@@ -427,19 +427,16 @@ class LlamaCppBackend:
         count = 0
         finish = FINISH_LENGTH
         final: dict[str, Any] = {}
-        stream = _Stream(
-            self._server,
-            {
-                "prompt": prepared.ids,
-                "max_tokens": prepared.max_new_tokens,
-                "stream": True,
-                "cache_prompt": not (fresh and cached_first is None),
-                **sampling,
-            },
-            cancel,
-        )
+        body = {
+            "prompt": prepared.ids,
+            "max_tokens": prepared.max_new_tokens,
+            "stream": True,
+            "cache_prompt": not (fresh and cached_first is None),
+            **sampling,
+        }
+        stream = None if cancel.is_set() else _Stream(self._server, body, cancel)
         try:
-            if cancel.is_set():
+            if stream is None:
                 finish = FINISH_CANCELLED
             else:
                 for chunk in stream:
@@ -472,7 +469,8 @@ class LlamaCppBackend:
                     if cancel.is_set():
                         finish = FINISH_CANCELLED
         finally:
-            stream.close()
+            if stream is not None:
+                stream.close()
         if finish != FINISH_STOP:
             tail = leading.push(matcher.flush())
             if tail:

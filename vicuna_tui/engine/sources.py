@@ -126,6 +126,13 @@ def _download(repo_id: str, revision: str | None, progress: Progress) -> Path:
         ) from None
     progress(f"downloading {repo_id}", 1, 1)
     if not has_weights(folder):
+        ggufs = _hub_gguf_names(repo_id, revision)
+        if ggufs:
+            listing = "\n".join(f"    {name}" for name in ggufs)
+            raise ModelNotFoundError(
+                f"{repo_id} holds GGUF files, not transformers weights:\n{listing}",
+                f"pass the one to run: --model-path {repo_id} --gguf-file {ggufs[0]}",
+            )
         raise ModelNotFoundError(
             f"{repo_id} has no .safetensors or .bin weights", "pick a transformers model"
         )
@@ -404,6 +411,8 @@ def wants_gguf(model_path: str | None, gguf_file: str | None) -> bool:
         return path.suffix.lower() == ".gguf"
     if path.is_dir():
         return not (path / "config.json").is_file() and any(path.glob("*.gguf"))
+    if _HUB_ID_RE.match(model_path) and not model_path.startswith((".", "~")):
+        return bool(cached_repo_ggufs(model_path))
     return False
 
 
@@ -497,30 +506,25 @@ def _hub_gguf(
 
 def _hub_gguf_names(repo_id: str, revision: str | None) -> list[str]:
     """The repo's .gguf files: from the Hub, or from the cache when offline."""
-    if not hub_offline():
-        try:
-            from huggingface_hub import HfApi
-
-            files = HfApi().list_repo_files(repo_id, revision=revision)
-            return sorted(f for f in files if f.lower().endswith(".gguf"))
-        except Exception as exc:
-            raise OfflineError(
-                f"cannot list the files of {repo_id} ({type(exc).__name__})",
-                "check the repo id and your connection, or pass --gguf-file NAME",
-            ) from None
+    if hub_offline():
+        return cached_repo_ggufs(repo_id)
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import HfApi
 
-        for repo in scan_cache_dir().repos:
-            if repo.repo_id == repo_id:
-                return sorted(
-                    {
-                        f.file_name
-                        for r in repo.revisions
-                        for f in r.files
-                        if f.file_name.endswith(".gguf")
-                    }
-                )
-    except Exception:
-        pass
-    return []
+        files = HfApi().list_repo_files(repo_id, revision=revision)
+    except Exception as exc:
+        raise OfflineError(
+            f"cannot list the files of {repo_id} ({type(exc).__name__})",
+            "check the repo id and your connection, or pass --gguf-file NAME",
+        ) from None
+    return sorted(f for f in files if f.lower().endswith(".gguf"))
+
+
+def cached_repo_ggufs(repo_id: str) -> list[str]:
+    """The .gguf files of a Hub repo that are in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return []
+    folder = Path(constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
+    return sorted({p.name for p in folder.glob("snapshots/*/*.gguf")})

@@ -53,6 +53,8 @@ def test_one_shot_from_stdin_with_the_gguf(smollm_gguf: Path, smollm_dir: Path) 
     result = run_cli(
         "--model-path",
         str(smollm_gguf),
+        "--backend",
+        "transformers",  # the conversion path (llama.cpp runs the file as it is)
         "--temperature",
         "0",
         "-p",

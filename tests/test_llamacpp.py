@@ -250,6 +250,14 @@ def test_greedy_replay_on_llamacpp_is_exact(smollm_gguf: Path, home: Path) -> No
     with Store() as store:
         original = store.get(store.resolve("last"))
     assert original.load.get("backend") in ("auto", "llamacpp")
+    reply = original.messages[1]
+    assert (reply.backend, reply.model, reply.template) == (
+        "llamacpp",
+        "SmolLM2-135M-Instruct.Q4_1",
+        "tokenizer",
+    )
+    assert reply.settings is not None and reply.settings["temperature"] == 0.0
+    assert original.messages[0].backend is None  # the user's own words
     replayed = run_cli("replay", original.id[:8], "--style", "simple")
     assert replayed.returncode == 0, replayed.stderr
     assert "2 of 2 replies identical" in replayed.stdout

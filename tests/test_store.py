@@ -53,6 +53,7 @@ def test_first_schema_database_is_upgraded_in_place(tmp_path: Path) -> None:
             "Llamas are camelids from the Andes.",
         ]
         assert conv.messages[1].seed == 42
+        assert conv.messages[1].backend is None and conv.messages[1].settings is None  # v4
         hits = store.search("camelids")  # the FTS index covers old messages too
         assert [h.conversation_id for h in hits] == [conv.id]
 

@@ -227,11 +227,24 @@ class ChatSession:
             time_to_first_token=stats.time_to_first_token,
             tokens_per_second=stats.tokens_per_second,
             seed=stats.seed,
+            **self._reply_origin(),
         )
         self.messages.append(message)
         self.save()
         self._sync_model()
         return message
+
+    def _reply_origin(self) -> dict[str, Any]:
+        """What wrote a reply: model, backend, template and settings, saved with it."""
+        info = self.model_info
+        if info is None:
+            return {"settings": generation_to_dict(self.generation)}
+        return {
+            "model": info.name,
+            "backend": "remote" if info.backend == "remote" else info.engine,
+            "template": self.resolved_template,
+            "settings": generation_to_dict(self.generation),
+        }
 
     def record_failure(self, partial_text: str) -> Message | None:
         """A reply that broke off: its partial text is kept, marked as an error."""

@@ -109,9 +109,19 @@ _V3 = """
 """
 
 
+# v4: what wrote each reply: the model, the backend that ran it (transformers,
+# llamacpp, remote), the template and the sampling settings, as JSON.
+_V4 = """
+        ALTER TABLE messages ADD COLUMN model TEXT;
+        ALTER TABLE messages ADD COLUMN backend TEXT;
+        ALTER TABLE messages ADD COLUMN template TEXT;
+        ALTER TABLE messages ADD COLUMN settings TEXT;
+"""
+
+
 # Ordered: MIGRATIONS[n - 1] takes a database from version n - 1 to n.  Never edit a
 # released migration; add a new one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 FINISH_REASONS = ("stop", "length", "cancelled", "error")
@@ -165,6 +175,10 @@ class Message:
     tokens_per_second: float | None = None
     seed: int | None = None
     finish_reason: str | None = None
+    model: str | None = None  # replies: the model that wrote it
+    backend: str | None = None  # transformers, llamacpp or remote
+    template: str | None = None
+    settings: dict[str, Any] | None = None  # the sampling settings it was made with
 
 
 @dataclass
@@ -219,6 +233,10 @@ _MSG_COLUMNS = (
     "tokens_per_second",
     "seed",
     "finish_reason",
+    "model",
+    "backend",
+    "template",
+    "settings",
 )
 
 
@@ -230,7 +248,12 @@ def _conversation(row: sqlite3.Row, count: int = 0) -> Conversation:
 
 
 def _message(row: sqlite3.Row) -> Message:
-    return Message(**{k: row[k] for k in _MSG_COLUMNS})
+    data = {k: row[k] for k in _MSG_COLUMNS}
+    try:
+        data["settings"] = json.loads(data["settings"]) if data["settings"] else None
+    except ValueError:
+        data["settings"] = None
+    return Message(**data)
 
 
 @dataclass(frozen=True)
@@ -524,7 +547,8 @@ class Store:
             cursor = db.execute(
                 "INSERT INTO messages (conversation_id, position, role, content, created_at, "
                 "prompt_tokens, new_tokens, time_to_first_token, tokens_per_second, seed, "
-                "finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "finish_reason, model, backend, template, settings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     position,
@@ -537,6 +561,10 @@ class Store:
                     message.tokens_per_second,
                     message.seed,
                     message.finish_reason,
+                    message.model,
+                    message.backend,
+                    message.template,
+                    json.dumps(message.settings) if message.settings is not None else None,
                 ),
             )
             if position == 0 and message.role == "user":

@@ -48,3 +48,20 @@ def local_backend(settings: LoadSettings, *, native_log: bool = False) -> Backen
     from vicuna_tui.engine.local import LocalBackend
 
     return LocalBackend(settings)
+
+
+ENGINE_LABELS = {LLAMACPP: "llama.cpp", TRANSFORMERS: "transformers"}
+
+
+def describe_plan(settings: LoadSettings) -> str:
+    """What is about to load, in words, before anything is loaded (first screen)."""
+    engine = ENGINE_LABELS[engine_for(settings)]
+    if settings.model_path is None:
+        model = f"{sources.DEFAULT_NAME} (the default model)"
+        if engine_for(settings) == LLAMACPP:
+            return (
+                f"{model} on {engine}, from the GGUF in the {sources.DEFAULT_GGUF_PACKAGE} package"
+            )
+        return f"{model} on {engine}"
+    file = f" / {settings.gguf_file}" if settings.gguf_file else ""
+    return f"{settings.model_path}{file} on {engine}"

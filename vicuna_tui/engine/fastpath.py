@@ -314,12 +314,28 @@ def decode_step(model: Any) -> DecodeStep | None:
         prompt = torch.tensor([[1, 2]], device=model.device)
         token = torch.tensor([[3]], device=model.device)
         with torch.inference_mode():
-            model(input_ids=prompt, past_key_values=theirs, use_cache=True)
-            model(input_ids=prompt, past_key_values=ours, use_cache=True)
-            want = model(input_ids=token, past_key_values=theirs, use_cache=True).logits
+            key = cache_argument(model)
+            model(input_ids=prompt, **{key: theirs}, use_cache=True)
+            model(input_ids=prompt, **{key: ours}, use_cache=True)
+            want = model(input_ids=token, **{key: theirs}, use_cache=True).logits
             got = step(token, ours)
         return step if torch.equal(got[:, -1], want[:, -1]) else None
     except Exception:  # another transformers or model layout: the model's own forward
         return None
     finally:
         release(model)
+
+
+def cache_argument(model: Any) -> str:
+    """The forward's name for the KV cache: ``cache`` from transformers 5.x (where
+    ``past_key_values`` is deprecated), ``past_key_values`` before."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward returned, under either name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

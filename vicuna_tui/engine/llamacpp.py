@@ -248,9 +248,13 @@ class LlamaCppBackend:
         gpus = [d for d in _devices(xllamacpp) if d.get("type") in wanted]
         if not gpus:
             if settings.device in ("cuda", "mps") or settings.gpu_layers:
-                flag = f"--device {settings.device}" if settings.device != "auto" else ""
+                flag = (
+                    f"--device {settings.device}"
+                    if settings.device != "auto"
+                    else f"--gpu-layers {settings.gpu_layers}"
+                )
                 raise DeviceError(
-                    f"{flag or '--gpu-layers'} was asked for, but this llama.cpp build "
+                    f"{flag} was asked for but is not available here: this llama.cpp build "
                     "(xllamacpp) sees no GPU",
                     "install xllamacpp's CUDA or Metal build (see its README), "
                     "or run on the CPU (--device cpu)",

@@ -72,6 +72,7 @@ class LocalBackend:
         self._cache: Any = None
         self._cache_ids: list[int] = []
         self._logits_to_keep = False
+        self._cache_key = "past_key_values"
         self.last_cached_tokens = 0
         self._static_len = 0  # > 0: a preallocated (static) KV cache of this many tokens
         self._step: Any = None  # the compiled single-token forward, with --compile
@@ -111,6 +112,9 @@ class LocalBackend:
         self._auto_template = template
         params = sum(p.numel() for p in model.parameters())
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        from vicuna_tui.engine.fastpath import cache_argument
+
+        self._cache_key = cache_argument(model)
         cached = " (cached safetensors conversion)" if loaded.source.kind == "gguf" else ""
         if loaded.converted_now:
             cached = " (converted to safetensors now, cached for next time)"
@@ -448,7 +452,7 @@ class LocalBackend:
                         scores = step(feed, self._cache)  # appends to the cache in place
                     else:
                         out = self._forward(model, feed, len(feed_ids), extra)
-                        self._cache = out.past_key_values
+                        self._cache = fastpath_output_cache(out)
                         scores = out.logits
                     self._cache_ids.extend(feed_ids)
                     logits = scores[:, -1, :].float()
@@ -474,18 +478,25 @@ class LocalBackend:
         """The model's forward over ``count`` new tokens, on the static cache (and the
         compiled single-token step) with --compile, else on the dynamic one."""
         if not self._static_len:
-            return model(input_ids=feed, past_key_values=self._cache, use_cache=True, **extra)
+            cache = {self._cache_key: self._cache}
+            return model(input_ids=feed, **cache, use_cache=True, **extra)
         import torch
 
         start = len(self._cache_ids)
         forward = self._step if self._step is not None and count == 1 else model
         return forward(
             input_ids=feed,
-            past_key_values=self._cache,
+            **{self._cache_key: self._cache},
             cache_position=torch.arange(start, start + count, device=feed.device),
             use_cache=True,
             **extra,
         )
+
+
+def fastpath_output_cache(output: Any) -> Any:
+    from vicuna_tui.engine.fastpath import output_cache
+
+    return output_cache(output)
 
 
 def _processors(gen: GenerationSettings) -> Any:

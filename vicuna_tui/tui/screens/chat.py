@@ -185,10 +185,18 @@ class ChatScreen(Screen[None]):
         if self.initial_conversation:
             await self.open_conversation(self.initial_conversation)
         self.status.set_state("loading the model…")
+        self.transcript.set_welcome(self._loading_text())
         # Start the engine once the first full frame is on screen (Textual lays a new
         # screen out in two passes): importing torch on the engine thread holds the GIL
         # for long stretches and would hold that frame back by a quarter of a second.
         self.call_after_refresh(self.call_after_refresh, self._after_first_frame)
+
+    def _loading_text(self) -> str:
+        if self.remote is not None:
+            return f"Connecting to {self.remote.endpoint}…"
+        from vicuna_tui.engine.backends import describe_plan
+
+        return f"Loading {describe_plan(self.session.load)}…"
 
     async def _after_first_frame(self) -> None:
         self._start_engine()
@@ -263,6 +271,9 @@ class ChatScreen(Screen[None]):
             if self.remote is not None and self.remote.model != event.info.name:
                 self.remote = dataclasses.replace(self.remote, model=event.info.name)
             self.settings.set_loaded(self.session.load, self.remote, event.info.models)
+            self.transcript.set_welcome(
+                f"{event.info.describe()} is ready.\nFrom: {event.info.source}"
+            )
             self.notify(
                 f"{event.info.name} is ready ({event.info.device}, "
                 f"{event.info.dtype}); template {self.session.resolved_template}",
@@ -275,6 +286,7 @@ class ChatScreen(Screen[None]):
                 self.streaming.view.set_label(f"Assistant · {event.info.name}")
                 self.status.set_state("writing…")
         elif isinstance(event, LoadFailed):
+            self.transcript.set_welcome(f"No model is loaded: {event.error.message}")
             if event.kept is not None:  # refused before the current model was unloaded
                 if self._previous_load is not None:
                     self.session.load = self._previous_load
@@ -766,7 +778,9 @@ class ChatScreen(Screen[None]):
     @on(ReloadRequested)
     async def _reload(self, message: ReloadRequested) -> None:
         values = dict(message.values)
-        backend = values.pop("backend", "local")
+        backend = values.pop("backend", "local")  # local or remote
+        if "engine" in values:  # what runs a local model: LoadSettings.backend
+            values["backend"] = values.pop("engine")
         endpoint = values.pop("endpoint", None)
         remote_model = values.pop("remote_model", None)
         try:

@@ -33,10 +33,23 @@ from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.tui.messages import GenerationChanged, ReloadRequested
 
 SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
-LOAD_INPUTS = ("model_path", "num_gpus", "max_gpu_memory")
-PLACEHOLDERS = {"endpoint": "http://host:8000/v1", "max_gpu_memory": "e.g. 13GiB"}
+LOAD_INPUTS = ("model_path", "num_gpus", "max_gpu_memory", "context", "gpu_layers")
+PLACEHOLDERS = {
+    "endpoint": "http://host:8000/v1",
+    "max_gpu_memory": "e.g. 13GiB",
+    "context": "(the model's, at most 4096)",
+    "gpu_layers": "(all, where there is a GPU)",
+}
+ENGINES = (
+    ("auto: llama.cpp for .gguf", "auto"),
+    ("transformers", "transformers"),
+    ("llama.cpp", "llamacpp"),
+)
 LOCAL_ONLY = (
     "#set-model_path",
+    "#set-engine",
+    "#set-context",
+    "#set-gpu_layers",
     "#set-device",
     "#set-num_gpus",
     "#set-max_gpu_memory",
@@ -48,6 +61,8 @@ LABELS = {
     "endpoint": "Endpoint (OpenAI-compatible, e.g. http://host:8000/v1)",
     "num_gpus": "GPUs",
     "max_gpu_memory": "Max GPU memory",
+    "context": "Context (llama.cpp, tokens)",
+    "gpu_layers": "GPU layers (llama.cpp)",
     "temperature": "Temperature",
     "top_p": "Top-p",
     "top_k": "Top-k",
@@ -133,6 +148,10 @@ class SettingsPane(Vertical):
         )
         yield Static(Content("Model"), classes="section")
         yield from self._field("model_path", LOAD_FIELDS["model_path"], self.load.model_path)
+        yield Static(Content("Runs on"), classes="field-label")
+        yield Select(ENGINES, value=self.load.backend, allow_blank=False, id="set-engine")
+        yield from self._field("context", LOAD_FIELDS["context"], self.load.context)
+        yield from self._field("gpu_layers", LOAD_FIELDS["gpu_layers"], self.load.gpu_layers)
         yield Static(Content("Device"), classes="field-label")
         with RadioSet(id="set-device", classes="vertical"):
             for device in ("auto", "cuda", "mps", "cpu"):
@@ -255,6 +274,7 @@ class SettingsPane(Vertical):
             (device.id or "device-auto").removeprefix("device-") if device else self.load.device
         )
         values["dtype"] = self.query_one("#set-dtype", Select).value
+        values["engine"] = self.query_one("#set-engine", Select).value
         quant_button = self.query_one("#set-quant", RadioSet).pressed_button
         quant = (quant_button.id or "quant-none").removeprefix("quant-") if quant_button else "none"
         values["load_8bit"] = quant == "8bit"
@@ -264,6 +284,7 @@ class SettingsPane(Vertical):
     def _update_reload(self) -> None:
         pending = self._pending_load()
         current: dict[str, Any] = dataclasses.asdict(self.load)
+        current["engine"] = self.load.backend
         current["backend"] = "remote" if self.remote is not None else "local"
         if self.remote is not None:
             current["endpoint"] = self.remote.endpoint
@@ -305,6 +326,7 @@ class SettingsPane(Vertical):
             self.post_message(GenerationChanged({"template": event.value}))
 
     @on(Select.Changed, "#set-dtype")
+    @on(Select.Changed, "#set-engine")
     @on(Select.Changed, "#set-remote_model")
     @on(RadioSet.Changed)
     def _load_choice(self) -> None:

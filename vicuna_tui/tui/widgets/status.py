@@ -100,8 +100,13 @@ class StatusBar(Horizontal):
         parts: list[str] = []
         info = self.info
         if info is not None:
-            precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
-            parts += [info.name, info.device, precision]
+            if info.engine == "llamacpp":
+                threads = f"{info.threads} thread{'' if info.threads == 1 else 's'}"
+                where = f"{info.gpu_layers} layers on {info.device}" if info.gpu_layers else threads
+                parts += [info.name, "llama.cpp", info.quantization or "gguf", where]
+            else:
+                precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
+                parts += [info.name, info.device, precision]
             if info.backend == "local":
                 if self.gpu_memory is not None and info.device.startswith("cuda"):
                     parts.append(f"GPU {human_bytes(self.gpu_memory)}")
@@ -110,6 +115,8 @@ class StatusBar(Horizontal):
             if self.context_used:
                 limit = f"/{info.context_length}" if info.context_length else ""
                 parts.append(f"ctx {self.context_used}{limit}")
+            elif info.context_length and info.backend == "local":
+                parts.append(f"ctx {info.context_length}")
 
         if self.speed:
             parts.append(self.speed)

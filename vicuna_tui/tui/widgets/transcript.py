@@ -106,11 +106,31 @@ class MessageView(Vertical, can_focus=True):
         static.display = bool(meta)
 
 
+class Welcome(Static):
+    """The first screen of an empty chat: what is loading, and how to start."""
+
+
+HOW_TO_START = "Type a message and press Enter to send it · F1 help · Ctrl+P every command"
+
+
 class Transcript(VerticalScroll):
     """The chat.  It stays pinned to the bottom unless the user scrolls up."""
 
+    def compose(self) -> ComposeResult:
+        yield Welcome(Content(HOW_TO_START), id="welcome")
+
     def on_mount(self) -> None:
         self.anchor()
+
+    def set_welcome(self, status: str) -> None:
+        """The empty chat's text: ``status`` (e.g. what is loading) and how to start."""
+        welcome = self.query("#welcome")
+        if welcome:
+            welcome.first(Static).update(Content(f"{status}\n\n{HOW_TO_START}"))
+
+    def _show_welcome(self, shown: bool) -> None:
+        for welcome in self.query("#welcome"):
+            welcome.display = shown
 
     @property
     def views(self) -> list[MessageView]:
@@ -120,13 +140,15 @@ class Transcript(VerticalScroll):
         self, role: str, text: str = "", *, label: str = "", meta: str = ""
     ) -> MessageView:
         view = MessageView(role, text, label=label)
+        self._show_welcome(False)
         await self.mount(view)
         view.set_meta(meta)
         self.anchor()  # a new message brings the view back to the bottom
         return view
 
     async def show(self, messages: list[Message], model_label: str = "") -> None:
-        await self.remove_children()
+        await self.remove_children(MessageView)
+        self._show_welcome(not messages)
         views = [
             MessageView(m.role, m.content, label="" if m.role == "user" else model_label)
             for m in messages
@@ -144,3 +166,4 @@ class Transcript(VerticalScroll):
         views = self.views
         for view in views[len(views) - count :]:
             await view.remove()
+        self._show_welcome(not self.views)

@@ -38,7 +38,8 @@ def screen_until(socket: str, text: str, timeout: float = 180) -> str:
     raise AssertionError(f"{text!r} never appeared on screen:\n{shown}")
 
 
-def test_type_a_question_and_read_the_answer(smollm_dir: Path, home: Path) -> None:
+def test_type_a_question_and_read_the_answer(smollm_gguf: Path, home: Path) -> None:
+    """The default: SmolLM2's packaged GGUF on llama.cpp, in the model's own process."""
     socket = f"vicuna-test-{uuid.uuid4().hex[:8]}"
     env = " ".join(
         f"{k}={v}"
@@ -50,25 +51,30 @@ def test_type_a_question_and_read_the_answer(smollm_dir: Path, home: Path) -> No
         }.items()
     )
     command = (
-        f"env {env} {sys.executable} -m vicuna_tui --model-path {smollm_dir} "
-        "--temperature 0; echo VICUNA_EXIT=$?; sleep 30"
+        f"env {env} {sys.executable} -m vicuna_tui --temperature 0; echo VICUNA_EXIT=$?; sleep 30"
     )
     tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
     try:
         screen_until(socket, "Message the model")  # the first frame, before the model
-        screen_until(socket, "RSS")  # the status bar once the model is loaded
+        shown = screen_until(socket, "RSS")  # the status bar once the model is loaded
+        assert "llama.cpp" in shown and "Q4_1" in shown
+        assert "Type a message and press Enter" in shown  # the first screen says how
         assert model_processes(home), "the model is not in its own process"
-        tmux(socket, "send-keys", "-t", "chat", "What is the capital of France?")
+        tmux(socket, "send-keys", "-t", "chat", "Which city is the capital of France?")
         tmux(socket, "send-keys", "-t", "chat", "Enter")
         shown = screen_until(socket, "Paris")
-        assert "What is the capital of France?" in shown
+        assert "Which city is the capital of France?" in shown
+        for noise in ("llama_", "slot ", "srv ", "load_tensors"):
+            assert noise not in shown  # llama.cpp's log stays in engine.log
         screen_until(socket, "tok/s")  # the reply finished and its stats are shown
         tmux(socket, "send-keys", "-t", "chat", "C-q")
         screen_until(socket, "VICUNA_EXIT=0")
     finally:
         tmux(socket, "kill-server")
     assert os.path.exists(home / "data" / "conversations.db")
-    assert stat.S_IMODE((home / "log" / "engine.log").stat().st_mode) == 0o600
+    log = home / "log" / "engine.log"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert "srv" in log.read_text(errors="replace")  # llama.cpp's own log went here
     assert not model_processes(home), "quitting left the model's process running"
 
 

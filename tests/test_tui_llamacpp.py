@@ -1,0 +1,66 @@
+"""The TUI on its default backend for a GGUF: llama.cpp, in the model's own process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Select, Static
+from tui_helpers import make_app, ready, reply_done, send, wait_for
+
+from vicuna_tui.engine.process import ProcessBackend
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.store import Store
+
+pytestmark = pytest.mark.real_model
+QUESTION = "Which city is the capital of France?"
+
+
+def status_text(screen: object) -> str:
+    return str(screen.query_one("#status-text", Static).render())  # type: ignore[attr-defined]
+
+
+async def test_chat_on_llamacpp_then_switch_to_transformers(
+    home: Path, smollm_gguf: Path, smollm_dir: Path
+) -> None:
+    app = make_app(
+        lambda load: ProcessBackend(load),
+        load=LoadSettings(model_path=str(smollm_gguf), device="cpu"),
+        max_new_tokens=40,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        welcome = str(screen.query_one("#welcome", Static).render())
+        assert "on llama.cpp (Q4_1" in welcome and "Enter" in welcome and "F1" in welcome
+        status = status_text(screen)
+        assert "llama.cpp" in status and "Q4_1" in status and "ctx 4096" in status
+        assert app.engine.backend.pid != os.getpid()  # type: ignore[union-attr]
+
+        await send(pilot, QUESTION)
+        await reply_done(pilot)
+        assert not screen.query_one("#welcome").display
+        reply = screen.transcript.views[-1]
+        assert "Paris" in reply.text and reply.deltas > 3
+        assert "tok/s" in status_text(screen)
+
+        # Switch what runs the model: a reload in the background; the chat stays.
+        await pilot.press("f3")
+        screen.query_one("#set-engine", Select).value = "transformers"
+        screen.query_one("#set-model_path", Input).value = str(smollm_dir)
+        await wait_for(pilot, lambda: not screen.query_one("#reload").disabled)
+        await pilot.click("#reload")
+        await wait_for(pilot, lambda: screen.model_ready and "llama.cpp" not in status_text(screen))
+        assert screen.session.model_info is not None
+        assert screen.session.model_info.engine == "transformers"
+        await send(pilot, "And of Italy?")
+        await reply_done(pilot)
+        assert "Rome" in screen.transcript.views[-1].text
+        assert len(screen.transcript.views) == 4
+
+    with Store() as store:
+        conv = store.get(store.resolve("last"))
+    assert [m.backend for m in conv.messages if m.role == "assistant"] == [
+        "llamacpp",
+        "transformers",
+    ]

@@ -121,14 +121,16 @@ def resolve(
     )
 
 
-def make_backend(resolved: Resolved) -> Backend:
+def make_backend(resolved: Resolved, *, debug: bool = False) -> Backend:
+    """The backend for a line front end, in this process (``debug``: llama.cpp's own
+    log on stderr)."""
     if resolved.remote is not None:
         from vicuna_tui.engine.remote import RemoteBackend
 
         return RemoteBackend(resolved.remote)
     from vicuna_tui.engine.backends import local_backend
 
-    return local_backend(resolved.load)
+    return local_backend(resolved.load, native_log=debug)
 
 
 def apply_gpus(load: LoadSettings) -> None:

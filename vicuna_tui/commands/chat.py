@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         progress = ProgressLine(stderr)
         try:
-            info = driver.load(runtime.make_backend(resolved), progress)
+            info = driver.load(runtime.make_backend(resolved, debug=args.debug), progress)
         finally:
             progress.clear()
         session.set_model(info)

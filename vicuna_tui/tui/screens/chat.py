@@ -275,8 +275,7 @@ class ChatScreen(Screen[None]):
                 f"{event.info.describe()} is ready.\nFrom: {event.info.source}"
             )
             self.notify(
-                f"{event.info.name} is ready ({event.info.device}, "
-                f"{event.info.dtype}); template {self.session.resolved_template}",
+                f"{event.info.describe()} is ready; template {self.session.resolved_template}",
                 title="Model loaded",
                 timeout=4,
             )

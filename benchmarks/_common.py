@@ -81,7 +81,7 @@ def machine() -> str:
 
 def versions() -> str:
     parts = [f"Python {platform.python_version()}"]
-    for name in ("torch", "transformers", "textual"):
+    for name in ("torch", "transformers", "textual", "xllamacpp"):
         try:
             module = __import__(name)
             parts.append(f"{name} {module.__version__}")
@@ -177,5 +177,21 @@ def read_bandwidth(mib: int = 512, repeats: int = 10) -> float:
 
 def no_eos(backend: object) -> None:
     """Let replies run to max_new_tokens (benchmarks compare equal lengths)."""
+    if hasattr(backend, "ignore_eos"):  # llama.cpp
+        backend.ignore_eos = True
+        return
     loaded = backend._loaded  # type: ignore[attr-defined]
     loaded.stop_token_ids = ()
+
+
+def smollm_gguf() -> Path:
+    """The demo model's GGUF, as the package ships it."""
+    from vicuna_tui.engine import sources
+
+    gguf = sources.find_packaged_gguf()
+    if gguf is None:
+        found = sorted((ROOT / ".cache" / "models").glob("**/*.gguf"))
+        if not found:
+            raise SystemExit("the demo model is missing: run `make test` (or `make run`) first")
+        gguf = found[0]
+    return gguf

@@ -1,6 +1,6 @@
 """Streaming overhead: how fast tokens reach the user through each front end.
 
-    python benchmarks/stream.py [--runs 5] [--lengths 200 800]
+    python benchmarks/stream.py [--runs 5] [--lengths 200 800] [--backend llamacpp]
 
 All paths drive the same loaded SmolLM2 (CPU, greedy, replies forced to full length)
 in one process, one after another.  The rate is taken where the user sees the text:
@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from _common import fmt, no_eos, smollm_folder, table, write_section
+from _common import fmt, no_eos, smollm_folder, smollm_gguf, table, write_section
 
 PROMPT = "Tell me a very long story about a lighthouse keeper and the sea."
 
@@ -190,6 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--lengths", type=int, nargs="+", default=[200, 800])
+    parser.add_argument("--backend", choices=["transformers", "llamacpp"], default="transformers")
     opts = parser.parse_args()
     import os
     import tempfile
@@ -199,8 +200,17 @@ def main() -> None:
     from vicuna_tui.engine.process import ProcessBackend
     from vicuna_tui.engine.settings import LoadSettings
 
-    settings = LoadSettings(model_path=str(smollm_folder()), device="cpu")
-    backend = LocalBackend(settings)
+    backend: Any
+    if opts.backend == "llamacpp":
+        from vicuna_tui.engine.llamacpp import LlamaCppBackend
+
+        settings = LoadSettings(model_path=str(smollm_gguf()), device="cpu")
+        backend = LlamaCppBackend(settings)
+        model = "SmolLM2-135M-Instruct's Q4_1 GGUF on llama.cpp"
+    else:
+        settings = LoadSettings(model_path=str(smollm_folder()), device="cpu")
+        backend = LocalBackend(settings)
+        model = "SmolLM2-135M-Instruct"
     backend.load()
     no_eos(backend)
     child = ProcessBackend(settings)  # the same model, loaded in a child process
@@ -238,7 +248,7 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
     body = (
-        "SmolLM2-135M-Instruct on this CPU, greedy, replies forced to the full length. "
+        f"{model} on this CPU, greedy, replies forced to the full length. "
         f"Median (min–max) of {opts.runs} rounds after a warm-up round; within a round the "
         "paths run one after another on the same loaded model, except the default TUI row, "
         "whose model is the same weights loaded once in a child process "
@@ -261,7 +271,10 @@ def main() -> None:
     )
     child.unload()
     print(body)
-    write_section("stream", "Streaming through the front ends", body)
+    if opts.backend == "llamacpp":
+        write_section("stream-llamacpp", "Streaming through the front ends (llama.cpp)", body)
+    else:
+        write_section("stream", "Streaming through the front ends", body)
 
 
 if __name__ == "__main__":

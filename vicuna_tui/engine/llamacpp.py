@@ -92,9 +92,18 @@ class LlamaCppBackend:
 
     kind = "local"
 
-    def __init__(self, settings: LoadSettings, *, native_log: bool = False) -> None:
+    def __init__(
+        self,
+        settings: LoadSettings,
+        *,
+        native_log: bool = False,
+        prefill_threads: int | None = None,
+    ) -> None:
         self.settings = settings
         self.native_log = native_log  # let llama.cpp write its log to stderr
+        # Prefill is compute-bound and gains from every core (BENCHMARKS.md); decode is
+        # bound by memory and keeps a core free.
+        self.prefill_threads = prefill_threads
         self._server: Any = None
         self._gguf: gguf_file.GGUFInfo | None = None
         self._info: ModelInfo | None = None
@@ -106,6 +115,7 @@ class LlamaCppBackend:
         self._slot_ids: list[int] = []  # the prompt the slot last saw
         self._fresh = False  # the next request must not reuse the prompt cache
         self.last_cached_tokens = 0
+        self.ignore_eos = False  # benchmarks: replies of the full length
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -156,7 +166,7 @@ class LlamaCppBackend:
         params.n_batch = BATCH
         params.n_ubatch = BATCH
         params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = max(threads, cpu_cores())  # prefill: every core
+        params.cpuparams_batch.n_threads = self.prefill_threads or max(threads, cpu_cores())
         params.n_gpu_layers = gpu_layers
         params.cache_prompt = True
         params.verbosity = 3 if self.native_log else -1
@@ -397,8 +407,13 @@ class LlamaCppBackend:
             "dry_multiplier": 0.0,
             "xtc_probability": 0.0,
             "mirostat": 0,
-            "samplers": ["penalties", "temperature", "top_k", "top_p"],
+            # top-k does not change under a temperature, so it may come first (and
+            # makes the rest cheap); top-p comes after the temperature, as in transformers.
+            "samplers": ["penalties", "top_k", "temperature", "top_p"],
+            "ignore_eos": self.ignore_eos,
         }
+        if gen.greedy:  # the argmax: one pass over the vocabulary (6% faster decode here)
+            body.update(top_k=1, samplers=["penalties", "top_k"])
         if seed is not None:
             body["seed"] = seed % 2**32
         return body

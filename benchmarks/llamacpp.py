@@ -89,6 +89,30 @@ def prefill_rate(backend: Any, words: int) -> tuple[float, int]:
     return done.stats.prompt_tokens / done.stats.time_to_first_token, done.stats.prompt_tokens
 
 
+def prefill_cancel(backend: Any, words: int, after: float) -> float:
+    """Seconds from a cancel, ``after`` seconds into a long prompt's prefill, to the
+    reply's end (Esc during a long paste)."""
+    from vicuna_tui.engine.events import ReplyDone
+
+    backend.reset_cache()
+    cancel = threading.Event()
+    pressed: list[float] = []
+
+    def press() -> None:
+        pressed.append(time.perf_counter())
+        cancel.set()
+
+    timer = threading.Timer(after, press)
+    text = "Summarise this: " + " ".join(f"item{i}" for i in range(words))
+    timer.start()
+    for event in backend.generate(request(64, prompt=text), cancel):
+        if isinstance(event, ReplyDone):
+            assert event.finish_reason == "cancelled", event.finish_reason
+    stopped = time.perf_counter()
+    timer.join()
+    return stopped - pressed[0]
+
+
 def turns_ttft(backend: Any, count: int = 20) -> tuple[float, float]:
     backend.reset_cache()
     turns: tuple[tuple[str, str], ...] = ()
@@ -214,6 +238,11 @@ def main() -> None:
     single.unload()
     params_note = "prefill threads = every core (2), decode threads = cores - 1 (1)"
 
+    # -- a cancel during a long prefill (about 2,400 prompt tokens) ------------------------
+    from vicuna_tui.engine.llamacpp import PREFILL_CHUNK
+
+    cancel_waits = [prefill_cancel(llama, 640, 0.5) for _ in range(3)]
+
     # -- time to the first token as a chat grows ------------------------------------------
     first, last = turns_ttft(llama)
     hf_first, hf_last = turns_ttft(hf)
@@ -254,6 +283,13 @@ def main() -> None:
             fmt(prefill["llama"], 0) + " (2 threads); 1 thread: " + fmt(one_prefill, 0),
             fmt(prefill["hf"], 0) + f" ({threads} thread); 2 threads: " + fmt(prefill["hf2"], 0),
             f"{statistics.median(prefill['llama']) / statistics.median(prefill['hf']):.2f}×",
+            "",
+        ],
+        [
+            "Esc 0.5 s into the prefill of a 2,400-token prompt: time until it stops",
+            fmt(cancel_waits, 2, " s") + f" (prefill in chunks of {PREFILL_CHUNK} tokens)",
+            "",
+            "",
             "",
         ],
         [

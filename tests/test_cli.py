@@ -91,14 +91,19 @@ def test_json_reply_with_stats(smollm_dir: Path, home: Path) -> None:
 
 
 @pytest.mark.real_model
-def test_ctrl_c_stops_a_reply_and_keeps_it(smollm_dir: Path, home: Path) -> None:
+@pytest.mark.parametrize("model", ["smollm_dir", "smollm_gguf"])  # transformers, llama.cpp
+def test_ctrl_c_stops_a_reply_and_keeps_it(
+    model: str, home: Path, request: pytest.FixtureRequest
+) -> None:
+    # llama.cpp installs its own SIGINT handler at load; ours must be back in place.
+    path = request.getfixturevalue(model)
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "vicuna_tui",
             "--model-path",
-            str(smollm_dir),
+            str(path),
             "--temperature",
             "0",
             "--max-new-tokens",

@@ -15,7 +15,8 @@ import pytest
 
 from vicuna_tui.chat import ChatSession
 from vicuna_tui.engine.events import ChatRequest, ReplyDone, ReplyStarted
-from vicuna_tui.engine.local import LocalBackend, common_prefix
+from vicuna_tui.engine.local import LocalBackend
+from vicuna_tui.engine.prompting import common_prefix
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 
 pytestmark = pytest.mark.real_model

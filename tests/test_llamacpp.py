@@ -333,3 +333,49 @@ def test_quantization_flags_on_a_gguf_say_what_happens(smollm_gguf: Path, home: 
     assert memory.returncode == 2 and "--gpu-layers" in memory.stderr
     cpu_layers = run_cli("--model-path", str(smollm_gguf), "--gpu-layers", "4", "-p", "hi")
     assert cpu_layers.returncode == 2 and "sees no GPU" in cpu_layers.stderr
+
+
+def craft_gguf(path: Path, architecture: str, elements: int) -> None:
+    """A minimal GGUF v3: a few metadata keys and one F32 tensor of ``elements``
+    (the file is made sparse to its full length, so a huge one takes no disk)."""
+    import struct
+
+    def string(text: str) -> bytes:
+        data = text.encode()
+        return struct.pack("<Q", len(data)) + data
+
+    kvs = [
+        (string("general.architecture") + struct.pack("<I", 8) + string(architecture)),
+        (string(f"{architecture}.block_count") + struct.pack("<I", 4) + struct.pack("<I", 1)),
+        (string(f"{architecture}.context_length") + struct.pack("<I", 4) + struct.pack("<I", 512)),
+    ]
+    tensor = string("token_embd.weight") + struct.pack("<I", 1) + struct.pack("<Q", elements)
+    tensor += struct.pack("<I", 0) + struct.pack("<Q", 0)  # F32 at offset 0
+    header = b"GGUF" + struct.pack("<I", 3) + struct.pack("<QQ", 1, len(kvs))
+    data = header + b"".join(kvs) + tensor
+    data += b"\0" * ((-len(data)) % 32)
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.truncate(len(data) + elements * 4)
+
+
+def test_a_model_bigger_than_memory_is_refused(tmp_path: Path, home: Path) -> None:
+    import psutil
+
+    huge = tmp_path / "huge.gguf"
+    elements = (psutil.virtual_memory().total * 2) // 4  # twice this machine's memory
+    craft_gguf(huge, "llama", elements)
+    result = run_cli("--model-path", str(huge), "-p", "hi")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "huge.gguf needs about" in result.stderr and "GiB is free" in result.stderr
+    assert "smaller quantization" in result.stderr
+
+
+def test_an_unknown_architecture_is_named(tmp_path: Path, home: Path) -> None:
+    odd = tmp_path / "odd.gguf"
+    craft_gguf(odd, "nosucharch", 1024)
+    result = run_cli("--model-path", str(odd), "-p", "hi")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "'nosucharch' model, an architecture this llama.cpp does not know" in result.stderr

@@ -30,7 +30,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ from vicuna_tui.engine.errors import (
     GenerationError,
     ModelNotFoundError,
     OutOfMemoryError,
-    PromptTooLongError,
     SettingsError,
     VicunaError,
 )
@@ -55,8 +53,8 @@ from vicuna_tui.engine.events import (
     ReplyDelta,
     ReplyDone,
     ReplyStarted,
-    ReplyStats,
 )
+from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, reply_stats
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
@@ -69,15 +67,6 @@ NEEDS_XLLAMACPP = (
     "the llama.cpp backend needs the xllamacpp package",
     "install it (`pip install xllamacpp`), or run the model with --backend transformers",
 )
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    text: str
-    ids: list[int]
-    dropped_turns: int
-    max_new_tokens: int
-    renderer: templates.PromptRenderer
 
 
 def cpu_cores() -> int:
@@ -357,30 +346,15 @@ class LlamaCppBackend:
             return self._chat_template
         return templates.get_template(name)
 
-    def prepare(self, request: ChatRequest) -> _Prepared:
+    def prepare(self, request: ChatRequest) -> PreparedPrompt:
         """Render the prompt, dropping whole oldest turns until it fits the context."""
-        renderer = self.renderer(request.template)
-        context = self.info.context_length
-        max_new = request.generation.max_new_tokens
-        turns: list[templates.Turn] = list(request.turns)
-        dropped = 0
-        while True:
-            text = renderer.render([*turns, (templates.ASSISTANT, None)], request.system_message)
-            ids = self.tokenize(text, renderer)
-            if len(ids) + max_new <= context:
-                break
-            if len(turns) > 1:
-                turns = turns[2:]
-                dropped += 1
-                continue
-            if len(ids) >= context:
-                raise PromptTooLongError(
-                    f"the prompt is {len(ids)} tokens; this model's context holds {context}",
-                    "shorten the message, split it, or raise --context",
-                )
-            max_new = context - len(ids)
-            break
-        return _Prepared(text, ids, dropped, max_new, renderer)
+        return fit_prompt(
+            request,
+            self.renderer(request.template),
+            self.info.context_length,
+            self.tokenize,
+            "shorten the message, split it, or raise --context",
+        )
 
     def preview(self, request: ChatRequest) -> PromptPreview:
         prepared = self.prepare(request)
@@ -426,7 +400,7 @@ class LlamaCppBackend:
         gen = request.generation
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(31))
         fresh, self._fresh = self._fresh, False
-        predicted = 0 if fresh else _common_prefix(self._slot_ids, prepared.ids)
+        predicted = 0 if fresh else common_prefix(self._slot_ids, prepared.ids)
         predicted = min(predicted, len(prepared.ids) - 1)
         yield ReplyStarted(
             request.request_id,
@@ -504,21 +478,15 @@ class LlamaCppBackend:
         self.last_cached_tokens = int(cached)
         if isinstance(usage.get("completion_tokens"), int) and finish != FINISH_CANCELLED:
             count = int(usage["completion_tokens"])
-        end = time.perf_counter()
-        rate = (
-            (count - 1) / (last - first)
-            if first is not None and count > 1 and last > first
-            else None
-        )
-        stats = ReplyStats(
-            prompt_tokens=len(prepared.ids),
-            cached_tokens=int(cached),
-            new_tokens=count,
-            time_to_first_token=(first - started) if first is not None else None,
-            tokens_per_second=rate,
-            total_time=end - started,
+        stats = reply_stats(
+            prepared,
+            cached=int(cached),
+            count=count,
+            started=started,
+            first=first,
+            last=last,
+            end=time.perf_counter(),
             seed=seed,
-            dropped_turns=prepared.dropped_turns,
         )
         yield ReplyDone(request.request_id, "".join(parts).rstrip(), finish, stats)
 
@@ -597,14 +565,6 @@ class _Stream:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _devices(xllamacpp: Any) -> list[dict[str, Any]]:

@@ -12,15 +12,13 @@ import inspect
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from vicuna_tui.engine import templates
 from vicuna_tui.engine.errors import (
     GenerationError,
     OutOfMemoryError,
-    PromptTooLongError,
     VicunaError,
 )
 from vicuna_tui.engine.events import (
@@ -34,28 +32,11 @@ from vicuna_tui.engine.events import (
     ReplyDelta,
     ReplyDone,
     ReplyStarted,
-    ReplyStats,
 )
+from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, reply_stats
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import IncrementalDecoder, LeadingSpace, StopMatcher
-
-
-@dataclass(frozen=True)
-class PreparedPrompt:
-    text: str
-    ids: list[int]
-    dropped_turns: int
-    max_new_tokens: int
-    renderer: templates.PromptRenderer
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class LocalBackend:
@@ -271,28 +252,9 @@ class LocalBackend:
 
     def prepare(self, request: ChatRequest) -> PreparedPrompt:
         """Render the prompt, dropping whole oldest turns until it fits the context."""
-        renderer = self.renderer(request.template)
-        context = self.info.context_length
-        max_new = request.generation.max_new_tokens
-        turns: list[templates.Turn] = list(request.turns)
-        dropped = 0
-        while True:
-            text = renderer.render([*turns, (templates.ASSISTANT, None)], request.system_message)
-            ids = self.tokenize(text, renderer)
-            if len(ids) + max_new <= context:
-                break
-            if len(turns) > 1:
-                turns = turns[2:]
-                dropped += 1
-                continue
-            if len(ids) >= context:
-                raise PromptTooLongError(
-                    f"the prompt is {len(ids)} tokens; this model's context holds {context}",
-                    "shorten the message, or split it into several",
-                )
-            max_new = context - len(ids)
-            break
-        return PreparedPrompt(text, ids, dropped, max_new, renderer)
+        return fit_prompt(
+            request, self.renderer(request.template), self.info.context_length, self.tokenize
+        )
 
     def preview(self, request: ChatRequest) -> PromptPreview:
         prepared = self.prepare(request)
@@ -369,21 +331,15 @@ class LocalBackend:
             if tail:
                 parts.append(tail)
                 yield ReplyDelta(request.request_id, tail)
-        end = time.perf_counter()
-        rate = (
-            (count - 1) / (last - first)
-            if first is not None and count > 1 and last > first
-            else None
-        )
-        stats = ReplyStats(
-            prompt_tokens=len(prepared.ids),
-            cached_tokens=cached,
-            new_tokens=count,
-            time_to_first_token=(first - started) if first is not None else None,
-            tokens_per_second=rate,
-            total_time=end - started,
+        stats = reply_stats(
+            prepared,
+            cached=cached,
+            count=count,
+            started=started,
+            first=first,
+            last=last,
+            end=time.perf_counter(),
             seed=seed,
-            dropped_turns=prepared.dropped_turns,
         )
         yield ReplyDone(request.request_id, "".join(parts).rstrip(), finish, stats)
 

@@ -56,8 +56,8 @@ def _write(stream: IO[bytes], message: tuple[Any, ...]) -> None:
 
 
 class ProcessBackend:
-    """A ``LocalBackend`` in a child process.  Every method runs on the engine thread,
-    except ``cancel``, which any thread may call."""
+    """A local backend (transformers or llama.cpp) in a child process.  Every method
+    runs on the engine thread, except ``cancel``, which any thread may call."""
 
     kind = "local"
 

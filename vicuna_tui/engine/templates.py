@@ -187,6 +187,23 @@ AUTO = "auto"
 TEMPLATE_CHOICES = (AUTO, TOKENIZER_TEMPLATE, *TEMPLATES)
 
 
+def chat_messages(
+    turns: Sequence[Turn], system_message: str | None
+) -> tuple[list[dict[str, str]], bool]:
+    """Turns as a chat template's ``messages``, and whether a reply slot ends them
+    (``add_generation_prompt``)."""
+    messages: list[dict[str, str]] = []
+    if system_message:
+        messages.append({"role": "system", "content": system_message})
+    add_generation_prompt = False
+    for role, text in turns:
+        if text is None:
+            add_generation_prompt = True
+            continue
+        messages.append({"role": role, "content": text})
+    return messages, add_generation_prompt
+
+
 class TokenizerTemplate:
     """The tokenizer's own chat template (``tokenizer.apply_chat_template``)."""
 
@@ -201,15 +218,7 @@ class TokenizerTemplate:
         return ""
 
     def render(self, turns: Sequence[Turn], system_message: str | None = None) -> str:
-        messages: list[dict[str, str]] = []
-        if system_message:
-            messages.append({"role": "system", "content": system_message})
-        add_generation_prompt = False
-        for role, text in turns:
-            if text is None:
-                add_generation_prompt = True
-                continue
-            messages.append({"role": role, "content": text})
+        messages, add_generation_prompt = chat_messages(turns, system_message)
         result = self._tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=add_generation_prompt
         )
@@ -276,15 +285,7 @@ class ChatTemplate:
         return self._compiled
 
     def render(self, turns: Sequence[Turn], system_message: str | None = None) -> str:
-        messages: list[dict[str, str]] = []
-        if system_message:
-            messages.append({"role": "system", "content": system_message})
-        add_generation_prompt = False
-        for role, text in turns:
-            if text is None:
-                add_generation_prompt = True
-                continue
-            messages.append({"role": role, "content": text})
+        messages, add_generation_prompt = chat_messages(turns, system_message)
         import jinja2
 
         try:

@@ -1,0 +1,87 @@
+"""What every local backend does with a request before and after its model runs: fit
+the rendered prompt into the context by dropping whole oldest turns, and turn the
+timings of a reply into its statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from vicuna_tui.engine import templates
+from vicuna_tui.engine.errors import PromptTooLongError
+from vicuna_tui.engine.events import ChatRequest, ReplyStats
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    text: str
+    ids: list[int]
+    dropped_turns: int
+    max_new_tokens: int
+    renderer: templates.PromptRenderer
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def fit_prompt(
+    request: ChatRequest,
+    renderer: templates.PromptRenderer,
+    context: int,
+    tokenize: Callable[[str, templates.PromptRenderer], list[int]],
+    hint: str = "shorten the message, or split it into several",
+) -> PreparedPrompt:
+    """Render the prompt, dropping whole oldest turns until it and the reply fit the
+    context; a single turn that still does not fit gets a shorter reply, or an error."""
+    max_new = request.generation.max_new_tokens
+    turns: list[templates.Turn] = list(request.turns)
+    dropped = 0
+    while True:
+        text = renderer.render([*turns, (templates.ASSISTANT, None)], request.system_message)
+        ids = tokenize(text, renderer)
+        if len(ids) + max_new <= context:
+            break
+        if len(turns) > 1:
+            turns = turns[2:]
+            dropped += 1
+            continue
+        if len(ids) >= context:
+            raise PromptTooLongError(
+                f"the prompt is {len(ids)} tokens; this model's context holds {context}", hint
+            )
+        max_new = context - len(ids)
+        break
+    return PreparedPrompt(text, ids, dropped, max_new, renderer)
+
+
+def reply_stats(
+    prepared: PreparedPrompt,
+    *,
+    cached: int,
+    count: int,
+    started: float,
+    first: float | None,
+    last: float,
+    end: float,
+    seed: int | None,
+) -> ReplyStats:
+    """A reply's statistics from its clock readings: ``first`` and ``last`` are when the
+    first and last tokens came; the rate counts the tokens after the first."""
+    rate = (
+        (count - 1) / (last - first) if first is not None and count > 1 and last > first else None
+    )
+    return ReplyStats(
+        prompt_tokens=len(prepared.ids),
+        cached_tokens=cached,
+        new_tokens=count,
+        time_to_first_token=(first - started) if first is not None else None,
+        tokens_per_second=rate,
+        total_time=end - started,
+        seed=seed,
+        dropped_turns=prepared.dropped_turns,
+    )

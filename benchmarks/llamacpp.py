@@ -239,8 +239,6 @@ def main() -> None:
     params_note = "prefill threads = every core (2), decode threads = cores - 1 (1)"
 
     # -- a cancel during a long prefill (about 2,400 prompt tokens) ------------------------
-    from vicuna_tui.engine.llamacpp import PREFILL_CHUNK
-
     cancel_waits = [prefill_cancel(llama, 640, 0.5) for _ in range(3)]
 
     # -- time to the first token as a chat grows ------------------------------------------
@@ -287,7 +285,7 @@ def main() -> None:
         ],
         [
             "Esc 0.5 s into the prefill of a 2,400-token prompt: time until it stops",
-            fmt(cancel_waits, 2, " s") + f" (prefill in chunks of {PREFILL_CHUNK} tokens)",
+            fmt(cancel_waits, 2, " s") + f" (prefill in chunks of {llama.prefill_chunk} tokens)",
             "",
             "",
             "",

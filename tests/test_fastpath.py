@@ -28,8 +28,9 @@ def test_fused_and_transposed_layers_give_the_same_logits(tmp_path: Path) -> Non
         b = fast(ids, use_cache=True)
         torch.testing.assert_close(b.logits, a.logits, rtol=1e-5, atol=1e-5)
         step = torch.tensor([[7]])
-        a2 = plain(step, past_key_values=a.past_key_values, use_cache=True)
-        b2 = fast(step, past_key_values=b.past_key_values, use_cache=True)
+        key = fastpath.cache_argument(plain)
+        a2 = plain(step, **{key: fastpath.output_cache(a)}, use_cache=True)
+        b2 = fast(step, **{key: fastpath.output_cache(b)}, use_cache=True)
         torch.testing.assert_close(b2.logits, a2.logits, rtol=1e-5, atol=1e-5)
     fastpath.release(fast)
     assert all(g.last_input is None for g in fast._vicuna_fast_groups)
@@ -80,11 +81,12 @@ def test_the_decode_step_gives_bitwise_the_logits_of_the_model(tmp_path: Path) -
     torch.manual_seed(0)
     prompt = torch.randint(0, 300, (1, 9))
     with torch.inference_mode():
-        model(prompt, past_key_values=theirs, use_cache=True)
-        model(prompt, past_key_values=ours, use_cache=True)
+        key = fastpath.cache_argument(model)
+        model(prompt, **{key: theirs}, use_cache=True)
+        model(prompt, **{key: ours}, use_cache=True)
         token = torch.tensor([[5]])
         for _ in range(40):
-            want = model(token, past_key_values=theirs, use_cache=True).logits[:, -1]
+            want = model(token, **{key: theirs}, use_cache=True).logits[:, -1]
             got = step(token, ours)[:, -1]
             assert torch.equal(got, want)
             token = torch.randint(0, 300, (1, 1))  # not only the likeliest path

@@ -33,7 +33,9 @@ async def test_send_streams_and_saves(home: Path) -> None:
         await ready(pilot)
         # The model's arrival is announced in a toast that names it and its template.
         toasts = [n.message for n in app._notifications]
-        assert any("scripted-model is ready" in t and "template" in t for t in toasts), toasts
+        assert any(
+            "scripted-model on cpu (float32) is ready" in t and "template" in t for t in toasts
+        ), toasts
         await send(pilot, "What is the capital of France?")
         screen = await reply_done(pilot)
         views = screen.transcript.views

@@ -297,7 +297,7 @@ def _read(reader: _Reader, path: Path, size: int) -> GGUFInfo:
             raise BadGGUF(f"{path} has a damaged tensor table", _HINT_REDOWNLOAD)
         elements = 1
         for _ in range(dims):
-            elements *= reader.count()
+            elements *= int(reader.unpack("<Q"))  # a dimension may pass 2**32
         kind = int(reader.unpack("<I"))
         offset = int(reader.unpack("<Q"))
         block, nbytes = TENSOR_TYPE_SIZES.get(kind, (1, 0))

@@ -9,8 +9,10 @@ stop strings, truncation by whole turns and statistics work as there.
 
 Cancelling: the token callback returns True once the cancel event is set, which makes
 llama.cpp drop the request after the token in flight.  A long prompt is prefilled in
-chunks of ``PREFILL_CHUNK`` tokens (each one a request that the prompt cache keeps),
-so a cancel during the prefill waits for at most one chunk.
+chunks (each one a request that the prompt cache keeps), so a cancel during the
+prefill waits for at most one chunk: 512 tokens for a small model or on a GPU, fewer
+for larger models on a CPU, whose prefill is slower.  The chunk size depends only on
+the model and device, so a replay chunks exactly as the original run did.
 
 Torch and transformers are never imported here.
 """
@@ -105,6 +107,7 @@ class LlamaCppBackend:
         self._fresh = False  # the next request must not reuse the prompt cache
         self.last_cached_tokens = 0
         self.ignore_eos = False  # benchmarks: replies of the full length
+        self.prefill_chunk = PREFILL_CHUNK
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -146,6 +149,7 @@ class LlamaCppBackend:
                 "was trained on: replies past that point may degrade"
             )
         _check_memory(info, context, gpu_layers)
+        self.prefill_chunk = prefill_chunk(info, gpu_layers)
         threads = settings.threads or max(1, cpu_cores() - 1)
 
         params = xllamacpp.CommonParams()
@@ -498,11 +502,11 @@ class LlamaCppBackend:
         sampling: dict[str, Any],
         cancel: threading.Event,
     ) -> int | None:
-        """Prefill a long prompt ``PREFILL_CHUNK`` tokens at a time, so that a cancel
+        """Prefill a long prompt ``self.prefill_chunk`` tokens at a time, so that a cancel
         waits for one chunk, not the whole prompt.  Returns the tokens the first chunk
         found cached, or None when there was nothing to chunk."""
         found: int | None = None
-        end = cached + PREFILL_CHUNK
+        end = cached + self.prefill_chunk
         while end < len(ids) - 1 and not cancel.is_set():
             result = self._server.handle_completions(
                 {
@@ -517,7 +521,7 @@ class LlamaCppBackend:
                 raise _generation_error(result)
             if found is None:
                 found = int((result.get("timings") or {}).get("cache_n") or 0)
-            end += PREFILL_CHUNK
+            end += self.prefill_chunk
         return found
 
 
@@ -565,6 +569,14 @@ class _Stream:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def prefill_chunk(info: gguf_file.GGUFInfo, gpu_layers: int) -> int:
+    """Tokens per prefill request: about a second or two of CPU prefill on a laptop
+    (a 7B Q4 model prefills some 20-40 tokens/s on a few cores)."""
+    if gpu_layers or info.tensor_bytes < 2**30:
+        return PREFILL_CHUNK
+    return 256 if info.tensor_bytes < 4 * 2**30 else 64
 
 
 def _devices(xllamacpp: Any) -> list[dict[str, Any]]:

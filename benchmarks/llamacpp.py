@@ -65,19 +65,31 @@ def end_to_end(backend: Any, tokens: int = TOKENS) -> float:
     return done.stats.new_tokens / (time.perf_counter() - start)
 
 
-def direct(server: Any, ids: list[int], tokens: int = TOKENS) -> float:
-    """xllamacpp's own completion call, not streamed, with our prompt ids and settings."""
+def direct(server: Any, ids: list[int], tokens: int = TOKENS, stream: bool = False) -> float:
+    """xllamacpp's own completion call with our prompt ids and settings: not streamed,
+    or streamed to a callback that does nothing."""
     body = {
         "prompt": ids,
         "max_tokens": tokens,
         "temperature": 0.0,
+        "top_k": 1,
+        "samplers": ["penalties", "top_k"],
         "ignore_eos": True,
         "cache_prompt": True,
-        "stream": False,
+        "stream": stream,
     }
-    server.handle_completions(body)
+    chunks: list[Any] = []
+
+    def call() -> Any:
+        chunks.clear()
+        if stream:
+            server.handle_completions(body, lambda chunk: chunks.append(chunk) and False)
+            return chunks[-1]
+        return server.handle_completions(body)
+
+    call()
     start = time.perf_counter()
-    result = server.handle_completions(body)
+    result = call()
     return int(result["usage"]["completion_tokens"]) / (time.perf_counter() - start)
 
 
@@ -196,7 +208,7 @@ def main() -> None:
 
     # -- decode, and our layers against the library called directly ------------------------
     decode: dict[str, list[float]] = {"llama": [], "llama2": [], "hf": []}
-    layers: dict[str, list[float]] = {"direct": [], "ours": [], "child": []}
+    layers: dict[str, list[float]] = {"direct": [], "streamed": [], "ours": [], "child": []}
     for run in range(opts.runs + 1):  # the first round warms up
         values = {
             "llama": decode_rate(llama),
@@ -205,6 +217,7 @@ def main() -> None:
         }
         costs = {
             "direct": direct(llama._server, ids),
+            "streamed": direct(llama._server, ids, stream=True),
             "ours": end_to_end(llama),
             "child": end_to_end(child),
         }
@@ -216,6 +229,7 @@ def main() -> None:
         print(run, values, costs, flush=True)
     speedup = [a / b for a, b in zip(decode["llama"], decode["hf"], strict=True)]
     ours = [a / b for a, b in zip(layers["ours"], layers["direct"], strict=True)]
+    streamed = [a / b for a, b in zip(layers["streamed"], layers["direct"], strict=True)]
     child_ratio = [a / b for a, b in zip(layers["child"], layers["direct"], strict=True)]
 
     # -- prefill -------------------------------------------------------------------------
@@ -242,8 +256,10 @@ def main() -> None:
     cancel_waits = [prefill_cancel(llama, 640, 0.5) for _ in range(3)]
 
     # -- time to the first token as a chat grows ------------------------------------------
-    first, last = turns_ttft(llama)
-    hf_first, hf_last = turns_ttft(hf)
+    chats = [turns_ttft(llama) for _ in range(3)]
+    hf_chats = [turns_ttft(hf) for _ in range(3)]
+    first, last = (statistics.median(c[i] for c in chats) for i in (0, 1))
+    hf_first, hf_last = (statistics.median(c[i] for c in hf_chats) for i in (0, 1))
 
     child.unload()
     llama.unload()
@@ -291,7 +307,7 @@ def main() -> None:
             "",
         ],
         [
-            "time to first token, turn 20 ÷ turn 1",
+            "time to first token, turn 20 ÷ turn 1 (medians of 3 chats)",
             f"{last / first:.2f} ({first:.2f} s → {last:.2f} s)",
             f"{hf_last / hf_first:.2f} ({hf_first:.2f} s → {hf_last:.2f} s)",
             "",
@@ -314,6 +330,12 @@ def main() -> None:
     ]
     layer_rows = [
         ["xllamacpp called directly (non-streamed)", fmt(layers["direct"], 1), "1.000", ""],
+        [
+            "xllamacpp called directly, streamed to a callback that does nothing",
+            fmt(layers["streamed"], 1),
+            fmt(streamed, 3),
+            "",
+        ],
         [
             "our backend, in this process (streamed, stops, stats)",
             fmt(layers["ours"], 1),

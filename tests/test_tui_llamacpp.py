@@ -64,3 +64,35 @@ async def test_chat_on_llamacpp_then_switch_to_transformers(
         "llamacpp",
         "transformers",
     ]
+
+
+async def test_a_hub_repo_of_several_ggufs_asks_which_one(
+    home: Path, smollm_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.tui.screens.dialogs import PickScreen
+
+    cache = tmp_path / "hf"
+    repo = cache / "models--someone--smol-GGUF"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for name in ("smol.Q4_1.gguf", "smol.Q8_0.gguf"):
+        (repo / "snapshots" / commit / name).symlink_to(smollm_gguf)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    app = make_app(
+        lambda load: LlamaCppBackend(load),
+        load=LoadSettings(model_path="someone/smol-GGUF", device="cpu"),
+        max_new_tokens=30,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))
+        assert "someone/smol-GGUF holds several GGUFs" in app.screen.title_text
+        assert app.screen.items == ["smol.Q4_1.gguf", "smol.Q8_0.gguf"]
+        await pilot.press("enter")  # the first one
+        screen = await ready(pilot)
+        assert screen.session.load.gguf_file == "smol.Q4_1.gguf"
+        await send(pilot, QUESTION)
+        await reply_done(pilot)
+        assert "Paris" in screen.transcript.views[-1].text

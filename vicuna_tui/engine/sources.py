@@ -33,6 +33,19 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 
+class GGUFChoiceError(ModelNotFoundError):
+    """A Hub repo holds several .gguf files and none was named."""
+
+    def __init__(self, repo_id: str, names: list[str]) -> None:
+        listing = "\n".join(f"    {name}" for name in names)
+        super().__init__(
+            f"{repo_id} holds {len(names)} .gguf files; say which one to run:\n{listing}",
+            f"pass --gguf-file NAME, e.g. --model-path {repo_id} --gguf-file {names[0]}",
+        )
+        self.repo_id = repo_id
+        self.names = names
+
+
 @dataclass(frozen=True)
 class ModelSource:
     kind: str  # "folder" | "gguf"
@@ -128,11 +141,7 @@ def _download(repo_id: str, revision: str | None, progress: Progress) -> Path:
     if not has_weights(folder):
         ggufs = _hub_gguf_names(repo_id, revision)
         if ggufs:
-            listing = "\n".join(f"    {name}" for name in ggufs)
-            raise ModelNotFoundError(
-                f"{repo_id} holds GGUF files, not transformers weights:\n{listing}",
-                f"pass the one to run: --model-path {repo_id} --gguf-file {ggufs[0]}",
-            )
+            raise GGUFChoiceError(repo_id, ggufs)
         raise ModelNotFoundError(
             f"{repo_id} has no .safetensors or .bin weights", "pick a transformers model"
         )
@@ -464,14 +473,12 @@ def _hub_gguf(
 ) -> ModelSource:
     if gguf_file is None:
         names = _hub_gguf_names(repo_id, revision)
-        if len(names) != 1:
-            listing = "\n".join(f"    {name}" for name in names) if names else ""
+        if not names:
             raise ModelNotFoundError(
-                f"{repo_id} holds {len(names)} .gguf files; say which one to run"
-                + (":\n" + listing if listing else ""),
-                f"pass --gguf-file NAME, e.g. --model-path {repo_id} --gguf-file "
-                + (names[0] if names else "MODEL.Q4_K_M.gguf"),
+                f"{repo_id} holds no .gguf files", "check the repo id, or pass a local .gguf"
             )
+        if len(names) > 1:
+            raise GGUFChoiceError(repo_id, names)
         gguf_file = names[0]
     from huggingface_hub import hf_hub_download
 

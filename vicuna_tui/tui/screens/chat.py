@@ -37,6 +37,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings, RemoteSettings
+from vicuna_tui.engine.sources import GGUFChoiceError
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.store import Conversation
 from vicuna_tui.tui.messages import (
@@ -301,6 +302,9 @@ class ChatScreen(Screen[None]):
                 title = "The model did not load"
                 if isinstance(event.error, ModelChoiceError) and self.remote is not None:
                     self._choose_server_model(event.error.models)
+                    return
+                if isinstance(event.error, GGUFChoiceError) and self.remote is None:
+                    self._choose_gguf_file(event.error.repo_id, event.error.names)
                     return
             hint = event.error.hint
             hint = f"{hint} (F3 opens the settings)" if hint else "F3 opens the settings"
@@ -772,6 +776,22 @@ class ChatScreen(Screen[None]):
 
         self.app.push_screen(
             PickScreen(f"{remote.endpoint} serves several models: which one?", models), chosen
+        )
+
+    def _choose_gguf_file(self, repo_id: str, names: list[str]) -> None:
+        """A Hub repo of several GGUFs and no --gguf-file: ask which one to run."""
+
+        def chosen(index: int | None) -> None:
+            if index is None:
+                self.status.failed(f"no file of {repo_id} chosen (F3, or --gguf-file)")
+                return
+            self.session.load = dataclasses.replace(self.session.load, gguf_file=names[index])
+            self.status.set_state("loading…")
+            self.transcript.set_welcome(self._loading_text())
+            self.vicuna.load_model(self.session.load, None)
+
+        self.app.push_screen(
+            PickScreen(f"{repo_id} holds several GGUFs: which one?", names), chosen
         )
 
     @on(ReloadRequested)

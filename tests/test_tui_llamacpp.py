@@ -96,3 +96,35 @@ async def test_a_hub_repo_of_several_ggufs_asks_which_one(
         await send(pilot, QUESTION)
         await reply_done(pilot)
         assert "Paris" in screen.transcript.views[-1].text
+
+
+async def test_a_crash_of_the_llamacpp_process_is_explained_and_reload_retries(
+    home: Path, smollm_gguf: Path
+) -> None:
+    import signal
+
+    from vicuna_tui.tui.screens.dialogs import ErrorScreen
+
+    app = make_app(
+        lambda load: ProcessBackend(load),
+        load=LoadSettings(model_path=str(smollm_gguf), device="cpu"),
+        max_new_tokens=8,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        first = app.engine.backend.pid  # type: ignore[union-attr]
+        os.kill(first, signal.SIGKILL)
+        await send(pilot, QUESTION)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "the model's process stopped" in str(app.screen.query_one("#error-message").render())
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.prompt.text == QUESTION)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: not screen.query_one("#reload").disabled)
+        await pilot.click("#reload")
+        await wait_for(pilot, lambda: screen.model_ready)
+        assert app.engine.backend.pid not in (None, first)  # type: ignore[union-attr]
+        screen.prompt.set_text("")
+        await send(pilot, QUESTION)
+        await reply_done(pilot)
+        assert "capital" in screen.transcript.views[-1].text

@@ -483,8 +483,13 @@ def _hub_gguf(
     from huggingface_hub import hf_hub_download
 
     offline = hub_offline()
+    cache = hub_cache_dir()
     try:
-        found = Path(hf_hub_download(repo_id, gguf_file, revision=revision, local_files_only=True))
+        found = Path(
+            hf_hub_download(
+                repo_id, gguf_file, revision=revision, cache_dir=cache, local_files_only=True
+            )
+        )
     except Exception:
         if offline:
             raise OfflineError(
@@ -494,7 +499,7 @@ def _hub_gguf(
             ) from None
         report(f"downloading {gguf_file}", 0, 1)
         try:
-            found = Path(hf_hub_download(repo_id, gguf_file, revision=revision))
+            found = Path(hf_hub_download(repo_id, gguf_file, revision=revision, cache_dir=cache))
         except Exception as exc:
             raise OfflineError(
                 f"cannot fetch {gguf_file} from {repo_id} ({type(exc).__name__})",
@@ -527,11 +532,22 @@ def _hub_gguf_names(repo_id: str, revision: str | None) -> list[str]:
     return sorted(f for f in files if f.lower().endswith(".gguf"))
 
 
-def cached_repo_ggufs(repo_id: str) -> list[str]:
-    """The .gguf files of a Hub repo that are in the local Hugging Face cache."""
+def hub_cache_dir() -> Path | None:
+    """The Hugging Face cache folder, as the environment says now (huggingface_hub
+    reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
     try:
         from huggingface_hub import constants
     except ImportError:
+        return None
+    return Path(constants.HF_HUB_CACHE)
+
+
+def cached_repo_ggufs(repo_id: str) -> list[str]:
+    """The .gguf files of a Hub repo that are in the local Hugging Face cache."""
+    cache = hub_cache_dir()
+    if cache is None:
         return []
-    folder = Path(constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
+    folder = cache / ("models--" + repo_id.replace("/", "--"))
     return sorted({p.name for p in folder.glob("snapshots/*/*.gguf")})

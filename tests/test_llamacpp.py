@@ -13,7 +13,7 @@ from helpers import run_cli
 from vicuna_tui.engine import gguf_file, templates
 from vicuna_tui.engine.backends import engine_for
 from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone, ReplyStarted
-from vicuna_tui.engine.llamacpp import PREFILL_CHUNK, LlamaCppBackend
+from vicuna_tui.engine.llamacpp import LlamaCppBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.store import Store
 
@@ -98,7 +98,9 @@ def test_cancel_stops_within_one_token(llama: LlamaCppBackend) -> None:
 
 def test_cancel_during_a_long_prefill(llama: LlamaCppBackend) -> None:
     """A prompt several chunks long stops at the next chunk, before any token."""
-    long = " ".join(f"word{i}" for i in range(PREFILL_CHUNK))  # about 4 chunks
+    chunk = llama.prefill_chunk
+    assert chunk == 256  # a small model on a CPU
+    long = " ".join(f"word{i}" for i in range(chunk))  # about 4 chunks
     cancel = threading.Event()
     events = []
     calls = []
@@ -118,7 +120,7 @@ def test_cancel_during_a_long_prefill(llama: LlamaCppBackend) -> None:
         llama._server = server
     done = events[-1]
     assert isinstance(done, ReplyDone) and done.finish_reason == "cancelled"
-    assert done.text == "" and calls == [PREFILL_CHUNK]  # one chunk, then stopped
+    assert done.text == "" and calls == [chunk]  # one chunk, then stopped
 
 
 def test_multi_turn_reuses_the_prompt_cache(llama: LlamaCppBackend) -> None:

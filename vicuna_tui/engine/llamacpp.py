@@ -10,8 +10,8 @@ stop strings, truncation by whole turns and statistics work as there.
 Cancelling: the token callback returns True once the cancel event is set, which makes
 llama.cpp drop the request after the token in flight.  A long prompt is prefilled in
 chunks (each one a request that the prompt cache keeps), so a cancel during the
-prefill waits for at most one chunk: 512 tokens for a small model or on a GPU, fewer
-for larger models on a CPU, whose prefill is slower.  The chunk size depends only on
+prefill waits for at most one chunk: 512 tokens on a GPU, 256 for a small model on a
+CPU, fewer for larger ones, whose prefill is slower.  The chunk size depends only on
 the model and device, so a replay chunks exactly as the original run did.
 
 Torch and transformers are never imported here.
@@ -574,9 +574,11 @@ class _Stream:
 def prefill_chunk(info: gguf_file.GGUFInfo, gpu_layers: int) -> int:
     """Tokens per prefill request: about a second or two of CPU prefill on a laptop
     (a 7B Q4 model prefills some 20-40 tokens/s on a few cores)."""
-    if gpu_layers or info.tensor_bytes < 2**30:
+    if gpu_layers:
         return PREFILL_CHUNK
-    return 256 if info.tensor_bytes < 4 * 2**30 else 64
+    if info.tensor_bytes < 2**30:
+        return 256  # about 1.3 s here for SmolLM2; 6-8% less prefill than unchunked
+    return 128 if info.tensor_bytes < 4 * 2**30 else 64
 
 
 def _devices(xllamacpp: Any) -> list[dict[str, Any]]:

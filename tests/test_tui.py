@@ -396,3 +396,41 @@ async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path)
         with Store() as store:
             assert store.conversations() == []
         assert screen.transcript.views == []
+
+
+async def test_replies_are_labelled_with_the_model_that_wrote_them(home: Path) -> None:
+    """A stored reply shows its own model; an imported chat with none says so, and
+    neither takes the name of the model loaded now (scripted-model)."""
+    from vicuna_tui.store import Message
+
+    with Store() as store:
+        imported = store.create_conversation(title="Imported")
+        store.add_message(imported.id, _msg("user", "hello"))
+        store.add_message(imported.id, _msg("assistant", "hi"))
+        mixed = store.create_conversation(title="Mixed", model_name="chat-model")
+        store.add_message(mixed.id, _msg("user", "q1"))
+        store.add_message(mixed.id, Message(role="assistant", content="a1", model="vicuna-7b"))
+        store.add_message(mixed.id, _msg("user", "q2"))
+        store.add_message(mixed.id, _msg("assistant", "a2"))
+    app = make_app(lambda load: ScriptedBackend())
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await screen.open_conversation(imported.id)
+        await pilot.pause()
+        assert [v.label for v in screen.transcript.views] == ["You", "Assistant · unknown model"]
+        await screen.open_conversation(mixed.id)
+        await pilot.pause()
+        labels = [v.label for v in screen.transcript.views]
+        assert labels == ["You", "Assistant · vicuna-7b", "You", "Assistant · chat-model"]
+
+
+async def test_a_dialog_dismissed_before_it_mounts_does_not_crash(home: Path) -> None:
+    app = make_app(lambda load: ScriptedBackend())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        dialog = ErrorScreen("title", "message", "hint")
+        dialog.on_mount()  # mounted with no buttons yet (as when dismissed first): no error
+        app.push_screen(dialog)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ErrorScreen))

@@ -519,7 +519,9 @@ class ChatScreen(Screen[None]):
         except VicunaError as exc:
             self.notify(exc.message, severity="error")
             return
-        label = f"Assistant · {conv.model_name}" if conv.model_name else "Assistant"
+        # Each reply as stored: its own model, else the chat's, else not known (an
+        # imported chat) -- never the model loaded now.
+        label = f"Assistant · {conv.model_name or 'unknown model'}"
         await self.transcript.show(self.session.messages, model_label=label)
         self.settings.set_generation(
             self.session.generation, self.session.template, self.session.system_message

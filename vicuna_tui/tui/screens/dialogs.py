@@ -30,7 +30,9 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button("Cancel", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        # query, not query_one: a dialog dismissed before it mounted has no buttons.
+        for button in self.query("#no").results(Button):
+            button.focus()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -85,7 +87,9 @@ class ErrorScreen(ModalScreen[None]):
             yield Button("OK", id="ok", variant="primary")
 
     def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
+        # query, not query_one: a dialog dismissed before it mounted has no buttons.
+        for button in self.query("#ok").results(Button):
+            button.focus()
 
     @on(Button.Pressed)
     def _ok(self) -> None:

@@ -150,7 +150,13 @@ class Transcript(VerticalScroll):
         await self.remove_children(MessageView)
         self._show_welcome(not messages)
         views = [
-            MessageView(m.role, m.content, label="" if m.role == "user" else model_label)
+            MessageView(
+                m.role,
+                m.content,
+                label=""
+                if m.role == "user"
+                else (f"Assistant · {m.model}" if m.model else model_label),
+            )
             for m in messages
         ]
         if views:

@@ -55,10 +55,11 @@ ENGINE_LABELS = {LLAMACPP: "llama.cpp", TRANSFORMERS: "transformers"}
 
 def describe_plan(settings: LoadSettings) -> str:
     """What is about to load, in words, before anything is loaded (first screen)."""
-    engine = ENGINE_LABELS[engine_for(settings)]
+    chosen = engine_for(settings)
+    engine = ENGINE_LABELS[chosen]
     if settings.model_path is None:
         model = f"{sources.DEFAULT_NAME} (the default model)"
-        if engine_for(settings) == LLAMACPP:
+        if chosen == LLAMACPP:
             return (
                 f"{model} on {engine}, from the GGUF in the {sources.DEFAULT_GGUF_PACKAGE} package"
             )

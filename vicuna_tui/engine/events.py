@@ -40,14 +40,16 @@ class ModelInfo:
     threads: int | None = None
     gpu_layers: int | None = None
 
+    @property
+    def placement(self) -> str:
+        """Where a llama.cpp model runs: GPU layers, or CPU threads."""
+        if self.gpu_layers:
+            return f"{self.gpu_layers} layers on {self.device}"
+        return f"{self.threads} thread{'' if self.threads == 1 else 's'} on cpu"
+
     def describe(self) -> str:
         if self.engine == "llamacpp":
-            where = (
-                f"{self.gpu_layers} layers on {self.device}"
-                if self.gpu_layers
-                else f"cpu, {self.threads} thread{'' if self.threads == 1 else 's'}"
-            )
-            return f"{self.name} on llama.cpp ({self.quantization or 'gguf'}, {where})"
+            return f"{self.name} on llama.cpp ({self.quantization or 'gguf'}, {self.placement})"
         quant = f", {self.quantization}" if self.quantization else ""
         return f"{self.name} on {self.device} ({self.dtype}{quant})"
 

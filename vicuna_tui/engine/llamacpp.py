@@ -56,6 +56,7 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
+from vicuna_tui.engine.loader import cpu_cores, default_threads
 from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, reply_stats
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress
@@ -69,12 +70,6 @@ NEEDS_XLLAMACPP = (
     "the llama.cpp backend needs the xllamacpp package",
     "install it (`pip install xllamacpp`), or run the model with --backend transformers",
 )
-
-
-def cpu_cores() -> int:
-    from vicuna_tui.engine.loader import cpu_cores as cores
-
-    return cores()
 
 
 class LlamaCppBackend:
@@ -96,7 +91,6 @@ class LlamaCppBackend:
         # bound by memory and keeps a core free.
         self.prefill_threads = prefill_threads
         self._server: Any = None
-        self._gguf: gguf_file.GGUFInfo | None = None
         self._info: ModelInfo | None = None
         self._auto_template = "vicuna_v1.1"
         self._chat_template: templates.ChatTemplate | None = None
@@ -105,7 +99,6 @@ class LlamaCppBackend:
         self._http: http.client.HTTPConnection | None = None
         self._slot_ids: list[int] = []  # the prompt the slot last saw
         self._fresh = False  # the next request must not reuse the prompt cache
-        self.last_cached_tokens = 0
         self.ignore_eos = False  # benchmarks: replies of the full length
         self.prefill_chunk = PREFILL_CHUNK
 
@@ -113,6 +106,13 @@ class LlamaCppBackend:
 
     def check(self) -> None:
         """Cheap refusals: bad settings, a path that is not a GGUF, a damaged file."""
+        self._check_settings()
+        path = self.settings.model_path
+        if path is not None and Path(path).expanduser().exists():
+            source = sources.resolve_gguf(path, self.settings.revision, self.settings.gguf_file)
+            gguf_file.read(source.path)
+
+    def _check_settings(self) -> None:
         self.settings.check()
         if self.settings.max_gpu_memory:
             raise SettingsError(
@@ -121,14 +121,10 @@ class LlamaCppBackend:
             )
         if self.settings.device == "mps" and sys.platform != "darwin":
             raise DeviceError("--device mps needs a Mac", "use --device cpu or --device auto")
-        path = self.settings.model_path
-        if path is not None and Path(path).expanduser().exists():
-            source = sources.resolve_gguf(path, self.settings.revision, self.settings.gguf_file)
-            gguf_file.read(source.path)
 
     def load(self, progress: Progress | None = None) -> ModelInfo:
         report = progress or (lambda stage, done, total: None)
-        self.check()
+        self._check_settings()  # the file itself is read (and checked) once, below
         try:
             import xllamacpp
         except ImportError:
@@ -150,7 +146,7 @@ class LlamaCppBackend:
             )
         _check_memory(info, context, gpu_layers)
         self.prefill_chunk = prefill_chunk(info, gpu_layers)
-        threads = settings.threads or max(1, cpu_cores() - 1)
+        threads = settings.threads or default_threads()
 
         params = xllamacpp.CommonParams()
         params.model.path = str(source.path)
@@ -180,7 +176,6 @@ class LlamaCppBackend:
             saved.restore()  # llama.cpp installs its own SIGINT/SIGTERM handlers
         address = urllib.parse.urlparse(self._server.listening_address)
         self._address = (address.hostname or "127.0.0.1", address.port or 0)
-        self._gguf = info
         self._chat_template = None
         if info.chat_template:
             self._chat_template = templates.ChatTemplate(
@@ -370,7 +365,8 @@ class LlamaCppBackend:
 
     def sampling(self, request: ChatRequest, seed: int | None) -> dict[str, Any]:
         """llama.cpp's sampler settings meaning what ours mean: only the samplers we
-        name, in transformers' order (penalty, temperature, top-k, top-p)."""
+        name, with the effect of transformers' order (penalty, temperature, top-k,
+        top-p)."""
         gen = request.generation
         body: dict[str, Any] = {
             "temperature": gen.temperature,
@@ -479,7 +475,6 @@ class LlamaCppBackend:
         cached = timings.get("cache_n") if cached_first is None else cached_first
         if not isinstance(cached, int):
             cached = predicted
-        self.last_cached_tokens = int(cached)
         if isinstance(usage.get("completion_tokens"), int) and finish != FINISH_CANCELLED:
             count = int(usage["completion_tokens"])
         stats = reply_stats(
@@ -562,9 +557,7 @@ class _Stream:
                     f"llama.cpp failed: {type(item).__name__}: {item}",
                     "run with --debug for details",
                 ) from item
-            if isinstance(item, (str, bytes)):
-                item = json.loads(item)
-            yield item
+            yield item  # a dict: xllamacpp parses each chunk for a dict request
 
     def close(self) -> None:
         self._stop.set()

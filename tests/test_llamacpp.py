@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import ask, run_cli
 
 from vicuna_tui.engine import gguf_file, templates
 from vicuna_tui.engine.backends import engine_for
-from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone, ReplyStarted
+from vicuna_tui.engine.events import ChatRequest, ReplyDone
 from vicuna_tui.engine.llamacpp import LlamaCppBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.store import Store
@@ -21,28 +21,6 @@ GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=40)
 # "What is the capital of France?" is a near tie for this 4-bit model under llama.cpp
 # ("L" -1.85 against "The" -2.01): it answers "L'Étoile...".  This phrasing is not.
 QUESTION = "Which city is the capital of France?"
-
-
-def ask(
-    backend: LlamaCppBackend,
-    turns: tuple[tuple[str, str], ...],
-    gen: GenerationSettings = GREEDY,
-    cancel_after: int | None = None,
-) -> tuple[ReplyDone, list[str], ReplyStarted]:
-    cancel = threading.Event()
-    deltas: list[str] = []
-    done = started = None
-    for event in backend.generate(ChatRequest(turns=turns, generation=gen), cancel):
-        if isinstance(event, ReplyStarted):
-            started = event
-        elif isinstance(event, ReplyDelta):
-            deltas.append(event.text)
-            if cancel_after is not None and len(deltas) >= cancel_after:
-                cancel.set()
-        elif isinstance(event, ReplyDone):
-            done = event
-    assert done is not None and started is not None
-    return done, deltas, started
 
 
 pytestmark = pytest.mark.real_model

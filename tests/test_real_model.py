@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import pytest
+from helpers import ask
 
-from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone, ReplyStarted
+from vicuna_tui.engine.events import ChatRequest
 from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings
 
 pytestmark = pytest.mark.real_model
-
-GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=40)
-
-
-def ask(
-    backend: LocalBackend,
-    turns: tuple[tuple[str, str], ...],
-    gen: GenerationSettings = GREEDY,
-    cancel_after: int | None = None,
-) -> tuple[ReplyDone, list[str], ReplyStarted]:
-    cancel = threading.Event()
-    deltas: list[str] = []
-    done = started = None
-    for event in backend.generate(ChatRequest(turns=turns, generation=gen), cancel):
-        if isinstance(event, ReplyStarted):
-            started = event
-        elif isinstance(event, ReplyDelta):
-            deltas.append(event.text)
-            if cancel_after is not None and len(deltas) >= cancel_after:
-                cancel.set()
-        elif isinstance(event, ReplyDone):
-            done = event
-    assert done is not None and started is not None
-    return done, deltas, started
 
 
 def test_capital_of_france_is_paris(backend: LocalBackend) -> None:

@@ -38,7 +38,8 @@ def snapshot_app(backend_factory: Any) -> Any:
 async def settle(pilot: Any) -> None:
     app = pilot.app
     app.clear_notifications()
-    for area in app.query("TextArea, Input"):
+    # The chat is a pushed screen: App.query would search only the default one.
+    for area in app.screen.query("TextArea, Input"):
         area.cursor_blink = False
         # TextArea caches a line drawn in the blink's "off" phase under the same key as
         # a line drawn with blinking off: drop it, or the cursor may be missing.

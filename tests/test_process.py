@@ -219,7 +219,7 @@ async def test_tui_after_the_model_process_dies_says_so_and_reloads(
     prompt comes back with a dialog that says what happened, the status bar says no
     model is loaded, and Reload (same settings) starts a new process that answers."""
     from textual.widgets import Static
-    from tui_helpers import make_app, ready, reply_done, send, wait_for
+    from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
 
     from vicuna_tui.tui.screens.dialogs import ErrorScreen
 
@@ -238,7 +238,7 @@ async def test_tui_after_the_model_process_dies_says_so_and_reloads(
 
         os.kill(first, signal.SIGKILL)
         await send(pilot, "are you there?")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
         message = str(app.screen.query_one("#error-message").render())
         assert "the model's process stopped (killed by signal 9" in message
         assert "Reload model" in str(app.screen.query_one("#error-hint").render())

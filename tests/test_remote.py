@@ -360,7 +360,7 @@ async def test_tui_on_a_server_disables_local_settings_and_saves_the_endpoint(ho
 
 async def test_tui_asks_which_model_when_the_server_has_several(home: Path) -> None:
     from helpers import ScriptedBackend
-    from tui_helpers import make_app, wait_for
+    from tui_helpers import make_app, showing, wait_for
 
     from vicuna_tui.tui.screens.dialogs import PickScreen
 
@@ -368,7 +368,7 @@ async def test_tui_asks_which_model_when_the_server_has_several(home: Path) -> N
         stub.models = ["alpha", "beta"]
         app = make_app(lambda load: ScriptedBackend(), remote=RemoteSettings(url))
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))
+            await wait_for(pilot, lambda: showing(app, PickScreen))
             await pilot.press("down", "enter")
             await wait_for(pilot, lambda: app.chat.model_ready)
             assert app.chat.session.model_info.name == "beta"  # type: ignore[union-attr]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ScriptedBackend, run_cli
-from tui_helpers import make_app, ready, reply_done, send, wait_for
+from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
 
 from vicuna_tui.store import Store
 from vicuna_tui.tui.screens.replay import ReplayScreen
@@ -123,7 +123,7 @@ async def test_replay_in_the_tui(home: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await ready(pilot)
         await pilot.press("f5")
-        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen))
+        await wait_for(pilot, lambda: showing(app, ReplayScreen))
         replay_screen = app.screen
         assert [c.identical for c in replay_screen.comparisons] == [True, False]
         assert backend.requests[0].generation.seed == 5  # the saved seed was reused

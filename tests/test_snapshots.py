@@ -11,7 +11,7 @@ from typing import Any
 
 from helpers import ScriptedBackend
 from tui_helpers import make_app as make_chat_app
-from tui_helpers import wait_for
+from tui_helpers import showing, wait_for
 
 from vicuna_tui.engine.errors import ModelNotFoundError
 from vicuna_tui.tui.screens.dialogs import ErrorScreen
@@ -131,7 +131,7 @@ def test_error_dialog(snap_compare: Any, home: Path) -> None:
     )
 
     async def run_before(pilot: Any) -> None:
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(pilot.app, ErrorScreen))
         await settle(pilot)
 
     app = snapshot_app(lambda load: ScriptedBackend(load_error=error))

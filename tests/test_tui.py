@@ -8,7 +8,7 @@ import pytest
 from helpers import ScriptedBackend
 from textual import events
 from textual.widgets import Input, Select, Static
-from tui_helpers import make_app, ready, reply_done, send, wait_for
+from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
 
 from vicuna_tui import config as config_mod
 from vicuna_tui.engine.errors import ModelNotFoundError
@@ -137,7 +137,7 @@ async def test_load_error_shows_a_dialog_and_gives_the_prompt_back(home: Path) -
     app = make_app(lambda load: backend)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.chat
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
         dialog = app.screen
         assert "no such file or folder: /models/nope" in str(
             dialog.query_one("#error-message").render()
@@ -145,7 +145,7 @@ async def test_load_error_shows_a_dialog_and_gives_the_prompt_back(home: Path) -
         assert "pass a model folder" in str(dialog.query_one("#error-hint").render())
         await pilot.press("enter")
         await send(pilot, "are you there?")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
         assert "no model is loaded" in str(app.screen.query_one("#error-message").render())
         await pilot.press("enter")
         await pilot.pause()
@@ -346,7 +346,7 @@ async def test_bad_model_path_typed_in_settings_keeps_the_current_model(home: Pa
         screen.query_one("#set-model_path", Input).value = "/no/such/model"
         await pilot.pause()
         await pilot.click("#reload")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
         dialog = app.screen
         assert "still using scripted-model" in str(dialog.query_one(".dialog-title").render())
         assert "no such file or folder: /no/such/model" in str(
@@ -373,7 +373,7 @@ async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path)
         conv_id = screen.session.conversation.id  # type: ignore[union-attr]
 
         await pilot.press("f2")
-        await wait_for(pilot, lambda: isinstance(app.screen, TextInputScreen))
+        await wait_for(pilot, lambda: showing(app, TextInputScreen))
         app.screen.query_one(TextInput).value = "Renamed chat"
         await pilot.press("enter")
         await pilot.pause()
@@ -382,7 +382,7 @@ async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path)
 
         target = tmp_path / "out.md"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, TextInputScreen))
+        await wait_for(pilot, lambda: showing(app, TextInputScreen))
         app.screen.query_one(TextInput).value = str(target)
         await pilot.press("enter")
         await wait_for(pilot, target.exists)
@@ -390,7 +390,7 @@ async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path)
         assert oct(target.stat().st_mode & 0o777) == "0o600"
 
         await pilot.press("f12")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_for(pilot, lambda: showing(app, ConfirmScreen))
         await pilot.press("y")
         await wait_for(pilot, lambda: screen.session.conversation is None)
         with Store() as store:
@@ -431,6 +431,6 @@ async def test_a_dialog_dismissed_before_it_mounts_does_not_crash(home: Path) ->
         dialog = ErrorScreen("title", "message", "hint")
         dialog.on_mount()  # mounted with no buttons yet (as when dismissed first): no error
         app.push_screen(dialog)
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ErrorScreen))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Select, Static
-from tui_helpers import make_app, ready, reply_done, send, wait_for
+from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
 
 from vicuna_tui.engine.process import ProcessBackend
 from vicuna_tui.engine.settings import LoadSettings
@@ -87,7 +87,7 @@ async def test_a_hub_repo_of_several_ggufs_asks_which_one(
         max_new_tokens=30,
     )
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))
+        await wait_for(pilot, lambda: showing(app, PickScreen))
         assert "someone/smol-GGUF holds several GGUFs" in app.screen.title_text
         assert app.screen.items == ["smol.Q4_1.gguf", "smol.Q8_0.gguf"]
         await pilot.press("enter")  # the first one
@@ -115,7 +115,7 @@ async def test_a_crash_of_the_llamacpp_process_is_explained_and_reload_retries(
         first = app.engine.backend.pid  # type: ignore[union-attr]
         os.kill(first, signal.SIGKILL)
         await send(pilot, QUESTION)
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
         assert "the model's process stopped" in str(app.screen.query_one("#error-message").render())
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.prompt.text == QUESTION)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import Input, Select
-from tui_helpers import make_app, ready, reply_done, send, wait_for
+from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
 
 from vicuna_tui.engine.events import ChatRequest
 from vicuna_tui.engine.local import LocalBackend
@@ -171,7 +171,7 @@ async def test_bad_path_in_settings_shows_how_to_fix_it(home: Path, factory: Any
         screen.query_one("#set-model_path", Input).value = "/models/missing"
         await pilot.pause()
         await pilot.click("#reload")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
         hint = str(app.screen.query_one("#error-hint").render())
         assert "config.json" in hint
         await pilot.press("enter")

@@ -81,3 +81,10 @@ async def reply_done(pilot: Any) -> ChatScreen:
     await wait_for(pilot, lambda: screen.streaming is None)
     await pilot.pause()
     return screen
+
+
+def showing(app: Any, screen_type: type) -> bool:
+    """Whether the app shows a ``screen_type`` that has mounted (its widgets are there
+    to query: a pushed screen composes after it becomes ``app.screen``)."""
+    screen = app.screen
+    return isinstance(screen, screen_type) and bool(screen.is_mounted)

@@ -57,8 +57,12 @@ class ChatSession:
         load: LoadSettings | None = None,
         endpoint: str | None = None,
         warn: Callable[[str], None] | None = None,
+        not_saving: str | None = None,
     ) -> None:
         self.store = store
+        # Why this chat is not being saved (the store could not be opened, or the last
+        # save failed); None while it is saved, or with --no-save.
+        self.not_saving = not_saving
         self.generation = generation or GenerationSettings()
         self.template = template
         self.system_message = system_message
@@ -359,6 +363,7 @@ class ChatSession:
             if conv.title == "New chat":
                 conv.title = self.store.get(conv.id).title
         except StoreError as exc:
+            self.not_saving = exc.message
             if not self._unsaved_notice:
                 self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
                 self._unsaved_notice = True
@@ -366,6 +371,7 @@ class ChatSession:
         if self._unsaved_notice:
             self._warn("saved again: the conversation is up to date on disk")
             self._unsaved_notice = False
+            self.not_saving = None
         return True
 
     def _safely(self, action: Callable[[Store], None]) -> None:

@@ -61,6 +61,11 @@ def database_path() -> Path:
     return data_dir() / "conversations.db"
 
 
+def backup_dir() -> Path:
+    """Rolling daily backups of the conversation database."""
+    return data_dir() / "backups"
+
+
 def gguf_cache_dir() -> Path:
     """Where ``.gguf`` files are converted to safetensors once, then loaded from."""
     return cache_dir() / "gguf-converted"

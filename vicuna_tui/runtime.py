@@ -22,7 +22,7 @@ from vicuna_tui.engine.settings import (
     RemoteSettings,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
-from vicuna_tui.store import Conversation, Store
+from vicuna_tui.store import Conversation, Store, StoreError
 
 
 @dataclass
@@ -139,5 +139,17 @@ def apply_gpus(load: LoadSettings) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = load.gpus.replace(" ", "")
 
 
-def open_store(no_save: bool) -> Store | None:
-    return None if no_save else Store()
+def open_store(no_save: bool) -> tuple[Store | None, StoreError | None]:
+    """The store for a chat, and why there is none when it cannot be opened (a damaged
+    database, a read-only folder, a full disk): the chat then runs without saving.
+    A daily backup is taken on the way (best effort)."""
+    if no_save:
+        return None, None
+    try:
+        store = Store()
+    except StoreError as exc:
+        return None, exc
+    from vicuna_tui import backups
+
+    backups.take_daily(store)
+    return store, None

@@ -12,23 +12,86 @@ loses at most the reply in flight.  Two processes may share the database
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from vicuna_tui import locations
+from vicuna_tui import locations, writable
 from vicuna_tui.engine.errors import VicunaError
+
+_T = TypeVar("_T")
 
 
 class StoreError(VicunaError):
-    """The conversation database cannot be used or written."""
+    """The conversation database cannot be used or written.
+
+    ``kind`` says why: ``damaged``, ``read-only`` (a folder, file or file system),
+    ``full``, ``locked``, ``newer`` (a newer schema) or ``error``.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, kind: str = "error") -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+
+    @property
+    def keeps_data(self) -> bool:
+        """Whether the saved conversations are still there to read (not damaged)."""
+        return self.kind in ("read-only", "full", "locked")
+
+
+DAMAGE_MARKS = ("malformed", "not a database", "corrupt", "encrypted")
+REPAIR_HINT = (
+    "run `vicuna-tui sessions repair` to save every conversation that can still be "
+    "read into a new file (the damaged one is kept), or `vicuna-tui sessions check` "
+    "for details"
+)
+
+
+def explain(exc: BaseException, path: Path) -> StoreError:
+    """A StoreError that names what is really wrong with ``path``."""
+    if isinstance(exc, StoreError):
+        return exc
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.DatabaseError) and any(m in text for m in DAMAGE_MARKS):
+        return StoreError(f"{path} is damaged ({exc})", REPAIR_HINT, kind="damaged")
+    if isinstance(exc, OSError):
+        problem = writable.os_error_problem(exc, path)
+    elif "locked" in text or "busy" in text:
+        return StoreError(
+            f"{path} is locked by another program",
+            "close other programs writing to it, then retry",
+            kind="locked",
+        )
+    elif "full" in text:
+        problem = f"the disk holding {path.parent} is full"
+    else:
+        found = writable.write_problem(path)
+        if found is None:
+            return StoreError(f"database error on {path}: {exc}", "run with --debug for details")
+        problem = found
+    kind = "full" if "full" in problem else "read-only"
+    return StoreError(f"cannot save to {path}: {problem}", writable.fix_for(problem), kind=kind)
+
+
+def _translated(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn any sqlite3 error a read meets into a StoreError that names the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from None
+
+    return wrapper
 
 
 def now() -> str:
@@ -221,6 +284,7 @@ _CONV_COLUMNS = (
     "endpoint",
     "replay_of",
 )
+CONVERSATION_COLUMNS = _CONV_COLUMNS
 _MSG_COLUMNS = (
     "id",
     "role",
@@ -240,15 +304,23 @@ _MSG_COLUMNS = (
 )
 
 
+def _columns(row: sqlite3.Row, names: Sequence[str]) -> dict[str, Any]:
+    """The named columns of ``row``; None for those an older schema lacks (read-only
+    stores are not upgraded)."""
+    present = set(row.keys())
+    return {k: row[k] if k in present else None for k in names}
+
+
 def _conversation(row: sqlite3.Row, count: int = 0) -> Conversation:
-    data = {k: row[k] for k in _CONV_COLUMNS}
+    data = _columns(row, _CONV_COLUMNS)
+    data["backend"] = data["backend"] or "local"
     data["generation"] = json.loads(data["generation"] or "{}")
     data["load"] = json.loads(data["load"] or "{}")
     return Conversation(**data, message_count=count)
 
 
 def _message(row: sqlite3.Row) -> Message:
-    data = {k: row[k] for k in _MSG_COLUMNS}
+    data = _columns(row, _MSG_COLUMNS)
     try:
         data["settings"] = json.loads(data["settings"]) if data["settings"] else None
     except ValueError:
@@ -276,32 +348,30 @@ def _create_private(path: Path) -> None:
     locations.private_file(path)
 
 
-def _disk_error(exc: sqlite3.Error, path: Path) -> StoreError:
-    text = str(exc).lower()
-    if "disk is full" in text or "disk i/o" in text:
-        return StoreError(
-            f"cannot save to {path}: the disk is full",
-            "free some disk space; nothing on screen is lost, and it is saved "
-            "again with the next change",
-        )
-    if "locked" in text or "busy" in text:
-        return StoreError(
-            f"{path} is locked by another program",
-            "close other vicuna-tui instances that are writing, then retry",
-        )
-    if "readonly" in text or "read-only" in text:
-        return StoreError(f"cannot write {path}: it is read-only", "check the file's permissions")
-    return StoreError(f"database error on {path}: {exc}", "run with --debug for details")
-
-
 class Store:
-    """The conversation database.  One connection per Store; use it from one thread."""
+    """The conversation database.  One connection per Store; use it from one thread.
 
-    def __init__(self, path: Path | None = None, *, busy_timeout_ms: int = 10_000) -> None:
+    ``read_only`` opens it without writing anything, not even SQLite's shared-memory
+    file (``immutable`` mode when the folder is read-only); a read-only Store reads
+    older schemas as they are.  ``Store.for_reading()`` picks that mode by itself.
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        busy_timeout_ms: int = 10_000,
+        read_only: bool = False,
+    ) -> None:
         self.path = path or locations.database_path()
+        self.read_only = read_only
         self._check_version_read_only()
-        _create_private(self.path)
+        if read_only:
+            self.db = self._connect_read_only()
+            return
         try:
+            if str(self.path) != ":memory:":
+                _create_private(self.path)
             self.db = sqlite3.connect(
                 self.path, timeout=busy_timeout_ms / 1000, isolation_level=None
             )
@@ -311,39 +381,81 @@ class Store:
             self.db.execute("PRAGMA synchronous = FULL")
             self.db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            if "not a database" in str(exc) or "malformed" in str(exc):
-                raise StoreError(
-                    f"{self.path} is not a readable conversation database ({exc})",
-                    "move the file aside (it is not changed) and vicuna-tui starts a new one",
-                ) from None
-            raise _disk_error(exc, self.path) from None
+        except (OSError, sqlite3.Error) as exc:
+            with suppress(AttributeError, sqlite3.Error):
+                self.db.close()
+            raise explain(exc, self.path) from None
         for suffix in ("-wal", "-shm"):
             extra = Path(f"{self.path}{suffix}")
             if extra.exists():
                 locations.private_file(extra)
 
+    @classmethod
+    def for_reading(cls, path: Path | None = None) -> Store:
+        """A Store to read from: writable when it can be (so an old schema is upgraded),
+        read-only when the folder, file or disk refuses writes, and an empty one in
+        memory when there is no database yet and none can be created."""
+        path = path or locations.database_path()
+        try:
+            return cls(path)
+        except StoreError as exc:
+            if not exc.keeps_data:
+                raise
+        if not path.exists():
+            return cls(Path(":memory:"))
+        return cls(path, read_only=True)
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        if str(self.path) == ":memory:":
+            raise StoreError("a read-only store needs a file", kind="error")
+        if not self.path.exists():
+            raise StoreError(
+                f"there is no conversation database at {self.path} yet",
+                "start a chat to create one",
+            )
+        last: sqlite3.Error | None = None
+        # mode=ro still needs the -shm file of a WAL database; immutable=1 needs nothing
+        # but assumes no one writes meanwhile (the folder is read-only: no one can).
+        for flags in ("mode=ro", "immutable=1"):
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True)
+            db.row_factory = sqlite3.Row
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.Error as exc:
+                last = exc
+                db.close()
+                if any(m in str(exc).lower() for m in DAMAGE_MARKS):
+                    break
+        assert last is not None
+        raise explain(last, self.path)
+
     def _check_version_read_only(self) -> None:
         """Refuse a newer schema before anything can write to the file."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        if str(self.path) == ":memory:":
             return
         try:
-            probe = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                return
+        except OSError as exc:
+            raise explain(exc, self.path) from None
+        try:
+            probe = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             try:
                 version = probe.execute("PRAGMA user_version").fetchone()[0]
             finally:
                 probe.close()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path} is not a readable conversation database ({exc})",
-                "move the file aside (it is not changed) and vicuna-tui starts a new one",
-            ) from None
+            if not any(m in str(exc).lower() for m in DAMAGE_MARKS):
+                return  # not damage (a read-only -shm, say): the real open says what
+            raise explain(exc, self.path) from None
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer vicuna-tui (schema {version}; this "
                 f"version knows up to {SCHEMA_VERSION}); it was not changed",
                 "upgrade vicuna-tui (pip install -U vicuna-tui), or set VICUNA_TUI_HOME "
                 "to use another folder",
+                kind="newer",
             )
 
     def _migrate(self) -> None:
@@ -352,6 +464,7 @@ class Store:
             migrate_one(self.db, number)
 
     @property
+    @_translated
     def version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
@@ -369,7 +482,7 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _disk_error(exc, self.path) from None
+            raise explain(exc, self.path) from None
         try:
             yield self.db
             self.db.execute("COMMIT")
@@ -377,7 +490,7 @@ class Store:
             with suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise _disk_error(exc, self.path) from None
+                raise explain(exc, self.path) from None
             raise
 
     # -- conversations -----------------------------------------------------------------
@@ -465,6 +578,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
+    @_translated
     def get(self, conversation_id: str) -> Conversation:
         row = self.db.execute(
             "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
@@ -484,6 +598,7 @@ class Store:
         conv.message_count = len(conv.messages)
         return conv
 
+    @_translated
     def conversations(self, limit: int | None = None, title_filter: str = "") -> list[Conversation]:
         """Newest first, with message counts; ``title_filter`` matches a title substring."""
         sql = (
@@ -501,12 +616,14 @@ class Store:
             params.append(limit)
         return [_conversation(row, row["n"]) for row in self.db.execute(sql, params)]
 
+    @_translated
     def latest_id(self) -> str | None:
         row = self.db.execute(
             "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
         ).fetchone()
         return row["id"] if row else None
 
+    @_translated
     def resolve(self, ref: str) -> str:
         """A full id from an id, an unambiguous prefix, or ``last``."""
         ref = ref.strip()
@@ -592,6 +709,7 @@ class Store:
             )
         return cursor.rowcount
 
+    @_translated
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Full-text search over every message; words are matched as prefixes."""
         words = [w for w in text.replace('"', " ").split() if w]

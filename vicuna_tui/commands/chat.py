@@ -49,9 +49,17 @@ def main(args: argparse.Namespace) -> int:
             "add -p 'your prompt', or pipe prompts in",
         )
 
-    store = runtime.open_store(args.no_save)
+    store, store_problem = runtime.open_store(args.no_save)
+    not_saving = None
+    if store_problem is not None:
+        not_saving = store_problem.message
+        _say(stderr, f"warning: not saving this chat: {store_problem.message}")
+        if store_problem.hint:
+            _say(stderr, f"  hint: {store_problem.hint}")
     conversation = None
     if args.resume:
+        if store is None and store_problem is not None:
+            raise store_problem
         if store is None:
             raise SettingsError("--resume needs saved conversations", "drop --no-save")
         conversation = store.get(store.resolve(args.resume))
@@ -68,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
             store,
             conversation_id=conversation.id if conversation else None,
             debug=args.debug,
+            not_saving=not_saving,
         )
 
     session = ChatSession(
@@ -78,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
         load=resolved.load,
         endpoint=resolved.remote.endpoint if resolved.remote else None,
         warn=lambda text: _say(stderr, f"warning: {text}"),
+        not_saving=not_saving,
     )
     if conversation is not None:
         session.open(conversation.id)

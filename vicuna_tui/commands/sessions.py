@@ -1,6 +1,8 @@
-"""``vicuna-tui sessions ...``: list, show, search, rename, delete, export, import.
+"""``vicuna-tui sessions ...``: list, show, search, rename, delete, export, import, and
+the database's care: check, repair, backups, restore.
 
-None of these imports torch.  IDs may be shortened to any unambiguous prefix.
+None of these imports torch.  IDs may be shortened to any unambiguous prefix.  The
+reading actions work on a read-only folder or file too.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vicuna_tui import formats
-from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.commands import care
+from vicuna_tui.commands.console import confirmed
+from vicuna_tui.commands.console import out as _out
 from vicuna_tui.store import Conversation, Store
-from vicuna_tui.textsafe import terminal_safe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,11 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p = sub.add_parser("import", help="import a FastChat !!save, ShareGPT or vicuna-tui JSON")
     p.add_argument("file")
+    sub.add_parser("check", help="check the database for damage (SQLite's integrity check)")
+    p = sub.add_parser(
+        "repair", help="save every readable conversation of a damaged database into a new one"
+    )
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    sub.add_parser("backups", help="list the daily backups")
+    p = sub.add_parser("restore", help="bring back a backup (the newest unless named)")
+    p.add_argument("backup", nargs="?", help="a name from `sessions backups`, or a file")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
     return parser
 
 
-def _out(text: str) -> None:
-    sys.stdout.write(terminal_safe(text) + "\n")
+READING = ("list", "show", "search", "export")
 
 
 def _summary(conv: Conversation) -> dict:
@@ -62,7 +73,10 @@ def _summary(conv: Conversation) -> dict:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    with Store() as store:
+    if args.action in care.ACTIONS:
+        return care.run(args)
+    opener = Store.for_reading if args.action in READING else Store
+    with opener() as store:
         return _run(args, store)
 
 
@@ -120,20 +134,10 @@ def _run(args: argparse.Namespace, store: Store) -> int:
         return 0
     if args.action == "delete":
         conv = store.get(store.resolve(args.id))
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise SettingsError(
-                    f"not deleting {conv.short_id} without confirmation",
-                    "pass --yes to delete without asking",
-                )
-            answer = input(
-                terminal_safe(
-                    f"Delete {conv.short_id} “{conv.title}” ({conv.message_count} messages)? [y/N] "
-                )
-            )
-            if answer.strip().lower() not in ("y", "yes"):
-                _out("kept")
-                return 1
+        question = f"Delete {conv.short_id} “{conv.title}” ({conv.message_count} messages)?"
+        if not confirmed(args.yes, question, f"not deleting {conv.short_id}"):
+            _out("kept")
+            return 1
         store.delete(conv.id)
         _out(f"deleted {conv.short_id}")
         return 0

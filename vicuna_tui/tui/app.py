@@ -41,6 +41,7 @@ class VicunaApp(App[int]):
         debug: bool = False,
         replay: bool = False,
         reuse_seeds: bool = True,
+        not_saving: str | None = None,
     ) -> None:
         super().__init__()
         self.resolved = resolved
@@ -63,6 +64,7 @@ class VicunaApp(App[int]):
             load=resolved.load,
             endpoint=resolved.remote.endpoint if resolved.remote else None,
             warn=lambda text: self.notify(text, severity="warning", timeout=8),
+            not_saving=not_saving,
         )
         self.chat = ChatScreen(
             self.session,
@@ -192,6 +194,7 @@ def run_tui(
     debug: bool = False,
     replay: bool = False,
     reuse_seeds: bool = True,
+    not_saving: str | None = None,
 ) -> int:
     """Run the TUI until the user quits.  (Textual draws on stderr's terminal; Python-level
     output from libraries is captured by Textual meanwhile.)"""
@@ -202,6 +205,7 @@ def run_tui(
         debug=debug,
         replay=replay,
         reuse_seeds=reuse_seeds,
+        not_saving=not_saving,
     )
     app.run()
     return app.return_code or 0

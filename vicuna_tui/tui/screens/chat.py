@@ -137,7 +137,7 @@ class ChatScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         session = self.session
         with Horizontal(id="main"):
-            yield Sidebar(session.store, id="sidebar")
+            yield Sidebar(session.store, not_saving=session.not_saving, id="sidebar")
             with Vertical(id="chat"):
                 yield Transcript(id="transcript")
                 yield PromptInput(
@@ -186,6 +186,13 @@ class ChatScreen(Screen[None]):
         if self.initial_conversation:
             await self.open_conversation(self.initial_conversation)
         self.status.set_state("loading the model…")
+        self._show_saving()
+        if self.session.not_saving and self.session.store is None:
+            self.notify(
+                f"Not saving this chat: {self.session.not_saving}",
+                severity="warning",
+                timeout=12,
+            )
         self.transcript.set_welcome(self._loading_text())
         # Start the engine once the first full frame is on screen (Textual lays a new
         # screen out in two passes): importing torch on the engine thread holds the GIL
@@ -383,6 +390,12 @@ class ChatScreen(Screen[None]):
         if self.session.conversation is not None:
             self.sidebar.current_id = self.session.conversation.id
         self.sidebar.reload()
+        self._show_saving()
+
+    def _show_saving(self) -> None:
+        if self.status.not_saving != self.session.not_saving:
+            self.status.not_saving = self.session.not_saving
+            self.status.refresh_text()
 
     # -- sending -----------------------------------------------------------------------
 

@@ -19,9 +19,12 @@ from vicuna_tui.tui.messages import ConversationChosen
 
 
 class Sidebar(Vertical):
-    def __init__(self, store: Store | None, *, id: str | None = None) -> None:
+    def __init__(
+        self, store: Store | None, *, not_saving: str | None = None, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.store = store
+        self.not_saving = not_saving
         self.current_id: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -29,7 +32,8 @@ class Sidebar(Vertical):
         yield Input(placeholder="Filter or search…", id="chat-filter")
         yield OptionList(id="chat-list")
         if self.store is None:
-            yield Static(Content("Not saving (--no-save)"), classes="dim")
+            why = terminal_safe(self.not_saving) if self.not_saving else "--no-save"
+            yield Static(Content(f"Not saving ({why})"), classes="dim", id="not-saving")
 
     @property
     def filter_text(self) -> str:

@@ -46,6 +46,7 @@ class StatusBar(Horizontal):
         self.context_used: int | None = None
         self.speed = ""
         self.notice = ""
+        self.not_saving: str | None = None  # why the chat is not being saved
 
     def compose(self) -> ComposeResult:
         yield Static(Content(self.state), id="status-text")
@@ -122,4 +123,6 @@ class StatusBar(Horizontal):
             parts.append(self.state)
         if self.notice:
             parts.append(self.notice)
+        if self.not_saving:
+            parts.append("⚠ not saving")
         self.query_one("#status-text", Static).update(Content(" · ".join(parts)))

@@ -174,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EIO:  # the terminal went away (SIGHUP): nothing to tell
+            return 129
+        raise
 
 
 def _dispatch(args: list[str]) -> int:

@@ -173,6 +173,18 @@ def load(path: Path | None = None) -> Config:
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
+    try:
+        _write_file(path, data)
+    except OSError as exc:
+        from vicuna_tui import writable
+
+        problem = writable.os_error_problem(exc, path)
+        raise SettingsError(
+            f"cannot save the settings to {path}: {problem}", writable.fix_for(problem)
+        ) from None
+
+
+def _write_file(path: Path, data: Mapping[str, Any]) -> None:
     import tomli_w
 
     locations.ensure_private_dir(path.parent)

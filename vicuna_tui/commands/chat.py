@@ -11,7 +11,7 @@ from vicuna_tui import runtime
 from vicuna_tui.chat import ChatSession
 from vicuna_tui.engine.errors import SettingsError
 from vicuna_tui.engine.events import ModelInfo, ReplyDone
-from vicuna_tui.frontends.driver import Driver, ProgressLine
+from vicuna_tui.frontends.driver import Driver, ProgressLine, raise_hangup_on_signals
 from vicuna_tui.frontends.linechat import LineChat, PlainRenderer, Renderer, reply_record
 from vicuna_tui.textsafe import json_line, terminal_safe
 
@@ -98,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         )
 
     driver = Driver(debug=args.debug, notice=lambda text: _say(stderr, f"note: {text}"))
+    raise_hangup_on_signals()
     try:
         progress = ProgressLine(stderr)
         try:

@@ -18,6 +18,7 @@ the terminal the TUI draws on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import queue
@@ -76,20 +77,38 @@ class ProcessBackend:
 
         local_backend(self.settings).check()
 
-    def load(self, progress: Progress | None = None) -> ModelInfo:
-        path = log_path()
-        with contextlib.suppress(OSError):  # keep one old log, not an ever-growing one
-            if path.stat().st_size > LOG_LIMIT:
-                os.replace(path, path.with_name(path.name + ".1"))
+    def _open_log(self) -> tuple[IO[bytes] | int, str | None]:
+        """engine.log for the child's stderr; DEVNULL, and why, when it cannot be written
+        (a read-only log folder must not stop the model)."""
+        from vicuna_tui import writable
+
+        path: Path | None = None
         try:
-            with open(path, "ab") as log:
-                os.chmod(path, 0o600)
+            path = log_path()
+            with contextlib.suppress(OSError):  # keep one old log, not an ever-growing one
+                if path.stat().st_size > LOG_LIMIT:
+                    os.replace(path, path.with_name(path.name + ".1"))
+            log = open(path, "ab")  # noqa: SIM115 (closed once the child has it)
+            os.chmod(path, 0o600)
+            return log, None
+        except OSError as exc:
+            where = path or Path(exc.filename or "engine.log")
+            problem = writable.os_error_problem(exc, where)
+            return subprocess.DEVNULL, f"no engine.log this time: {problem}"
+
+    def load(self, progress: Progress | None = None) -> ModelInfo:
+        log, log_problem = self._open_log()
+        try:
+            try:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "vicuna_tui.engine.process"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=log,
                 )
+            finally:
+                if not isinstance(log, int):
+                    log.close()
         except OSError as exc:
             raise GenerationError(
                 f"could not start the model's process: {exc}",
@@ -108,6 +127,9 @@ class ProcessBackend:
             self.unload()
             raise
         self._info = cast(ModelInfo, info)
+        if log_problem:
+            notices = (*self._info.notices, log_problem)
+            self._info = dataclasses.replace(self._info, notices=notices)
         return self._info
 
     @property

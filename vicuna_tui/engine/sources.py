@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vicuna_tui import locations
-from vicuna_tui.engine.errors import ModelNotFoundError, OfflineError
+from vicuna_tui import filelock, locations, writable
+from vicuna_tui.engine.errors import ModelNotFoundError, OfflineError, SettingsError
 
 Progress = Callable[[str, int, int], None]
 
@@ -362,22 +362,35 @@ def convert_gguf(path: Path, report: Progress | None = None) -> tuple[Path, bool
     and renamed into place only when complete.
     """
     progress = _quiet(report)
-    root = locations.ensure_private_dir(locations.gguf_cache_dir())
-    digest, _known = gguf_cache_key(path, progress)
-    folder = converted_folder_for(path, digest)
-    stat = path.stat()
-    fresh = False
-    if not (folder / "conversion.json").is_file():
-        _convert(path, folder, root, digest, progress)
-        fresh = True
-    index = _read_index(root)
-    index[str(path)] = {
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "sha256": digest,
-        "folder": folder.name,
-    }
-    _write_index(root, index)
+    try:
+        root = locations.ensure_private_dir(locations.gguf_cache_dir())
+        digest, _known = gguf_cache_key(path, progress)
+        folder = converted_folder_for(path, digest)
+        stat = path.stat()
+        fresh = False
+        if not (folder / "conversion.json").is_file():
+            # One process converts; the others wait, then use its result.
+            waiting = "waiting for another vicuna-tui to finish converting"
+            with filelock.held(root / f".{folder.name}.lock", lambda: progress(waiting, 0, 1)):
+                if not (folder / "conversion.json").is_file():
+                    _convert(path, folder, root, digest, progress)
+                    fresh = True
+        with filelock.held(root / ".index.lock"):
+            index = _read_index(root)
+            index[str(path)] = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "sha256": digest,
+                "folder": folder.name,
+            }
+            _write_index(root, index)
+    except OSError as exc:
+        problem = writable.os_error_problem(exc, locations.gguf_cache_dir() / "x")
+        raise SettingsError(
+            f"cannot convert {path.name} into the cache at {locations.gguf_cache_dir()}: {problem}",
+            f"{writable.fix_for(problem)}; or run the GGUF as it is on llama.cpp "
+            "(--backend llamacpp), which needs no conversion",
+        ) from None
     return folder, fresh
 
 

@@ -69,6 +69,7 @@ class Driver:
         self.engine = EngineThread(self.events.put, debug=debug).start()
         self._notice = notice or (lambda text: None)
         self.info: ModelInfo | None = None
+        self.hung_up = False  # SIGTERM or SIGHUP came: finish the reply, then exit
 
     def _next(self) -> EngineEvent:
         while True:
@@ -98,13 +99,22 @@ class Driver:
         on_delta: Callable[[str], None],
         on_started: Callable[[ReplyStarted], None] | None = None,
     ) -> ReplyDone | ReplyFailed:
-        """Generate one reply, streaming deltas to ``on_delta``; Ctrl-C cancels it."""
+        """Generate one reply, streaming deltas to ``on_delta``; Ctrl-C cancels it, and
+        so do SIGTERM and SIGHUP (``Hangup``), after which ``hung_up`` is set.  Output
+        that can no longer be written (the terminal closed) cancels it too: the reply
+        so far still comes back, to be saved."""
         self.engine.generate(request)
+        writing = True
         while True:
             try:
                 event = self._next()
                 if isinstance(event, ReplyDelta) and event.request_id == request.request_id:
-                    on_delta(event.text)
+                    if writing:
+                        try:
+                            on_delta(event.text)
+                        except OSError:
+                            writing = False
+                            self.engine.cancel()
                 elif isinstance(event, ReplyStarted) and on_started is not None:
                     on_started(event)
                 elif (
@@ -114,8 +124,10 @@ class Driver:
                     return event
                 elif isinstance(event, Notice):
                     self._notice(event.text)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as interrupt:
                 self.engine.cancel()
+                if isinstance(interrupt, Hangup):
+                    self.hung_up = True
 
     def preview(self, request: ChatRequest) -> PromptPreview:
         self.engine.preview(request)
@@ -128,6 +140,23 @@ class Driver:
 
     def close(self) -> None:
         self.engine.shutdown()
+
+
+class Hangup(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (the terminal closed): stop the reply, save it, and exit."""
+
+
+def raise_hangup_on_signals() -> None:
+    """Make SIGTERM and SIGHUP raise ``Hangup`` in the main thread (where the line
+    front ends wait), so they end a chat the way Ctrl-C ends a reply."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise Hangup(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
 
 
 def describe_failure(error: VicunaError) -> str:

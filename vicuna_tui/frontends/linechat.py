@@ -21,7 +21,7 @@ from vicuna_tui.engine.events import (
     ReplyStats,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
-from vicuna_tui.frontends.driver import Driver, describe_failure
+from vicuna_tui.frontends.driver import Driver, Hangup, describe_failure
 from vicuna_tui.store import Conversation, now
 from vicuna_tui.textsafe import json_line, terminal_safe
 
@@ -194,6 +194,8 @@ class LineChat:
                 text = self.renderer.read()
             except EOFError:
                 break
+            except Hangup:
+                break
             except KeyboardInterrupt:
                 self.renderer.info("\n(Ctrl-D or !!exit to quit)")
                 continue
@@ -204,6 +206,8 @@ class LineChat:
                     break
                 continue
             self.respond(self.session.add_user(text), text)
+            if self.driver.hung_up:
+                break
         return 1 if self.failures and self.json_mode else 0
 
     def respond(self, request: ChatRequest, prompt: str = "") -> ReplyDone | ReplyFailed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -142,7 +143,24 @@ class VicunaApp(App[int]):
         self._theme_ready = True
         for warning in self.resolved.warnings:
             self.notify(warning, severity="error", timeout=12)
+        self._end_on_signals()
         self.push_screen(self.chat)
+
+    def _end_on_signals(self) -> None:
+        """SIGTERM and SIGHUP (the terminal closed) end the app as quitting does: the
+        reply in flight is kept and saved, and the model's process is stopped."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(getattr(signal, name), self._end_now)
+
+    def _end_now(self) -> None:
+        self.chat.keep_partial_reply()
+        self.exit(0)
 
     def watch_theme(self, theme: str) -> None:
         if self._theme_ready:

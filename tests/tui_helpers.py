@@ -25,6 +25,8 @@ def make_app(
     conversation_id: str | None = None,
     save: bool = True,
     remote: Any = None,
+    store_object: Store | None = None,
+    not_saving: str | None = None,
 ) -> VicunaApp:
     cfg = config_mod.load()
     resolved = runtime.Resolved(
@@ -38,10 +40,11 @@ def make_app(
     )
     return VicunaApp(
         resolved,
-        Store() if save else None,
+        store_object or (Store() if save else None),
         conversation_id=conversation_id,
         backend_factory=backend_factory,
         memory_probe=lambda: FIXED_MEMORY,
+        not_saving=not_saving,
     )
 
 
@@ -88,3 +91,7 @@ def showing(app: Any, screen_type: type) -> bool:
     to query: a pushed screen composes after it becomes ``app.screen``)."""
     screen = app.screen
     return isinstance(screen, screen_type) and bool(screen.is_mounted)
+
+
+def status_text(screen: ChatScreen) -> str:
+    return str(screen.status.query_one("#status-text").render())

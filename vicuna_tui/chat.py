@@ -76,6 +76,7 @@ class ChatSession:
         self._next_request = 1
         self._pending_delete: int | None = None
         self._unsaved_notice = False
+        self._stopped_saving = False
 
     # -- settings ------------------------------------------------------------------------
 
@@ -346,10 +347,21 @@ class ChatSession:
             replay_of=self.replay_of,
         )
 
+    def stop_saving(self, error: StoreError) -> None:
+        """The database is damaged: keep chatting, but write nothing more into it
+        (`sessions repair` works on the file as it is).  Says so once."""
+        if self._stopped_saving:
+            return
+        self._stopped_saving = True
+        self.not_saving = error.message
+        self._warn(f"not saving this chat: {error.message} (hint: {error.hint})")
+
     def save(self) -> bool:
         """Write whatever is not saved yet.  Returns False (and warns) if that failed."""
         if self.store is None:
             return True
+        if self._stopped_saving:
+            return False
         try:
             self._ensure_conversation()
             conv = self.conversation
@@ -363,6 +375,9 @@ class ChatSession:
             if conv.title == "New chat":
                 conv.title = self.store.get(conv.id).title
         except StoreError as exc:
+            if exc.kind == "damaged":
+                self.stop_saving(exc)
+                return False
             self.not_saving = exc.message
             if not self._unsaved_notice:
                 self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)

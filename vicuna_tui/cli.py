@@ -165,9 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {exc.message}", file=sys.stderr)
+        from vicuna_tui.textsafe import terminal_safe
+
+        # Messages may quote a file name, an argument or stored text: nothing in them
+        # may act on the terminal.
+        print(f"error: {terminal_safe(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+            print(f"  hint: {terminal_safe(exc.hint)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(file=sys.stderr)

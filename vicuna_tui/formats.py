@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from vicuna_tui.engine.errors import VicunaError
 from vicuna_tui.engine.templates import ASSISTANT, TEMPLATES, USER
 from vicuna_tui.store import Conversation, Message, make_title, now
+from vicuna_tui.textsafe import json_text, terminal_safe
 
 OUR_FORMAT = "vicuna-tui/1"
 EXPORT_FORMATS = ("md", "json", "fastchat", "sharegpt")
@@ -75,6 +77,12 @@ def to_sharegpt(conv: Conversation) -> dict[str, Any]:
 
 
 def to_markdown(conv: Conversation) -> str:
+    """Markdown for people: no control character but newline and tab, wherever it goes
+    (a file is often shown with cat); the JSON formats keep the exact text."""
+    return terminal_safe(_markdown(conv))
+
+
+def _markdown(conv: Conversation) -> str:
     lines = [f"# {conv.title}", ""]
     meta = [f"- id: `{conv.id}`", f"- created: {conv.created_at}"]
     if conv.model_name or conv.model_path:
@@ -91,6 +99,14 @@ def to_markdown(conv: Conversation) -> str:
     return "\n".join(lines)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write an export readable by the user alone (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def export(conv: Conversation, fmt: str) -> str:
     if fmt == "md":
         return to_markdown(conv)
@@ -99,7 +115,7 @@ def export(conv: Conversation, fmt: str) -> str:
         raise FormatError(
             f"unknown export format {fmt!r}", "use one of: " + ", ".join(EXPORT_FORMATS)
         )
-    return json.dumps(data(conv), ensure_ascii=False, indent=2) + "\n"
+    return json_text(data(conv)) + "\n"
 
 
 # --- import -------------------------------------------------------------------------------

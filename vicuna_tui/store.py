@@ -314,9 +314,18 @@ def _columns(row: sqlite3.Row, names: Sequence[str]) -> dict[str, Any]:
 def _conversation(row: sqlite3.Row, count: int = 0) -> Conversation:
     data = _columns(row, _CONV_COLUMNS)
     data["backend"] = data["backend"] or "local"
-    data["generation"] = json.loads(data["generation"] or "{}")
-    data["load"] = json.loads(data["load"] or "{}")
+    data["generation"] = _json_object(data["generation"])
+    data["load"] = _json_object(data["load"])
     return Conversation(**data, message_count=count)
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A stored JSON object; {} for one that is missing or unreadable (damage)."""
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _message(row: sqlite3.Row) -> Message:

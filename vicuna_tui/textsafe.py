@@ -22,5 +22,12 @@ def terminal_safe(text: str) -> str:
 
 def json_line(obj: Any) -> str:
     """One JSON object on one line, readable (UTF-8) but with nothing a terminal acts on."""
-    text = json.dumps(obj, ensure_ascii=False)
+    return json_text(obj, indent=None)
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """JSON that keeps every character of the text exactly, readable (UTF-8), with the
+    characters a terminal acts on written as escapes (``\\u001b``, ``\\u009b``): JSON
+    itself escapes only C0, and a raw C1 control would reach a terminal that shows it."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -8,8 +8,6 @@ reading actions work on a read-only folder or file too.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ from vicuna_tui.commands import care
 from vicuna_tui.commands.console import confirmed
 from vicuna_tui.commands.console import out as _out
 from vicuna_tui.store import Conversation, Store
+from vicuna_tui.textsafe import json_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +83,7 @@ def _run(args: argparse.Namespace, store: Store) -> int:
     if args.action == "list":
         conversations = store.conversations(limit=args.limit)
         if args.json:
-            print(json.dumps([_summary(c) for c in conversations], ensure_ascii=False, indent=2))
+            sys.stdout.write(json_text([_summary(c) for c in conversations]) + "\n")
             return 0
         if not conversations:
             _out("no saved conversations yet")
@@ -146,9 +145,7 @@ def _run(args: argparse.Namespace, store: Store) -> int:
         text = formats.export(conv, args.format)
         if args.output:
             path = Path(args.output).expanduser()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
+            formats.write_private(path, text)
             _out(f"wrote {path}")
         else:
             sys.stdout.write(text)

@@ -6,7 +6,6 @@ FastChat-compatible commands: !!exit, !!reset, !!remove, !!regen, !!save FILE,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -23,7 +22,7 @@ from vicuna_tui.engine.events import (
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.frontends.driver import Driver, Hangup, describe_failure
 from vicuna_tui.store import Conversation, now
-from vicuna_tui.textsafe import json_line, terminal_safe
+from vicuna_tui.textsafe import json_line, json_text, terminal_safe
 
 HELP = """commands:
   !!exit          quit (so does Ctrl-D)
@@ -288,12 +287,8 @@ class LineChat:
                 return True
             path = Path(arg if "." in Path(arg).name else arg + ".json").expanduser()
             try:
-                path.write_text(
-                    json.dumps(
-                        formats.to_fastchat(self._conversation_snapshot()),
-                        ensure_ascii=False,
-                        indent=2,
-                    )
+                formats.write_private(
+                    path, json_text(formats.to_fastchat(self._conversation_snapshot())) + "\n"
                 )
             except OSError as exc:
                 r.info(f"cannot save {path}: {exc.strerror or exc}")

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from vicuna_tui import config as config_mod
@@ -19,6 +20,7 @@ from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.store import Store
+from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
 from vicuna_tui.tui.screens.chat import ChatScreen
 
@@ -165,6 +167,26 @@ class VicunaApp(App[int]):
     def watch_theme(self, theme: str) -> None:
         if self._theme_ready:
             self.save_settings({"theme": theme})
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast is literal text: messages quote model names, file names and
+        errors, which must never become markup or reach the terminal as controls."""
+        del markup  # widgets pass Textual's default (True): never honoured here
+        super().notify(
+            terminal_safe(message),
+            title=terminal_safe(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     async def action_quit(self) -> None:
         self.chat.keep_partial_reply()

@@ -7,6 +7,7 @@ from typing import Any
 from textual.message import Message
 
 from vicuna_tui.engine.events import EngineEvent
+from vicuna_tui.store import StoreError
 
 
 class EngineMessage(Message):
@@ -56,3 +57,11 @@ class ReloadRequested(Message):
     def __init__(self, values: dict[str, Any]) -> None:
         super().__init__()
         self.values = values
+
+
+class StoreFailed(Message):
+    """Reading the conversation database failed (it may be damaged)."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__()
+        self.error = error

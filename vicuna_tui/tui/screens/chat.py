@@ -47,6 +47,7 @@ from vicuna_tui.tui.messages import (
     GenerationChanged,
     PromptSubmitted,
     ReloadRequested,
+    StoreFailed,
 )
 from vicuna_tui.tui.pacing import FramePacer
 from vicuna_tui.tui.screens.dialogs import (
@@ -385,6 +386,14 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(
             ErrorScreen("The reply failed", failed.error.message, failed.error.hint)
         )
+
+    @on(StoreFailed)
+    def _store_failed(self, message: StoreFailed) -> None:
+        if message.error.kind == "damaged":
+            self.session.stop_saving(message.error)
+            self._show_saving()
+        else:
+            self.notify(message.error.message, severity="error")
 
     def _after_change(self) -> None:
         if self.session.conversation is not None:

@@ -6,12 +6,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from vicuna_tui.textsafe import terminal_safe
+from vicuna_tui.tui.plain import plain
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -24,7 +24,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Content(terminal_safe(self.question)), classes="dialog-title")
+            yield Static(plain(self.question), classes="dialog-title")
             with Horizontal(classes="buttons"):
                 yield Button(self.yes, id="yes", variant="error")
                 yield Button("Cancel", id="no")
@@ -55,9 +55,9 @@ class TextInputScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Content(self.title_text), classes="dialog-title")
+            yield Static(plain(self.title_text), classes="dialog-title")
             yield Input(self.value, id="text")
-            yield Static(Content("Enter saves · Esc cancels"), classes="dim")
+            yield Static(plain("Enter saves · Esc cancels"), classes="dim")
 
     @on(Input.Submitted)
     def _submit(self, event: Input.Submitted) -> None:
@@ -80,10 +80,10 @@ class ErrorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog error-dialog"):
-            yield Static(Content(self.title_text), classes="dialog-title")
-            yield Static(Content(terminal_safe(self.message)), id="error-message")
+            yield Static(plain(self.title_text), classes="dialog-title")
+            yield Static(plain(self.message), id="error-message")
             if self.hint:
-                yield Static(Content("How to fix it: " + terminal_safe(self.hint)), id="error-hint")
+                yield Static(plain("How to fix it: " + terminal_safe(self.hint)), id="error-hint")
             yield Button("OK", id="ok", variant="primary")
 
     def on_mount(self) -> None:
@@ -108,11 +108,11 @@ class PickScreen(ModalScreen[int | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Content(self.title_text), classes="dialog-title")
+            yield Static(plain(self.title_text), classes="dialog-title")
             options = []
             for index, item in enumerate(self.items):
                 first = " ".join(terminal_safe(item).split())[:70] or "(empty)"
-                options.append(Option(Content(f"{index + 1}. {first}"), id=str(index)))
+                options.append(Option(plain(f"{index + 1}. {first}"), id=str(index)))
             yield OptionList(*options, id="pick")
 
     @on(OptionList.OptionSelected)
@@ -139,9 +139,9 @@ class PromptViewScreen(ModalScreen[None]):
         with Vertical(classes="dialog wide"):
             note = f" · {self.dropped} old turn(s) dropped" if self.dropped else ""
             yield Static(
-                Content(f"Next prompt · template {self.template} · {self.tokens} tokens{note}"),
+                plain(f"Next prompt · template {self.template} · {self.tokens} tokens{note}"),
                 classes="dialog-title",
             )
             with VerticalScroll():
                 yield TextArea(self.text, read_only=True, soft_wrap=True, id="prompt-text")
-            yield Static(Content("Esc closes"), classes="dim")
+            yield Static(plain("Esc closes"), classes="dim")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.tui.plain import plain
 
 
 def key_label(key: str) -> str:
@@ -25,7 +25,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box", classes="dialog"):
-            yield Static(Content("Keys"), classes="dialog-title")
+            yield Static(plain("Keys"), classes="dialog-title")
             with VerticalScroll():
                 rows = [(key_label(self.keys.get(a.action, a.key)), a.description) for a in ACTIONS]
                 rows += [
@@ -35,5 +35,5 @@ class HelpScreen(ModalScreen[None]):
                 ]
                 width = max(len(k) for k, _ in rows) + 2
                 text = "\n".join(f"{k:<{width}}{d}" for k, d in rows)
-                yield Static(Content(text), id="help-keys")
-            yield Static(Content("Esc closes"), classes="dim")
+                yield Static(plain(text), id="help-keys")
+            yield Static(plain("Esc closes"), classes="dim")

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from vicuna_tui.replay import Comparison
 from vicuna_tui.textsafe import terminal_safe
+from vicuna_tui.tui.plain import plain
 
 
 def diff_content(comparison: Comparison) -> Content:
@@ -18,12 +19,12 @@ def diff_content(comparison: Comparison) -> Content:
     for op, words in comparison.diff:
         text = terminal_safe(words)
         if op == "=":
-            parts.append(Content(text))
+            parts.append(plain(text))
         elif op == "-":
             parts.append(Content.styled(text, "red strike"))
         else:
             parts.append(Content.styled(text, "green bold"))
-    return Content(" ").join(parts)
+    return plain(" ").join(parts)
 
 
 class ReplayScreen(ModalScreen[None]):
@@ -39,26 +40,26 @@ class ReplayScreen(ModalScreen[None]):
         same = sum(c.identical for c in self.comparisons)
         with Vertical(classes="dialog wide", id="replay-box"):
             yield Static(
-                Content(f"{self.title_text}: {same} of {len(self.comparisons)} replies identical"),
+                plain(f"{self.title_text}: {same} of {len(self.comparisons)} replies identical"),
                 classes="dialog-title",
             )
             if self.note:
-                yield Static(Content(self.note), classes="dim")
+                yield Static(plain(self.note), classes="dim")
             with VerticalScroll():
                 for number, comparison in enumerate(self.comparisons, start=1):
                     verdict = "identical" if comparison.identical else "differs"
                     yield Static(
-                        Content(
+                        plain(
                             f"Turn {number} · {verdict} · {terminal_safe(comparison.prompt)[:70]}"
                         ),
                         classes=f"replay-turn {verdict}",
                     )
                     with Horizontal(classes="replay-pair"):
                         yield Static(
-                            Content(terminal_safe(comparison.old or "(no saved reply)")),
+                            plain(comparison.old or "(no saved reply)"),
                             classes="replay-old",
                         )
-                        yield Static(Content(terminal_safe(comparison.new)), classes="replay-new")
+                        yield Static(plain(comparison.new), classes="replay-new")
                     if not comparison.identical:
                         yield Static(diff_content(comparison), classes="replay-diff")
-            yield Static(Content("Left: saved reply · right: replay · Esc closes"), classes="dim")
+            yield Static(plain("Left: saved reply · right: replay · Esc closes"), classes="dim")

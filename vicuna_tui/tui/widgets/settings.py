@@ -14,7 +14,6 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.content import Content
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, RadioButton, RadioSet, Select, Static
 
@@ -31,6 +30,7 @@ from vicuna_tui.engine.settings import (
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.tui.messages import GenerationChanged, ReloadRequested
+from vicuna_tui.tui.plain import plain
 
 SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
 LOAD_INPUTS = ("model_path", "num_gpus", "max_gpu_memory", "context", "gpu_layers")
@@ -112,7 +112,7 @@ class SettingsPane(Vertical):
     # -- building ----------------------------------------------------------------------
 
     def _field(self, name: str, spec: FieldSpec, value: Any) -> ComposeResult:
-        yield Static(Content(LABELS.get(name, name)), classes="field-label")
+        yield Static(plain(LABELS.get(name, name)), classes="field-label")
         yield Input(
             _text(value),
             id=f"set-{name}",
@@ -120,24 +120,24 @@ class SettingsPane(Vertical):
             validate_on=["changed", "submitted", "blur"],
             placeholder=PLACEHOLDERS.get(name, "(default)" if spec.optional else ""),
         )
-        yield Static(Content(""), id=f"err-{name}", classes="field-error")
+        yield Static(plain(""), id=f"err-{name}", classes="field-error")
 
     def compose(self) -> ComposeResult:
-        yield Static(Content("Settings"), classes="pane-title")
+        yield Static(plain("Settings"), classes="pane-title")
         with VerticalScroll(id="settings-fields"):
             yield from self._fields()
         # Outside the scrolling fields, so it is always in view.
         yield Button("Reload model", id="reload", disabled=True, variant="primary")
 
     def _fields(self) -> ComposeResult:
-        yield Static(Content("Backend"), classes="section")
+        yield Static(plain("Backend"), classes="section")
         with RadioSet(id="set-backend"):
             yield RadioButton("local", value=self.remote is None, id="backend-local")
             yield RadioButton("server", value=self.remote is not None, id="backend-remote")
         yield from self._field(
             "endpoint", REMOTE_FIELDS["endpoint"], self.remote.endpoint if self.remote else None
         )
-        yield Static(Content("Server model"), classes="field-label")
+        yield Static(plain("Server model"), classes="field-label")
         current = self.remote.model if self.remote and self.remote.model else None
         yield Select(
             [(current, current)] if current else [],
@@ -146,13 +146,13 @@ class SettingsPane(Vertical):
             prompt="(the server's only model)",
             id="set-remote_model",
         )
-        yield Static(Content("Model"), classes="section")
+        yield Static(plain("Model"), classes="section")
         yield from self._field("model_path", LOAD_FIELDS["model_path"], self.load.model_path)
-        yield Static(Content("Runs on"), classes="field-label")
+        yield Static(plain("Runs on"), classes="field-label")
         yield Select(ENGINES, value=self.load.backend, allow_blank=False, id="set-engine")
         yield from self._field("context", LOAD_FIELDS["context"], self.load.context)
         yield from self._field("gpu_layers", LOAD_FIELDS["gpu_layers"], self.load.gpu_layers)
-        yield Static(Content("Device"), classes="field-label")
+        yield Static(plain("Device"), classes="field-label")
         with RadioSet(id="set-device", classes="vertical"):
             for device in ("auto", "cuda", "mps", "cpu"):
                 yield RadioButton(device, value=self.load.device == device, id=f"device-{device}")
@@ -160,17 +160,17 @@ class SettingsPane(Vertical):
         yield from self._field(
             "max_gpu_memory", LOAD_FIELDS["max_gpu_memory"], self.load.max_gpu_memory
         )
-        yield Static(Content("Precision"), classes="field-label")
+        yield Static(plain("Precision"), classes="field-label")
         yield Select(
             [(d, d) for d in DTYPES], value=self.load.dtype, allow_blank=False, id="set-dtype"
         )
-        yield Static(Content("Quantization"), classes="field-label")
+        yield Static(plain("Quantization"), classes="field-label")
         quant = self.load.quantization or "none"
         with RadioSet(id="set-quant"):
             for value, label in (("none", "none"), ("8bit", "8-bit"), ("4bit", "4-bit")):
                 yield RadioButton(label, value=quant == value, id=f"quant-{value}")
-        yield Static(Content("Prompt"), classes="section")
-        yield Static(Content("Template"), classes="field-label")
+        yield Static(plain("Prompt"), classes="section")
+        yield Static(plain("Template"), classes="field-label")
         yield Select(
             [(t, t) for t in TEMPLATE_CHOICES],
             value=self.template,
@@ -178,12 +178,12 @@ class SettingsPane(Vertical):
             id="set-template",
         )
         yield Static(
-            Content("System prompt (Enter applies; empty = template's)"), classes="field-label"
+            plain("System prompt (Enter applies; empty = template's)"), classes="field-label"
         )
         yield Input(
             _text(self.system_message), id="set-system_message", placeholder="(template default)"
         )
-        yield Static(Content("Sampling"), classes="section")
+        yield Static(plain("Sampling"), classes="section")
         values = dataclasses.asdict(self.generation)
         for name in SAMPLING:
             yield from self._field(name, GENERATION_FIELDS[name], values[name])
@@ -304,7 +304,7 @@ class SettingsPane(Vertical):
                 if event.validation_result.is_valid
                 else "; ".join(event.validation_result.failure_descriptions)
             )
-            error.first(Static).update(Content(message))
+            error.first(Static).update(plain(message))
         if name in LOAD_INPUTS or name == "endpoint":
             self._update_reload()
         elif (

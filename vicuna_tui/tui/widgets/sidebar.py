@@ -9,13 +9,13 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.content import Content
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from vicuna_tui.store import Store, StoreError
 from vicuna_tui.textsafe import terminal_safe
-from vicuna_tui.tui.messages import ConversationChosen
+from vicuna_tui.tui.messages import ConversationChosen, StoreFailed
+from vicuna_tui.tui.plain import plain
 
 
 class Sidebar(Vertical):
@@ -28,12 +28,12 @@ class Sidebar(Vertical):
         self.current_id: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Content("Chats"), classes="pane-title")
+        yield Static(plain("Chats"), classes="pane-title")
         yield Input(placeholder="Filter or search…", id="chat-filter")
         yield OptionList(id="chat-list")
         if self.store is None:
             why = terminal_safe(self.not_saving) if self.not_saving else "--no-save"
-            yield Static(Content(f"Not saving ({why})"), classes="dim", id="not-saving")
+            yield Static(plain(f"Not saving ({why})"), classes="dim", id="not-saving")
 
     @property
     def filter_text(self) -> str:
@@ -50,19 +50,15 @@ class Sidebar(Vertical):
             conversations = self.store.conversations(limit=500, title_filter=query)
             hits = self.store.search(query) if len(query) >= 2 else []
         except StoreError as exc:
-            self.notify(exc.message, severity="error")
+            self.post_message(StoreFailed(exc))
             return
         seen = {c.id for c in conversations}
-        options = [Option(Content(terminal_safe(c.title)), id=c.id) for c in conversations]
+        options = [Option(plain(c.title), id=c.id) for c in conversations]
         for hit in hits:
             if hit.conversation_id not in seen:
                 seen.add(hit.conversation_id)
                 snippet = " ".join(hit.snippet.split())
-                options.append(
-                    Option(
-                        Content(terminal_safe(f"{hit.title}\n  {snippet}")), id=hit.conversation_id
-                    )
-                )
+                options.append(Option(plain(f"{hit.title}\n  {snippet}"), id=hit.conversation_id))
         option_list.add_options(options)
         if self.current_id is not None and self.current_id in seen:
             option_list.highlighted = next(

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
 from vicuna_tui.engine.events import ModelInfo
+from vicuna_tui.tui.plain import plain
 
 
 def process_rss() -> int:
@@ -49,7 +49,7 @@ class StatusBar(Horizontal):
         self.not_saving: str | None = None  # why the chat is not being saved
 
     def compose(self) -> ComposeResult:
-        yield Static(Content(self.state), id="status-text")
+        yield Static(plain(self.state), id="status-text")
         yield ProgressBar(id="load-progress", show_eta=False)
 
     def on_mount(self) -> None:
@@ -125,4 +125,4 @@ class StatusBar(Horizontal):
             parts.append(self.notice)
         if self.not_saving:
             parts.append("⚠ not saving")
-        self.query_one("#status-text", Static).update(Content(" · ".join(parts)))
+        self.query_one("#status-text", Static).update(plain(" · ".join(parts)))

@@ -11,12 +11,12 @@ import re
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.content import Content
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
 from vicuna_tui.store import Message
 from vicuna_tui.textsafe import terminal_safe
+from vicuna_tui.tui.plain import plain
 
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 
@@ -55,17 +55,17 @@ class MessageView(Vertical, can_focus=True):
         self.deltas = 0  # streamed fragments received
 
     def compose(self) -> ComposeResult:
-        yield Static(Content(self.label), classes="role")
+        yield Static(plain(self.label), classes="role")
         if self.role == "user":
-            yield Static(Content(self.text), classes="body")
+            yield Static(plain(self.text), classes="body")
         else:
             yield Markdown(self.text, open_links=False, classes="body")
-        yield Static(Content(""), classes="meta")
+        yield Static(plain(""), classes="meta")
 
     def set_label(self, label: str) -> None:
         self.label = label
         if self.is_mounted:
-            self.query_one(".role", Static).update(Content(label))
+            self.query_one(".role", Static).update(plain(label))
 
     @property
     def markdown(self) -> Markdown:
@@ -102,7 +102,7 @@ class MessageView(Vertical, can_focus=True):
 
     def set_meta(self, meta: str) -> None:
         static = self.query_one(".meta", Static)
-        static.update(Content(meta))
+        static.update(plain(meta))
         static.display = bool(meta)
 
 
@@ -117,7 +117,7 @@ class Transcript(VerticalScroll):
     """The chat.  It stays pinned to the bottom unless the user scrolls up."""
 
     def compose(self) -> ComposeResult:
-        yield Welcome(Content(HOW_TO_START), id="welcome")
+        yield Welcome(plain(HOW_TO_START), id="welcome")
 
     def on_mount(self) -> None:
         self.anchor()
@@ -126,7 +126,7 @@ class Transcript(VerticalScroll):
         """The empty chat's text: ``status`` (e.g. what is loading) and how to start."""
         welcome = self.query("#welcome")
         if welcome:
-            welcome.first(Static).update(Content(f"{status}\n\n{HOW_TO_START}"))
+            welcome.first(Static).update(plain(f"{status}\n\n{HOW_TO_START}"))
 
     def _show_welcome(self, shown: bool) -> None:
         for welcome in self.query("#welcome"):

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from helpers import ScriptedBackend, run_cli
-from tui_helpers import make_app, ready, reply_done, send
+from tui_helpers import make_app, ready, reply_done, send, wait_for
 
 from vicuna_tui import formats
 from vicuna_tui.store import Conversation, Message, Store, now
@@ -162,7 +162,9 @@ async def test_the_tui_shows_nasty_text_as_text(home: Path) -> None:
         await send(pilot, "hi")
         await reply_done(pilot)
         app.notify(f"toast {NASTY}", title=NASTY)  # as every widget's notify() calls it
-        toast = next(n for n in app._notifications if n.message.startswith("toast"))
+        toasts = app._notifications
+        await wait_for(pilot, lambda: any(n.message.startswith("toast") for n in toasts))
+        toast = next(n for n in toasts if n.message.startswith("toast"))
         clean(toast.message + toast.title, "toast")
         assert MARKUP in toast.message and not toast.markup
         svg = app.export_screenshot()

@@ -370,6 +370,10 @@ def main() -> None:
     # Ctrl+C in the terminal is the front end's to handle (it cancels or quits and then
     # tells us); a SIGINT sent to the whole process group must not kill the model.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Likewise the terminal closing (SIGHUP to the whole session): the front end saves
+    # the reply in flight and then stops us; if it dies instead, our stdin ends.
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # The pipe to the front end is our stdin and stdout as they are now; afterwards
     # fd 1 goes where fd 2 goes (engine.log), so no library can write into the pipe.
     incoming = os.fdopen(os.dup(0), "rb")

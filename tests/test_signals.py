@@ -1,0 +1,117 @@
+"""SIGTERM and SIGHUP (the terminal closing) during a reply: the partial reply is saved,
+as with Ctrl-C, and no model process is left behind.  Real processes, real model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+from test_tmux import model_processes, screen_until, tmux
+
+from vicuna_tui.store import Store
+
+pytestmark = pytest.mark.real_model
+LONG = "Write a long story about a dragon who learns to cook."
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_in_the_pipe_mode_saves_the_partial_reply(
+    sig: signal.Signals, home: Path, smollm_gguf: Path
+) -> None:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "vicuna_tui", "--model-path", str(smollm_gguf)),
+            *("--temperature", "0", "--max-new-tokens", "400", "--style", "simple"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+    )
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(LONG + "\n")  # stdin stays open: only the signal ends this chat
+    proc.stdin.flush()
+    first = proc.stdout.read(20)  # the reply is streaming
+    assert first
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    with Store() as store:
+        reply = store.get(store.resolve("last")).messages[-1]
+    assert reply.role == "assistant" and reply.finish_reason == "cancelled"
+    assert reply.content and (first + out).startswith(reply.content[:20])
+    assert reply.new_tokens is not None and 0 < reply.new_tokens < 400
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize("how", ["close the terminal", "SIGTERM"])
+def test_the_tui_saves_the_partial_reply_and_stops_the_model(
+    how: str, home: Path, smollm_gguf: Path
+) -> None:
+    socket = f"vicuna-sig-{uuid.uuid4().hex[:8]}"
+    env = " ".join(
+        f"{k}={v}"
+        for k, v in {
+            "VICUNA_TUI_HOME": home,
+            "HF_HUB_OFFLINE": "1",
+            "TERM": "xterm-256color",
+            "PYTHONPATH": REPO,
+        }.items()
+    )
+    command = (
+        f"env {env} {sys.executable} -m vicuna_tui --model-path {smollm_gguf} "
+        "--temperature 0 --max-new-tokens 1500; echo VICUNA_EXIT=$?; sleep 30"
+    )
+    tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
+    try:
+        screen_until(socket, "RSS")  # loaded
+        children = model_processes(home)
+        assert children, "the model is not in its own process"
+        tmux(socket, "send-keys", "-t", "chat", LONG)
+        tmux(socket, "send-keys", "-t", "chat", "Enter")
+        screen_until(socket, "Assistant ·")  # the reply has started
+        time.sleep(1.0)  # let some of the reply stream
+        shell = tmux(socket, "display-message", "-p", "-t", "chat", "#{pane_pid}").strip()
+        # The pane runs sh -c; the app is its child.
+        app = int(
+            subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout.split()[0]
+        )
+        if how == "SIGTERM":
+            os.kill(app, signal.SIGTERM)
+            screen_until(socket, "VICUNA_EXIT=0", timeout=60)
+        else:
+            tmux(socket, "kill-server")  # the terminal goes away: SIGHUP
+    finally:
+        tmux(socket, "kill-server")
+    deadline = time.monotonic() + 60
+    while (running(app) or model_processes(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(app), "the app did not exit"
+    assert not model_processes(home), "the model's process was left running"
+    with Store() as store:
+        conv = store.get(store.resolve("last"))
+    assert [m.role for m in conv.messages] == ["user", "assistant"]
+    reply = conv.messages[-1]
+    assert reply.finish_reason == "cancelled" and reply.content
+    assert reply.new_tokens is None or reply.new_tokens < 1500
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose: it runs nothing.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))

@@ -178,3 +178,19 @@ def test_help_lists_the_flags() -> None:
         "sessions",
     ):
         assert flag in result.stdout
+
+
+def test_library_warnings_go_to_the_log_not_the_terminal(home: Path) -> None:
+    code = (
+        "import warnings\n"
+        "from vicuna_tui.warnlog import send_warnings_to_log\n"
+        "send_warnings_to_log()\n"
+        "warnings.warn('past_key_values is deprecated', FutureWarning)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stderr == ""
+    log = home / "log" / "engine.log"
+    assert "FutureWarning: past_key_values is deprecated" in log.read_text()
+    assert log.stat().st_mode & 0o777 == 0o600

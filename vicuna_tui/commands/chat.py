@@ -49,6 +49,10 @@ def main(args: argparse.Namespace) -> int:
             "add -p 'your prompt', or pipe prompts in",
         )
 
+    if not args.debug:
+        from vicuna_tui.warnlog import send_warnings_to_log
+
+        send_warnings_to_log()
     store, store_problem = runtime.open_store(args.no_save)
     not_saving = None
     if store_problem is not None:

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
+    if not args.debug:
+        from vicuna_tui.warnlog import send_warnings_to_log
+
+        send_warnings_to_log()
     if args.source.endswith(".jsonl") or Path(args.source).is_file():
         return _question_set(args)
     return _conversation(args)

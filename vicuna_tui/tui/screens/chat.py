@@ -17,6 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Markdown
@@ -221,7 +222,15 @@ class ChatScreen(Screen[None]):
     # -- engine events -----------------------------------------------------------------
 
     async def on_engine_message(self, message: EngineMessage) -> None:
-        await self.handle_event(message.event)
+        # The engine thread posts until it has stopped; while the app closes (quit, a
+        # signal) this screen's widgets are already going, and the event is moot.
+        if not self.is_attached:
+            return
+        try:
+            await self.handle_event(message.event)
+        except NoMatches:
+            if self.is_attached and not getattr(self.app, "_exit", False):
+                raise
 
     def _pending_text(self) -> tuple[str, int]:
         """Reply text that arrived since the last frame (and in how many deltas)."""

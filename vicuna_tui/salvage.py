@@ -23,30 +23,22 @@ from typing import Any
 
 from vicuna_tui import locations
 from vicuna_tui.backups import set_aside
-from vicuna_tui.store import CONVERSATION_COLUMNS, Store, StoreError, explain, make_title, now
+from vicuna_tui.store import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    Store,
+    StoreError,
+    explain,
+    make_title,
+    now,
+)
 
 MAGIC = b"SQLite format 3\x00"
 PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
 # Stop probing row ids this far past the last one that answered (when max(rowid)
 # itself cannot be read).
 _PROBE_PAST = 10_000
-_MSG_FIELDS = (
-    "conversation_id",
-    "position",
-    "role",
-    "content",
-    "created_at",
-    "prompt_tokens",
-    "new_tokens",
-    "time_to_first_token",
-    "tokens_per_second",
-    "seed",
-    "finish_reason",
-    "model",
-    "backend",
-    "template",
-    "settings",
-)
+_MSG_FIELDS = ("conversation_id", *(c for c in MESSAGE_COLUMNS if c != "id"))
 
 
 @dataclass

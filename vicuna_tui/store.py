@@ -302,6 +302,7 @@ _MSG_COLUMNS = (
     "template",
     "settings",
 )
+MESSAGE_COLUMNS = _MSG_COLUMNS
 
 
 def _columns(row: sqlite3.Row, names: Sequence[str]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings, RemoteSettings
 from vicuna_tui.engine.sources import GGUFChoiceError
 from vicuna_tui.keymap import ACTIONS
-from vicuna_tui.store import Conversation
+from vicuna_tui.store import Conversation, StoreError
 from vicuna_tui.tui.messages import (
     ConversationChosen,
     EngineCallResult,
@@ -547,6 +547,9 @@ class ChatScreen(Screen[None]):
         await self.stop_reply("Stopped the reply (it is kept) to open another chat.")
         try:
             conv = self.session.open(conversation_id)
+        except StoreError as exc:
+            self.post_message(StoreFailed(exc))
+            return
         except VicunaError as exc:
             self.notify(exc.message, severity="error")
             return

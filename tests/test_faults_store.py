@@ -202,10 +202,16 @@ async def test_the_tui_says_why_it_is_not_saving(home: Path) -> None:
     store, problem = runtime.open_store(False)
     assert store is None and problem is not None and problem.kind == "damaged"
     backend = ScriptedBackend([["Hello."]])
-    app = make_app(lambda load: backend, save=False, not_saving=problem.message)
+    app = make_app(
+        lambda load: backend, save=False, not_saving=problem.message, not_saving_hint=problem.hint
+    )
     async with app.run_test(size=(110, 32)) as pilot:
         await ready(pilot)
         screen = app.chat
+        toasts = app._notifications
+        await wait_for(pilot, lambda: any("Not saving this chat" in n.message for n in toasts))
+        toast = next(n for n in toasts if "Not saving this chat" in n.message)
+        assert str(path) in toast.message and "sessions repair" in toast.message
         assert "not saving" in status_text(screen)
         note = str(screen.sidebar.query_one("#not-saving").render())
         assert "is damaged" in note and str(path) in note

@@ -27,6 +27,7 @@ def make_app(
     remote: Any = None,
     store_object: Store | None = None,
     not_saving: str | None = None,
+    not_saving_hint: str | None = None,
 ) -> VicunaApp:
     cfg = config_mod.load()
     resolved = runtime.Resolved(
@@ -45,6 +46,7 @@ def make_app(
         backend_factory=backend_factory,
         memory_probe=lambda: FIXED_MEMORY,
         not_saving=not_saving,
+        not_saving_hint=not_saving_hint,
     )
 
 

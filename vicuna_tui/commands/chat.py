@@ -54,9 +54,9 @@ def main(args: argparse.Namespace) -> int:
 
         send_warnings_to_log()
     store, store_problem = runtime.open_store(args.no_save)
-    not_saving = None
+    not_saving = not_saving_hint = None
     if store_problem is not None:
-        not_saving = store_problem.message
+        not_saving, not_saving_hint = store_problem.message, store_problem.hint
         _say(stderr, f"warning: not saving this chat: {store_problem.message}")
         if store_problem.hint:
             _say(stderr, f"  hint: {store_problem.hint}")
@@ -81,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
             conversation_id=conversation.id if conversation else None,
             debug=args.debug,
             not_saving=not_saving,
+            not_saving_hint=not_saving_hint,
         )
 
     session = ChatSession(

@@ -45,8 +45,10 @@ class VicunaApp(App[int]):
         replay: bool = False,
         reuse_seeds: bool = True,
         not_saving: str | None = None,
+        not_saving_hint: str | None = None,
     ) -> None:
         super().__init__()
+        self.not_saving_hint = not_saving_hint
         self.resolved = resolved
         self.store = store
         self.memory_probe = memory_probe
@@ -235,6 +237,7 @@ def run_tui(
     replay: bool = False,
     reuse_seeds: bool = True,
     not_saving: str | None = None,
+    not_saving_hint: str | None = None,
 ) -> int:
     """Run the TUI until the user quits.  (Textual draws on stderr's terminal; Python-level
     output from libraries is captured by Textual meanwhile.)"""
@@ -246,6 +249,7 @@ def run_tui(
         replay=replay,
         reuse_seeds=reuse_seeds,
         not_saving=not_saving,
+        not_saving_hint=not_saving_hint,
     )
     app.run()
     return app.return_code or 0

@@ -191,7 +191,8 @@ class ChatScreen(Screen[None]):
         self._show_saving()
         if self.session.not_saving and self.session.store is None:
             self.notify(
-                f"Not saving this chat: {self.session.not_saving}",
+                f"Not saving this chat: {self.session.not_saving}"
+                + (f"\n{self.vicuna.not_saving_hint}" if self.vicuna.not_saving_hint else ""),
                 severity="warning",
                 timeout=12,
             )

@@ -61,6 +61,11 @@ def database_path() -> Path:
     return data_dir() / "conversations.db"
 
 
+def engine_log_path() -> Path:
+    """engine.log: the model process's own output, and library warnings (folder created)."""
+    return ensure_private_dir(log_dir()) / "engine.log"
+
+
 def backup_dir() -> Path:
     """Rolling daily backups of the conversation database."""
     return data_dir() / "backups"

@@ -21,7 +21,7 @@ def send_warnings_to_log() -> None:
         return
     handler: logging.Handler
     try:
-        path = locations.ensure_private_dir(locations.log_dir()) / "engine.log"
+        path = locations.engine_log_path()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.close(fd)
         handler = logging.FileHandler(path, encoding="utf-8")

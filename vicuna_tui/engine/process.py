@@ -48,7 +48,7 @@ RELOAD_HINT = "load the model again (Reload model in the settings pane)"
 def log_path() -> Path:
     from vicuna_tui import locations
 
-    return locations.ensure_private_dir(locations.log_dir()) / "engine.log"
+    return locations.engine_log_path()
 
 
 def _write(stream: IO[bytes], message: tuple[Any, ...]) -> None:

@@ -229,7 +229,7 @@ sys.path.insert(0, os.environ["VICUNA_ROOT"])
 from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import LoadSettings, GenerationSettings
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
-from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui.errors import VicunaError
 settings = LoadSettings(**json.loads(sys.argv[1]))
 start = time.perf_counter()
 backend = LocalBackend(settings)
@@ -394,7 +394,7 @@ import json, os, subprocess, sys, threading, time
 sys.path.insert(0, os.environ["VICUNA_ROOT"])
 from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone
 from vicuna_tui.engine.settings import LoadSettings, GenerationSettings
-from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui.errors import VicunaError
 from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.process import ProcessBackend
 

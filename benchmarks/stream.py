@@ -116,10 +116,10 @@ class TimedOut(io.StringIO):
 
 
 def simple_style(backend: Any, tokens: int) -> float:
-    from vicuna_tui.chat import ChatSession
     from vicuna_tui.engine.settings import GenerationSettings
     from vicuna_tui.frontends.driver import Driver
     from vicuna_tui.frontends.linechat import LineChat, PlainRenderer
+    from vicuna_tui.session import ChatSession
 
     driver = Driver()
     info = driver.load(Preloaded(backend), lambda event: None)

@@ -36,9 +36,9 @@ CHECK = (1, 5, 10, 20)
 
 
 def engine_chat(backend: Any, turns: int, tokens: int, reuse: bool) -> list[float]:
-    from vicuna_tui.chat import ChatSession
     from vicuna_tui.engine.events import ReplyDone
     from vicuna_tui.engine.settings import GenerationSettings
+    from vicuna_tui.session import ChatSession
 
     backend.reset_cache()
     session = ChatSession(

@@ -12,7 +12,7 @@ from helpers import run_cli
 from vicuna_tui import config as config_mod
 from vicuna_tui import locations, runtime
 from vicuna_tui.cli import build_parser
-from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.errors import SettingsError
 
 
 def write_config(text: str) -> Path:

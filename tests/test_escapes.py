@@ -16,10 +16,10 @@ import re
 from pathlib import Path
 
 from helpers import ScriptedBackend, run_cli
-from tui_helpers import make_app, ready, reply_done, send, wait_for
+from tui_helpers import make_app, ready, reply_done, run_test, send, wait_for
 
 from vicuna_tui import formats
-from vicuna_tui.store import Conversation, Message, Store, now
+from vicuna_tui.store import Conversation, SavedMessage, Store, now
 
 NASTY = (
     "start \x1b]0;pwned title\x07 osc \x1b]8;;https://evil.example\x1b\\link\x1b]8;;\x1b\\ "
@@ -47,8 +47,8 @@ def nasty_file(tmp_path: Path) -> Path:
         template="vicuna_v1.1",
         system_message=f"system {NASTY}",
         messages=[
-            Message("user", f"Which city is the capital of France? {NASTY}"),
-            Message("assistant", f"Paris. {NASTY}", finish_reason="stop", seed=1),
+            SavedMessage("user", f"Which city is the capital of France? {NASTY}"),
+            SavedMessage("assistant", f"Paris. {NASTY}", finish_reason="stop", seed=1),
         ],
     )
     path = tmp_path / "nasty.json"
@@ -153,11 +153,13 @@ def test_the_rich_style_shows_nasty_text_as_text() -> None:
 async def test_the_tui_shows_nasty_text_as_text(home: Path) -> None:
     with Store() as store:
         conv = store.create_conversation(title=f"Title {NASTY}", model_name=f"m {NASTY}")
-        store.add_message(conv.id, Message("user", f"Question {NASTY}"))
-        store.add_message(conv.id, Message("assistant", f"Answer {NASTY}", finish_reason="stop"))
+        store.add_message(conv.id, SavedMessage("user", f"Question {NASTY}"))
+        store.add_message(
+            conv.id, SavedMessage("assistant", f"Answer {NASTY}", finish_reason="stop")
+        )
     backend = ScriptedBackend([[f"Live {NASTY}"]])
     app = make_app(lambda load: backend, conversation_id=conv.id)
-    async with app.run_test(size=(160, 50)) as pilot:
+    async with run_test(app, size=(160, 50)) as pilot:
         await ready(pilot)
         await send(pilot, "hi")
         await reply_done(pilot)

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from vicuna_tui.chat import ChatSession
 from vicuna_tui.engine.events import EngineEvent, ModelReady, ReplyDelta, ReplyDone, ReplyFailed
 from vicuna_tui.engine.remote import RemoteBackend
 from vicuna_tui.engine.settings import GenerationSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
+from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Store
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]

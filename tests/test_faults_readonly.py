@@ -10,15 +10,15 @@ from helpers import read_only, run_cli
 
 from vicuna_tui.engine.process import ProcessBackend
 from vicuna_tui.engine.settings import LoadSettings
-from vicuna_tui.store import Message, Store
+from vicuna_tui.store import SavedMessage, Store
 
 
 def seed() -> tuple[Path, str]:
     with Store() as store:
         for title in ("Llamas", "Alpacas", "Vicuñas"):
             conv = store.create_conversation(title=title, model_name="SmolLM2")
-            store.add_message(conv.id, Message("user", f"Tell me about {title.lower()}."))
-            store.add_message(conv.id, Message("assistant", f"{title} are camelids."))
+            store.add_message(conv.id, SavedMessage("user", f"Tell me about {title.lower()}."))
+            store.add_message(conv.id, SavedMessage("assistant", f"{title} are camelids."))
         return store.path, conv.id
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from helpers import ScriptedBackend, run_cli
-from tui_helpers import make_app, ready, reply_done, send, status_text, wait_for
+from tui_helpers import make_app, ready, reply_done, run_test, send, status_text, wait_for
 
-from vicuna_tui import backups, runtime
-from vicuna_tui.store import Message, Store
+from vicuna_tui import runtime
+from vicuna_tui.store import SavedMessage, Store, backups
 
 CONVERSATIONS = 150
 TURNS = 3  # user + assistant each
@@ -26,8 +26,12 @@ def fill(path: Path | None = None) -> Path:
         for i in range(CONVERSATIONS):
             conv = store.create_conversation(model_name="SmolLM2")
             for j in range(TURNS):
-                store.add_message(conv.id, Message("user", f"question {i}.{j} " + "llama " * 40))
-                store.add_message(conv.id, Message("assistant", f"answer {i}.{j} " + "wool " * 40))
+                store.add_message(
+                    conv.id, SavedMessage("user", f"question {i}.{j} " + "llama " * 40)
+                )
+                store.add_message(
+                    conv.id, SavedMessage("assistant", f"answer {i}.{j} " + "wool " * 40)
+                )
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return store.path
 
@@ -186,7 +190,7 @@ async def test_the_tui_on_a_database_damaged_inside_keeps_chatting(home: Path) -
     assert store is not None and problem is None
     backend = ScriptedBackend([["Still here."]])
     app = make_app(lambda load: backend, store_object=store)
-    async with app.run_test(size=(110, 32)) as pilot:
+    async with run_test(app, size=(110, 32)) as pilot:
         await ready(pilot)
         await send(pilot, "are you there?")
         await reply_done(pilot)
@@ -205,7 +209,7 @@ async def test_the_tui_says_why_it_is_not_saving(home: Path) -> None:
     app = make_app(
         lambda load: backend, save=False, not_saving=problem.message, not_saving_hint=problem.hint
     )
-    async with app.run_test(size=(110, 32)) as pilot:
+    async with run_test(app, size=(110, 32)) as pilot:
         await ready(pilot)
         screen = app.chat
         toasts = app._notifications

@@ -7,7 +7,6 @@ import threading
 import pytest
 from helpers import EOS, fake_loaded, script_text
 
-from vicuna_tui.engine.errors import PromptTooLongError
 from vicuna_tui.engine.events import (
     ChatRequest,
     ReplyDelta,
@@ -16,6 +15,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.errors import PromptTooLongError
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=64)
 

@@ -11,16 +11,16 @@ import pytest
 from helpers import tiny_llama
 
 from vicuna_tui.engine import loader
-from vicuna_tui.engine.errors import (
+from vicuna_tui.engine.events import ChatRequest, ReplyDone
+from vicuna_tui.engine.local import LocalBackend
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.errors import (
     DeviceError,
     ModelNotFoundError,
     OfflineError,
     OutOfMemoryError,
     SettingsError,
 )
-from vicuna_tui.engine.events import ChatRequest, ReplyDone
-from vicuna_tui.engine.local import LocalBackend
-from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 
 
 def generate(backend: LocalBackend, template: str = "vicuna_v1.1") -> ReplyDone:

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from helpers import tiny_llama
+from tui_helpers import run_test
 
-from vicuna_tui.engine.errors import GenerationError, PromptTooLongError, VicunaError
 from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone, ReplyStarted
 from vicuna_tui.engine.process import ProcessBackend, log_path
 from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.errors import GenerationError, PromptTooLongError, VicunaError
 
 
 def ask(text: str, tokens: int = 40, request_id: int = 1) -> ChatRequest:
@@ -229,7 +230,7 @@ async def test_tui_after_the_model_process_dies_says_so_and_reloads(
         load=LoadSettings(model_path=str(model), device="cpu"),
         max_new_tokens=4,
     )
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with run_test(app, size=(120, 40)) as pilot:
         screen = await ready(pilot)
         first = app.engine.backend.pid  # type: ignore[union-attr]
         assert first is not None and first != os.getpid()

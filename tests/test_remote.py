@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from helpers import run_cli
 from openai_stub import Stub, _handler, serve
+from tui_helpers import run_test
 
-from vicuna_tui.engine.errors import RemoteError
 from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
+    LoadProgress,
     ModelReady,
     ReplyDelta,
     ReplyDone,
@@ -37,6 +38,7 @@ from vicuna_tui.engine.remote import (
 )
 from vicuna_tui.engine.settings import GenerationSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
+from vicuna_tui.errors import RemoteError
 from vicuna_tui.store import Store
 
 GEN = GenerationSettings(temperature=0.3, top_p=0.9, max_new_tokens=50, seed=7, stop=("###",))
@@ -181,7 +183,10 @@ def engine_events(
     events: queue.Queue[EngineEvent] = queue.Queue()
     engine = EngineThread(events.put).start()
     engine.load(backend)
-    assert isinstance(events.get(timeout=30), (ModelReady, type(None))) or True
+    first = events.get(timeout=30)
+    while isinstance(first, LoadProgress):
+        first = events.get(timeout=30)
+    assert isinstance(first, ModelReady), first
     engine.generate(req)
     seen: list[EngineEvent] = []
     deltas = 0
@@ -342,7 +347,7 @@ async def test_tui_on_a_server_disables_local_settings_and_saves_the_endpoint(ho
 
     with serve() as (url, _stub):
         app = make_app(lambda load: ScriptedBackend(), remote=RemoteSettings(url))
-        async with app.run_test(size=(120, 50)) as pilot:
+        async with run_test(app, size=(120, 50)) as pilot:
             screen = await ready(pilot)
             assert screen.session.model_info is not None
             assert screen.session.model_info.backend == "remote"
@@ -367,7 +372,7 @@ async def test_tui_asks_which_model_when_the_server_has_several(home: Path) -> N
     with serve() as (url, stub):
         stub.models = ["alpha", "beta"]
         app = make_app(lambda load: ScriptedBackend(), remote=RemoteSettings(url))
-        async with app.run_test(size=(120, 40)) as pilot:
+        async with run_test(app, size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: showing(app, PickScreen))
             await pilot.press("down", "enter")
             await wait_for(pilot, lambda: app.chat.model_ready)
@@ -381,7 +386,7 @@ async def test_tui_switches_from_local_to_a_server_keeping_the_chat(home: Path) 
 
     with serve() as (url, stub):
         app = make_app(lambda load: ScriptedBackend([["local answer"]]))
-        async with app.run_test(size=(120, 50)) as pilot:
+        async with run_test(app, size=(120, 50)) as pilot:
             screen = await ready(pilot)
             await send(pilot, "first")
             await reply_done(pilot)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from helpers import ScriptedBackend, run_cli
-from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
+from tui_helpers import make_app, ready, reply_done, run_test, send, showing, wait_for
 
 from vicuna_tui.store import Store
-from vicuna_tui.tui.screens.replay import ReplayScreen
+from vicuna_tui.tui.screens.replay_result import ReplayScreen
 
 
 def last_conversation():  # type: ignore[no-untyped-def]
@@ -112,15 +112,15 @@ def test_broken_question_set(home: Path, tmp_path: Path) -> None:
 async def test_replay_in_the_tui(home: Path) -> None:
     with Store() as store:
         conv = store.create_conversation(title="Original")
-        from vicuna_tui.store import Message
+        from vicuna_tui.store import SavedMessage
 
-        store.add_message(conv.id, Message(role="user", content="q1"))
-        store.add_message(conv.id, Message(role="assistant", content="same answer", seed=5))
-        store.add_message(conv.id, Message(role="user", content="q2"))
-        store.add_message(conv.id, Message(role="assistant", content="old answer"))
+        store.add_message(conv.id, SavedMessage(role="user", content="q1"))
+        store.add_message(conv.id, SavedMessage(role="assistant", content="same answer", seed=5))
+        store.add_message(conv.id, SavedMessage(role="user", content="q2"))
+        store.add_message(conv.id, SavedMessage(role="assistant", content="old answer"))
     backend = ScriptedBackend([["same answer"], ["new answer"]])
     app = make_app(lambda load: backend, conversation_id=conv.id, temperature=0.7)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with run_test(app, size=(120, 40)) as pilot:
         screen = await ready(pilot)
         await pilot.press("f5")
         await wait_for(pilot, lambda: showing(app, ReplayScreen))
@@ -139,13 +139,13 @@ async def test_replay_in_the_tui(home: Path) -> None:
 async def test_tui_resume_shows_the_history(home: Path) -> None:
     with Store() as store:
         conv = store.create_conversation(title="Earlier")
-        from vicuna_tui.store import Message
+        from vicuna_tui.store import SavedMessage
 
-        store.add_message(conv.id, Message(role="user", content="earlier question"))
-        store.add_message(conv.id, Message(role="assistant", content="earlier answer"))
+        store.add_message(conv.id, SavedMessage(role="user", content="earlier question"))
+        store.add_message(conv.id, SavedMessage(role="assistant", content="earlier answer"))
     backend = ScriptedBackend([["next answer"]])
     app = make_app(lambda load: backend, conversation_id=conv.id)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with run_test(app, size=(120, 40)) as pilot:
         screen = await ready(pilot)
         assert [v.text for v in screen.transcript.views] == ["earlier question", "earlier answer"]
         await send(pilot, "follow-up")

@@ -9,7 +9,7 @@ import pytest
 from helpers import run_cli
 
 from vicuna_tui import formats
-from vicuna_tui.store import Message, Store
+from vicuna_tui.store import SavedMessage, Store
 
 
 def seed_store() -> str:
@@ -17,10 +17,10 @@ def seed_store() -> str:
         conv = store.create_conversation(
             model_name="SmolLM2", template="vicuna_v1.1", system_message="Be brief."
         )
-        store.add_message(conv.id, Message(role="user", content="What is a llama?"))
+        store.add_message(conv.id, SavedMessage(role="user", content="What is a llama?"))
         store.add_message(
             conv.id,
-            Message(
+            SavedMessage(
                 role="assistant",
                 content="A camelid.",
                 new_tokens=4,
@@ -29,9 +29,10 @@ def seed_store() -> str:
                 seed=3,
             ),
         )
-        store.add_message(conv.id, Message(role="user", content="And an alpaca?"))
+        store.add_message(conv.id, SavedMessage(role="user", content="And an alpaca?"))
         store.add_message(
-            conv.id, Message(role="assistant", content="A smaller one.", finish_reason="cancelled")
+            conv.id,
+            SavedMessage(role="assistant", content="A smaller one.", finish_reason="cancelled"),
         )
         return conv.id
 

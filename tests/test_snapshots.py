@@ -13,7 +13,7 @@ from helpers import ScriptedBackend
 from tui_helpers import make_app as make_chat_app
 from tui_helpers import showing, wait_for
 
-from vicuna_tui.engine.errors import ModelNotFoundError
+from vicuna_tui.errors import ModelNotFoundError
 from vicuna_tui.tui.screens.dialogs import ErrorScreen
 
 SIZE = (110, 32)

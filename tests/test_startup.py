@@ -9,6 +9,7 @@ from helpers import REPO
 
 SCRIPT = r"""
 import asyncio, sys, threading
+
 from vicuna_tui import config, runtime
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.tui.app import VicunaApp

@@ -15,8 +15,8 @@ import pytest
 from helpers import REPO
 
 from vicuna_tui import locations
-from vicuna_tui.chat import ChatSession
-from vicuna_tui.store import SCHEMA_VERSION, Message, Store, StoreError, make_title
+from vicuna_tui.session import ChatSession
+from vicuna_tui.store import SCHEMA_VERSION, SavedMessage, Store, StoreError, make_title
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -27,7 +27,7 @@ def test_new_database_is_current_private_and_in_wal_mode(home: Path) -> None:
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         conv = store.create_conversation()
-        store.add_message(conv.id, Message(role="user", content="hi"))
+        store.add_message(conv.id, SavedMessage(role="user", content="hi"))
     path = locations.database_path()
     assert path == home / "data" / "conversations.db"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -82,10 +82,10 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
 def test_messages_titles_search_rename_delete(home: Path) -> None:
     with Store() as store:
         conv = store.create_conversation(model_name="m")
-        store.add_message(conv.id, Message(role="user", content="  How do   llamas\nsleep?  "))
+        store.add_message(conv.id, SavedMessage(role="user", content="  How do   llamas\nsleep?  "))
         store.add_message(
             conv.id,
-            Message(
+            SavedMessage(
                 role="assistant",
                 content="Standing up, mostly.",
                 new_tokens=5,
@@ -157,11 +157,11 @@ def test_full_disk_is_reported_and_nothing_is_lost(home: Path) -> None:
 
 WRITER = """
 import sys
-from vicuna_tui.store import Store, Message
+from vicuna_tui.store import Store, SavedMessage
 store = Store()
 conv = store.create_conversation(title=sys.argv[1])
 for i in range(150):
-    store.add_message(conv.id, Message(role="user" if i % 2 == 0 else "assistant",
+    store.add_message(conv.id, SavedMessage(role="user" if i % 2 == 0 else "assistant",
                                        content=f"{sys.argv[1]} message {i}"))
 print(conv.id)
 """

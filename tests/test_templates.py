@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from vicuna_tui.engine.errors import SettingsError
 from vicuna_tui.engine.templates import (
     ASSISTANT,
     TEMPLATES,
@@ -12,6 +11,7 @@ from vicuna_tui.engine.templates import (
     choose_template_name,
     get_template,
 )
+from vicuna_tui.errors import SettingsError
 
 TWO_TURNS = [(USER, "Hello!"), (ASSISTANT, "Hi!"), (USER, "How are you?"), (ASSISTANT, None)]
 VICUNA_SYSTEM = (

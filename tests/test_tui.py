@@ -8,10 +8,10 @@ import pytest
 from helpers import ScriptedBackend
 from textual import events
 from textual.widgets import Input, Select, Static
-from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
+from tui_helpers import make_app, ready, reply_done, run_test, send, showing, wait_for
 
 from vicuna_tui import config as config_mod
-from vicuna_tui.engine.errors import ModelNotFoundError
+from vicuna_tui.errors import ModelNotFoundError
 from vicuna_tui.store import Store
 from vicuna_tui.tui.screens.dialogs import ErrorScreen
 from vicuna_tui.tui.screens.help import HelpScreen
@@ -29,7 +29,7 @@ def stored_messages() -> list[tuple[str, str, str | None]]:
 async def test_send_streams_and_saves(home: Path) -> None:
     backend = ScriptedBackend([["The capital", " of France", " is **Paris**."]])
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         # The model's arrival is announced in a toast that names it and its template.
         toasts = [n.message for n in app._notifications]
@@ -53,7 +53,7 @@ async def test_markup_like_text_is_shown_literally(home: Path) -> None:
     nasty = "[bold]not bold[/] [link=https://evil.example]x[/link] [/] \x1b[31mred\x1b]0;t\x07"
     backend = ScriptedBackend([[nasty]])
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         await send(pilot, "[b]user markup[/b] [/]")
         screen = await reply_done(pilot)
@@ -69,7 +69,7 @@ async def test_markup_like_text_is_shown_literally(home: Path) -> None:
 async def test_escape_cancels_and_keeps_the_partial_reply(home: Path) -> None:
     backend = ScriptedBackend([["one", " two", " three", " four"]], pause_after=2)
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         await send(pilot, "count")
         await wait_for(pilot, backend.paused.is_set)
@@ -84,7 +84,7 @@ async def test_escape_cancels_and_keeps_the_partial_reply(home: Path) -> None:
 async def test_regenerate_edit_and_delete(home: Path) -> None:
     backend = ScriptedBackend([["first"], ["second"], ["third"]])
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         await send(pilot, "hello")
         await reply_done(pilot)
@@ -112,7 +112,7 @@ async def test_regenerate_edit_and_delete(home: Path) -> None:
 async def test_settings_apply_and_refuse_bad_values(home: Path) -> None:
     backend = ScriptedBackend([["ok"]])
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await pilot.press("f3")
         assert screen.settings.display
@@ -135,7 +135,7 @@ async def test_load_error_shows_a_dialog_and_gives_the_prompt_back(home: Path) -
     error = ModelNotFoundError("no such file or folder: /models/nope", "pass a model folder")
     backend = ScriptedBackend(load_error=error)
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = app.chat
         await wait_for(pilot, lambda: showing(app, ErrorScreen))
         dialog = app.screen
@@ -161,7 +161,7 @@ async def test_reload_keeps_the_conversation(home: Path) -> None:
         return ScriptedBackend([["reply"]], name=f"model-{load.dtype}")
 
     app = make_app(factory)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await send(pilot, "hello")
         await reply_done(pilot)
@@ -193,7 +193,7 @@ async def test_typing_while_the_model_loads_sends_when_ready(home: Path) -> None
 
     backend = SlowBackend([["hi"]])
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = app.chat
         await send(pilot, "early question")
         assert not screen.model_ready
@@ -210,7 +210,7 @@ async def test_typing_while_the_model_loads_sends_when_ready(home: Path) -> None
 async def test_quit_mid_reply_keeps_the_partial_text(home: Path) -> None:
     backend = ScriptedBackend([["partial", " more"]], pause_after=1)
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         await send(pilot, "go")
         await wait_for(pilot, backend.paused.is_set)
@@ -227,7 +227,7 @@ async def test_conversations_pane_lists_filters_and_opens(home: Path) -> None:
             store.add_message(conv.id, _msg("user", f"about {title}"))
             store.add_message(conv.id, _msg("assistant", f"answer on {title}"))
     app = make_app(lambda load: ScriptedBackend())
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         options = screen.sidebar.query_one("#chat-list")
         titles = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
@@ -245,15 +245,15 @@ async def test_conversations_pane_lists_filters_and_opens(home: Path) -> None:
 
 
 def _msg(role: str, content: str):  # type: ignore[no-untyped-def]
-    from vicuna_tui.store import Message
+    from vicuna_tui.store import SavedMessage
 
-    return Message(role=role, content=content)
+    return SavedMessage(role=role, content=content)
 
 
 async def test_input_keys_history_newline_and_paste(home: Path) -> None:
     backend = ScriptedBackend([["a"], ["b"]])
     app = make_app(lambda load: backend)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await send(pilot, "first prompt")
         await reply_done(pilot)
@@ -273,7 +273,7 @@ async def test_input_keys_history_newline_and_paste(home: Path) -> None:
 async def test_copy_reply_and_code_block(home: Path) -> None:
     reply = "Here:\n\n```python\nprint('hi')\n```\n"
     app = make_app(lambda load: ScriptedBackend([[reply]]))
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         await send(pilot, "code please")
         await reply_done(pilot)
@@ -285,7 +285,7 @@ async def test_copy_reply_and_code_block(home: Path) -> None:
 
 async def test_help_and_command_palette(home: Path) -> None:
     app = make_app(lambda load: ScriptedBackend())
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
@@ -308,7 +308,7 @@ async def test_help_and_command_palette(home: Path) -> None:
 @pytest.mark.parametrize("theme", ["dracula"])
 async def test_theme_is_remembered(home: Path, theme: str) -> None:
     app = make_app(lambda load: ScriptedBackend())
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         app.theme = theme
         await pilot.pause()
@@ -321,7 +321,7 @@ async def test_theme_is_remembered(home: Path, theme: str) -> None:
 
 async def test_message_views_are_literal_content(home: Path) -> None:
     app = make_app(lambda load: ScriptedBackend([["fine"]]))
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         await send(pilot, "中文 and emoji 😀 in a very long line " * 5)
         screen = await reply_done(pilot)
@@ -340,7 +340,7 @@ async def test_bad_model_path_typed_in_settings_keeps_the_current_model(home: Pa
         return first if load.model_path is None else LocalBackend(load)
 
     app = make_app(factory)
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await pilot.press("f3")
         screen.query_one("#set-model_path", Input).value = "/no/such/model"
@@ -366,7 +366,7 @@ async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path)
     from vicuna_tui.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 
     app = make_app(lambda load: ScriptedBackend([["an answer"]]))
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await send(pilot, "a question")
         await reply_done(pilot)
@@ -401,7 +401,7 @@ async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path)
 async def test_replies_are_labelled_with_the_model_that_wrote_them(home: Path) -> None:
     """A stored reply shows its own model; an imported chat with none says so, and
     neither takes the name of the model loaded now (scripted-model)."""
-    from vicuna_tui.store import Message
+    from vicuna_tui.store import SavedMessage
 
     with Store() as store:
         imported = store.create_conversation(title="Imported")
@@ -409,11 +409,11 @@ async def test_replies_are_labelled_with_the_model_that_wrote_them(home: Path) -
         store.add_message(imported.id, _msg("assistant", "hi"))
         mixed = store.create_conversation(title="Mixed", model_name="chat-model")
         store.add_message(mixed.id, _msg("user", "q1"))
-        store.add_message(mixed.id, Message(role="assistant", content="a1", model="vicuna-7b"))
+        store.add_message(mixed.id, SavedMessage(role="assistant", content="a1", model="vicuna-7b"))
         store.add_message(mixed.id, _msg("user", "q2"))
         store.add_message(mixed.id, _msg("assistant", "a2"))
     app = make_app(lambda load: ScriptedBackend())
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await screen.open_conversation(imported.id)
         await pilot.pause()
@@ -426,7 +426,7 @@ async def test_replies_are_labelled_with_the_model_that_wrote_them(home: Path) -
 
 async def test_a_dialog_dismissed_before_it_mounts_does_not_crash(home: Path) -> None:
     app = make_app(lambda load: ScriptedBackend())
-    async with app.run_test(size=SIZE) as pilot:
+    async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
         dialog = ErrorScreen("title", "message", "hint")
         dialog.on_mount()  # mounted with no buttons yet (as when dismissed first): no error

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from textual.app import App
+from textual.message import Message
+
 from vicuna_tui import config as config_mod
 from vicuna_tui import runtime
+from vicuna_tui.engine.events import ReplyDelta
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.store import Store
 from vicuna_tui.tui.app import VicunaApp
-from vicuna_tui.tui.screens.chat import ChatScreen
+from vicuna_tui.tui.chat import ChatScreen
+from vicuna_tui.tui.messages import PromptSubmitted
 
 FIXED_MEMORY = 123 * 2**20
 
@@ -60,6 +66,36 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 6
         await pilot.pause(0.02)
 
 
+_SEEN: weakref.WeakKeyDictionary[App[Any], list[Message]] = weakref.WeakKeyDictionary()
+
+
+def run_test(app: App[Any], **options: Any) -> Any:
+    """``app.run_test`` that records every message posted in the app (``seen``)."""
+    messages: list[Message] = []
+    _SEEN[app] = messages
+    return app.run_test(message_hook=messages.append, **options)
+
+
+def seen(app: App[Any], kind: type[Message]) -> list[Message]:
+    """The messages of ``kind`` posted so far in an app started by ``run_test``."""
+    return [m for m in _SEEN[app] if isinstance(m, kind)]
+
+
+def count_deltas(app: VicunaApp) -> list[int]:
+    """From now on, the number of reply deltas the screen takes each frame."""
+    counts: list[int] = []
+    take = app.take_deltas
+
+    def counting() -> list[ReplyDelta]:
+        deltas = take()
+        if deltas:
+            counts.append(len(deltas))
+        return deltas
+
+    app.take_deltas = counting  # type: ignore[method-assign]
+    return counts
+
+
 def chat(app: VicunaApp) -> ChatScreen:
     return app.chat
 
@@ -75,9 +111,10 @@ async def send(pilot: Any, text: str) -> ChatScreen:
     screen = chat(pilot.app)
     screen.prompt.focus()
     screen.prompt.set_text(text)
-    before = screen.submitted
+    before = len(seen(pilot.app, PromptSubmitted))
     await pilot.press("enter")
-    await wait_for(pilot, lambda: screen.submitted > before)
+    await wait_for(pilot, lambda: len(seen(pilot.app, PromptSubmitted)) > before)
+    await pilot.pause()  # and handled
     return screen
 
 

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from vicuna_tui import __version__
-from vicuna_tui.engine.errors import VicunaError
-from vicuna_tui.engine.settings import BACKENDS, DEVICES, DTYPES
+from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
+from vicuna_tui.errors import VicunaError
 
 SUBCOMMANDS = ("sessions", "config", "replay", "apply-delta", "make-delta")
 
@@ -23,99 +23,6 @@ EPILOG = """commands:
   vicuna-tui apply-delta --base PATH --delta PATH --target PATH
   vicuna-tui make-delta --base PATH --target PATH --delta PATH
 Run `vicuna-tui COMMAND --help` for each one's flags."""
-
-
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("model and device")
-    g.add_argument(
-        "--model-path",
-        help="model folder, .gguf file or Hub repo id (default: SmolLM2-135M-Instruct)",
-    )
-    g.add_argument("--revision", help="Hub revision (branch, tag or commit)")
-    g.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        help="auto (default): llama.cpp for a .gguf, transformers for everything else",
-    )
-    g.add_argument("--gguf-file", help="which .gguf of a Hub repo to fetch and run")
-    g.add_argument("--device", choices=DEVICES, help="default: auto (cuda, then mps, then cpu)")
-    g.add_argument("--gpus", help="GPU ids to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES)")
-    g.add_argument("--num-gpus", help="spread the model over N GPUs")
-    g.add_argument("--max-gpu-memory", help="memory cap per GPU, e.g. 13GiB")
-    g.add_argument(
-        "--dtype", choices=DTYPES, help="default: auto (float16 on GPUs, float32 on CPU)"
-    )
-    g.add_argument(
-        "--load-8bit",
-        action="store_const",
-        const=True,
-        help="8-bit weights (bitsandbytes; cuda and cpu)",
-    )
-    g.add_argument(
-        "--load-4bit",
-        action="store_const",
-        const=True,
-        help="4-bit weights (bitsandbytes; cuda and cpu)",
-    )
-    g.add_argument(
-        "--cpu-offloading",
-        action="store_const",
-        const=True,
-        help="put what does not fit on the GPU(s) in CPU RAM",
-    )
-    g.add_argument("--threads", help="CPU threads (default: cores - 1)")
-    g.add_argument(
-        "--gpu-layers",
-        help="llama.cpp: layers to put on the GPU (default: all, where there is one)",
-    )
-    g.add_argument(
-        "--context", help="llama.cpp: context size in tokens (default: the model's, at most 4096)"
-    )
-    g.add_argument(
-        "--compile",
-        action="store_const",
-        const=True,
-        help="torch.compile the decode step (slow to start, faster after)",
-    )
-    g.add_argument("--profile", help="a [profiles.NAME] section of config.toml")
-    r = parser.add_argument_group("remote server (OpenAI-compatible)")
-    r.add_argument("--endpoint", help="server URL, e.g. http://gpu-box:8000/v1")
-    r.add_argument("--model", dest="remote_model", help="model name on the server")
-    r.add_argument(
-        "--api-key-env", help="environment variable with the API key (default: OPENAI_API_KEY)"
-    )
-    r.add_argument("--request-timeout", help="seconds to wait for the server (default 600)")
-    r.add_argument(
-        "--insecure",
-        dest="verify_tls",
-        action="store_const",
-        const=False,
-        help="do not check the server's TLS certificate",
-    )
-
-
-def add_generation_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("prompt and sampling")
-    g.add_argument(
-        "--conv-template",
-        "--template",
-        dest="template",
-        help="prompt template: auto (default), tokenizer, vicuna_v1.1, one_shot, "
-        "zero_shot, llama-2, chatml, alpaca",
-    )
-    g.add_argument(
-        "--conv-system-msg",
-        "--system-message",
-        dest="system_message",
-        help="replace the template's system message",
-    )
-    g.add_argument("--temperature", help="0 = greedy (default 0.7)")
-    g.add_argument("--top-p", help="nucleus sampling (default 1.0)")
-    g.add_argument("--top-k", help="0 = off (default)")
-    g.add_argument("--repetition-penalty", help="1.0 = off (default)")
-    g.add_argument("--max-new-tokens", help="longest reply (default 512)")
-    g.add_argument("--seed", help="same seed, same reply")
-    g.add_argument("--stop", action="append", help="extra stop string (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,22 +97,22 @@ def _dispatch(args: list[str]) -> int:
     if args and args[0] in SUBCOMMANDS:
         command, rest = args[0], args[1:]
         if command == "sessions":
-            from vicuna_tui.commands import sessions
+            from vicuna_tui.commands import sessions_cmd
 
-            return sessions.main(rest)
+            return sessions_cmd.main(rest)
         if command == "config":
             from vicuna_tui.commands import config_cmd
 
             return config_cmd.main(rest)
         if command == "replay":
-            from vicuna_tui.commands import replay
+            from vicuna_tui.commands import replay_cmd
 
-            return replay.main(rest)
-        from vicuna_tui.commands import delta
+            return replay_cmd.main(rest)
+        from vicuna_tui.commands import delta_cmd
 
-        return delta.main(command, rest)
+        return delta_cmd.main(command, rest)
 
     parsed = build_parser().parse_args(args)
-    from vicuna_tui.commands import chat
+    from vicuna_tui.commands import chat_cmd
 
-    return chat.main(parsed)
+    return chat_cmd.main(parsed)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui import locations
-from vicuna_tui.engine.errors import SettingsError
 from vicuna_tui.engine.settings import (
     CHAT_FIELDS,
     GENERATION_FIELDS,
@@ -31,6 +30,7 @@ from vicuna_tui.engine.settings import (
     FieldSpec,
     parse_fields,
 )
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.keymap import DEFAULT_KEYS
 
 if sys.version_info >= (3, 11):
@@ -84,10 +84,6 @@ class Config:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     error: SettingsError | None = None
-
-    @property
-    def broken(self) -> bool:
-        return self.error is not None
 
     def settings(self, profile: str | None = None) -> dict[str, Any]:
         """Config defaults with ``profile`` laid over them."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui import locations
 from vicuna_tui.engine.templates import ASSISTANT, TEMPLATES, USER
-from vicuna_tui.store import Conversation, Message, make_title, now
+from vicuna_tui.errors import VicunaError
+from vicuna_tui.store import Conversation, SavedMessage, make_title, now
 from vicuna_tui.textsafe import json_text, terminal_safe
 
 OUR_FORMAT = "vicuna-tui/1"
@@ -101,9 +101,7 @@ def _markdown(conv: Conversation) -> str:
 
 def write_private(path: Path, text: str) -> None:
     """Write an export readable by the user alone (0600), whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with locations.open_private(path) as handle:
         handle.write(text)
 
 
@@ -141,7 +139,7 @@ def _alternating(pairs: list[tuple[str, str]], where: str) -> list[tuple[str, st
     return pairs
 
 
-def from_fastchat(data: dict[str, Any], where: str) -> tuple[Conversation, list[Message]]:
+def from_fastchat(data: dict[str, Any], where: str) -> tuple[Conversation, list[SavedMessage]]:
     messages = data.get("messages")
     if not isinstance(messages, list):
         raise FormatError(
@@ -185,12 +183,12 @@ def from_fastchat(data: dict[str, Any], where: str) -> tuple[Conversation, list[
         system_message=system if isinstance(system, str) else None,
     )
     return conv, [
-        Message(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
+        SavedMessage(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
         for r, t in pairs
     ]
 
 
-def from_ours(data: dict[str, Any], where: str) -> tuple[Conversation, list[Message]]:
+def from_ours(data: dict[str, Any], where: str) -> tuple[Conversation, list[SavedMessage]]:
     meta = data.get("conversation")
     items = data.get("messages")
     if not isinstance(meta, dict) or not isinstance(items, list):
@@ -211,7 +209,7 @@ def from_ours(data: dict[str, Any], where: str) -> tuple[Conversation, list[Mess
         conv = Conversation(**conv_data)
     except TypeError as exc:
         raise FormatError(f"{where}: bad conversation fields ({exc})", "fix the file") from None
-    msg_fields = {f.name for f in dataclasses.fields(Message)} - {"id", "position"}
+    msg_fields = {f.name for f in dataclasses.fields(SavedMessage)} - {"id", "position"}
     messages = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
@@ -223,11 +221,11 @@ def from_ours(data: dict[str, Any], where: str) -> tuple[Conversation, list[Mess
                 "roles are 'user' and 'assistant'",
             )
         _text(item.get("content"), f"message {index + 1} content")
-        messages.append(Message(**{k: v for k, v in item.items() if k in msg_fields}))
+        messages.append(SavedMessage(**{k: v for k, v in item.items() if k in msg_fields}))
     return conv, messages
 
 
-def from_sharegpt(data: dict[str, Any], where: str) -> tuple[Conversation, list[Message]]:
+def from_sharegpt(data: dict[str, Any], where: str) -> tuple[Conversation, list[SavedMessage]]:
     turns = data.get("conversations")
     if not isinstance(turns, list):
         raise FormatError(f"{where}: 'conversations' must be a list", "is this ShareGPT?")
@@ -256,10 +254,10 @@ def from_sharegpt(data: dict[str, Any], where: str) -> tuple[Conversation, list[
         updated_at=now(),
         system_message=system,
     )
-    return conv, [Message(role=r, content=t) for r, t in pairs]
+    return conv, [SavedMessage(role=r, content=t) for r, t in pairs]
 
 
-def read_conversation(path: Path) -> tuple[Conversation, list[Message]]:
+def read_conversation(path: Path) -> tuple[Conversation, list[SavedMessage]]:
     """Parse a conversation file (our JSON, FastChat or ShareGPT) without writing anything."""
     try:
         raw = path.read_text(encoding="utf-8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import TextIO
 
 APP_NAME = "vicuna-tui"
 HOME_ENV = "VICUNA_TUI_HOME"
@@ -95,3 +96,16 @@ def private_file(path: Path) -> None:
     """Make an existing file readable by the user alone (0600)."""
     with contextlib.suppress(OSError):
         os.chmod(path, 0o600)
+
+
+def open_private(path: Path, *, append: bool = False) -> TextIO:
+    """A text file that only the user can read (0600 whatever the umask), for writing:
+    truncated, or appended to with ``append``."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "a" if append else "w", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise

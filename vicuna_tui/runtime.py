@@ -13,7 +13,6 @@ from typing import Any
 
 from vicuna_tui import config as config_mod
 from vicuna_tui.engine.backend import Backend
-from vicuna_tui.engine.errors import SettingsError
 from vicuna_tui.engine.settings import (
     GENERATION_FIELDS,
     LOAD_FIELDS,
@@ -22,6 +21,7 @@ from vicuna_tui.engine.settings import (
     RemoteSettings,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.store import Conversation, Store, StoreError
 
 
@@ -149,7 +149,7 @@ def open_store(no_save: bool) -> tuple[Store | None, StoreError | None]:
         store = Store()
     except StoreError as exc:
         return None, exc
-    from vicuna_tui import backups
+    from vicuna_tui.store import backups
 
     backups.take_daily(store)
     return store, None

@@ -5,7 +5,6 @@ With --debug they stay on stderr."""
 from __future__ import annotations
 
 import logging
-import os
 
 from vicuna_tui import locations
 
@@ -22,8 +21,7 @@ def send_warnings_to_log() -> None:
     handler: logging.Handler
     try:
         path = locations.engine_log_path()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.close(fd)
+        locations.open_private(path, append=True).close()
         handler = logging.FileHandler(path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     except OSError:

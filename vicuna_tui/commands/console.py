@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.textsafe import terminal_safe
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vicuna_tui.engine.errors import VicunaError
 from vicuna_tui.engine.settings import GenerationSettings
+from vicuna_tui.errors import VicunaError
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui.engine.errors import ModelNotFoundError
+from vicuna_tui.errors import ModelNotFoundError
 
 MAGIC = b"GGUF"
 _HINT_NOT_GGUF = (

@@ -36,14 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui.engine import gguf_file, sources, templates
-from vicuna_tui.engine.errors import (
-    DeviceError,
-    GenerationError,
-    ModelNotFoundError,
-    OutOfMemoryError,
-    SettingsError,
-    VicunaError,
-)
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_LENGTH,
@@ -61,6 +53,14 @@ from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_promp
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
+from vicuna_tui.errors import (
+    DeviceError,
+    GenerationError,
+    ModelNotFoundError,
+    OutOfMemoryError,
+    SettingsError,
+    VicunaError,
+)
 
 ENGINE = "llamacpp"
 DEFAULT_CONTEXT_CAP = 4096  # a full 32k KV cache costs gigabytes; --context raises it

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vicuna_tui.engine import sources
-from vicuna_tui.engine.errors import (
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.sources import ModelSource, Progress
+from vicuna_tui.errors import (
     DeviceError,
     ModelNotFoundError,
     OutOfMemoryError,
@@ -25,8 +27,6 @@ from vicuna_tui.engine.errors import (
     SettingsError,
     VicunaError,
 )
-from vicuna_tui.engine.settings import LoadSettings
-from vicuna_tui.engine.sources import ModelSource, Progress
 
 _LEGACY_LLAMA_CLASSES = ("LLaMATokenizer", "LLaMATokenizerFast")
 _LLAMA_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}

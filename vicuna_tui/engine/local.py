@@ -16,11 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from vicuna_tui.engine import templates
-from vicuna_tui.engine.errors import (
-    GenerationError,
-    OutOfMemoryError,
-    VicunaError,
-)
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_LENGTH,
@@ -37,6 +32,11 @@ from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_promp
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import IncrementalDecoder, LeadingSpace, StopMatcher
+from vicuna_tui.errors import (
+    GenerationError,
+    OutOfMemoryError,
+    VicunaError,
+)
 
 
 class LocalBackend:
@@ -54,7 +54,6 @@ class LocalBackend:
         self._cache_ids: list[int] = []
         self._logits_to_keep = False
         self._cache_key = "past_key_values"
-        self.last_cached_tokens = 0
         self._static_len = 0  # > 0: a preallocated (static) KV cache of this many tokens
         self._step: Any = None  # the compiled single-token forward, with --compile
         self.grow_cache = True  # on the CPU fast path, a KV cache that grows in place
@@ -235,7 +234,7 @@ class LocalBackend:
         if name == templates.TOKENIZER_TEMPLATE:
             tokenizer = self._loaded.tokenizer
             if not getattr(tokenizer, "chat_template", None):
-                from vicuna_tui.engine.errors import SettingsError
+                from vicuna_tui.errors import SettingsError
 
                 raise SettingsError(
                     "this tokenizer has no chat template",
@@ -278,7 +277,6 @@ class LocalBackend:
         matcher = StopMatcher([*prepared.renderer.stop_strings, *gen.stop])
         leading = LeadingSpace()
         cached = self._reuse_prefix(prepared.ids)
-        self.last_cached_tokens = cached
         yield ReplyStarted(
             request.request_id,
             len(prepared.ids),

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
-from vicuna_tui.engine.errors import GenerationError, ModelProcessLost, VicunaError
 from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
@@ -40,6 +39,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress
+from vicuna_tui.errors import GenerationError, ModelProcessLost, VicunaError
 
 LOG_LIMIT = 5 * 2**20
 RELOAD_HINT = "load the model again (Reload model in the settings pane)"

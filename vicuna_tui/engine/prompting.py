@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vicuna_tui.engine import templates
-from vicuna_tui.engine.errors import PromptTooLongError
 from vicuna_tui.engine.events import ChatRequest, ReplyStats
+from vicuna_tui.errors import PromptTooLongError
 
 
 @dataclass(frozen=True)

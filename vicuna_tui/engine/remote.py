@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from vicuna_tui.engine.errors import RemoteError, SettingsError
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_LENGTH,
@@ -33,6 +32,7 @@ from vicuna_tui.engine.events import (
 from vicuna_tui.engine.settings import RemoteSettings
 from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import LeadingSpace
+from vicuna_tui.errors import RemoteError, SettingsError
 
 
 class ModelChoiceError(RemoteError):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.errors import SettingsError
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 BACKENDS = ("auto", "transformers", "llamacpp")

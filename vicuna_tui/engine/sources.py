@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vicuna_tui import filelock, locations, writable
-from vicuna_tui.engine.errors import ModelNotFoundError, OfflineError, SettingsError
+from vicuna_tui.errors import ModelNotFoundError, OfflineError, SettingsError
 
 Progress = Callable[[str, int, int], None]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui.errors import SettingsError
 
 USER = "user"
 ASSISTANT = "assistant"

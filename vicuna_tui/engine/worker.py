@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vicuna_tui.engine.backend import Backend
-from vicuna_tui.engine.errors import GenerationError, VicunaError
 from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
@@ -26,6 +25,7 @@ from vicuna_tui.engine.events import (
     ReplyFailed,
     Unloaded,
 )
+from vicuna_tui.errors import GenerationError, VicunaError
 
 Emit = Callable[[EngineEvent], None]
 
@@ -80,11 +80,6 @@ class EngineThread:
             backend = self.backend if self._current is not None else None
         if backend is not None:
             backend.cancel()
-
-    @property
-    def busy(self) -> bool:
-        with self._lock:
-            return self._current is not None or bool(self._pending)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         self.cancel()

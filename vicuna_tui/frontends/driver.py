@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TextIO
 
 from vicuna_tui.engine.backend import Backend
-from vicuna_tui.engine.errors import VicunaError
 from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
@@ -28,6 +27,7 @@ from vicuna_tui.engine.events import (
     ReplyStarted,
 )
 from vicuna_tui.engine.worker import EngineThread
+from vicuna_tui.errors import VicunaError
 
 
 class ProgressLine:

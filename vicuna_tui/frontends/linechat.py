@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from vicuna_tui import formats
-from vicuna_tui.chat import ChatSession
-from vicuna_tui.engine.errors import VicunaError
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     ChatRequest,
@@ -20,7 +18,9 @@ from vicuna_tui.engine.events import (
     ReplyStats,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
+from vicuna_tui.errors import VicunaError
 from vicuna_tui.frontends.driver import Driver, Hangup, describe_failure
+from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Conversation, now
 from vicuna_tui.textsafe import json_line, json_text, terminal_safe
 

@@ -1,11 +1,12 @@
-"""The Textual app: small on purpose.  The chat lives in ``screens/chat.py``."""
+"""The Textual app: small on purpose.  The chat lives in the ``chat`` package, which
+reaches the app only through ``chat.host.ChatHost``."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.notifications import SeverityLevel
@@ -13,16 +14,17 @@ from textual.screen import Screen
 
 from vicuna_tui import config as config_mod
 from vicuna_tui import runtime
-from vicuna_tui.chat import ChatSession
 from vicuna_tui.engine.backend import Backend
 from vicuna_tui.engine.events import EngineEvent, ReplyDelta
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Store
 from vicuna_tui.textsafe import terminal_safe
+from vicuna_tui.tui.chat import ChatScreen
+from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
-from vicuna_tui.tui.screens.chat import ChatScreen
 
 BackendFactory = Callable[[LoadSettings], Backend]
 
@@ -226,6 +228,12 @@ class VicunaApp(App[int]):
 
     async def _run_chat_action(self, name: str) -> None:
         await self.chat.run_action(name)
+
+
+if TYPE_CHECKING:  # the app is what the chat screen's host Protocol asks for
+
+    def _hosts(app: VicunaApp) -> ChatHost:
+        return app
 
 
 def run_tui(

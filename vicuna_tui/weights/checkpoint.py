@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui.engine.errors import ModelNotFoundError
+from vicuna_tui.errors import ModelNotFoundError
 
 SAFETENSORS_DTYPES = {
     "F64": ("float64", 8),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui.engine.errors import VicunaError
+from vicuna_tui.errors import VicunaError
 from vicuna_tui.weights.checkpoint import Checkpoint, TensorInfo
 from vicuna_tui.weights.writer import ShardWriter
 

@@ -18,7 +18,6 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, RadioButton, RadioSet, Select, Static
 
 from vicuna_tui.config import REMOTE_FIELDS
-from vicuna_tui.engine.errors import SettingsError
 from vicuna_tui.engine.settings import (
     DTYPES,
     GENERATION_FIELDS,
@@ -29,6 +28,7 @@ from vicuna_tui.engine.settings import (
     RemoteSettings,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.tui.messages import GenerationChanged, ReloadRequested
 from vicuna_tui.tui.plain import plain
 

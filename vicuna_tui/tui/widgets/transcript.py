@@ -14,7 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
-from vicuna_tui.store import Message
+from vicuna_tui.store import SavedMessage
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.plain import plain
 
@@ -26,7 +26,7 @@ def code_blocks(text: str) -> list[str]:
     return [match.group(2) for match in _FENCE.finditer(text)]
 
 
-def describe_stats(message: Message) -> str:
+def describe_stats(message: SavedMessage) -> str:
     parts = []
     if message.finish_reason == "cancelled":
         parts.append("⏹ stopped")
@@ -52,7 +52,6 @@ class MessageView(Vertical, can_focus=True):
         self.text = terminal_safe(text)
         self.label = label or ("You" if role == "user" else "Assistant")
         self.stream: MarkdownStream | None = None
-        self.deltas = 0  # streamed fragments received
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self.label), classes="role")
@@ -75,16 +74,15 @@ class MessageView(Vertical, can_focus=True):
         self.add_class("streaming")
         self.stream = Markdown.get_stream(self.markdown)
 
-    def add_text(self, delta: str, pieces: int = 1) -> str:
+    def add_text(self, delta: str) -> str:
         """Record streamed text without drawing it yet; returns it made terminal-safe."""
         delta = terminal_safe(delta)
-        self.deltas += pieces
         self.text += delta
         return delta
 
-    async def write(self, delta: str, pieces: int = 1) -> None:
-        """Add streamed text (``pieces`` deltas) and draw it through MarkdownStream."""
-        delta = self.add_text(delta, pieces)
+    async def write(self, delta: str) -> None:
+        """Add streamed text and draw it through MarkdownStream."""
+        delta = self.add_text(delta)
         if self.stream is not None:
             await self.stream.write(delta)
 
@@ -146,7 +144,7 @@ class Transcript(VerticalScroll):
         self.anchor()  # a new message brings the view back to the bottom
         return view
 
-    async def show(self, messages: list[Message], model_label: str = "") -> None:
+    async def show(self, messages: list[SavedMessage], model_label: str = "") -> None:
         await self.remove_children(MessageView)
         self._show_welcome(not messages)
         views = [

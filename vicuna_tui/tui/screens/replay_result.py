@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from vicuna_tui.replay import Comparison
+from vicuna_tui.replay_plan import Comparison
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.plain import plain
 

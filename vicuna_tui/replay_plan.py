@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui.engine.errors import VicunaError
 from vicuna_tui.engine.settings import GenerationSettings
-from vicuna_tui.store import Conversation, Message
+from vicuna_tui.errors import VicunaError
+from vicuna_tui.store import Conversation, SavedMessage
 
 
 @dataclass(frozen=True)
 class ReplayStep:
     prompt: str
-    old: Message | None
+    old: SavedMessage | None
 
 
 def steps(conv: Conversation) -> list[ReplayStep]:

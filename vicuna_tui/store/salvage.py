@@ -22,16 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui import locations
-from vicuna_tui.backups import set_aside
-from vicuna_tui.store import (
-    CONVERSATION_COLUMNS,
-    MESSAGE_COLUMNS,
-    Store,
-    StoreError,
-    explain,
-    make_title,
-    now,
-)
+from vicuna_tui.store.backups import set_aside
+from vicuna_tui.store.database import Store
+from vicuna_tui.store.errors import StoreError, explain
+from vicuna_tui.store.records import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, make_title, now
 
 MAGIC = b"SQLite format 3\x00"
 PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)

@@ -22,7 +22,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.templates import ASSISTANT, USER
-from vicuna_tui.store import Conversation, Message, Store, StoreError, make_title
+from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title
 
 
 class _Unset:
@@ -70,7 +70,7 @@ class ChatSession:
         self.endpoint = endpoint
         self.model_info: ModelInfo | None = None
         self.conversation: Conversation | None = None
-        self.messages: list[Message] = []
+        self.messages: list[SavedMessage] = []
         self.replay_of: str | None = None
         self._warn = warn or (lambda text: None)
         self._next_request = 1
@@ -211,7 +211,7 @@ class ChatSession:
 
     def add_user(self, text: str) -> ChatRequest:
         """Record the user's message (committed before generation) and ask for a reply."""
-        self.messages.append(Message(role=USER, content=text))
+        self.messages.append(SavedMessage(role=USER, content=text))
         self.save()
         return self._request()
 
@@ -221,9 +221,9 @@ class ChatSession:
 
     def record_reply(
         self, text: str, finish_reason: str, stats: ReplyStats | None = None
-    ) -> Message:
+    ) -> SavedMessage:
         stats = stats or ReplyStats()
-        message = Message(
+        message = SavedMessage(
             role=ASSISTANT,
             content=text,
             finish_reason=finish_reason,
@@ -251,7 +251,7 @@ class ChatSession:
             "settings": generation_to_dict(self.generation),
         }
 
-    def record_failure(self, partial_text: str) -> Message | None:
+    def record_failure(self, partial_text: str) -> SavedMessage | None:
         """A reply that broke off: its partial text is kept, marked as an error."""
         if not partial_text:
             return None
@@ -264,7 +264,7 @@ class ChatSession:
     def last_user_text(self) -> str | None:
         return next((m.content for m in reversed(self.messages) if m.role == USER), None)
 
-    def last_reply(self) -> Message | None:
+    def last_reply(self) -> SavedMessage | None:
         return next((m for m in reversed(self.messages) if m.role == ASSISTANT), None)
 
     def _truncate(self, index: int) -> None:
@@ -318,7 +318,7 @@ class ChatSession:
         """Start a new chat holding ``messages`` (e.g. from FastChat's !!load)."""
         self.new_chat()
         self.messages = [
-            Message(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
+            SavedMessage(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
             for r, t in messages
         ]
         if title:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vicuna_tui import formats
-from vicuna_tui.commands import care
+from vicuna_tui.commands import sessions_care as care
 from vicuna_tui.commands.console import confirmed
 from vicuna_tui.commands.console import out as _out
 from vicuna_tui.store import Conversation, Store

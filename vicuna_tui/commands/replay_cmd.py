@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from vicuna_tui import replay as replay_mod
-from vicuna_tui import runtime
-from vicuna_tui.chat import ChatSession
-from vicuna_tui.cli import add_generation_flags, add_model_flags
-from vicuna_tui.commands.chat import announce
-from vicuna_tui.engine.errors import SettingsError
+from vicuna_tui import locations, runtime
+from vicuna_tui import replay_plan as replay_mod
+from vicuna_tui.commands.chat_cmd import announce
+from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
 from vicuna_tui.engine.events import ReplyDone
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.frontends.driver import Driver, ProgressLine, describe_failure
 from vicuna_tui.frontends.linechat import reply_record
+from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Store
 from vicuna_tui.textsafe import json_line, terminal_safe
 
@@ -196,8 +195,7 @@ def _question_set(args: argparse.Namespace) -> int:
             progress.clear()
         announce(info, stderr, info.template if resolved.template == "auto" else resolved.template)
 
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with locations.open_private(output) as out:
             for index, (line, record, prompts) in enumerate(questions, start=1):
                 session = ChatSession(
                     None,

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vicuna_tui import locations
-from vicuna_tui.store import Store, StoreError, explain
+from vicuna_tui.store.database import Store
+from vicuna_tui.store.errors import StoreError, explain
 
 KEEP = 3
 EVERY_SECONDS = 24 * 3600

@@ -6,8 +6,9 @@ import argparse
 import sqlite3
 from pathlib import Path
 
-from vicuna_tui import backups, locations, salvage
+from vicuna_tui import locations
 from vicuna_tui.commands.console import confirmed, out
+from vicuna_tui.store import backups, salvage
 
 ACTIONS = ("check", "repair", "backups", "restore")
 

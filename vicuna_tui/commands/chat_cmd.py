@@ -8,11 +8,11 @@ import sys
 from typing import TextIO
 
 from vicuna_tui import runtime
-from vicuna_tui.chat import ChatSession
-from vicuna_tui.engine.errors import SettingsError
 from vicuna_tui.engine.events import ModelInfo, ReplyDone
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.frontends.driver import Driver, ProgressLine, raise_hangup_on_signals
 from vicuna_tui.frontends.linechat import LineChat, PlainRenderer, Renderer, reply_record
+from vicuna_tui.session import ChatSession
 from vicuna_tui.textsafe import json_line, terminal_safe
 
 

@@ -1,0 +1,339 @@
+"""Every conversation, saved locally in SQLite: the queries.
+
+The schema version lives in ``PRAGMA user_version`` and is raised by the named
+migrations in ``migrations``; a database written by a newer vicuna-tui is refused and
+left untouched (``connection``).
+
+Durability: WAL journal, ``synchronous=FULL``, one transaction per write.  The user's
+turn is committed before generation starts and the reply when it ends, so ``kill -9``
+loses at most the reply in flight.  Two processes may share the database
+(``busy_timeout``).  Files are created 0600, folders 0700.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vicuna_tui import locations
+from vicuna_tui.store.connection import MEMORY, open_read_only, open_writable, refuse_newer
+from vicuna_tui.store.errors import StoreError, explain
+from vicuna_tui.store.records import (
+    CONVERSATION_COLUMNS,
+    INSERT_CONVERSATION,
+    INSERT_MESSAGE,
+    Conversation,
+    SavedMessage,
+    SearchHit,
+    conversation_from_row,
+    conversation_row,
+    make_title,
+    message_from_row,
+    message_row,
+    now,
+)
+
+_T = TypeVar("_T")
+
+
+def _translated(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn any sqlite3 error a read meets into a StoreError that names the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from None
+
+    return wrapper
+
+
+class Store:
+    """The conversation database.  One connection per Store; use it from one thread.
+
+    ``read_only`` opens it without writing anything, not even SQLite's shared-memory
+    file (``immutable`` mode when the folder is read-only); a read-only Store reads
+    older schemas as they are.  ``Store.for_reading()`` picks that mode by itself.
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        busy_timeout_ms: int = 10_000,
+        read_only: bool = False,
+    ) -> None:
+        self.path = path or locations.database_path()
+        self.read_only = read_only
+        refuse_newer(self.path)
+        if read_only:
+            self.db = open_read_only(self.path)
+        else:
+            self.db = open_writable(self.path, busy_timeout_ms)
+
+    @classmethod
+    def for_reading(cls, path: Path | None = None) -> Store:
+        """A Store to read from: writable when it can be (so an old schema is upgraded),
+        read-only when the folder, file or disk refuses writes, and an empty one in
+        memory when there is no database yet and none can be created."""
+        path = path or locations.database_path()
+        try:
+            return cls(path)
+        except StoreError as exc:
+            if not exc.keeps_data:
+                raise
+        if not path.exists():
+            return cls(Path(MEMORY))
+        return cls(path, read_only=True)
+
+    @property
+    @_translated
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from None
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise explain(exc, self.path) from None
+            raise
+
+    # -- conversations -----------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        *,
+        title: str = "New chat",
+        model_path: str | None = None,
+        model_name: str | None = None,
+        revision: str | None = None,
+        template: str | None = None,
+        system_message: str | None = None,
+        generation: dict[str, Any] | None = None,
+        load: dict[str, Any] | None = None,
+        backend: str = "local",
+        endpoint: str | None = None,
+        replay_of: str | None = None,
+        conversation_id: str | None = None,
+        created_at: str | None = None,
+    ) -> Conversation:
+        stamp = created_at or now()
+        conv = Conversation(
+            id=conversation_id or uuid.uuid4().hex,
+            title=title,
+            created_at=stamp,
+            updated_at=stamp,
+            model_path=model_path,
+            model_name=model_name,
+            revision=revision,
+            template=template,
+            system_message=system_message,
+            generation=generation or {},
+            load=load or {},
+            backend=backend,
+            endpoint=endpoint,
+            replay_of=replay_of,
+        )
+        with self.transaction() as db:
+            db.execute(INSERT_CONVERSATION, conversation_row(conv))
+        return conv
+
+    def update_conversation(self, conversation_id: str, **fields: Any) -> None:
+        allowed = set(CONVERSATION_COLUMNS) - {"id", "created_at"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown conversation fields: {sorted(unknown)}")
+        for key in ("generation", "load"):
+            if key in fields:
+                fields[key] = json.dumps(fields[key])
+        fields.setdefault("updated_at", now())
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE conversations SET {assignments} WHERE id = ?",
+                (*fields.values(), conversation_id),
+            )
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        title = " ".join(title.split())
+        if not title:
+            raise StoreError("a title cannot be empty", "give the chat a name")
+        self.update_conversation(conversation_id, title=title)
+
+    def delete(self, conversation_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    @_translated
+    def get(self, conversation_id: str) -> Conversation:
+        row = self.db.execute(
+            "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(
+                f"no conversation {conversation_id}", "list them with `vicuna-tui sessions list`"
+            )
+        conv = conversation_from_row(row)
+        conv.messages = [
+            message_from_row(r)
+            for r in self.db.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
+                (conversation_id,),
+            )
+        ]
+        conv.message_count = len(conv.messages)
+        return conv
+
+    @_translated
+    def conversations(self, limit: int | None = None, title_filter: str = "") -> list[Conversation]:
+        """Newest first, with message counts; ``title_filter`` matches a title substring."""
+        sql = (
+            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n "
+            "FROM conversations c"
+        )
+        params: list[Any] = []
+        if title_filter:
+            sql += " WHERE c.title LIKE ? ESCAPE '\\'"
+            escaped = title_filter.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(f"%{escaped}%")
+        sql += " ORDER BY c.updated_at DESC, c.rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [conversation_from_row(row, row["n"]) for row in self.db.execute(sql, params)]
+
+    @_translated
+    def latest_id(self) -> str | None:
+        row = self.db.execute(
+            "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+        return row["id"] if row else None
+
+    @_translated
+    def resolve(self, ref: str) -> str:
+        """A full id from an id, an unambiguous prefix, or ``last``."""
+        ref = ref.strip()
+        if ref == "last":
+            latest = self.latest_id()
+            if latest is None:
+                raise StoreError("there are no saved conversations yet", "start a chat first")
+            return latest
+        if not ref or any(c not in "0123456789abcdef" for c in ref.lower()):
+            raise StoreError(
+                f"{ref!r} is not a conversation id",
+                "ids are hexadecimal; see `vicuna-tui sessions list`",
+            )
+        rows = self.db.execute(
+            "SELECT id, title FROM conversations WHERE id LIKE ? ORDER BY updated_at DESC",
+            (ref.lower() + "%",),
+        ).fetchall()
+        if not rows:
+            raise StoreError(f"no conversation matches {ref!r}", "see `vicuna-tui sessions list`")
+        if len(rows) > 1:
+            listing = ", ".join(f"{r['id'][:12]} ({r['title']})" for r in rows[:5])
+            raise StoreError(
+                f"{ref!r} matches {len(rows)} conversations: {listing}",
+                "give more characters of the id",
+            )
+        return str(rows[0]["id"])
+
+    # -- messages ----------------------------------------------------------------------
+
+    def add_message(self, conversation_id: str, message: SavedMessage) -> SavedMessage:
+        stamp = message.created_at or now()
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE conversation_id = ?",
+                (conversation_id,),
+            ).fetchone()
+            position = int(row[0])
+            message.position, message.created_at = position, stamp
+            cursor = db.execute(INSERT_MESSAGE, message_row(conversation_id, message))
+            if position == 0 and message.role == "user":
+                db.execute(
+                    "UPDATE conversations SET title = ? WHERE id = ? AND title = ?",
+                    (make_title(message.content), conversation_id, "New chat"),
+                )
+            db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id)
+            )
+        message.id = cursor.lastrowid
+        return message
+
+    def delete_messages_from(self, conversation_id: str, position: int) -> int:
+        """Delete the messages at ``position`` and after; returns how many."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND position >= ?",
+                (conversation_id, position),
+            )
+            db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (now(), conversation_id)
+            )
+        return cursor.rowcount
+
+    @_translated
+    def search(self, text: str, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over every message; words are matched as prefixes."""
+        words = [w for w in text.replace('"', " ").split() if w]
+        if not words:
+            return []
+        query = " ".join(f'"{w}"*' for w in words)
+        try:
+            rows = self.db.execute(
+                "SELECT m.conversation_id, c.title, m.position, m.role, "
+                "snippet(messages_fts, 0, '«', '»', '…', 12) AS snip "
+                "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+                "JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE messages_fts MATCH ? ORDER BY c.updated_at DESC, m.position LIMIT ?",
+                (query, limit),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot search for {text!r}: {exc}", "try plain words") from None
+        return [SearchHit(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def import_conversation(self, conv: Conversation, messages: Sequence[SavedMessage]) -> str:
+        """Insert a whole conversation in one transaction (all or nothing), as a new one."""
+        stamp = now()
+        copy = dataclasses.replace(
+            conv,
+            id=uuid.uuid4().hex,
+            created_at=conv.created_at or stamp,
+            updated_at=conv.updated_at or stamp,
+            backend=conv.backend or "local",
+            replay_of=None,
+        )
+        with self.transaction() as db:
+            db.execute(INSERT_CONVERSATION, conversation_row(copy))
+            for position, msg in enumerate(messages):
+                row = dataclasses.replace(
+                    msg, position=position, created_at=msg.created_at or stamp
+                )
+                db.execute(INSERT_MESSAGE, message_row(copy.id, row))
+        return copy.id

@@ -1,0 +1,128 @@
+"""The schema's named migrations.  ``PRAGMA user_version`` says how many have run."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import NamedTuple
+
+_V1 = """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            model_path TEXT,
+            model_name TEXT,
+            revision TEXT,
+            template TEXT,
+            system_message TEXT,
+            generation TEXT NOT NULL DEFAULT '{}',
+            load TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            new_tokens INTEGER,
+            time_to_first_token REAL,
+            tokens_per_second REAL,
+            seed INTEGER,
+            finish_reason TEXT,
+            UNIQUE (conversation_id, position)
+        );
+        CREATE INDEX conversations_updated ON conversations (updated_at);
+"""
+
+
+# v2: full-text search over message text (FTS5, kept in step by triggers).
+_V2 = """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='id', tokenize='unicode61'
+        );
+        INSERT INTO messages_fts (rowid, content) SELECT id, content FROM messages;
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+"""
+
+
+# v3: backends, endpoints and replay links.
+_V3 = """
+        ALTER TABLE conversations ADD COLUMN backend TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE conversations ADD COLUMN endpoint TEXT;
+        ALTER TABLE conversations ADD COLUMN replay_of TEXT
+            REFERENCES conversations(id) ON DELETE SET NULL;
+"""
+
+
+# v4: what wrote each reply: the model, the backend that ran it (transformers,
+# llamacpp, remote), the template and the sampling settings, as JSON.
+_V4 = """
+        ALTER TABLE messages ADD COLUMN model TEXT;
+        ALTER TABLE messages ADD COLUMN backend TEXT;
+        ALTER TABLE messages ADD COLUMN template TEXT;
+        ALTER TABLE messages ADD COLUMN settings TEXT;
+"""
+
+
+class Migration(NamedTuple):
+    """One step of the schema: ``name`` says what it adds; ``script`` is its SQL."""
+
+    name: str
+    script: str
+
+
+# Ordered: MIGRATIONS[n - 1] takes a database from version n - 1 to n.  Never edit a
+# released migration; add a new one (and its frozen schema under tests/fixtures/schema).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("conversations and messages", _V1),
+    Migration("full-text search", _V2),
+    Migration("backends, endpoints and replay links", _V3),
+    Migration("what wrote each reply", _V4),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate_one(db: sqlite3.Connection, number: int) -> None:
+    """Apply migration ``number`` in one transaction (skipped if another process did)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] >= number:
+            db.execute("ROLLBACK")
+            return
+        # executescript would commit first; run the script's statements one by one.
+        for statement in _statements(MIGRATIONS[number - 1].script):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (trigger bodies kept whole)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out

@@ -1,0 +1,172 @@
+"""The store's records (conversations, saved messages, search hits) and their rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def make_title(text: str, limit: int = 60) -> str:
+    """A conversation's title: its first user message, trimmed to one short line."""
+    line = " ".join(text.split())
+    if len(line) > limit:
+        line = line[: limit - 1].rstrip() + "…"
+    return line or "New chat"
+
+
+@dataclass
+class SavedMessage:
+    role: str
+    content: str
+    position: int = 0
+    id: int | None = None
+    created_at: str = ""
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
+    time_to_first_token: float | None = None
+    tokens_per_second: float | None = None
+    seed: int | None = None
+    finish_reason: str | None = None
+    model: str | None = None  # replies: the model that wrote it
+    backend: str | None = None  # transformers, llamacpp or remote
+    template: str | None = None
+    settings: dict[str, Any] | None = None  # the sampling settings it was made with
+
+
+@dataclass
+class Conversation:
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    model_path: str | None = None
+    model_name: str | None = None
+    revision: str | None = None
+    template: str | None = None
+    system_message: str | None = None
+    generation: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"
+    endpoint: str | None = None
+    replay_of: str | None = None
+    messages: list[SavedMessage] = field(default_factory=list)
+    message_count: int = 0
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+
+CONVERSATION_COLUMNS = (
+    "id",
+    "title",
+    "created_at",
+    "updated_at",
+    "model_path",
+    "model_name",
+    "revision",
+    "template",
+    "system_message",
+    "generation",
+    "load",
+    "backend",
+    "endpoint",
+    "replay_of",
+)
+MESSAGE_COLUMNS = (
+    "id",
+    "role",
+    "content",
+    "position",
+    "created_at",
+    "prompt_tokens",
+    "new_tokens",
+    "time_to_first_token",
+    "tokens_per_second",
+    "seed",
+    "finish_reason",
+    "model",
+    "backend",
+    "template",
+    "settings",
+)
+
+
+def columns_of(row: sqlite3.Row, names: Sequence[str]) -> dict[str, Any]:
+    """The named columns of ``row``; None for those an older schema lacks (read-only
+    stores are not upgraded)."""
+    present = set(row.keys())
+    return {k: row[k] if k in present else None for k in names}
+
+
+def conversation_from_row(row: sqlite3.Row, count: int = 0) -> Conversation:
+    data = columns_of(row, CONVERSATION_COLUMNS)
+    data["backend"] = data["backend"] or "local"
+    data["generation"] = json_object(data["generation"])
+    data["load"] = json_object(data["load"])
+    return Conversation(**data, message_count=count)
+
+
+def json_object(text: str | None) -> dict[str, Any]:
+    """A stored JSON object; {} for one that is missing or unreadable (damage)."""
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def message_from_row(row: sqlite3.Row) -> SavedMessage:
+    data = columns_of(row, MESSAGE_COLUMNS)
+    try:
+        data["settings"] = json.loads(data["settings"]) if data["settings"] else None
+    except ValueError:
+        data["settings"] = None
+    return SavedMessage(**data)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: str
+    title: str
+    position: int
+    role: str
+    snippet: str
+
+
+def conversation_row(conv: Conversation) -> tuple[Any, ...]:
+    """``conv`` as the values of CONVERSATION_COLUMNS, in order."""
+    values = {**{k: getattr(conv, k) for k in CONVERSATION_COLUMNS}}
+    values["generation"] = json.dumps(conv.generation)
+    values["load"] = json.dumps(conv.load)
+    return tuple(values[k] for k in CONVERSATION_COLUMNS)
+
+
+INSERT_CONVERSATION = (
+    f"INSERT INTO conversations ({', '.join(CONVERSATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(CONVERSATION_COLUMNS))})"
+)
+
+# Every message column but the row id, which SQLite assigns.
+MESSAGE_INSERT_COLUMNS = ("conversation_id", *(c for c in MESSAGE_COLUMNS if c != "id"))
+INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(MESSAGE_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(MESSAGE_INSERT_COLUMNS))})"
+)
+
+
+def message_row(conversation_id: str, message: SavedMessage) -> tuple[Any, ...]:
+    """``message`` as the values of MESSAGE_INSERT_COLUMNS, in order."""
+    values: dict[str, Any] = {k: getattr(message, k) for k in MESSAGE_COLUMNS if k != "id"}
+    values["conversation_id"] = conversation_id
+    if message.settings is not None:
+        values["settings"] = json.dumps(message.settings)
+    return tuple(values[k] for k in MESSAGE_INSERT_COLUMNS)

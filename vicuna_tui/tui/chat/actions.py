@@ -1,0 +1,203 @@
+"""The chat's own actions: chats (new, open, rename, delete, export), the clipboard,
+the panes, help and quit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.widgets import Input, Markdown
+
+from vicuna_tui.errors import VicunaError
+from vicuna_tui.store import StoreError
+from vicuna_tui.tui.chat.replay_control import ReplayControl
+from vicuna_tui.tui.messages import ConversationChosen, StoreFailed
+from vicuna_tui.tui.screens.dialogs import ConfirmScreen, PickScreen, TextInputScreen
+from vicuna_tui.tui.screens.help import HelpScreen
+from vicuna_tui.tui.widgets.transcript import MessageView, code_blocks
+
+
+class ChatActions(ReplayControl):
+    @on(StoreFailed)
+    def _store_failed(self, message: StoreFailed) -> None:
+        if message.error.kind == "damaged":
+            self.session.stop_saving(message.error)
+            self._show_saving()
+        else:
+            self.notify(message.error.message, severity="error")
+
+    async def action_new_chat(self) -> None:
+        await self.stop_reply("Stopped the reply (it is kept) to start a new chat.")
+        self.session.new_chat()
+        self.editing = False
+        await self.transcript.show([])
+        self.sidebar.current_id = None
+        self.sidebar.reload()
+        self.prompt.focus()
+
+    @on(ConversationChosen)
+    async def _chosen(self, message: ConversationChosen) -> None:
+        await self.open_conversation(message.conversation_id)
+
+    async def open_conversation(self, conversation_id: str) -> None:
+        if self.session.conversation and self.session.conversation.id == conversation_id:
+            self.prompt.focus()
+            return
+        await self.stop_reply("Stopped the reply (it is kept) to open another chat.")
+        try:
+            conv = self.session.open(conversation_id)
+        except StoreError as exc:
+            self.post_message(StoreFailed(exc))
+            return
+        except VicunaError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        # Each reply as stored: its own model, else the chat's, else not known (an
+        # imported chat) -- never the model loaded now.
+        label = f"Assistant · {conv.model_name or 'unknown model'}"
+        await self.transcript.show(self.session.messages, model_label=label)
+        self.settings.set_generation(
+            self.session.generation, self.session.template, self.session.system_message
+        )
+        self.prompt.prompt_history = [m.content for m in self.session.messages if m.role == "user"]
+        self.sidebar.current_id = conv.id
+        self.sidebar.reload()
+        self.prompt.focus()
+
+    def action_rename_chat(self) -> None:
+        conv = self.session.conversation
+        if conv is None or self.session.store is None:
+            self.notify("Send a message first: new chats are named after it.")
+            return
+
+        def done(title: str | None) -> None:
+            if title is None or self.session.store is None:
+                return
+            try:
+                self.session.store.rename(conv.id, title)
+                conv.title = self.session.store.get(conv.id).title
+            except VicunaError as exc:
+                self.notify(exc.message, severity="error")
+                return
+            self.sidebar.reload()
+
+        self.app.push_screen(TextInputScreen("Rename the chat", conv.title), done)
+
+    def action_delete_chat(self) -> None:
+        conv = self.session.conversation
+        if conv is None or self.session.store is None:
+            self.notify("This chat is not saved yet.")
+            return
+
+        async def done(yes: bool | None) -> None:
+            if not yes or self.session.store is None:
+                return
+            await self.stop_reply()
+            self.session.store.delete(conv.id)
+            await self.action_new_chat()
+            self.notify(f"Deleted “{conv.title}”.")
+
+        self.app.push_screen(
+            ConfirmScreen(f"Delete “{conv.title}” and its {len(self.session.messages)} messages?"),
+            done,
+        )
+
+    def action_search(self) -> None:
+        self.sidebar.display = True
+        self.sidebar.focus_filter()
+
+    def action_toggle_settings(self) -> None:
+        pane = self.settings
+        pane.display = not pane.display
+        if pane.display:
+            enabled = [field for field in pane.query(Input) if not field.disabled]
+            if enabled:
+                enabled[0].focus()
+
+        else:
+            self.prompt.focus()
+
+    def action_toggle_sidebar(self) -> None:
+        self.sidebar.display = not self.sidebar.display
+
+    def _copy(self, text: str, what: str) -> None:
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied {what} ({len(text)} characters).")
+
+    def action_copy_last(self) -> None:
+        reply = self.session.last_reply()
+        if reply is None:
+            self.notify("There is no reply to copy yet.")
+            return
+        self._copy(reply.content, "the last reply")
+
+    def action_copy_message(self) -> None:
+        focused = self.app.focused
+        if isinstance(focused, MessageView):
+            self._copy(focused.text, "the message")
+            return
+        views = self.transcript.views
+        if not views:
+            self.notify("There is no message to copy yet.")
+            return
+        texts = [v.text for v in views]
+
+        def picked(index: int | None) -> None:
+            if index is not None:
+                self._copy(texts[index], f"message {index + 1}")
+
+        self.app.push_screen(PickScreen("Copy which message?", texts), picked)
+
+    def action_copy_code(self) -> None:
+        focused = self.app.focused
+        if isinstance(focused, MessageView):
+            source = focused.text
+        else:
+            reply = self.session.last_reply()
+            source = reply.content if reply else ""
+        blocks = code_blocks(source)
+        if not blocks:
+            self.notify("No code block in that message.")
+            return
+        if len(blocks) == 1:
+            self._copy(blocks[0], "the code block")
+            return
+
+        def picked(index: int | None) -> None:
+            if index is not None:
+                self._copy(blocks[index], f"code block {index + 1}")
+
+        self.app.push_screen(PickScreen("Copy which code block?", blocks), picked)
+
+    def action_export_chat(self) -> None:
+        conv = self.session.conversation
+        if conv is None or self.session.store is None:
+            self.notify("There is nothing saved to export yet.")
+            return
+        default = str(Path.home() / f"vicuna-chat-{conv.short_id}.md")
+
+        def done(path_text: str | None) -> None:
+            if not path_text or self.session.store is None:
+                return
+            from vicuna_tui import formats
+
+            path = Path(path_text).expanduser()
+            try:
+                formats.write_private(path, formats.export(self.session.store.get(conv.id), "md"))
+            except (OSError, VicunaError) as exc:
+                self.notify(f"Cannot write {path}: {exc}", severity="error")
+                return
+            self.notify(f"Exported to {path}")
+
+        self.app.push_screen(TextInputScreen("Export the chat as Markdown to", default), done)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self.keys))
+
+    async def action_quit(self) -> None:
+        await self.app.action_quit()
+
+    @on(Markdown.LinkClicked)
+    def _link(self, event: Markdown.LinkClicked) -> None:
+        event.stop()
+        self.notify(f"Link: {event.href}", title="Not opened", timeout=8)

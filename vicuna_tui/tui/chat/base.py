@@ -1,0 +1,113 @@
+"""The chat screen's state and widgets, shared by the parts in this package.
+
+The screen is built in layers, each a class over the one before:
+``ChatScreenBase`` (state, widgets, the host) → ``ReplyStream`` (sending and the
+streamed reply) → ``ModelControl`` (loading, reloading, settings) → ``ReplayControl``
+(replaying a chat) → ``ChatActions`` (chats, clipboard, panes) → ``ChatScreen``
+(layout and event dispatch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from textual.screen import Screen
+
+from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
+from vicuna_tui.session import ChatSession
+from vicuna_tui.tui.chat.host import ChatHost
+from vicuna_tui.tui.pacing import FramePacer
+from vicuna_tui.tui.widgets.composer import PromptInput
+from vicuna_tui.tui.widgets.settings import SettingsPane
+from vicuna_tui.tui.widgets.sidebar import Sidebar
+from vicuna_tui.tui.widgets.status import StatusBar
+from vicuna_tui.tui.widgets.transcript import MessageView, Transcript
+
+
+@dataclass
+class Streaming:
+    """The reply being written: its request and the view it streams into."""
+
+    request_id: int
+    view: MessageView
+
+
+class ChatScreenBase(Screen[None]):
+    def __init__(
+        self,
+        session: ChatSession,
+        *,
+        keys: dict[str, str],
+        conversation_id: str | None = None,
+        replay: bool = False,
+        reuse_seeds: bool = True,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.keys = keys
+        self.initial_conversation = conversation_id
+        self.replay_on_start = replay
+        self.reuse_seeds = reuse_seeds
+        self.streaming: Streaming | None = None
+        self.editing = False
+        self.model_ready = False
+        self.remote: RemoteSettings | None = None
+        self._previous_load: LoadSettings | None = None
+        self._previous_remote: RemoteSettings | None = None
+        self._engine_started = False
+        self._pacer = FramePacer()
+
+    @property
+    def host(self) -> ChatHost:
+        return cast(ChatHost, self.app)
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.query_one(Transcript)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    @property
+    def sidebar(self) -> Sidebar:
+        return self.query_one(Sidebar)
+
+    @property
+    def settings(self) -> SettingsPane:
+        return self.query_one(SettingsPane)
+
+    def busy_writing(self, what: str = "first") -> bool:
+        """True (and says so) while a reply is being written."""
+        if self.streaming is None:
+            return False
+        text = "Esc stops it." if what == "" else f"Esc stops it {what}."
+        self.notify(f"A reply is being written: {text}", severity="warning")
+        return True
+
+    def _start_engine(self) -> None:
+        """Load the model, unless that has begun (a prompt sent before the first frame)."""
+        if not self._engine_started:
+            self._engine_started = True
+            self.host.load_model(self.session.load, self.remote)
+
+    def _probe_memory(self) -> None:
+        self.host.engine_call(
+            "memory", lambda backend: getattr(backend, "memory_in_use", lambda: None)()
+        )
+
+    def _after_change(self) -> None:
+        if self.session.conversation is not None:
+            self.sidebar.current_id = self.session.conversation.id
+        self.sidebar.reload()
+        self._show_saving()
+
+    def _show_saving(self) -> None:
+        if self.status.not_saving != self.session.not_saving:
+            self.status.not_saving = self.session.not_saving
+            self.status.refresh_text()

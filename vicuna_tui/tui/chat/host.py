@@ -1,0 +1,44 @@
+"""What the chat screen needs from the app that hosts it, and nothing more.
+
+The app implements this Protocol; the screen never imports the app, so the two do not
+import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from vicuna_tui.engine.events import ChatRequest, ReplyDelta
+from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
+from vicuna_tui.runtime import Resolved
+
+
+class EngineControl(Protocol):
+    """The engine thread, as the screen drives it."""
+
+    def generate(self, request: ChatRequest) -> None: ...
+
+    def preview(self, request: ChatRequest) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+class ChatHost(Protocol):
+    resolved: Resolved
+    not_saving_hint: str | None
+    memory_probe: Callable[[], int] | None
+
+    @property
+    def engine(self) -> EngineControl: ...
+
+    @property
+    def devices(self) -> tuple[str, ...]: ...
+
+    def take_deltas(self) -> list[ReplyDelta]: ...
+
+    def load_model(self, load: LoadSettings, remote: RemoteSettings | None = None) -> None: ...
+
+    def engine_call(self, tag: str, function: Callable[[Any], Any]) -> None: ...
+
+    def save_settings(self, values: dict[str, Any]) -> None: ...

@@ -1,0 +1,163 @@
+"""Loading, reloading and switching the model (local or remote), and the settings pane."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from textual import on
+
+from vicuna_tui.engine.events import LoadFailed, ModelReady
+from vicuna_tui.engine.remote import ModelChoiceError
+from vicuna_tui.engine.settings import RemoteSettings
+from vicuna_tui.engine.sources import GGUFChoiceError
+from vicuna_tui.errors import SettingsError
+from vicuna_tui.tui.chat.stream import ReplyStream
+from vicuna_tui.tui.messages import EngineCallResult, GenerationChanged, ReloadRequested
+from vicuna_tui.tui.screens.dialogs import ErrorScreen, PickScreen
+
+
+class ModelControl(ReplyStream):
+    def _model_ready(self, event: ModelReady) -> None:
+        self.model_ready = True
+        self.session.set_model(event.info)
+        self.status.loaded(event.info)
+        self._probe_memory()
+        self.settings.set_devices(self.host.devices)
+        if self.remote is not None and self.remote.model != event.info.name:
+            self.remote = dataclasses.replace(self.remote, model=event.info.name)
+        self.settings.set_loaded(self.session.load, self.remote, event.info.models)
+        self.transcript.set_welcome(f"{event.info.describe()} is ready.\nFrom: {event.info.source}")
+        self.notify(
+            f"{event.info.describe()} is ready; template {self.session.resolved_template}",
+            title="Model loaded",
+            timeout=4,
+        )
+        for notice in event.info.notices:
+            self.notify(notice, severity="warning", timeout=8)
+        if self.streaming is not None:  # sent while loading: now we know who answers
+            self.streaming.view.set_label(f"Assistant · {event.info.name}")
+            self.status.set_state("writing…")
+
+    def _load_failed(self, event: LoadFailed) -> None:
+        self.transcript.set_welcome(f"No model is loaded: {event.error.message}")
+        if event.kept is not None:  # refused before the current model was unloaded
+            if self._previous_load is not None:
+                self.session.load = self._previous_load
+                self.remote = self._previous_remote
+            self.model_ready = True
+            self.status.loaded(event.kept)
+            self.settings.set_loaded(self.session.load, self.remote, event.kept.models)
+            title = f"The model was not changed: still using {event.kept.name}"
+        else:
+            self.model_ready = False
+            self.status.failed(event.error.message)
+            self.settings.set_unloaded()
+            title = "The model did not load"
+            if isinstance(event.error, ModelChoiceError) and self.remote is not None:
+                self._choose_server_model(event.error.models)
+                return
+            if isinstance(event.error, GGUFChoiceError) and self.remote is None:
+                self._choose_gguf_file(event.error.repo_id, event.error.names)
+                return
+        hint = event.error.hint
+        hint = f"{hint} (F3 opens the settings)" if hint else "F3 opens the settings"
+        self.app.push_screen(ErrorScreen(title, event.error.message, hint))
+
+    def _loading_text(self) -> str:
+        if self.remote is not None:
+            return f"Connecting to {self.remote.endpoint}…"
+        from vicuna_tui.engine.backends import describe_plan
+
+        return f"Loading {describe_plan(self.session.load)}…"
+
+    def on_engine_call_result(self, message: EngineCallResult) -> None:
+        if message.tag == "memory":
+            self.status.gpu_memory = message.value
+            self.status.refresh_text()
+
+    @on(GenerationChanged)
+    def _generation(self, message: GenerationChanged) -> None:
+        values = dict(message.values)
+        template = values.pop("template", None)
+        sampling = {k: v for k, v in values.items() if k != "system_message"}
+        generation = dataclasses.replace(self.session.generation, **sampling) if sampling else None
+        if "system_message" in values:
+            self.session.update_settings(
+                generation=generation, template=template, system_message=values["system_message"]
+            )
+        else:
+            self.session.update_settings(generation=generation, template=template)
+        if template is not None:
+            message.values["template"] = template
+        self.host.save_settings(message.values)
+
+    def _choose_server_model(self, models: list[str]) -> None:
+        """The server has several models and none was named: ask which one."""
+        remote = self.remote
+        assert remote is not None
+
+        def chosen(index: int | None) -> None:
+            if index is None:
+                self.status.failed("no server model chosen (F3 to pick one)")
+                return
+            self.remote = dataclasses.replace(remote, model=models[index])
+            self.status.set_state("connecting…")
+            self.host.load_model(self.session.load, self.remote)
+
+        self.app.push_screen(
+            PickScreen(f"{remote.endpoint} serves several models: which one?", models), chosen
+        )
+
+    def _choose_gguf_file(self, repo_id: str, names: list[str]) -> None:
+        """A Hub repo of several GGUFs and no --gguf-file: ask which one to run."""
+
+        def chosen(index: int | None) -> None:
+            if index is None:
+                self.status.failed(f"no file of {repo_id} chosen (F3, or --gguf-file)")
+                return
+            self.session.load = dataclasses.replace(self.session.load, gguf_file=names[index])
+            self.status.set_state("loading…")
+            self.transcript.set_welcome(self._loading_text())
+            self.host.load_model(self.session.load, None)
+
+        self.app.push_screen(
+            PickScreen(f"{repo_id} holds several GGUFs: which one?", names), chosen
+        )
+
+    @on(ReloadRequested)
+    async def _reload(self, message: ReloadRequested) -> None:
+        values = dict(message.values)
+        backend = values.pop("backend", "local")  # local or remote
+        if "engine" in values:  # what runs a local model: LoadSettings.backend
+            values["backend"] = values.pop("engine")
+        endpoint = values.pop("endpoint", None)
+        remote_model = values.pop("remote_model", None)
+        try:
+            load = dataclasses.replace(self.session.load, **values)
+            load.check()
+        except (SettingsError, TypeError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        remote = None
+        if backend == "remote" and endpoint:
+            base = self.remote or self.host.resolved.remote or RemoteSettings(endpoint)
+            remote = dataclasses.replace(base, endpoint=endpoint, model=remote_model)
+        await self.stop_reply("Stopped the reply (it is kept) to reload the model.")
+        self._previous_load = self.session.load
+        self._previous_remote = self.remote
+        self.session.load = load
+        self.remote = remote
+        self.model_ready = False
+        self.status.set_state("reloading…")
+        self._engine_started = True
+        self.host.load_model(load, remote)
+        saved = dict(values)
+        saved["endpoint"] = endpoint if remote is not None else None
+        saved["remote_model"] = remote_model if remote is not None else None
+        self.host.save_settings(saved)
+
+    def action_show_prompt(self) -> None:
+        if not self.model_ready:
+            self.notify("The prompt view needs the model's tokenizer: wait for it to load.")
+            return
+        self.host.engine.preview(self.session.preview_request(self.prompt.text))

@@ -1,0 +1,139 @@
+"""The main screen: conversations, transcript, input, settings and status.
+
+It turns key presses into ChatSession changes and engine requests, and engine events
+(arriving as messages from the engine thread) into widget updates.  It never calls
+the model itself.  Its parts are the classes it is built on (see ``base``).
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.widgets import Footer
+
+from vicuna_tui.engine.events import (
+    EngineEvent,
+    LoadFailed,
+    LoadProgress,
+    ModelReady,
+    Notice,
+    PromptPreview,
+    ReplyDone,
+    ReplyFailed,
+    ReplyStarted,
+)
+from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.tui.chat.actions import ChatActions
+from vicuna_tui.tui.messages import EngineMessage
+from vicuna_tui.tui.screens.dialogs import PromptViewScreen
+from vicuna_tui.tui.widgets.composer import PromptInput
+from vicuna_tui.tui.widgets.settings import SettingsPane
+from vicuna_tui.tui.widgets.sidebar import Sidebar
+from vicuna_tui.tui.widgets.status import StatusBar
+from vicuna_tui.tui.widgets.transcript import Transcript
+
+
+class ChatScreen(ChatActions):
+    BINDINGS = [
+        Binding(
+            a.key,
+            a.action,
+            a.short or a.description,
+            show=a.show,
+            priority=a.priority,
+            id=a.action,
+            tooltip=a.description,
+        )
+        for a in ACTIONS
+        if a.binding
+    ]
+
+    def compose(self) -> ComposeResult:
+        session = self.session
+        with Horizontal(id="main"):
+            yield Sidebar(session.store, not_saving=session.not_saving, id="sidebar")
+            with Vertical(id="chat"):
+                yield Transcript(id="transcript")
+                yield PromptInput(
+                    id="prompt",
+                    send_key=self.keys.get("send", "enter"),
+                    newline_keys=(self.keys.get("newline", "ctrl+j"), "shift+enter"),
+                )
+            yield SettingsPane(
+                session.load,
+                session.generation,
+                session.template,
+                session.system_message,
+                remote=self.host.resolved.remote,
+                id="settings",
+            )
+        yield StatusBar(id="status", memory_probe=self.host.memory_probe)
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.remote = self.host.resolved.remote
+        self.settings.display = False
+        self.prompt.focus()
+        if self.initial_conversation:
+            await self.open_conversation(self.initial_conversation)
+        self.status.set_state("loading the model…")
+        self._show_saving()
+        if self.session.not_saving and self.session.store is None:
+            self.notify(
+                f"Not saving this chat: {self.session.not_saving}"
+                + (f"\n{self.host.not_saving_hint}" if self.host.not_saving_hint else ""),
+                severity="warning",
+                timeout=12,
+            )
+        self.transcript.set_welcome(self._loading_text())
+        # Start the engine once the first full frame is on screen (Textual lays a new
+        # screen out in two passes): importing torch on the engine thread holds the GIL
+        # for long stretches and would hold that frame back by a quarter of a second.
+        self.call_after_refresh(self.call_after_refresh, self._after_first_frame)
+
+    async def _after_first_frame(self) -> None:
+        self._start_engine()
+        if self.replay_on_start:
+            await self.start_replay(self.reuse_seeds)
+
+    async def on_engine_message(self, message: EngineMessage) -> None:
+        # The engine thread posts until it has stopped; while the app closes (quit, a
+        # signal) this screen's widgets are already going, and the event is moot.
+        if not self.is_attached:
+            return
+        try:
+            await self.handle_event(message.event)
+        except NoMatches:
+            if self.is_attached and not getattr(self.app, "_exit", False):
+                raise
+
+    async def handle_event(self, event: EngineEvent) -> None:
+        # Reply text does not come this way: _draw_reply takes it a frame at a time.
+        if isinstance(event, LoadProgress):
+            self.status.progress(event.stage, event.done, event.total)
+        elif isinstance(event, ModelReady):
+            self._model_ready(event)
+        elif isinstance(event, LoadFailed):
+            self._load_failed(event)
+        elif isinstance(event, ReplyStarted):
+            if self.streaming and event.request_id == self.streaming.request_id:
+                self.status.set_state("writing…")
+                if event.dropped_turns:
+                    self.notify(
+                        f"{event.dropped_turns} old turn(s) left out to fit the model's context",
+                        severity="warning",
+                    )
+        elif isinstance(event, ReplyDone):
+            await self._finish(event)
+        elif isinstance(event, ReplyFailed):
+            await self._failed(event)
+        elif isinstance(event, PromptPreview):
+            self.app.push_screen(
+                PromptViewScreen(
+                    self.session.resolved_template, event.text, event.tokens, event.dropped_turns
+                )
+            )
+        elif isinstance(event, Notice):
+            self.notify(event.text, severity="warning")

@@ -333,7 +333,7 @@ def load_section(tiny: bool, folder: Path, new_tokens: int) -> str:
         model_settings = {"model_path": str(folder), **settings}
         try:
             result = child(LOAD_CHILD, json.dumps(model_settings), str(new_tokens))
-        except Exception as exc:  # report it and go on with the next case
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the next case
             rows.append([name, "crashed", str(exc).splitlines()[-1][:120], "", "", ""])
             print(rows[-1], flush=True)
             continue
@@ -478,7 +478,7 @@ def process_section(tiny: bool, folder: Path, new_tokens: int) -> str:
         model_settings = {"model_path": str(folder), **settings}
         try:
             result = child(PROCESS_CHILD, json.dumps(model_settings), str(new_tokens), wheres)
-        except Exception as exc:  # report it and go on with the next case
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the next case
             rows.append([name, "crashed", str(exc).splitlines()[-1][:120], "", "", "", ""])
             print(rows[-1], flush=True)
             continue

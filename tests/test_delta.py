@@ -41,7 +41,10 @@ def finetune(
             param.add_(torch.randn_like(param) * 1e-3)
     out.mkdir(parents=True)
     if safe:
-        model.save_pretrained(str(out), **({"max_shard_size": shard} if shard else {}))
+        if shard:
+            model.save_pretrained(str(out), max_shard_size=shard)
+        else:
+            model.save_pretrained(str(out))
     else:
         from helpers import _save_bin
 

@@ -115,7 +115,7 @@ def shout(backend: Any, text: str) -> str:
     print(text)
     print(text, file=sys.stderr)
     os.write(1, text.encode() + b"\n")
-    return backend.info.name
+    return str(backend.info.name)
 
 
 @pytest.mark.real_model

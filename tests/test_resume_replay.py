@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from helpers import ScriptedBackend, run_cli
-from tui_helpers import make_app, ready, reply_done, run_test, send, showing, wait_for
+from tui_helpers import make_app, ready, reply_done, run_test, send, showing, shown, wait_for
 
-from vicuna_tui.store import Store
+from vicuna_tui.store import Conversation, Store
 from vicuna_tui.tui.screens.replay_result import ReplayScreen
 
 
-def last_conversation():  # type: ignore[no-untyped-def]
+def last_conversation() -> Conversation:
     with Store() as store:
         return store.get(store.resolve("last"))
 
@@ -124,7 +124,7 @@ async def test_replay_in_the_tui(home: Path) -> None:
         screen = await ready(pilot)
         await pilot.press("f5")
         await wait_for(pilot, lambda: showing(app, ReplayScreen))
-        replay_screen = app.screen
+        replay_screen = shown(app, ReplayScreen)
         assert [c.identical for c in replay_screen.comparisons] == [True, False]
         assert backend.requests[0].generation.seed == 5  # the saved seed was reused
         assert backend.requests[1].generation.seed is None

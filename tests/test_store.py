@@ -150,7 +150,8 @@ def test_full_disk_is_reported_and_nothing_is_lost(home: Path) -> None:
     session.add_user("third")
     assert not session.unsaved
     assert "saved again" in warnings[-1]
-    saved = store.get(session.conversation.id)  # type: ignore[union-attr]
+    assert session.conversation is not None
+    saved = store.get(session.conversation.id)
     assert [m.content[:1] for m in saved.messages] == ["f", "r", "x", "y", "t"]
     store.close()
 

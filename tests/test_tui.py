@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import ScriptedBackend
 from textual import events
-from textual.widgets import Input, Select, Static
+from textual.widgets import Input, OptionList, Select, Static
 from tui_helpers import make_app, ready, reply_done, run_test, send, showing, wait_for
 
 from vicuna_tui import config as config_mod
@@ -203,6 +203,7 @@ async def test_typing_while_the_model_loads_sends_when_ready(home: Path) -> None
         gate.set()
         await reply_done(pilot)
         assert [v.text for v in screen.transcript.views] == ["early question", "hi"]
+        assert screen.session.model_info is not None
         name = screen.session.model_info.name
         assert str(waiting.query_one(".role", Static).render()) == f"Assistant · {name}"
 
@@ -229,7 +230,7 @@ async def test_conversations_pane_lists_filters_and_opens(home: Path) -> None:
     app = make_app(lambda load: ScriptedBackend())
     async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
-        options = screen.sidebar.query_one("#chat-list")
+        options = screen.sidebar.query_one("#chat-list", OptionList)
         titles = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         assert titles == ["Rust traits", "Pasta recipe", "Rust lifetimes"]  # newest first
         await pilot.press("ctrl+f")

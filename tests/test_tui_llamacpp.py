@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Select, Static
-from tui_helpers import count_deltas, make_app, ready, reply_done, run_test, send, showing, wait_for
+from tui_helpers import (
+    count_deltas,
+    make_app,
+    ready,
+    reply_done,
+    run_test,
+    send,
+    showing,
+    shown,
+    wait_for,
+)
 
 from vicuna_tui.engine.process import ProcessBackend
 from vicuna_tui.engine.settings import LoadSettings
@@ -89,8 +99,9 @@ async def test_a_hub_repo_of_several_ggufs_asks_which_one(
     )
     async with run_test(app, size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: showing(app, PickScreen))
-        assert "someone/smol-GGUF holds several GGUFs" in app.screen.title_text
-        assert app.screen.items == ["smol.Q4_1.gguf", "smol.Q8_0.gguf"]
+        picker = shown(app, PickScreen)
+        assert "someone/smol-GGUF holds several GGUFs" in picker.title_text
+        assert picker.items == ["smol.Q4_1.gguf", "smol.Q8_0.gguf"]
         await pilot.press("enter")  # the first one
         screen = await ready(pilot)
         assert screen.session.load.gguf_file == "smol.Q4_1.gguf"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.app import App
 from textual.message import Message
+from textual.screen import Screen
 
 from vicuna_tui import config as config_mod
 from vicuna_tui import runtime
@@ -125,11 +126,21 @@ async def reply_done(pilot: Any) -> ChatScreen:
     return screen
 
 
-def showing(app: Any, screen_type: type) -> bool:
+def showing(app: Any, screen_type: type[Screen[Any]]) -> bool:
     """Whether the app shows a ``screen_type`` that has mounted (its widgets are there
     to query: a pushed screen composes after it becomes ``app.screen``)."""
     screen = app.screen
     return isinstance(screen, screen_type) and bool(screen.is_mounted)
+
+
+_S = TypeVar("_S", bound=Screen[Any])
+
+
+def shown(app: Any, screen_type: type[_S]) -> _S:
+    """The screen the app shows, which must be a ``screen_type``."""
+    screen = app.screen
+    assert isinstance(screen, screen_type), screen
+    return screen
 
 
 def status_text(screen: ChatScreen) -> str:

@@ -1,4 +1,5 @@
-"""Replaying a saved conversation, or a question set, through the current model.
+"""Replaying a saved conversation through the current model: the plan and the run,
+with no UI (the ``replay`` command and the TUI both drive a ``ReplayRun``).
 
 A conversation replay sends the saved user turns, in order, as a new conversation
 linked to the original (``replay_of``).  Unless told otherwise it reuses each saved
@@ -10,14 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 from vicuna_tui.engine.settings import GenerationSettings
-from vicuna_tui.errors import VicunaError
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.store import Conversation, SavedMessage
 
 
@@ -94,58 +91,44 @@ def inline_diff(comparison: Comparison) -> str:
     return " ".join(p for p in parts if p)
 
 
-# --- question sets ----------------------------------------------------------------------
+@dataclass
+class ReplayRun:
+    """A replay in progress: which turn is next, with what settings, and how each went."""
 
+    original: Conversation
+    base: GenerationSettings
+    reuse_seeds: bool = True
+    plan: list[ReplayStep] = field(init=False)
+    comparisons: list[Comparison] = field(default_factory=list)
 
-class QuestionFileError(VicunaError):
-    pass
-
-
-def read_questions(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
-    """(line number, the record, its prompts) for each line of a JSONL question set.
-
-    A line holds {"prompt": ...}; {"text": ...} (Vicuna's question format) and
-    {"turns": [...]} (several turns, MT-bench style) work too.
-    """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise QuestionFileError(f"no such file: {path}", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionFileError(f"cannot read {path}: {exc}", "check the file") from None
-    parsed = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise QuestionFileError(
-                f"{path}:{number} is not JSON ({exc.msg})",
-                'each line must be an object like {"prompt": "..."}',
-            ) from None
-        if not isinstance(record, dict):
-            raise QuestionFileError(
-                f"{path}:{number} is not an object",
-                'each line must be an object like {"prompt": "..."}',
+    def __post_init__(self) -> None:
+        self.plan = steps(self.original)
+        if not self.plan:
+            raise SettingsError(
+                f"conversation {self.original.short_id} has no user messages",
+                "pick another with `vicuna-tui sessions list`",
             )
-        prompts: list[str]
-        if isinstance(record.get("prompt"), str):
-            prompts = [record["prompt"]]
-        elif isinstance(record.get("text"), str):
-            prompts = [record["text"]]
-        elif (
-            isinstance(record.get("turns"), list)
-            and all(isinstance(t, str) for t in record["turns"])
-            and record["turns"]
-        ):
-            prompts = list(record["turns"])
-        else:
-            raise QuestionFileError(
-                f'{path}:{number} has no "prompt" text',
-                'each line must be an object like {"prompt": "..."}',
-            )
-        parsed.append((number, record, prompts))
-    if not parsed:
-        raise QuestionFileError(f"{path} holds no questions", 'add lines like {"prompt": "..."}')
-    return iter(parsed)
+
+    @property
+    def current(self) -> ReplayStep | None:
+        """The turn to send next; None when every turn has been sent."""
+        index = len(self.comparisons)
+        return self.plan[index] if index < len(self.plan) else None
+
+    def settings(self) -> GenerationSettings:
+        """The sampling settings for the current turn (its saved seed, unless told not)."""
+        step = self.current
+        assert step is not None, "the replay is over"
+        return settings_for(step, self.base, reuse_seeds=self.reuse_seeds)
+
+    def record(self, new_text: str) -> Comparison:
+        """The reply the current turn got now; moves on to the next turn."""
+        step = self.current
+        assert step is not None, "the replay is over"
+        comparison = compare(step.prompt, step.old.content if step.old else None, new_text)
+        self.comparisons.append(comparison)
+        return comparison
+
+    @property
+    def identical(self) -> int:
+        return sum(c.identical for c in self.comparisons)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from vicuna_tui.engine.settings import (
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.errors import SettingsError
+from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Conversation, Store, StoreError
 
 
@@ -153,3 +155,23 @@ def open_store(no_save: bool) -> tuple[Store | None, StoreError | None]:
 
     backups.take_daily(store)
     return store, None
+
+
+def new_session(
+    resolved: Resolved,
+    store: Store | None,
+    *,
+    warn: Callable[[str], None] | None = None,
+    not_saving: str | None = None,
+) -> ChatSession:
+    """A chat with the resolved settings: the one way every front end starts one."""
+    return ChatSession(
+        store,
+        generation=resolved.generation,
+        template=resolved.template,
+        system_message=resolved.system_message,
+        load=resolved.load,
+        endpoint=resolved.remote.endpoint if resolved.remote else None,
+        warn=warn,
+        not_saving=not_saving,
+    )

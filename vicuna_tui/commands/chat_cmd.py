@@ -4,74 +4,38 @@ answer one prompt (-p)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import TextIO
 
 from vicuna_tui import runtime
-from vicuna_tui.engine.events import ModelInfo, ReplyDone
+from vicuna_tui.commands.console import say
+from vicuna_tui.commands.startup import load_model
+from vicuna_tui.engine.events import ReplyDone
 from vicuna_tui.errors import SettingsError
-from vicuna_tui.frontends.driver import Driver, ProgressLine, raise_hangup_on_signals
+from vicuna_tui.frontends.driver import Driver, raise_hangup_on_signals
 from vicuna_tui.frontends.linechat import LineChat, PlainRenderer, Renderer, reply_record
 from vicuna_tui.session import ChatSession
-from vicuna_tui.textsafe import json_line, terminal_safe
-
-
-def _say(stream: TextIO, text: str) -> None:
-    stream.write(terminal_safe(text) + "\n")
-    stream.flush()
-
-
-def announce(info: ModelInfo, stream: TextIO, template: str) -> None:
-    """Which model was picked, and from where."""
-    _say(stream, f"model: {info.describe()}")
-    _say(stream, f"  from: {info.source}")
-    context = f"{info.context_length} tokens" if info.context_length else "as the server sets"
-    _say(stream, f"  template: {template}   context: {context}")
-
-    for notice in info.notices:
-        _say(stream, f"  note: {notice}")
+from vicuna_tui.store import Conversation, Store, StoreError
+from vicuna_tui.textsafe import json_line
 
 
 def main(args: argparse.Namespace) -> int:
-    stdin, stdout, stderr = sys.stdin, sys.stdout, sys.stderr
-    interactive = stdin.isatty()
-    style = args.style
-    if style is None:
-        style = "tui" if interactive and stdout.isatty() and args.prompt is None else "simple"
-    if style == "tui" and (not interactive or not stdout.isatty()):
-        raise SettingsError(
-            "the TUI needs a terminal on stdin and stdout",
-            "use --style simple for pipes, or -p for one prompt",
-        )
-    if args.json and args.prompt is None and interactive:
-        raise SettingsError(
-            "--json works with -p or with input from a pipe",
-            "add -p 'your prompt', or pipe prompts in",
-        )
-
+    style = _style(args)
     if not args.debug:
         from vicuna_tui.warnlog import send_warnings_to_log
 
         send_warnings_to_log()
-    store, store_problem = runtime.open_store(args.no_save)
-    not_saving = not_saving_hint = None
-    if store_problem is not None:
-        not_saving, not_saving_hint = store_problem.message, store_problem.hint
-        _say(stderr, f"warning: not saving this chat: {store_problem.message}")
-        if store_problem.hint:
-            _say(stderr, f"  hint: {store_problem.hint}")
-    conversation = None
-    if args.resume:
-        if store is None and store_problem is not None:
-            raise store_problem
-        if store is None:
-            raise SettingsError("--resume needs saved conversations", "drop --no-save")
-        conversation = store.get(store.resolve(args.resume))
+    store, problem = runtime.open_store(args.no_save)
+    if problem is not None:
+        say(sys.stderr, f"warning: not saving this chat: {problem.message}")
+        if problem.hint:
+            say(sys.stderr, f"  hint: {problem.hint}")
+    conversation = _resumed(args, store, problem)
     resolved = runtime.resolve(args, conversation)
     for warning in resolved.warnings:
-        _say(stderr, f"warning: {warning}")
+        say(sys.stderr, f"warning: {warning}")
     runtime.apply_gpus(resolved.load)
-
     if style == "tui":
         from vicuna_tui.tui.app import run_tui
 
@@ -80,19 +44,61 @@ def main(args: argparse.Namespace) -> int:
             store,
             conversation_id=conversation.id if conversation else None,
             debug=args.debug,
-            not_saving=not_saving,
-            not_saving_hint=not_saving_hint,
+            not_saving=problem.message if problem else None,
+            not_saving_hint=problem.hint if problem else None,
         )
+    try:
+        return _line_chat(args, style, resolved, store, conversation, problem)
+    finally:
+        if store is not None:
+            store.close()
 
-    session = ChatSession(
+
+def _style(args: argparse.Namespace) -> str:
+    """The front end to run: the flag's, or the TUI on a terminal and simple off one."""
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    style: str = args.style or ("tui" if terminal and args.prompt is None else "simple")
+    if style == "tui" and not terminal:
+        raise SettingsError(
+            "the TUI needs a terminal on stdin and stdout",
+            "use --style simple for pipes, or -p for one prompt",
+        )
+    if args.json and args.prompt is None and sys.stdin.isatty():
+        raise SettingsError(
+            "--json works with -p or with input from a pipe",
+            "add -p 'your prompt', or pipe prompts in",
+        )
+    return style
+
+
+def _resumed(
+    args: argparse.Namespace, store: Store | None, problem: StoreError | None
+) -> Conversation | None:
+    if not args.resume:
+        return None
+    if store is None:
+        if problem is not None:
+            raise problem
+        raise SettingsError("--resume needs saved conversations", "drop --no-save")
+    return store.get(store.resolve(args.resume))
+
+
+def _line_chat(
+    args: argparse.Namespace,
+    style: str,
+    resolved: runtime.Resolved,
+    store: Store | None,
+    conversation: Conversation | None,
+    problem: StoreError | None,
+) -> int:
+    """The simple and rich styles, the pipe and -p: one engine, in this process."""
+    stdin, stderr = sys.stdin, sys.stderr
+    interactive = stdin.isatty()
+    session = runtime.new_session(
+        resolved,
         store,
-        generation=resolved.generation,
-        template=resolved.template,
-        system_message=resolved.system_message,
-        load=resolved.load,
-        endpoint=resolved.remote.endpoint if resolved.remote else None,
-        warn=lambda text: _say(stderr, f"warning: {text}"),
-        not_saving=not_saving,
+        warn=lambda text: say(stderr, f"warning: {text}"),
+        not_saving=problem.message if problem else None,
     )
     if conversation is not None:
         session.open(conversation.id)
@@ -101,40 +107,16 @@ def main(args: argparse.Namespace) -> int:
             template=resolved.template,
             system_message=resolved.system_message,
         )
-
-    driver = Driver(debug=args.debug, notice=lambda text: _say(stderr, f"note: {text}"))
+    driver = Driver(debug=args.debug, notice=lambda text: say(stderr, f"note: {text}"))
     raise_hangup_on_signals()
     try:
-        progress = ProgressLine(stderr)
-        try:
-            info = driver.load(runtime.make_backend(resolved, debug=args.debug), progress)
-        finally:
-            progress.clear()
-        session.set_model(info)
-        announce(info, stderr, session.resolved_template)
+        session.set_model(load_model(driver, resolved, stderr, debug=args.debug))
         if args.prompt is not None:
-            return _one_shot(args, session, driver, stdin, stdout, stderr)
-        if style == "rich" and interactive:
-            from rich.console import Console
-
-            from vicuna_tui.frontends.rich_style import RichRenderer
-
-            renderer: Renderer = RichRenderer(Console(), stdin, multiline=args.multiline)
-        else:
-            renderer = PlainRenderer(
-                stdin,
-                stdout,
-                stderr,
-                interactive=interactive,
-                multiline=args.multiline,
-                json_mode=args.json,
-            )
-        if interactive and conversation is not None:
-            for message in session.messages:
-                renderer.show_message(message.role, message.content)
+            return _one_shot(args, session, driver, stdin, sys.stdout, stderr)
+        renderer = _renderer(args, style, interactive)
         if interactive:
-            import contextlib
-
+            for message in session.messages if conversation is not None else []:
+                renderer.show_message(message.role, message.content)
             with contextlib.suppress(ImportError):
                 import readline  # noqa: F401  (line editing and history for input())
         chat = LineChat(
@@ -149,8 +131,23 @@ def main(args: argparse.Namespace) -> int:
         return chat.run()
     finally:
         driver.close()
-        if store is not None:
-            store.close()
+
+
+def _renderer(args: argparse.Namespace, style: str, interactive: bool) -> Renderer:
+    if style == "rich" and interactive:
+        from rich.console import Console
+
+        from vicuna_tui.frontends.rich_style import RichRenderer
+
+        return RichRenderer(Console(), sys.stdin, multiline=args.multiline)
+    return PlainRenderer(
+        sys.stdin,
+        sys.stdout,
+        sys.stderr,
+        interactive=interactive,
+        multiline=args.multiline,
+        json_mode=args.json,
+    )
 
 
 def _one_shot(

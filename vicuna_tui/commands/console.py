@@ -4,6 +4,7 @@ text, and never a question without a terminal to answer it."""
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.textsafe import terminal_safe
@@ -23,3 +24,8 @@ def confirmed(yes: bool, question: str, refusal: str) -> bool:
         )
     answer = input(terminal_safe(f"{question} [y/N] "))
     return answer.strip().lower() in ("y", "yes")
+
+
+def say(stream: TextIO, text: str = "") -> None:
+    stream.write(terminal_safe(text) + "\n")
+    stream.flush()

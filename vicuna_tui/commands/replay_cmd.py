@@ -9,16 +9,18 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from vicuna_tui import locations, runtime
 from vicuna_tui import replay_plan as replay_mod
-from vicuna_tui.commands.chat_cmd import announce
+from vicuna_tui.commands.console import say
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
-from vicuna_tui.engine.events import ReplyDone
-from vicuna_tui.errors import SettingsError
-from vicuna_tui.frontends.driver import Driver, ProgressLine, describe_failure
+from vicuna_tui.commands.startup import load_model
+from vicuna_tui.engine.events import ModelInfo, ReplyDone
+from vicuna_tui.frontends.driver import Driver, describe_failure
 from vicuna_tui.frontends.linechat import reply_record
+from vicuna_tui.questions import read_questions
+from vicuna_tui.replay_plan import ReplayRun
 from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Store
 from vicuna_tui.textsafe import json_line, terminal_safe
@@ -61,25 +63,15 @@ def main(argv: Sequence[str]) -> int:
     return _conversation(args)
 
 
-def _say(stream: TextIO, text: str = "") -> None:
-    stream.write(terminal_safe(text) + "\n")
-    stream.flush()
-
-
 def _conversation(args: argparse.Namespace) -> int:
     stdout, stderr = sys.stdout, sys.stderr
     store = Store()
     try:
         original = store.get(store.resolve(args.source))
-        plan = replay_mod.steps(original)
-        if not plan:
-            raise SettingsError(
-                f"conversation {original.short_id} has no user messages",
-                "pick another with `vicuna-tui sessions list`",
-            )
         resolved = runtime.resolve(args, original)
+        run = ReplayRun(original, resolved.generation, reuse_seeds=not args.new_seeds)
         for warning in resolved.warnings:
-            _say(stderr, f"warning: {warning}")
+            say(stderr, f"warning: {warning}")
         runtime.apply_gpus(resolved.load)
         style = args.style or ("tui" if sys.stdin.isatty() and stdout.isatty() else "simple")
         if style == "tui":
@@ -93,89 +85,76 @@ def _conversation(args: argparse.Namespace) -> int:
                 replay=True,
                 reuse_seeds=not args.new_seeds,
             )
-        session = ChatSession(
-            store,
-            generation=resolved.generation,
-            template=resolved.template,
-            system_message=resolved.system_message,
-            load=resolved.load,
-            endpoint=resolved.remote.endpoint if resolved.remote else None,
-            warn=lambda text: _say(stderr, f"warning: {text}"),
+        session = runtime.new_session(
+            resolved, store, warn=lambda text: say(stderr, f"warning: {text}")
         )
         session.replay_of = original.id
-        driver = Driver(debug=args.debug, notice=lambda t: _say(stderr, f"note: {t}"))
-        try:
-            progress = ProgressLine(stderr)
-            try:
-                info = driver.load(runtime.make_backend(resolved), progress)
-            finally:
-                progress.clear()
-            session.set_model(info)
-            announce(info, stderr, session.resolved_template)
-            _say(stderr, f"replaying {len(plan)} turn(s) of {original.short_id} “{original.title}”")
-            comparisons = []
-            for step in plan:
-                session.generation = replay_mod.settings_for(
-                    step, resolved.generation, reuse_seeds=not args.new_seeds
-                )
-                _say(stdout, f"USER: {step.prompt}")
-                stdout.write("ASSISTANT: ")
-                stdout.flush()
-
-                def show(text: str) -> None:
-                    stdout.write(terminal_safe(text))
-                    stdout.flush()
-
-                result = driver.ask(session.add_user(step.prompt), show)
-
-                _say(stdout)
-                if isinstance(result, ReplyDone):
-                    session.record_reply(result.text, result.finish_reason, result.stats)
-                    new_text = result.text
-                else:
-                    session.record_failure(result.partial_text)
-                    _say(stderr, describe_failure(result.error))
-                    new_text = result.partial_text
-                comparisons.append(
-                    replay_mod.compare(
-                        step.prompt, step.old.content if step.old else None, new_text
-                    )
-                )
-            session.generation = resolved.generation
-        finally:
-            driver.close()
-        _report(comparisons, stdout)
+        _replay(args, run, session, resolved)
+        _report(run.comparisons, stdout)
         new_id = session.conversation.id if session.conversation else "?"
-        same = sum(c.identical for c in comparisons)
-        _say(
+        say(
             stdout,
             f"replay saved as {new_id[:8]} (replay of {original.short_id}): "
-            f"{same} of {len(comparisons)} replies identical",
+            f"{run.identical} of {len(run.comparisons)} replies identical",
         )
         return 0
     finally:
         store.close()
 
 
+def _replay(
+    args: argparse.Namespace, run: ReplayRun, session: ChatSession, resolved: runtime.Resolved
+) -> None:
+    """Send each saved user turn again, showing the new replies as they stream."""
+    stdout, stderr = sys.stdout, sys.stderr
+    driver = Driver(debug=args.debug, notice=lambda t: say(stderr, f"note: {t}"))
+
+    def show(text: str) -> None:
+        stdout.write(terminal_safe(text))
+        stdout.flush()
+
+    try:
+        session.set_model(load_model(driver, resolved, stderr, debug=args.debug))
+        original = run.original
+        say(stderr, f"replaying {len(run.plan)} turn(s) of {original.short_id} “{original.title}”")
+        while (step := run.current) is not None:
+            session.generation = run.settings()
+            say(stdout, f"USER: {step.prompt}")
+            stdout.write("ASSISTANT: ")
+            stdout.flush()
+            result = driver.ask(session.add_user(step.prompt), show)
+            say(stdout)
+            if isinstance(result, ReplyDone):
+                session.record_reply(result.text, result.finish_reason, result.stats)
+                run.record(result.text)
+            else:
+                session.record_failure(result.partial_text)
+                say(stderr, describe_failure(result.error))
+                run.record(result.partial_text)
+        session.generation = resolved.generation
+    finally:
+        driver.close()
+
+
 def _report(comparisons: list[replay_mod.Comparison], stdout: TextIO) -> None:
-    width = shutil.get_terminal_size((100, 20)).columns
-    _say(stdout)
-    _say(stdout, "=" * min(width, 100))
+    width = min(shutil.get_terminal_size((100, 20)).columns, 100)
+    say(stdout)
+    say(stdout, "=" * width)
     for number, comparison in enumerate(comparisons, start=1):
         verdict = "identical" if comparison.identical else "differs"
-        _say(stdout, f"turn {number}: {verdict} — {comparison.prompt[:60]}")
-        _say(stdout, f"{'saved reply':<{(min(width, 100) - 3) // 2}} │ replay")
-        for row in replay_mod.side_by_side(comparison, min(width, 100)):
-            _say(stdout, row)
+        say(stdout, f"turn {number}: {verdict} — {comparison.prompt[:60]}")
+        say(stdout, f"{'saved reply':<{(width - 3) // 2}} │ replay")
+        for row in replay_mod.side_by_side(comparison, width):
+            say(stdout, row)
         if not comparison.identical and comparison.old is not None:
-            _say(stdout, "diff: " + replay_mod.inline_diff(comparison))
-        _say(stdout)
+            say(stdout, "diff: " + replay_mod.inline_diff(comparison))
+        say(stdout)
 
 
 def _question_set(args: argparse.Namespace) -> int:
     stderr = sys.stderr
     path = Path(args.source).expanduser()
-    questions = list(replay_mod.read_questions(path))
+    questions = list(read_questions(path))
     output = (
         Path(args.output).expanduser()
         if args.output
@@ -183,70 +162,57 @@ def _question_set(args: argparse.Namespace) -> int:
     )
     resolved = runtime.resolve(args)
     for warning in resolved.warnings:
-        _say(stderr, f"warning: {warning}")
+        say(stderr, f"warning: {warning}")
     runtime.apply_gpus(resolved.load)
-    driver = Driver(debug=args.debug, notice=lambda t: _say(stderr, f"note: {t}"))
+    driver = Driver(debug=args.debug, notice=lambda t: say(stderr, f"note: {t}"))
     failures = 0
     try:
-        progress = ProgressLine(stderr)
-        try:
-            info = driver.load(runtime.make_backend(resolved), progress)
-        finally:
-            progress.clear()
-        announce(info, stderr, info.template if resolved.template == "auto" else resolved.template)
-
+        info = load_model(driver, resolved, stderr, debug=args.debug)
         with locations.open_private(output) as out:
             for index, (line, record, prompts) in enumerate(questions, start=1):
-                session = ChatSession(
-                    None,
-                    generation=resolved.generation,
-                    template=resolved.template,
-                    system_message=resolved.system_message,
-                    load=resolved.load,
-                )
-                session.set_model(info)
-                answers = []
-                for prompt in prompts:
-                    result = driver.ask(session.add_user(prompt), lambda text: None)
-                    if isinstance(result, ReplyDone):
-                        session.record_reply(result.text, result.finish_reason, result.stats)
-                    else:
-                        failures += 1
-                        session.record_failure(result.partial_text)
-                    answers.append(reply_record(prompt, result, session))
-                entry = {k: v for k, v in record.items() if k not in ("prompt", "text", "turns")}
-                entry.update(
-                    {
-                        "line": line,
-                        "model": info.name,
-                        "settings": dataclasses.asdict(resolved.generation),
-                    }
-                )
-                if len(answers) == 1:
-                    entry.update(
-                        {
-                            k: v
-                            for k, v in answers[0].items()
-                            if k not in ("model", "conversation_id")
-                        }
-                    )
-                else:
-                    entry["turns"] = [
-                        {k: v for k, v in a.items() if k not in ("model", "conversation_id")}
-                        for a in answers
-                    ]
+                entry, failed = _answer(driver, resolved, info, record, prompts)
+                entry = {"line": line, **entry}
+                failures += failed
                 out.write(json_line(entry) + "\n")
                 out.flush()
-                _say(
-                    stderr,
-                    f"[{index}/{len(questions)}] line {line}: "
-                    + (
-                        "ok"
-                        if all(a.get("finish_reason") != "error" for a in answers)
-                        else "failed"
-                    ),
-                )
+                verdict = "failed" if failed else "ok"
+                say(stderr, f"[{index}/{len(questions)}] line {line}: {verdict}")
     finally:
         driver.close()
-    _say(stderr, f"wrote {len(questions)} answer(s) to {output}")
+    say(stderr, f"wrote {len(questions)} answer(s) to {output}")
     return 1 if failures else 0
+
+
+def _answer(
+    driver: Driver,
+    resolved: runtime.Resolved,
+    info: ModelInfo,
+    record: dict[str, Any],
+    prompts: list[str],
+) -> tuple[dict[str, Any], int]:
+    """One question's answers (each turn in one new chat, not saved) and its failures."""
+    session = runtime.new_session(resolved, None)
+    session.set_model(info)
+    answers = []
+    failures = 0
+    for prompt in prompts:
+        result = driver.ask(session.add_user(prompt), lambda text: None)
+        if isinstance(result, ReplyDone):
+            session.record_reply(result.text, result.finish_reason, result.stats)
+        else:
+            failures += 1
+            session.record_failure(result.partial_text)
+        answers.append(
+            {
+                k: v
+                for k, v in reply_record(prompt, result, session).items()
+                if k not in ("model", "conversation_id")
+            }
+        )
+    entry = {k: v for k, v in record.items() if k not in ("prompt", "text", "turns")}
+    entry.update({"model": info.name, "settings": dataclasses.asdict(resolved.generation)})
+    if len(answers) == 1:
+        entry.update(answers[0])
+    else:
+        entry["turns"] = answers
+    return entry, failures

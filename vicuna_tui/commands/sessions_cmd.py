@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from vicuna_tui import formats
 from vicuna_tui.commands import sessions_care as care
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 READING = ("list", "show", "search", "export")
 
 
-def _summary(conv: Conversation) -> dict:
+def _summary(conv: Conversation) -> dict[str, Any]:
     return {
         "id": conv.id,
         "title": conv.title,
@@ -80,79 +81,101 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _run(args: argparse.Namespace, store: Store) -> int:
-    if args.action == "list":
-        conversations = store.conversations(limit=args.limit)
-        if args.json:
-            sys.stdout.write(json_text([_summary(c) for c in conversations]) + "\n")
-            return 0
-        if not conversations:
-            _out("no saved conversations yet")
-            return 0
-        for conv in conversations:
-            when = conv.updated_at[:16].replace("T", " ")
-            model = conv.model_name or conv.model_path or "?"
-            _out(
-                f"{conv.short_id}  {when}  {conv.message_count:>3} msgs  {model[:24]:<24}  "
-                f"{conv.title}"
-            )
+    return ACTION_RUNNERS[args.action](args, store)
+
+
+def _list(args: argparse.Namespace, store: Store) -> int:
+    conversations = store.conversations(limit=args.limit)
+    if args.json:
+        sys.stdout.write(json_text([_summary(c) for c in conversations]) + "\n")
         return 0
-    if args.action == "show":
-        conv = store.get(store.resolve(args.id))
-        _out(f"# {conv.title}   ({conv.id})")
-        _out(f"model: {conv.model_name or conv.model_path or '?'}   template: {conv.template}")
-        if conv.replay_of:
-            _out(f"replay of: {conv.replay_of}")
-        for message in conv.messages:
-            _out("")
-            label = "USER" if message.role == "user" else "ASSISTANT"
-            mark = (
-                f" [{message.finish_reason}]"
-                if message.finish_reason in ("cancelled", "error", "length")
-                else ""
-            )
-            _out(f"{label}{mark}: {message.content}")
-            if message.role == "assistant" and message.new_tokens:
-                rate = (
-                    f", {message.tokens_per_second:.1f} tok/s" if message.tokens_per_second else ""
-                )
-                _out(f"  ({message.new_tokens} tokens{rate})")
+    if not conversations:
+        _out("no saved conversations yet")
         return 0
-    if args.action == "search":
-        hits = store.search(" ".join(args.text))
-        if not hits:
-            _out("no matches")
-            return 1
-        for hit in hits:
-            _out(f"{hit.conversation_id[:8]}  #{hit.position:<3} {hit.role:<9}  {hit.title}")
-            _out(f"    {' '.join(hit.snippet.split())}")
-        return 0
-    if args.action == "rename":
-        conv_id = store.resolve(args.id)
-        store.rename(conv_id, " ".join(args.title))
-        _out(f"renamed {conv_id[:8]}: {store.get(conv_id).title}")
-        return 0
-    if args.action == "delete":
-        conv = store.get(store.resolve(args.id))
-        question = f"Delete {conv.short_id} “{conv.title}” ({conv.message_count} messages)?"
-        if not confirmed(args.yes, question, f"not deleting {conv.short_id}"):
-            _out("kept")
-            return 1
-        store.delete(conv.id)
-        _out(f"deleted {conv.short_id}")
-        return 0
-    if args.action == "export":
-        conv = store.get(store.resolve(args.id))
-        text = formats.export(conv, args.format)
-        if args.output:
-            path = Path(args.output).expanduser()
-            formats.write_private(path, text)
-            _out(f"wrote {path}")
-        else:
-            sys.stdout.write(text)
-        return 0
-    if args.action == "import":
-        conv, messages = formats.read_conversation(Path(args.file).expanduser())
-        new_id = store.import_conversation(conv, messages)
-        _out(f"imported {len(messages)} messages as {new_id[:8]} “{conv.title}”")
-        return 0
-    raise AssertionError(args.action)  # pragma: no cover
+    for conv in conversations:
+        when = conv.updated_at[:16].replace("T", " ")
+        model = conv.model_name or conv.model_path or "?"
+        _out(
+            f"{conv.short_id}  {when}  {conv.message_count:>3} msgs  {model[:24]:<24}  {conv.title}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace, store: Store) -> int:
+    conv = store.get(store.resolve(args.id))
+    _out(f"# {conv.title}   ({conv.id})")
+    _out(f"model: {conv.model_name or conv.model_path or '?'}   template: {conv.template}")
+    if conv.replay_of:
+        _out(f"replay of: {conv.replay_of}")
+    for message in conv.messages:
+        _out("")
+        label = "USER" if message.role == "user" else "ASSISTANT"
+        mark = (
+            f" [{message.finish_reason}]"
+            if message.finish_reason in ("cancelled", "error", "length")
+            else ""
+        )
+        _out(f"{label}{mark}: {message.content}")
+        if message.role == "assistant" and message.new_tokens:
+            rate = f", {message.tokens_per_second:.1f} tok/s" if message.tokens_per_second else ""
+            _out(f"  ({message.new_tokens} tokens{rate})")
+    return 0
+
+
+def _search(args: argparse.Namespace, store: Store) -> int:
+    hits = store.search(" ".join(args.text))
+    if not hits:
+        _out("no matches")
+        return 1
+    for hit in hits:
+        _out(f"{hit.conversation_id[:8]}  #{hit.position:<3} {hit.role:<9}  {hit.title}")
+        _out(f"    {' '.join(hit.snippet.split())}")
+    return 0
+
+
+def _rename(args: argparse.Namespace, store: Store) -> int:
+    conv_id = store.resolve(args.id)
+    store.rename(conv_id, " ".join(args.title))
+    _out(f"renamed {conv_id[:8]}: {store.get(conv_id).title}")
+    return 0
+
+
+def _delete(args: argparse.Namespace, store: Store) -> int:
+    conv = store.get(store.resolve(args.id))
+    question = f"Delete {conv.short_id} “{conv.title}” ({conv.message_count} messages)?"
+    if not confirmed(args.yes, question, f"not deleting {conv.short_id}"):
+        _out("kept")
+        return 1
+    store.delete(conv.id)
+    _out(f"deleted {conv.short_id}")
+    return 0
+
+
+def _export(args: argparse.Namespace, store: Store) -> int:
+    conv = store.get(store.resolve(args.id))
+    text = formats.export(conv, args.format)
+    if args.output:
+        path = Path(args.output).expanduser()
+        formats.write_private(path, text)
+        _out(f"wrote {path}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _import(args: argparse.Namespace, store: Store) -> int:
+    conv, messages = formats.read_conversation(Path(args.file).expanduser())
+    new_id = store.import_conversation(conv, messages)
+    _out(f"imported {len(messages)} messages as {new_id[:8]} “{conv.title}”")
+    return 0
+
+
+ACTION_RUNNERS: dict[str, Callable[[argparse.Namespace, Store], int]] = {
+    "list": _list,
+    "show": _show,
+    "search": _search,
+    "rename": _rename,
+    "delete": _delete,
+    "export": _export,
+    "import": _import,
+}

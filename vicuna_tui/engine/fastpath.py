@@ -22,9 +22,12 @@ tie to within float32 rounding (none did across the test prompts).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 FUSIONS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
@@ -203,7 +206,8 @@ def growing_cache(model: Any) -> Any:
             if type(layer) is DynamicLayer:
                 layers[index] = _GROWING()
         return cache
-    except Exception:  # another transformers: its own cache is right, only slower
+    except Exception:
+        log.debug("no in-place KV cache", exc_info=True)
         return None
 
 
@@ -320,7 +324,8 @@ def decode_step(model: Any) -> DecodeStep | None:
             want = model(input_ids=token, **{key: theirs}, use_cache=True).logits
             got = step(token, ours)
         return step if torch.equal(got[:, -1], want[:, -1]) else None
-    except Exception:  # another transformers or model layout: the model's own forward
+    except Exception:
+        log.debug("no fast decode step", exc_info=True)
         return None
     finally:
         release(model)

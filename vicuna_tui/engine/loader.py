@@ -168,13 +168,15 @@ def _report_progress(report: Progress) -> Iterator[None]:
 
     gguf_tqdm = getattr(gguf_utils, "tqdm", None)
     if gguf_tqdm is not None:
-        gguf_utils.tqdm = lambda *args, **kwargs: _ProgressBar(report, *args, **kwargs)
+        setattr(  # noqa: B010 - the module does not export the name it uses
+            gguf_utils, "tqdm", lambda *args, **kwargs: _ProgressBar(report, *args, **kwargs)
+        )
     try:
         yield
     finally:
         set_hook(previous)
         if gguf_tqdm is not None:
-            gguf_utils.tqdm = gguf_tqdm
+            setattr(gguf_utils, "tqdm", gguf_tqdm)  # noqa: B010
 
 
 _SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
@@ -322,7 +324,7 @@ def _quantization_config(settings: LoadSettings, device: str, dtype: Any) -> Any
         raise QuantizationError(
             f"{flag} needs bitsandbytes, which cannot be used here ({type(exc).__name__}: {exc})",
             "pip install bitsandbytes, or drop the flag",
-        ) from None
+        ) from exc
     if settings.load_8bit:
         return BitsAndBytesConfig(
             load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=settings.cpu_offloading
@@ -332,7 +334,9 @@ def _quantization_config(settings: LoadSettings, device: str, dtype: Any) -> Any
     )
 
 
-def _device_map(settings: LoadSettings, device: str, torch: Any) -> tuple[Any, dict | None]:
+def _device_map(
+    settings: LoadSettings, device: str, torch: Any
+) -> tuple[str | dict[str, int | str], dict[int | str, int | str] | None]:
     if device != "cuda":
         if settings.cpu_offloading:
             raise SettingsError(
@@ -352,7 +356,7 @@ def _device_map(settings: LoadSettings, device: str, torch: Any) -> tuple[Any, d
         )
     if settings.num_gpus == 1 and not settings.max_gpu_memory and not settings.cpu_offloading:
         return {"": 0}, None  # straight onto the GPU, never staged in system RAM
-    max_memory: dict[Any, Any] = {}
+    max_memory: dict[int | str, int | str] = {}
     for index in range(settings.num_gpus):
         if settings.max_gpu_memory:
             max_memory[index] = settings.max_gpu_memory.replace(" ", "")
@@ -429,7 +433,7 @@ def load(
                 f"cannot load the tokenizer from {folder} ({type(exc).__name__}: {exc})",
                 "check that the folder holds tokenizer files (tokenizer.json or "
                 "tokenizer.model with tokenizer_config.json)",
-            ) from None
+            ) from exc
         report("loading tokenizer", 1, 1)
         kwargs: dict[str, Any] = {
             "dtype": dtype,
@@ -451,7 +455,7 @@ def load(
             raise
         except Exception as exc:
             if _is_oom(exc):
-                raise _oom_error(settings, device, "loading the weights") from None
+                raise _oom_error(settings, device, "loading the weights") from exc
             text = str(exc)
             if "offload" in text.lower() or "dispatched on the CPU" in text:
                 raise OutOfMemoryError(
@@ -459,7 +463,7 @@ def load(
                     + (f" with {settings.max_gpu_memory} each" if settings.max_gpu_memory else ""),
                     "raise --max-gpu-memory, add GPUs with --num-gpus, use --load-8bit / "
                     "--load-4bit, or allow --cpu-offloading",
-                ) from None
+                ) from exc
             raise ModelNotFoundError(
                 f"cannot load the model from {folder} ({type(exc).__name__}: {text[:300]})",
                 "check that it is a causal language model that transformers supports",

@@ -321,7 +321,7 @@ class _Child:
                 if self.debug:
                     traceback.print_exc()
                 self.reply("error", exc)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as a GenerationError
                 traceback.print_exc()  # into engine.log
                 self.reply(
                     "error",

@@ -88,14 +88,15 @@ def server_message(body: bytes | str, status: int) -> str:
         error = data.get("error", data)
         if isinstance(error, dict):
             for key in ("message", "detail", "msg"):
-                if isinstance(error.get(key), str):
-                    return error[key]
+                value = error.get(key)
+                if isinstance(value, str):
+                    return value
         if isinstance(error, str):
             return error
-        if isinstance(data.get("detail"), str):
-            return data["detail"]
-        if isinstance(data.get("message"), str):
-            return data["message"]
+        for key in ("detail", "message"):
+            value = data.get(key)
+            if isinstance(value, str):
+                return value
     return text.strip()[:500]
 
 
@@ -210,7 +211,7 @@ class RemoteBackend:
         try:
             response = client.get(f"{self.endpoint}/models", headers=self._headers())
         except Exception as exc:
-            raise self._translate(exc, "listing models") from None
+            raise self._translate(exc, "listing models") from exc
         if response.status_code >= 400:
             raise self._http_error(response.status_code, response.content)
         try:
@@ -343,7 +344,7 @@ class RemoteBackend:
                 )
                 response = stream.__enter__()
             except Exception as exc:
-                raise self._translate(exc, "sending the request") from None
+                raise self._translate(exc, "sending the request") from exc
             if response.status_code < 400:
                 break
             body = response.read()
@@ -393,7 +394,7 @@ class RemoteBackend:
             raise
         except Exception as exc:
             if not (cancel.is_set() or self._cancelled.is_set()):
-                raise self._translate(exc, "streaming the reply") from None
+                raise self._translate(exc, "streaming the reply") from exc
             finish = FINISH_CANCELLED
         finally:
             with self._lock:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,32 +76,8 @@ class FieldSpec:
         return result
 
     def _convert(self, value: Any) -> Any:
-        if self.kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if self.kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(str(value).strip()) if isinstance(value, str) else int(value)
-        if self.kind is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if self.kind is list:
-            if isinstance(value, str):
-                return [value]
-            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-                return list(value)
-            raise ValueError(value)
-        if not isinstance(value, str):
-            raise TypeError(value)
-        return value.strip()
+        convert: Callable[[Any], Any] = _CONVERTERS.get(self.kind, _to_text)
+        return convert(value)
 
     def _check(self, result: Any, raw: Any) -> None:
         bad = False
@@ -326,7 +302,55 @@ def _check_fields(specs: Mapping[str, FieldSpec], values: Mapping[str, Any]) -> 
         spec.parse(value)
 
 
-def parse_fields(specs: Mapping[str, FieldSpec], values: Mapping[str, Any], where: str) -> dict:
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(str(value).strip()) if isinstance(value, str) else int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return float(value)
+
+
+def _to_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(value)
+
+
+def _to_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value.strip()
+
+
+# How a setting's raw value (a flag's text, a TOML value) becomes its kind.
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    list: _to_list,
+}
+
+
+def parse_fields(
+    specs: Mapping[str, FieldSpec], values: Mapping[str, Any], where: str
+) -> dict[str, Any]:
     """Validate a mapping of settings (from TOML); unknown keys are refused by name."""
     out: dict[str, Any] = {}
     for key, value in values.items():

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vicuna_tui import filelock, locations, writable
 from vicuna_tui.errors import ModelNotFoundError, OfflineError, SettingsError
@@ -92,7 +93,7 @@ def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
-    except Exception:
+    except (OSError, ValueError):  # not in the cache (or not a valid repo id)
         return None
     if (folder / "config.json").is_file() and has_weights(folder):
         return folder
@@ -136,7 +137,7 @@ def _download(repo_id: str, revision: str | None, progress: Progress) -> Path:
             f"cannot fetch {repo_id} from the Hugging Face Hub ({type(exc).__name__})",
             "check your connection, or download it first "
             f"(`huggingface-cli download {repo_id}`) and pass the folder as --model-path",
-        ) from None
+        ) from exc
     progress(f"downloading {repo_id}", 1, 1)
     if not has_weights(folder):
         ggufs = _hub_gguf_names(repo_id, revision)
@@ -315,7 +316,7 @@ def _index_path(root: Path) -> Path:
     return root / "index.json"
 
 
-def _read_index(root: Path) -> dict[str, dict]:
+def _read_index(root: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(_index_path(root).read_text())
         return data if isinstance(data, dict) else {}
@@ -323,7 +324,7 @@ def _read_index(root: Path) -> dict[str, dict]:
         return {}
 
 
-def _write_index(root: Path, index: dict[str, dict]) -> None:
+def _write_index(root: Path, index: dict[str, dict[str, Any]]) -> None:
     tmp = root / f".index-{os.getpid()}.json"
     tmp.write_text(json.dumps(index, indent=1))
     locations.private_file(tmp)
@@ -497,7 +498,7 @@ def _hub_gguf(
                 repo_id, gguf_file, revision=revision, cache_dir=cache, local_files_only=True
             )
         )
-    except Exception:
+    except (OSError, ValueError):  # not in the cache
         if offline:
             raise OfflineError(
                 f"{gguf_file} of {repo_id} is not in the Hugging Face cache and the Hub is "
@@ -511,7 +512,7 @@ def _hub_gguf(
             raise OfflineError(
                 f"cannot fetch {gguf_file} from {repo_id} ({type(exc).__name__})",
                 "check the repo id and --gguf-file (the file's exact name), and your connection",
-            ) from None
+            ) from exc
         report(f"downloading {gguf_file}", 1, 1)
     return ModelSource(
         "gguf",
@@ -535,7 +536,7 @@ def _hub_gguf_names(repo_id: str, revision: str | None) -> list[str]:
         raise OfflineError(
             f"cannot list the files of {repo_id} ({type(exc).__name__})",
             "check the repo id and your connection, or pass --gguf-file NAME",
-        ) from None
+        ) from exc
     return sorted(f for f in files if f.lower().endswith(".gguf"))
 
 

@@ -104,7 +104,7 @@ class EngineThread:
                 self._current = command
             try:
                 self._handle(command)
-            except BaseException as exc:  # never let the thread die silently
+            except BaseException as exc:  # noqa: BLE001 - never let the thread die silently
                 self._emit(Notice(f"engine error: {type(exc).__name__}: {exc}"))
             finally:
                 with self._lock:
@@ -155,7 +155,7 @@ class EngineThread:
         except VicunaError as exc:
             self._emit(LoadFailed(exc))
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a failure event
             if self._debug:
                 import traceback
 
@@ -182,7 +182,7 @@ class EngineThread:
                 self._emit(event)
         except VicunaError as exc:
             self._emit(ReplyFailed(request.request_id, exc, "".join(partial)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a failure event
             if self._debug:
                 import traceback
 

@@ -7,7 +7,7 @@ FastChat-compatible commands: !!exit, !!reset, !!remove, !!regen, !!save FILE,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from vicuna_tui import formats
 from vicuna_tui.engine.events import (
@@ -65,7 +65,9 @@ def stats_line(stats: ReplyStats, finish: str) -> str:
     return "[stats] " + " · ".join(parts)
 
 
-def reply_record(prompt: str, result: ReplyDone | ReplyFailed, session: ChatSession) -> dict:
+def reply_record(
+    prompt: str, result: ReplyDone | ReplyFailed, session: ChatSession
+) -> dict[str, Any]:
     info = session.model_info
     base = {
         "prompt": prompt,
@@ -258,62 +260,78 @@ class LineChat:
     def command(self, text: str) -> bool:
         """Run a !! command; False means exit."""
         name, _, arg = text.partition(" ")
-        arg = arg.strip()
-        r = self.renderer
         if name == "!!exit":
             return False
-        if name == "!!help":
-            r.info(HELP)
-        elif name == "!!reset":
-            r.info("resetting...")
-            self.session.new_chat()
-        elif name == "!!remove":
-            if self.session.remove_last_turn():
-                r.info("removed the last message.")
-                for message in self.session.messages:
-                    r.show_message(message.role, message.content)
-            else:
-                r.info("no messages to remove.")
-        elif name == "!!regen":
-            request = self.session.regenerate()
-            if request is None:
-                r.info("no message to regenerate.")
-            else:
-                r.info("regenerating the last reply...")
-                self.respond(request, self.session.last_user_text() or "")
-        elif name == "!!save":
-            if not arg:
-                r.info("usage: !!save FILE")
-                return True
-            path = Path(arg if "." in Path(arg).name else arg + ".json").expanduser()
-            try:
-                formats.write_private(
-                    path, json_text(formats.to_fastchat(self._conversation_snapshot())) + "\n"
-                )
-            except OSError as exc:
-                r.info(f"cannot save {path}: {exc.strerror or exc}")
-            else:
-                r.info(f"saved to {path}")
-        elif name == "!!load":
-            if not arg:
-                r.info("usage: !!load FILE")
-                return True
-            path = Path(arg).expanduser()
-            if not path.exists() and Path(arg + ".json").expanduser().exists():
-                path = Path(arg + ".json").expanduser()
-            try:
-                conv, messages = formats.read_conversation(path)
-            except VicunaError as exc:
-                r.info(describe_failure(exc))
-                return True
-            self.session.import_messages([(m.role, m.content) for m in messages], title=conv.title)
-            if conv.template in TEMPLATE_CHOICES:
-                self.session.update_settings(template=conv.template)
-            if conv.system_message is not None:
-                self.session.update_settings(system_message=conv.system_message)
-            r.info(f"loaded {len(messages)} messages from {path}")
-            for message in self.session.messages:
-                r.show_message(message.role, message.content)
+        run = {
+            "!!help": self._help,
+            "!!reset": self._reset,
+            "!!remove": self._remove,
+            "!!regen": self._regenerate,
+            "!!save": self._save,
+            "!!load": self._load,
+        }.get(name)
+        if run is None:
+            self.renderer.info(f"unknown command {name}; !!help lists them")
         else:
-            r.info(f"unknown command {name}; !!help lists them")
+            run(arg.strip())
         return True
+
+    def _help(self, arg: str) -> None:
+        self.renderer.info(HELP)
+
+    def _reset(self, arg: str) -> None:
+        self.renderer.info("resetting...")
+        self.session.new_chat()
+
+    def _show_all(self) -> None:
+        for message in self.session.messages:
+            self.renderer.show_message(message.role, message.content)
+
+    def _remove(self, arg: str) -> None:
+        if self.session.remove_last_turn():
+            self.renderer.info("removed the last message.")
+            self._show_all()
+        else:
+            self.renderer.info("no messages to remove.")
+
+    def _regenerate(self, arg: str) -> None:
+        request = self.session.regenerate()
+        if request is None:
+            self.renderer.info("no message to regenerate.")
+            return
+        self.renderer.info("regenerating the last reply...")
+        self.respond(request, self.session.last_user_text() or "")
+
+    def _save(self, arg: str) -> None:
+        if not arg:
+            self.renderer.info("usage: !!save FILE")
+            return
+        path = Path(arg if "." in Path(arg).name else arg + ".json").expanduser()
+        try:
+            formats.write_private(
+                path, json_text(formats.to_fastchat(self._conversation_snapshot())) + "\n"
+            )
+        except OSError as exc:
+            self.renderer.info(f"cannot save {path}: {exc.strerror or exc}")
+        else:
+            self.renderer.info(f"saved to {path}")
+
+    def _load(self, arg: str) -> None:
+        if not arg:
+            self.renderer.info("usage: !!load FILE")
+            return
+        path = Path(arg).expanduser()
+        if not path.exists() and Path(arg + ".json").expanduser().exists():
+            path = Path(arg + ".json").expanduser()
+        try:
+            conv, messages = formats.read_conversation(path)
+        except VicunaError as exc:
+            self.renderer.info(describe_failure(exc))
+            return
+        self.session.import_messages([(m.role, m.content) for m in messages], title=conv.title)
+        if conv.template in TEMPLATE_CHOICES:
+            self.session.update_settings(template=conv.template)
+        if conv.system_message is not None:
+            self.session.update_settings(system_message=conv.system_message)
+        self.renderer.info(f"loaded {len(messages)} messages from {path}")
+        self._show_all()

@@ -19,7 +19,6 @@ from vicuna_tui.engine.events import EngineEvent, ReplyDelta
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.keymap import ACTIONS
-from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Store
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.chat import ChatScreen
@@ -63,13 +62,9 @@ class VicunaApp(App[int]):
         self.keys = resolved.config.key_bindings()
         self._config_warned = False
         self._theme_ready = False
-        self.session = ChatSession(
+        self.session = runtime.new_session(
+            resolved,
             store,
-            generation=resolved.generation,
-            template=resolved.template,
-            system_message=resolved.system_message,
-            load=resolved.load,
-            endpoint=resolved.remote.endpoint if resolved.remote else None,
             warn=lambda text: self.notify(text, severity="warning", timeout=8),
             not_saving=not_saving,
         )
@@ -211,7 +206,7 @@ class VicunaApp(App[int]):
             for key, value in values.items():
                 if key in config_mod.SETTING_FIELDS:
                     config_mod.set_value(key, value)
-        except Exception as exc:  # a full disk or a file changed by hand meanwhile
+        except Exception as exc:  # noqa: BLE001 - a full disk, a file changed by hand: told
             self.notify(f"Could not save settings: {exc}", severity="warning")
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

@@ -1,23 +1,14 @@
-"""Replaying a saved chat in the TUI: its user turns, sent again as a new linked chat."""
+"""Replaying a saved chat in the TUI: its user turns, sent again as a new linked chat.
+
+The run itself (which turn, which seed, how each compares) is ``replay_plan.ReplayRun``,
+the same one the ``replay`` command drives.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from vicuna_tui import replay_plan as replay_mod
-from vicuna_tui.engine.settings import GenerationSettings
-from vicuna_tui.store import Conversation
+from vicuna_tui.errors import VicunaError
+from vicuna_tui.replay_plan import ReplayRun, steps
 from vicuna_tui.tui.chat.models import ModelControl
-
-
-@dataclass
-class ReplayRun:
-    original: Conversation
-    plan: list[replay_mod.ReplayStep]
-    base: GenerationSettings
-    reuse_seeds: bool
-    index: int = 0
-    comparisons: list[replay_mod.Comparison] = field(default_factory=list)
 
 
 class ReplayControl(ModelControl):
@@ -34,54 +25,51 @@ class ReplayControl(ModelControl):
             return
         if self.busy_writing():
             return
-        original = self.session.store.get(conv.id)
-        plan = replay_mod.steps(original)
-        if not plan:
+        try:
+            original = self.session.store.get(conv.id)
+        except VicunaError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        if not steps(original):
             self.notify("This chat has no messages to replay.")
             return
-        self.replaying = ReplayRun(original, plan, self.session.generation, reuse_seeds)
+        run = ReplayRun(original, self.session.generation, reuse_seeds)
+        self.replaying = run
         self.session.new_chat()
-        self.session.replay_of = original.id
+        self.session.replay_of = run.original.id
         await self.transcript.show([])
-        self.notify(f"Replaying {len(plan)} turn(s) of “{original.title}”; Esc stops.")
-        await self._replay_send()
+        self.notify(f"Replaying {len(run.plan)} turn(s) of “{run.original.title}”; Esc stops.")
+        await self._replay_send(run)
 
-    async def _replay_send(self) -> None:
-        replay = self.replaying
-        assert replay is not None
-        step = replay.plan[replay.index]
-        self.session.generation = replay_mod.settings_for(
-            step, replay.base, reuse_seeds=replay.reuse_seeds
-        )
+    async def _replay_send(self, run: ReplayRun) -> None:
+        step = run.current
+        assert step is not None
+        self.session.generation = run.settings()
         request = self.session.add_user(step.prompt)
         await self.transcript.add("user", step.prompt)
         await self._start_reply(request)
 
     async def _reply_finished(self, text: str, *, stopped: bool) -> None:
-        replay = self.replaying
-        if replay is None:
+        run = self.replaying
+        if run is None:
             return
-        step = replay.plan[replay.index]
-        replay.comparisons.append(
-            replay_mod.compare(step.prompt, step.old.content if step.old else None, text)
-        )
-        replay.index += 1
+        run.record(text)
         if stopped:
             self._end_replay("stopped with Esc")
-        elif replay.index < len(replay.plan):
-            await self._replay_send()
+        elif run.current is not None:
+            await self._replay_send(run)
         else:
             self._end_replay()
 
     def _end_replay(self, note: str = "") -> None:
-        replay = self.replaying
-        if replay is None:
+        run = self.replaying
+        if run is None:
             return
         self.replaying = None
-        self.session.generation = replay.base
-        if replay.comparisons:
+        self.session.generation = run.base
+        if run.comparisons:
             from vicuna_tui.tui.screens.replay_result import ReplayScreen
 
             self.app.push_screen(
-                ReplayScreen(f"Replay of “{replay.original.title}”", replay.comparisons, note)
+                ReplayScreen(f"Replay of “{run.original.title}”", run.comparisons, note)
             )

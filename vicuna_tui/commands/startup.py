@@ -1,0 +1,34 @@
+"""Starting a model from the command line: the progress line, then what loaded."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from vicuna_tui import runtime
+from vicuna_tui.commands.console import say
+from vicuna_tui.engine.events import ModelInfo
+from vicuna_tui.frontends.driver import Driver, ProgressLine
+
+
+def announce(info: ModelInfo, stream: TextIO, template: str) -> None:
+    """Which model was picked, and from where."""
+    say(stream, f"model: {info.describe()}")
+    say(stream, f"  from: {info.source}")
+    context = f"{info.context_length} tokens" if info.context_length else "as the server sets"
+    say(stream, f"  template: {template}   context: {context}")
+    for notice in info.notices:
+        say(stream, f"  note: {notice}")
+
+
+def load_model(
+    driver: Driver, resolved: runtime.Resolved, stderr: TextIO, *, debug: bool = False
+) -> ModelInfo:
+    """Load the resolved model with a progress line on ``stderr``, then say what loaded."""
+    progress = ProgressLine(stderr)
+    try:
+        info = driver.load(runtime.make_backend(resolved, debug=debug), progress)
+    finally:
+        progress.clear()
+    template = info.template if resolved.template == "auto" else resolved.template
+    announce(info, stderr, template)
+    return info

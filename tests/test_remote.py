@@ -29,13 +29,8 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyFailed,
 )
-from vicuna_tui.engine.remote import (
-    ModelChoiceError,
-    RemoteBackend,
-    public_url,
-    server_message,
-    sse_data,
-)
+from vicuna_tui.engine.openai_wire import public_url, server_message, sse_data
+from vicuna_tui.engine.remote import ModelChoiceError, RemoteBackend
 from vicuna_tui.engine.settings import GenerationSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.errors import RemoteError

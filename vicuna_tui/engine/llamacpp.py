@@ -20,13 +20,9 @@ Torch and transformers are never imported here.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import json
-import os
-import queue
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -38,7 +34,6 @@ from typing import Any
 from vicuna_tui.engine import gguf_file, sources, templates
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
-    FINISH_LENGTH,
     FINISH_STOP,
     ChatRequest,
     EngineEvent,
@@ -48,24 +43,36 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
+from vicuna_tui.engine.gguf_fit import (
+    PREFILL_CHUNK,
+    check_memory,
+    context_size,
+    load_error,
+    notices,
+    placement,
+    prefill_chunk,
+)
+from vicuna_tui.engine.llamacpp_server import (
+    CompletionStream,
+    Reply,
+    SignalHandlers,
+    generation_error,
+    read_reply,
+    sampling_body,
+    server_params,
+)
 from vicuna_tui.engine.loader import cpu_cores, default_threads
-from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, reply_stats
+from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress
-from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
+from vicuna_tui.engine.textstream import StopMatcher
 from vicuna_tui.errors import (
     DeviceError,
     GenerationError,
-    ModelNotFoundError,
-    OutOfMemoryError,
     SettingsError,
-    VicunaError,
 )
 
 ENGINE = "llamacpp"
-DEFAULT_CONTEXT_CAP = 4096  # a full 32k KV cache costs gigabytes; --context raises it
-PREFILL_CHUNK = 512  # tokens per prefill request: the longest wait for a cancel
-BATCH = 512
 NEEDS_XLLAMACPP = (
     "the llama.cpp backend needs the xllamacpp package",
     "install it (`pip install xllamacpp`), or run the model with --backend transformers",
@@ -135,64 +142,29 @@ class LlamaCppBackend:
         )
         info = gguf_file.read(source.path)
         report("loading with llama.cpp", 0, 1)
-        notices = self._notices(info)
-        gpu_layers, device = self._placement(xllamacpp, info)
-        trained = info.context_length or 2048
-        context = settings.context or min(trained, DEFAULT_CONTEXT_CAP)
-        if settings.context and settings.context > trained:
-            notices.append(
-                f"--context {settings.context} is more than the {trained} tokens this model "
-                "was trained on: replies past that point may degrade"
-            )
-        _check_memory(info, context, gpu_layers)
+        notes = notices(settings, info)
+        gpu_layers, device = placement(settings, xllamacpp, info)
+        context = context_size(settings, info, notes)
+        check_memory(info, context, gpu_layers)
         self.prefill_chunk = prefill_chunk(info, gpu_layers)
         threads = settings.threads or default_threads()
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(source.path)
-        params.n_ctx = context
-        params.n_parallel = 1
-        params.n_batch = BATCH
-        params.n_ubatch = BATCH
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = self.prefill_threads or max(threads, cpu_cores())
-        params.n_gpu_layers = gpu_layers
-        params.cache_prompt = True
-        params.verbosity = 3 if self.native_log else -1
-        params.warmup = False
         self._key = secrets.token_urlsafe(24)  # the library's HTTP port is ours alone
-        params.api_keys = [self._key]
-        if gpu_layers == 0:
-            params.no_kv_offload = True
-            params.no_op_offload = True
-        if settings.num_gpus == 1:
-            params.split_mode = xllamacpp.llama_split_mode.LLAMA_SPLIT_MODE_NONE
-        saved = _SignalHandlers()
-        try:
-            self._server = xllamacpp.Server(params)
-        except RuntimeError as exc:
-            raise _load_error(source.path, info) from exc
-        finally:
-            saved.restore()  # llama.cpp installs its own SIGINT/SIGTERM handlers
-        address = urllib.parse.urlparse(self._server.listening_address)
-        self._address = (address.hostname or "127.0.0.1", address.port or 0)
-        self._chat_template = None
-        if info.chat_template:
-            self._chat_template = templates.ChatTemplate(
-                info.chat_template,
-                bos_token=info.token("bos") or "",
-                eos_token=info.token("eos") or "",
-            )
-        name = source.hub_id or settings.model_path or source.name
-        template, notice = templates.choose_template_name(
-            str(name),
-            self._chat_template is not None,
-            len(info.tokens) or None,
-            info.architecture == "llama",
+        params = server_params(
+            xllamacpp,
+            source.path,
+            context=context,
+            threads=threads,
+            prefill_threads=self.prefill_threads or max(threads, cpu_cores()),
+            gpu_layers=gpu_layers,
+            one_gpu=settings.num_gpus == 1,
+            native_log=self.native_log,
+            key=self._key,
         )
-        self._auto_template = template
-        if notice:
-            notices.append(notice)
+        self._start(xllamacpp, params, source.path, info)
+        template = self._choose_template(
+            info, source.hub_id or settings.model_path or source.name, notes
+        )
         report("loading with llama.cpp", 1, 1)
         self._info = ModelInfo(
             name=source.name,
@@ -203,7 +175,7 @@ class LlamaCppBackend:
             quantization=info.file_type,
             context_length=context,
             template=template,
-            notices=tuple(notices),
+            notices=tuple(notes),
             parameters=0,
             revision=settings.revision,
             devices=("cpu",) if device == "cpu" else (device, "cpu"),
@@ -214,59 +186,36 @@ class LlamaCppBackend:
         self._slot_ids = []
         return self._info
 
-    def _notices(self, info: gguf_file.GGUFInfo) -> list[str]:
-        settings = self.settings
-        notes: list[str] = []
-        quant = info.file_type or "its own"
-        if settings.quantization:
-            notes.append(
-                f"--load-{settings.quantization} does not apply to a GGUF: the file's own "
-                f"quantization ({quant}) is used"
-            )
-        if settings.dtype != "auto":
-            notes.append(f"--dtype {settings.dtype} does not apply to a GGUF ({quant} weights)")
-        if settings.compile:
-            notes.append("--compile is for the transformers backend; llama.cpp ignores it")
-        if settings.cpu_offloading:
-            notes.append("--cpu-offloading: with llama.cpp, --gpu-layers N sets what runs where")
-        return notes
+    def _start(self, xllamacpp: Any, params: Any, path: Path, info: gguf_file.GGUFInfo) -> None:
+        saved = SignalHandlers()
+        try:
+            self._server = xllamacpp.Server(params)
+        except RuntimeError as exc:
+            raise load_error(path, info) from exc
+        finally:
+            saved.restore()  # llama.cpp installs its own SIGINT/SIGTERM handlers
+        address = urllib.parse.urlparse(self._server.listening_address)
+        self._address = (address.hostname or "127.0.0.1", address.port or 0)
 
-    def _placement(self, xllamacpp: Any, info: gguf_file.GGUFInfo) -> tuple[int, str]:
-        """(layers on the GPU, device label) for the settings and this llama.cpp build."""
-        settings = self.settings
-        if settings.device == "cpu":
-            if settings.gpu_layers:
-                raise SettingsError(
-                    "--gpu-layers needs a GPU, and --device cpu was asked for",
-                    "drop --device cpu, or --gpu-layers",
-                )
-            return 0, "cpu"
-        kinds = xllamacpp.ggml_backend_dev_type
-        wanted = (kinds.GGML_BACKEND_DEVICE_TYPE_GPU, kinds.GGML_BACKEND_DEVICE_TYPE_IGPU)
-        gpus = [d for d in _devices(xllamacpp) if d.get("type") in wanted]
-        if not gpus:
-            if settings.device in ("cuda", "mps") or settings.gpu_layers:
-                flag = (
-                    f"--device {settings.device}"
-                    if settings.device != "auto"
-                    else f"--gpu-layers {settings.gpu_layers}"
-                )
-                raise DeviceError(
-                    f"{flag} was asked for but is not available here: this llama.cpp build "
-                    "(xllamacpp) sees no GPU",
-                    "install xllamacpp's CUDA or Metal build (see its README), "
-                    "or run on the CPU (--device cpu)",
-                )
-            return 0, "cpu"
-        if settings.num_gpus > len(gpus):
-            raise DeviceError(
-                f"--num-gpus {settings.num_gpus} was asked for; llama.cpp sees {len(gpus)}",
-                f"use --num-gpus {len(gpus)} or fewer",
+    def _choose_template(self, info: gguf_file.GGUFInfo, name: str, notes: list[str]) -> str:
+        """The prompt template for ``auto``: the GGUF's own, or one named for the model."""
+        self._chat_template = None
+        if info.chat_template:
+            self._chat_template = templates.ChatTemplate(
+                info.chat_template,
+                bos_token=info.token("bos") or "",
+                eos_token=info.token("eos") or "",
             )
-        blocks = (info.block_count or 0) + 1  # the output layer counts as one
-        layers = blocks if settings.gpu_layers is None else min(settings.gpu_layers, blocks)
-        name = str(gpus[0].get("name") or "gpu").lower()
-        return layers, name if layers else "cpu"
+        template, notice = templates.choose_template_name(
+            str(name),
+            self._chat_template is not None,
+            len(info.tokens) or None,
+            info.architecture == "llama",
+        )
+        self._auto_template = template
+        if notice:
+            notes.append(notice)
+        return template
 
     @property
     def info(self) -> ModelInfo:
@@ -364,33 +313,7 @@ class LlamaCppBackend:
     # -- generation ----------------------------------------------------------------------
 
     def sampling(self, request: ChatRequest, seed: int | None) -> dict[str, Any]:
-        """llama.cpp's sampler settings meaning what ours mean: only the samplers we
-        name, with the effect of transformers' order (penalty, temperature, top-k,
-        top-p)."""
-        gen = request.generation
-        body: dict[str, Any] = {
-            "temperature": gen.temperature,
-            "top_k": gen.top_k,
-            "top_p": gen.top_p,
-            "min_p": 0.0,
-            "typical_p": 1.0,
-            "repeat_penalty": gen.repetition_penalty,
-            "repeat_last_n": self.info.context_length,  # the whole history, as transformers
-            "presence_penalty": 0.0,
-            "frequency_penalty": 0.0,
-            "dry_multiplier": 0.0,
-            "xtc_probability": 0.0,
-            "mirostat": 0,
-            # top-k does not change under a temperature, so it may come first (and
-            # makes the rest cheap); top-p comes after the temperature, as in transformers.
-            "samplers": ["penalties", "top_k", "temperature", "top_p"],
-            "ignore_eos": self.ignore_eos,
-        }
-        if gen.greedy:  # the argmax: one pass over the vocabulary (6% faster decode here)
-            body.update(top_k=1, samplers=["penalties", "top_k"])
-        if seed is not None:
-            body["seed"] = seed % 2**32
-        return body
+        return sampling_body(request.generation, seed, self.info.context_length, self.ignore_eos)
 
     def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
         started = time.perf_counter()
@@ -412,14 +335,7 @@ class LlamaCppBackend:
         )
         sampling = self.sampling(request, seed)
         cached_first = self._prefill(prepared.ids, predicted, fresh, sampling, cancel)
-        matcher = StopMatcher([*prepared.renderer.stop_strings, *gen.stop])
-        leading = LeadingSpace()
-        parts: list[str] = []
-        first: float | None = None
-        last = started
-        count = 0
-        finish = FINISH_LENGTH
-        final: dict[str, Any] = {}
+        reply = Reply(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started, started)
         body = {
             "prompt": prepared.ids,
             "max_tokens": prepared.max_new_tokens,
@@ -427,67 +343,22 @@ class LlamaCppBackend:
             "cache_prompt": not (fresh and cached_first is None),
             **sampling,
         }
-        stream = None if cancel.is_set() else _Stream(self._server, body, cancel)
-        try:
-            if stream is None:
-                finish = FINISH_CANCELLED
-            else:
-                for chunk in stream:
-                    if "error" in chunk:
-                        raise _generation_error(chunk)
-                    choice = (chunk.get("choices") or [{}])[0]
-                    text = choice.get("text") or ""
-                    if chunk.get("usage"):
-                        final = chunk
-                    if choice.get("finish_reason") is None or text:
-                        count += 1
-                        last = time.perf_counter()
-                        if first is None:
-                            first = last
-                    if cancel.is_set():
-                        finish = FINISH_CANCELLED
-                        break
-                    delta = leading.push(matcher.push(text))
-                    if delta:
-                        parts.append(delta)
-                        yield ReplyDelta(request.request_id, delta)
-                    if matcher.stopped:
-                        finish = FINISH_STOP
-                        break
-                    reason = choice.get("finish_reason")
-                    if reason is not None:
-                        finish = FINISH_STOP if reason == "stop" else FINISH_LENGTH
-                        break
-                else:
-                    if cancel.is_set():
-                        finish = FINISH_CANCELLED
-        finally:
-            if stream is not None:
+        if cancel.is_set():
+            reply.finish = FINISH_CANCELLED
+        else:
+            stream = CompletionStream(self._server, body, cancel)
+            try:
+                yield from read_reply(stream, request.request_id, cancel, reply)
+            finally:
                 stream.close()
-        if finish != FINISH_STOP:
-            tail = leading.push(matcher.flush())
+        if reply.finish != FINISH_STOP:
+            tail = reply.leading.push(reply.matcher.flush())
             if tail:
-                parts.append(tail)
+                reply.parts.append(tail)
                 yield ReplyDelta(request.request_id, tail)
         self._slot_ids = list(prepared.ids)
-        usage = final.get("usage") or {}
-        timings = final.get("timings") or {}
-        cached = timings.get("cache_n") if cached_first is None else cached_first
-        if not isinstance(cached, int):
-            cached = predicted
-        if isinstance(usage.get("completion_tokens"), int) and finish != FINISH_CANCELLED:
-            count = int(usage["completion_tokens"])
-        stats = reply_stats(
-            prepared,
-            cached=int(cached),
-            count=count,
-            started=started,
-            first=first,
-            last=last,
-            end=time.perf_counter(),
-            seed=seed,
-        )
-        yield ReplyDone(request.request_id, "".join(parts).rstrip(), finish, stats)
+        stats = reply.stats(prepared, cached_first, predicted, seed)
+        yield ReplyDone(request.request_id, "".join(reply.parts).rstrip(), reply.finish, stats)
 
     def _prefill(
         self,
@@ -513,138 +384,8 @@ class LlamaCppBackend:
                 }
             )
             if "error" in result or "code" in result:
-                raise _generation_error(result)
+                raise generation_error(result)
             if found is None:
                 found = int((result.get("timings") or {}).get("cache_n") or 0)
             end += self.prefill_chunk
         return found
-
-
-class _Stream:
-    """llama.cpp's streamed completion as an iterator: the library calls back on a
-    thread of ours, once per token; returning True from the callback drops the request."""
-
-    _DONE = object()
-
-    def __init__(self, server: Any, body: dict[str, Any], cancel: threading.Event) -> None:
-        self._items: queue.Queue[Any] = queue.Queue()
-        self._stop = threading.Event()
-        self._cancel = cancel
-        self._thread = threading.Thread(
-            target=self._run, args=(server, body), name="vicuna-llamacpp", daemon=True
-        )
-        self._thread.start()
-
-    def _callback(self, chunk: Any) -> bool:
-        self._items.put(chunk)
-        return self._stop.is_set() or self._cancel.is_set()
-
-    def _run(self, server: Any, body: dict[str, Any]) -> None:
-        try:
-            server.handle_completions(body, self._callback)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
-            self._items.put(exc)
-        finally:
-            self._items.put(self._DONE)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while True:
-            item = self._items.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise GenerationError(
-                    f"llama.cpp failed: {type(item).__name__}: {item}",
-                    "run with --debug for details",
-                ) from item
-            yield item  # a dict: xllamacpp parses each chunk for a dict request
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def prefill_chunk(info: gguf_file.GGUFInfo, gpu_layers: int) -> int:
-    """Tokens per prefill request: about a second or two of CPU prefill on a laptop
-    (a 7B Q4 model prefills some 20-40 tokens/s on a few cores)."""
-    if gpu_layers:
-        return PREFILL_CHUNK
-    if info.tensor_bytes < 2**30:
-        return 256  # about 1.3 s here for SmolLM2; 6-8% less prefill than unchunked
-    return 128 if info.tensor_bytes < 4 * 2**30 else 64
-
-
-def _devices(xllamacpp: Any) -> list[dict[str, Any]]:
-    try:
-        return list(xllamacpp.get_device_info())
-    except Exception:  # noqa: BLE001 - a build without device queries: no GPU to offer
-        return []
-
-
-def _check_memory(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> None:
-    """Refuse a model that cannot fit in the memory this machine has free."""
-    import psutil
-
-    meta, arch = info.metadata, info.architecture
-    blocks = info.block_count or 0
-    heads = meta.get(f"{arch}.attention.head_count") or 1
-    kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
-    width = meta.get(f"{arch}.embedding_length") or 0
-    head_dim = meta.get(f"{arch}.attention.key_length") or (width // max(1, int(heads)))
-    kv_bytes = context * blocks * int(kv_heads) * int(head_dim) * 2 * 2  # K and V, f16
-    on_cpu = 1.0 - min(1.0, gpu_layers / max(1, blocks + 1))
-    need = int((info.tensor_bytes + kv_bytes) * on_cpu)
-    free = psutil.virtual_memory().available
-    if need > free:
-        raise OutOfMemoryError(
-            f"{info.path.name} needs about {need / 2**30:.1f} GiB of memory "
-            f"({info.tensor_bytes / 2**30:.1f} GiB of weights, {kv_bytes / 2**30:.1f} GiB for "
-            f"a {context}-token context); {free / 2**30:.1f} GiB is free",
-            "pick a smaller quantization (e.g. Q4_K_M), a smaller --context, "
-            "or put layers on a GPU with --gpu-layers",
-        )
-
-
-def _load_error(path: Path, info: gguf_file.GGUFInfo) -> VicunaError:
-    known = gguf_file.known_architectures()
-    if known is not None and not known(info.architecture):
-        return ModelNotFoundError(
-            f"{path} is a {info.architecture!r} model, an architecture this llama.cpp "
-            "does not know",
-            "update xllamacpp (`pip install -U xllamacpp`), or use --backend transformers",
-        )
-    return ModelNotFoundError(
-        f"llama.cpp could not load {path}",
-        "run with --debug to see llama.cpp's reasons (or read engine.log in the TUI); "
-        "the file may be damaged or made for a newer llama.cpp",
-    )
-
-
-def _generation_error(chunk: dict[str, Any]) -> VicunaError:
-    inner = chunk.get("error")
-    error: dict[str, Any] = inner if isinstance(inner, dict) else chunk
-    message = str(error.get("message") or error)
-    return GenerationError(f"llama.cpp refused the request: {message}", "run with --debug")
-
-
-class _SignalHandlers:
-    """The process's SIGINT and SIGTERM handlers, as the C library holds them: put back
-    after llama.cpp replaces them (its handler would shut the model down on Ctrl-C)."""
-
-    def __init__(self) -> None:
-        self._saved: list[tuple[int, Any]] = []
-        if os.name != "posix":
-            return
-        try:
-            self._libc: Any = ctypes.CDLL(None, use_errno=True)
-            sigaction = self._libc.sigaction
-        except (OSError, AttributeError):
-            return
-        for number in (signal.SIGINT, signal.SIGTERM):
-            buffer = ctypes.create_string_buffer(1024)  # larger than any struct sigaction
-            if sigaction(int(number), None, buffer) == 0:
-                self._saved.append((int(number), buffer))
-
-    def restore(self) -> None:
-        for number, buffer in self._saved:
-            self._libc.sigaction(number, buffer, None)

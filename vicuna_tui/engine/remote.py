@@ -14,12 +14,10 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
-    FINISH_LENGTH,
-    FINISH_STOP,
     ChatRequest,
     EngineEvent,
     ModelInfo,
@@ -27,7 +25,15 @@ from vicuna_tui.engine.events import (
     ReplyDelta,
     ReplyDone,
     ReplyStarted,
-    ReplyStats,
+)
+from vicuna_tui.engine.openai_wire import (
+    Tally,
+    chat_messages,
+    public_url,
+    read_chunk,
+    request_body,
+    server_message,
+    sse_data,
 )
 from vicuna_tui.engine.settings import RemoteSettings
 from vicuna_tui.engine.sources import Progress
@@ -44,60 +50,6 @@ class ModelChoiceError(RemoteError):
             f"pick one with --model NAME (e.g. --model {models[0]})",
         )
         self.models = models
-
-
-def public_url(url: str) -> str:
-    """The URL without any user:password part, fit for display and storage."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts).rstrip("/")
-
-
-def sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The data payloads of a server-sent event stream (multi-line data joined)."""
-    buffer: list[str] = []
-    for line in lines:
-        if line == "":
-            if buffer:
-                yield "\n".join(buffer)
-                buffer = []
-            continue
-        if line.startswith(":"):
-            continue  # a comment / keep-alive
-        field, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if field == "data":
-            buffer.append(value)
-    if buffer:
-        yield "\n".join(buffer)
-
-
-def server_message(body: bytes | str, status: int) -> str:
-    """The error text a server put in its response body (OpenAI, FastChat, vLLM styles)."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text.strip()[:500] or f"HTTP {status}"
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            for key in ("message", "detail", "msg"):
-                value = error.get(key)
-                if isinstance(value, str):
-                    return value
-        if isinstance(error, str):
-            return error
-        for key in ("detail", "message"):
-            value = data.get(key)
-            if isinstance(value, str):
-                return value
-    return text.strip()[:500]
 
 
 class RemoteBackend:
@@ -285,140 +237,89 @@ class RemoteBackend:
 
     # -- chat ----------------------------------------------------------------------------
 
-    def messages(self, request: ChatRequest) -> list[dict[str, str]]:
-        out = []
-        if request.system_message:
-            out.append({"role": "system", "content": request.system_message})
-        out += [{"role": role, "content": text} for role, text in request.turns]
-        return out
-
-    def body(self, request: ChatRequest, *, usage: bool = True) -> dict[str, Any]:
-        gen = request.generation
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": self.messages(request),
-            "stream": True,
-            "temperature": gen.temperature,
-            "top_p": gen.top_p,
-            "max_tokens": gen.max_new_tokens,
-        }
-        if gen.stop:
-            body["stop"] = list(gen.stop)
-        if gen.seed is not None:
-            body["seed"] = gen.seed
-        if gen.top_k:
-            body["top_k"] = gen.top_k  # vLLM, FastChat and llama.cpp read it
-        if gen.repetition_penalty != 1.0:
-            body["repetition_penalty"] = gen.repetition_penalty
-        if usage:
-            body["stream_options"] = {"include_usage": True}
-        return body
-
     def preview(self, request: ChatRequest) -> PromptPreview:
-        text = json.dumps(self.messages(request), ensure_ascii=False, indent=2)
+        text = json.dumps(chat_messages(request), ensure_ascii=False, indent=2)
         return PromptPreview(request.request_id, text, -1, 0)
 
     def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
         self._cancelled.clear()
-        started = time.perf_counter()
-        yield ReplyStarted(
-            request.request_id, 0, 0, 0, request.generation.max_new_tokens, request.generation.seed
-        )
-        parts: list[str] = []
-        first: float | None = None
-        last = started
-        chunks = 0
-        finish = FINISH_STOP
-        usage: dict[str, Any] = {}
-        leading = LeadingSpace()
-        ended = False  # [DONE] or a finish_reason arrived
-        client = self._ensure_client()
-        stream = None
-        for attempt in (True, False):
-            try:
-                stream = client.stream(
-                    "POST",
-                    f"{self.endpoint}/chat/completions",
-                    json=self.body(request, usage=attempt),
-                    headers=self._headers(),
-                )
-                response = stream.__enter__()
-            except Exception as exc:
-                raise self._translate(exc, "sending the request") from exc
-            if response.status_code < 400:
-                break
-            body = response.read()
-            stream.__exit__(None, None, None)
-            if attempt and response.status_code == 400 and b"stream_options" in body:
-                continue  # an older server: ask again without usage reporting
-            raise self._http_error(response.status_code, body)
-        assert stream is not None
+        tally = Tally(time.perf_counter())
+        gen = request.generation
+        yield ReplyStarted(request.request_id, 0, 0, 0, gen.max_new_tokens, gen.seed)
+        stream, response = self._open_stream(request)
         with self._lock:
             self._response = response
         try:
-            for data in sse_data(response.iter_lines()):
-                if cancel.is_set():
-                    finish = FINISH_CANCELLED
-                    break
-                if data.strip() == "[DONE]":
-                    ended = True
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    continue
-                if "error" in chunk:
-                    error = chunk["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise RemoteError(
-                        f"{self.public} reported an error mid-reply: {message}",
-                        "the text received so far is kept",
-                    )
-                if isinstance(chunk.get("usage"), dict):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
-                    text = leading.push(text)
-                    if text:
-                        now = time.perf_counter()
-                        first = first or now
-                        last = now
-                        chunks += 1
-                        parts.append(text)
-                        yield ReplyDelta(request.request_id, text)
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        ended = True
-                        finish = FINISH_LENGTH if reason == "length" else FINISH_STOP
+            yield from self._read(response, request, cancel, tally)
         except RemoteError:
             raise
         except Exception as exc:
             if not (cancel.is_set() or self._cancelled.is_set()):
                 raise self._translate(exc, "streaming the reply") from exc
-            finish = FINISH_CANCELLED
+            tally.finish = FINISH_CANCELLED
         finally:
             with self._lock:
                 self._response = None
             with contextlib.suppress(Exception):
                 stream.__exit__(None, None, None)
         if cancel.is_set():
-            finish = FINISH_CANCELLED
-        elif not ended and finish != FINISH_CANCELLED:
+            tally.finish = FINISH_CANCELLED
+        elif not tally.ended and tally.finish != FINISH_CANCELLED:
             raise RemoteError(
                 f"the connection to {self.public} dropped mid-reply",
                 "the text received so far is kept; check the server, then regenerate",
             )
-        new_tokens = int(usage.get("completion_tokens") or chunks)
-        rate = None
-        if first is not None and last > first and new_tokens > 1:
-            rate = (new_tokens - 1) / (last - first)
-        stats = ReplyStats(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            cached_tokens=0,
-            new_tokens=new_tokens,
-            time_to_first_token=(first - started) if first is not None else None,
-            tokens_per_second=rate,
-            total_time=time.perf_counter() - started,
-            seed=request.generation.seed,
-        )
-        yield ReplyDone(request.request_id, "".join(parts).rstrip(), finish, stats)
+        yield ReplyDone(request.request_id, tally.text, tally.finish, tally.stats(gen.seed))
+
+    def _open_stream(self, request: ChatRequest) -> tuple[Any, Any]:
+        """The streamed request and its response (asked again without usage reporting
+        for an older server that refuses ``stream_options``)."""
+        client = self._ensure_client()
+        for attempt in (True, False):
+            try:
+                stream = client.stream(
+                    "POST",
+                    f"{self.endpoint}/chat/completions",
+                    json=request_body(self.model, request, usage=attempt),
+                    headers=self._headers(),
+                )
+                response = stream.__enter__()
+            except Exception as exc:
+                raise self._translate(exc, "sending the request") from exc
+            if response.status_code < 400:
+                return stream, response
+            body = response.read()
+            stream.__exit__(None, None, None)
+            if not (attempt and response.status_code == 400 and b"stream_options" in body):
+                raise self._http_error(response.status_code, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(
+        self, response: Any, request: ChatRequest, cancel: threading.Event, tally: Tally
+    ) -> Iterator[ReplyDelta]:
+        leading = LeadingSpace()
+        for data in sse_data(response.iter_lines()):
+            if cancel.is_set():
+                tally.finish = FINISH_CANCELLED
+                return
+            chunk = read_chunk(data)
+            if chunk is None:
+                continue
+            if chunk.done:
+                tally.ended = True
+                return
+            if chunk.error is not None:
+                raise RemoteError(
+                    f"{self.public} reported an error mid-reply: {chunk.error}",
+                    "the text received so far is kept",
+                )
+            if chunk.usage is not None:
+                tally.usage = chunk.usage
+            for piece in chunk.texts:
+                text = leading.push(piece)
+                if text:
+                    tally.add(text)
+                    yield ReplyDelta(request.request_id, text)
+            if chunk.finish_reason:
+                tally.ended = True
+                tally.finish = chunk.finish_reason

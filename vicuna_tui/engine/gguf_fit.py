@@ -1,0 +1,142 @@
+"""Fitting a GGUF model to this machine: free memory, GPU devices, prefill chunks, and
+what to say when llama.cpp cannot load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vicuna_tui.engine import gguf_file
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.errors import (
+    DeviceError,
+    ModelNotFoundError,
+    OutOfMemoryError,
+    SettingsError,
+    VicunaError,
+)
+
+DEFAULT_CONTEXT_CAP = 4096  # a full 32k KV cache costs gigabytes; --context raises it
+PREFILL_CHUNK = 512  # tokens per prefill request on a GPU: the longest wait for a cancel
+
+
+def prefill_chunk(info: gguf_file.GGUFInfo, gpu_layers: int) -> int:
+    """Tokens per prefill request: about a second or two of CPU prefill on a laptop
+    (a 7B Q4 model prefills some 20-40 tokens/s on a few cores)."""
+    if gpu_layers:
+        return PREFILL_CHUNK
+    if info.tensor_bytes < 2**30:
+        return 256  # about 1.3 s here for SmolLM2; 6-8% less prefill than unchunked
+    return 128 if info.tensor_bytes < 4 * 2**30 else 64
+
+
+def devices(xllamacpp: Any) -> list[dict[str, Any]]:
+    try:
+        return list(xllamacpp.get_device_info())
+    except Exception:  # noqa: BLE001 - a build without device queries: no GPU to offer
+        return []
+
+
+def check_memory(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> None:
+    """Refuse a model that cannot fit in the memory this machine has free."""
+    import psutil
+
+    meta, arch = info.metadata, info.architecture
+    blocks = info.block_count or 0
+    heads = meta.get(f"{arch}.attention.head_count") or 1
+    kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
+    width = meta.get(f"{arch}.embedding_length") or 0
+    head_dim = meta.get(f"{arch}.attention.key_length") or (width // max(1, int(heads)))
+    kv_bytes = context * blocks * int(kv_heads) * int(head_dim) * 2 * 2  # K and V, f16
+    on_cpu = 1.0 - min(1.0, gpu_layers / max(1, blocks + 1))
+    need = int((info.tensor_bytes + kv_bytes) * on_cpu)
+    free = psutil.virtual_memory().available
+    if need > free:
+        raise OutOfMemoryError(
+            f"{info.path.name} needs about {need / 2**30:.1f} GiB of memory "
+            f"({info.tensor_bytes / 2**30:.1f} GiB of weights, {kv_bytes / 2**30:.1f} GiB for "
+            f"a {context}-token context); {free / 2**30:.1f} GiB is free",
+            "pick a smaller quantization (e.g. Q4_K_M), a smaller --context, "
+            "or put layers on a GPU with --gpu-layers",
+        )
+
+
+def load_error(path: Path, info: gguf_file.GGUFInfo) -> VicunaError:
+    known = gguf_file.known_architectures()
+    if known is not None and not known(info.architecture):
+        return ModelNotFoundError(
+            f"{path} is a {info.architecture!r} model, an architecture this llama.cpp "
+            "does not know",
+            "update xllamacpp (`pip install -U xllamacpp`), or use --backend transformers",
+        )
+    return ModelNotFoundError(
+        f"llama.cpp could not load {path}",
+        "run with --debug to see llama.cpp's reasons (or read engine.log in the TUI); "
+        "the file may be damaged or made for a newer llama.cpp",
+    )
+
+
+def notices(settings: LoadSettings, info: gguf_file.GGUFInfo) -> list[str]:
+    """What the transformers-only flags given do not do for a GGUF."""
+    notes: list[str] = []
+    quant = info.file_type or "its own"
+    if settings.quantization:
+        notes.append(
+            f"--load-{settings.quantization} does not apply to a GGUF: the file's own "
+            f"quantization ({quant}) is used"
+        )
+    if settings.dtype != "auto":
+        notes.append(f"--dtype {settings.dtype} does not apply to a GGUF ({quant} weights)")
+    if settings.compile:
+        notes.append("--compile is for the transformers backend; llama.cpp ignores it")
+    if settings.cpu_offloading:
+        notes.append("--cpu-offloading: with llama.cpp, --gpu-layers N sets what runs where")
+    return notes
+
+
+def placement(settings: LoadSettings, xllamacpp: Any, info: gguf_file.GGUFInfo) -> tuple[int, str]:
+    """(layers on the GPU, device label) for the settings and this llama.cpp build."""
+    if settings.device == "cpu":
+        if settings.gpu_layers:
+            raise SettingsError(
+                "--gpu-layers needs a GPU, and --device cpu was asked for",
+                "drop --device cpu, or --gpu-layers",
+            )
+        return 0, "cpu"
+    kinds = xllamacpp.ggml_backend_dev_type
+    wanted = (kinds.GGML_BACKEND_DEVICE_TYPE_GPU, kinds.GGML_BACKEND_DEVICE_TYPE_IGPU)
+    gpus = [d for d in devices(xllamacpp) if d.get("type") in wanted]
+    if not gpus:
+        if settings.device in ("cuda", "mps") or settings.gpu_layers:
+            flag = (
+                f"--device {settings.device}"
+                if settings.device != "auto"
+                else f"--gpu-layers {settings.gpu_layers}"
+            )
+            raise DeviceError(
+                f"{flag} was asked for but is not available here: this llama.cpp build "
+                "(xllamacpp) sees no GPU",
+                "install xllamacpp's CUDA or Metal build (see its README), "
+                "or run on the CPU (--device cpu)",
+            )
+        return 0, "cpu"
+    if settings.num_gpus > len(gpus):
+        raise DeviceError(
+            f"--num-gpus {settings.num_gpus} was asked for; llama.cpp sees {len(gpus)}",
+            f"use --num-gpus {len(gpus)} or fewer",
+        )
+    blocks = (info.block_count or 0) + 1  # the output layer counts as one
+    layers = blocks if settings.gpu_layers is None else min(settings.gpu_layers, blocks)
+    name = str(gpus[0].get("name") or "gpu").lower()
+    return layers, name if layers else "cpu"
+
+
+def context_size(settings: LoadSettings, info: gguf_file.GGUFInfo, notes: list[str]) -> int:
+    """The context to run with: --context, else the trained one up to the cap."""
+    trained = info.context_length or 2048
+    if settings.context and settings.context > trained:
+        notes.append(
+            f"--context {settings.context} is more than the {trained} tokens this model "
+            "was trained on: replies past that point may degrade"
+        )
+    return settings.context or min(trained, DEFAULT_CONTEXT_CAP)

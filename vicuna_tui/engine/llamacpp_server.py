@@ -1,0 +1,240 @@
+"""Talking to llama.cpp in this process: xllamacpp's completion handler as an iterator,
+its errors, and the signal handlers it replaces."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vicuna_tui.engine.events import (
+    FINISH_CANCELLED,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ReplyDelta,
+    ReplyStats,
+)
+from vicuna_tui.engine.prompting import PreparedPrompt, reply_stats
+from vicuna_tui.engine.settings import GenerationSettings
+from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
+from vicuna_tui.errors import GenerationError, VicunaError
+
+
+class CompletionStream:
+    """llama.cpp's streamed completion as an iterator: the library calls back on a
+    thread of ours, once per token; returning True from the callback drops the request."""
+
+    _DONE = object()
+
+    def __init__(self, server: Any, body: dict[str, Any], cancel: threading.Event) -> None:
+        self._items: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._cancel = cancel
+        self._thread = threading.Thread(
+            target=self._run, args=(server, body), name="vicuna-llamacpp", daemon=True
+        )
+        self._thread.start()
+
+    def _callback(self, chunk: Any) -> bool:
+        self._items.put(chunk)
+        return self._stop.is_set() or self._cancel.is_set()
+
+    def _run(self, server: Any, body: dict[str, Any]) -> None:
+        try:
+            server.handle_completions(body, self._callback)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            self._items.put(exc)
+        finally:
+            self._items.put(self._DONE)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            item = self._items.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise GenerationError(
+                    f"llama.cpp failed: {type(item).__name__}: {item}",
+                    "run with --debug for details",
+                ) from item
+            yield item  # a dict: xllamacpp parses each chunk for a dict request
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class SignalHandlers:
+    """The process's SIGINT and SIGTERM handlers, as the C library holds them: put back
+    after llama.cpp replaces them (its handler would shut the model down on Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[int, Any]] = []
+        if os.name != "posix":
+            return
+        try:
+            self._libc: Any = ctypes.CDLL(None, use_errno=True)
+            sigaction = self._libc.sigaction
+        except (OSError, AttributeError):
+            return
+        for number in (signal.SIGINT, signal.SIGTERM):
+            buffer = ctypes.create_string_buffer(1024)  # larger than any struct sigaction
+            if sigaction(int(number), None, buffer) == 0:
+                self._saved.append((int(number), buffer))
+
+    def restore(self) -> None:
+        for number, buffer in self._saved:
+            self._libc.sigaction(number, buffer, None)
+
+
+def generation_error(chunk: dict[str, Any]) -> VicunaError:
+    inner = chunk.get("error")
+    error: dict[str, Any] = inner if isinstance(inner, dict) else chunk
+    message = str(error.get("message") or error)
+    return GenerationError(f"llama.cpp refused the request: {message}", "run with --debug")
+
+
+BATCH = 512
+
+
+def server_params(
+    xllamacpp: Any,
+    path: Path,
+    *,
+    context: int,
+    threads: int,
+    prefill_threads: int,
+    gpu_layers: int,
+    one_gpu: bool,
+    native_log: bool,
+    key: str,
+) -> Any:
+    """llama.cpp's parameters for one chat: a single slot with its prompt cache."""
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = context
+    params.n_parallel = 1
+    params.n_batch = BATCH
+    params.n_ubatch = BATCH
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = prefill_threads
+    params.n_gpu_layers = gpu_layers
+    params.cache_prompt = True
+    params.verbosity = 3 if native_log else -1
+    params.warmup = False
+    params.api_keys = [key]
+    if gpu_layers == 0:
+        params.no_kv_offload = True
+        params.no_op_offload = True
+    if one_gpu:
+        params.split_mode = xllamacpp.llama_split_mode.LLAMA_SPLIT_MODE_NONE
+    return params
+
+
+def sampling_body(
+    gen: GenerationSettings, seed: int | None, context_length: int, ignore_eos: bool
+) -> dict[str, Any]:
+    """llama.cpp's sampler settings meaning what ours mean: only the samplers we
+    name, with the effect of transformers' order (penalty, temperature, top-k,
+    top-p)."""
+    body: dict[str, Any] = {
+        "temperature": gen.temperature,
+        "top_k": gen.top_k,
+        "top_p": gen.top_p,
+        "min_p": 0.0,
+        "typical_p": 1.0,
+        "repeat_penalty": gen.repetition_penalty,
+        "repeat_last_n": context_length,  # the whole history, as transformers
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "dry_multiplier": 0.0,
+        "xtc_probability": 0.0,
+        "mirostat": 0,
+        # top-k does not change under a temperature, so it may come first (and
+        # makes the rest cheap); top-p comes after the temperature, as in transformers.
+        "samplers": ["penalties", "top_k", "temperature", "top_p"],
+        "ignore_eos": ignore_eos,
+    }
+    if gen.greedy:  # the argmax: one pass over the vocabulary (6% faster decode here)
+        body.update(top_k=1, samplers=["penalties", "top_k"])
+    if seed is not None:
+        body["seed"] = seed % 2**32
+    return body
+
+
+@dataclass
+class Reply:
+    """A reply as llama.cpp streams it: text so far, token count and timing."""
+
+    matcher: StopMatcher
+    started: float
+    last: float = 0.0
+    leading: LeadingSpace = field(default_factory=LeadingSpace)
+    parts: list[str] = field(default_factory=list)
+    first: float | None = None
+    count: int = 0
+    finish: str = FINISH_LENGTH
+    final: dict[str, Any] = field(default_factory=dict)  # the chunk with usage and timings
+
+    def stats(
+        self, prepared: PreparedPrompt, cached_first: int | None, predicted: int, seed: int | None
+    ) -> ReplyStats:
+        """The reply's stats, with llama.cpp's own counts where it gave them."""
+        usage = self.final.get("usage") or {}
+        timings = self.final.get("timings") or {}
+        cached = timings.get("cache_n") if cached_first is None else cached_first
+        if not isinstance(cached, int):
+            cached = predicted
+        if isinstance(usage.get("completion_tokens"), int) and self.finish != FINISH_CANCELLED:
+            self.count = int(usage["completion_tokens"])
+        return reply_stats(
+            prepared,
+            cached=int(cached),
+            count=self.count,
+            started=self.started,
+            first=self.first,
+            last=self.last,
+            end=time.perf_counter(),
+            seed=seed,
+        )
+
+
+def read_reply(
+    stream: CompletionStream, request_id: int, cancel: threading.Event, reply: Reply
+) -> Iterator[ReplyDelta]:
+    """The reply's text from llama.cpp's chunks, up to a stop string, a cancel or the
+    end (``reply.finish`` says which)."""
+    for chunk in stream:
+        if "error" in chunk:
+            raise generation_error(chunk)
+        choice = (chunk.get("choices") or [{}])[0]
+        text = choice.get("text") or ""
+        if chunk.get("usage"):
+            reply.final = chunk
+        if choice.get("finish_reason") is None or text:
+            reply.count += 1
+            reply.last = time.perf_counter()
+            reply.first = reply.first or reply.last
+        if cancel.is_set():
+            reply.finish = FINISH_CANCELLED
+            return
+        delta = reply.leading.push(reply.matcher.push(text))
+        if delta:
+            reply.parts.append(delta)
+            yield ReplyDelta(request_id, delta)
+        if reply.matcher.stopped:
+            reply.finish = FINISH_STOP
+            return
+        reason = choice.get("finish_reason")
+        if reason is not None:
+            reply.finish = FINISH_STOP if reason == "stop" else FINISH_LENGTH
+            return
+    if cancel.is_set():
+        reply.finish = FINISH_CANCELLED

@@ -33,7 +33,7 @@ def answer(backend: LocalBackend, request: ChatRequest) -> tuple[str, int]:
 
 def check(backend: LocalBackend, request: ChatRequest) -> int:
     """Reply with the cache as it is; compare with a fresh prefill; return tokens reused."""
-    previous_ids = list(backend._cache_ids)
+    previous_ids = list(backend.kv.ids)
     prompt_ids = backend.prepare(request).ids
     reused_text, cached = answer(backend, request)
     assert cached == min(common_prefix(previous_ids, prompt_ids), len(prompt_ids) - 1)
@@ -198,7 +198,7 @@ def test_the_fast_decode_step_and_growing_cache_give_the_same_replies(
             for question in ("What is the capital of France?", "And of Germany?"):
                 request = ChatRequest(turns=(*turns, ("user", question)), generation=GREEDY)
                 text, _ = answer(backend, request)
-                layer_types |= {type(layer).__name__ for layer in backend._cache.layers}
+                layer_types |= {type(layer).__name__ for layer in backend.kv.value.layers}
                 got.append(text)
                 turns = (*turns, ("user", question), ("assistant", text))
             edited = ChatRequest(turns=(*turns[:2], ("user", "And of Spain?")), generation=GREEDY)

@@ -352,13 +352,12 @@ class LlamaCppBackend:
             finally:
                 stream.close()
         if reply.finish != FINISH_STOP:
-            tail = reply.leading.push(reply.matcher.flush())
+            tail = reply.flush()
             if tail:
-                reply.parts.append(tail)
                 yield ReplyDelta(request.request_id, tail)
         self._slot_ids = list(prepared.ids)
-        stats = reply.stats(prepared, cached_first, predicted, seed)
-        yield ReplyDone(request.request_id, "".join(reply.parts).rstrip(), reply.finish, stats)
+        stats = reply.llama_stats(prepared, cached_first, predicted, seed)
+        yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
 
     def _prefill(
         self,

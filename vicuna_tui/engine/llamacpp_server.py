@@ -8,7 +8,6 @@ import os
 import queue
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,8 @@ from vicuna_tui.engine.events import (
     ReplyDelta,
     ReplyStats,
 )
-from vicuna_tui.engine.prompting import PreparedPrompt, reply_stats
+from vicuna_tui.engine.prompting import PreparedPrompt, ReplyTally
 from vicuna_tui.engine.settings import GenerationSettings
-from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
 from vicuna_tui.errors import GenerationError, VicunaError
 
 
@@ -170,20 +168,12 @@ def sampling_body(
 
 
 @dataclass
-class Reply:
-    """A reply as llama.cpp streams it: text so far, token count and timing."""
+class Reply(ReplyTally):
+    """A reply as llama.cpp streams it, with the chunk that carried its usage."""
 
-    matcher: StopMatcher
-    started: float
-    last: float = 0.0
-    leading: LeadingSpace = field(default_factory=LeadingSpace)
-    parts: list[str] = field(default_factory=list)
-    first: float | None = None
-    count: int = 0
-    finish: str = FINISH_LENGTH
     final: dict[str, Any] = field(default_factory=dict)  # the chunk with usage and timings
 
-    def stats(
+    def llama_stats(
         self, prepared: PreparedPrompt, cached_first: int | None, predicted: int, seed: int | None
     ) -> ReplyStats:
         """The reply's stats, with llama.cpp's own counts where it gave them."""
@@ -194,16 +184,7 @@ class Reply:
             cached = predicted
         if isinstance(usage.get("completion_tokens"), int) and self.finish != FINISH_CANCELLED:
             self.count = int(usage["completion_tokens"])
-        return reply_stats(
-            prepared,
-            cached=int(cached),
-            count=self.count,
-            started=self.started,
-            first=self.first,
-            last=self.last,
-            end=time.perf_counter(),
-            seed=seed,
-        )
+        return self.stats(prepared, int(cached), seed)
 
 
 def read_reply(
@@ -219,15 +200,12 @@ def read_reply(
         if chunk.get("usage"):
             reply.final = chunk
         if choice.get("finish_reason") is None or text:
-            reply.count += 1
-            reply.last = time.perf_counter()
-            reply.first = reply.first or reply.last
+            reply.tick()
         if cancel.is_set():
             reply.finish = FINISH_CANCELLED
             return
-        delta = reply.leading.push(reply.matcher.push(text))
+        delta = reply.push(text)
         if delta:
-            reply.parts.append(delta)
             yield ReplyDelta(request_id, delta)
         if reply.matcher.stopped:
             reply.finish = FINISH_STOP

@@ -15,10 +15,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from vicuna_tui.engine import templates
+from vicuna_tui.engine import sampling, templates
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
-    FINISH_LENGTH,
     FINISH_STOP,
     ChatRequest,
     EngineEvent,
@@ -28,10 +27,11 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
-from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, reply_stats
+from vicuna_tui.engine.kv_cache import STATIC_CAP, KVCache
+from vicuna_tui.engine.prompting import PreparedPrompt, ReplyTally, fit_prompt
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.sources import Progress
-from vicuna_tui.engine.textstream import IncrementalDecoder, LeadingSpace, StopMatcher
+from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
 from vicuna_tui.errors import (
     GenerationError,
     OutOfMemoryError,
@@ -46,15 +46,12 @@ class LocalBackend:
 
     def __init__(self, settings: LoadSettings, *, reuse_cache: bool = True) -> None:
         self.settings = settings
-        self.reuse_cache = reuse_cache
         self._loaded: Any = None
         self._info: ModelInfo | None = None
         self._auto_template = templates.TOKENIZER_TEMPLATE
-        self._cache: Any = None
-        self._cache_ids: list[int] = []
+        self.kv = KVCache(reuse=reuse_cache)
         self._logits_to_keep = False
         self._cache_key = "past_key_values"
-        self._static_len = 0  # > 0: a preallocated (static) KV cache of this many tokens
         self._step: Any = None  # the compiled single-token forward, with --compile
         self.grow_cache = True  # on the CPU fast path, a KV cache that grows in place
         self.fast_step = True  # and a plain LLaMA's own single-token forward (fastpath)
@@ -144,9 +141,8 @@ class LocalBackend:
     def unload(self) -> None:
         self._loaded = None
         self._info = None
-        self._static_len = 0
         self._step = None
-        self.reset_cache()
+        self.kv.unload()
 
         try:
             import gc
@@ -160,15 +156,11 @@ class LocalBackend:
             pass
 
     def reset_cache(self) -> None:
-        if self._static_len and self._cache is not None:
-            self._cache_ids = []  # the static cache is kept; positions restart at 0
-            return
-        self._cache = None
-        self._cache_ids = []
+        self.kv.reset()
 
     # -- --compile: a static KV cache and a compiled decode step ---------------------------
 
-    STATIC_CAP = 8192
+    STATIC_CAP = STATIC_CAP
 
     def use_static_cache(self, *, compile: bool) -> None:
         """Preallocate the KV cache (fixed shapes), and compile the one-token step.
@@ -181,50 +173,16 @@ class LocalBackend:
         import torch
 
         assert self._loaded is not None and self._info is not None
-        self._static_len = min(self._info.context_length, self.STATIC_CAP)
-        self._info = dataclasses.replace(self._info, context_length=self._static_len)
-        self._cache = None
-        self._cache_ids = []
+        length = self.kv.make_static(self._info.context_length)
+        self._info = dataclasses.replace(self._info, context_length=length)
         if compile:
             mode = "reduce-overhead" if str(self._loaded.device).startswith("cuda") else "default"
             self._step = torch.compile(self._loaded.model.forward, mode=mode, dynamic=False)
 
-    def _rewind_static(self, keep: int) -> int:
-        """Make the static cache continue at position ``keep``.
-
-        Keys past ``keep`` stay in memory but are overwritten before use, and the
-        causal mask hides the rest.  transformers 5 counts the filled length per layer
-        (``cumulative_length``); older versions write where ``cache_position`` says.
-        """
-        import torch
-
-        with torch.inference_mode():  # the cache's tensors were made in inference mode
-            return self._rewind_layers(keep)
-
-    def _rewind_layers(self, keep: int) -> int:
-        import torch
-
-        for layer in getattr(self._cache, "layers", ()):
-            if type(layer).__name__ != "StaticLayer" and keep:
-                # A sliding-window layer cannot rewind: start this reply from scratch.
-                return self._rewind_layers(0)
-
-            if not getattr(layer, "is_initialized", False):
-                continue
-
-            length = getattr(layer, "cumulative_length", None)
-            if isinstance(length, torch.Tensor):
-                length.fill_(keep)  # in place: a compiled graph holds its address
-            elif length is not None:
-                layer.cumulative_length = keep
-        return keep
-
-    def _new_static_cache(self) -> Any:
-
+    def _new_static_cache(self, length: int) -> Any:
         from transformers import StaticCache
 
-        model = self._loaded.model
-        return StaticCache(config=model.config, max_cache_len=self._static_len)
+        return StaticCache(config=self._loaded.model.config, max_cache_len=length)
 
     # -- prompts -------------------------------------------------------------------------
 
@@ -274,9 +232,7 @@ class LocalBackend:
         tokenizer = loaded.tokenizer
         stop_ids = set(loaded.stop_token_ids) | set(prepared.renderer.stop_token_ids)
         decoder = IncrementalDecoder(lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
-        matcher = StopMatcher([*prepared.renderer.stop_strings, *gen.stop])
-        leading = LeadingSpace()
-        cached = self._reuse_prefix(prepared.ids)
+        cached = self.kv.reuse_prefix(prepared.ids, self._new_static_cache)
         yield ReplyStarted(
             request.request_id,
             len(prepared.ids),
@@ -285,88 +241,47 @@ class LocalBackend:
             prepared.max_new_tokens,
             seed,
         )
-        parts: list[str] = []
-        first: float | None = None
-        last = started
-        count = 0
-        finish = FINISH_LENGTH
+        reply = ReplyTally(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started)
         try:
-            for token in self._decode(prepared, cached, gen, seed, cancel):
-                count += 1
-                last = time.perf_counter()
-                if first is None:
-                    first = last
-                if token in stop_ids:
-                    finish = FINISH_STOP
-                    break
-                delta = leading.push(matcher.push(decoder.push(token)))
-                if delta:
-                    parts.append(delta)
-                    yield ReplyDelta(request.request_id, delta)
-                if matcher.stopped:
-                    finish = FINISH_STOP
-                    break
-            else:
-                if cancel.is_set():
-                    finish = FINISH_CANCELLED
+            tokens = self._decode(prepared, cached, gen, seed, cancel)
+            yield from self._read(tokens, request.request_id, stop_ids, decoder, reply, cancel)
         except VicunaError:
             self.reset_cache()
             raise
         except Exception as exc:
             self.reset_cache()
-            from vicuna_tui.engine.loader import _is_oom
-
-            if _is_oom(exc):
-                raise OutOfMemoryError(
-                    "out of memory while generating",
-                    "lower --max-new-tokens, start a new chat, or load with --load-8bit",
-                ) from exc
-            raise GenerationError(
-                f"generation failed: {type(exc).__name__}: {exc}", "run with --debug for details"
-            ) from exc
-        if finish != FINISH_STOP:
-            tail = leading.push(matcher.push(decoder.flush()) + matcher.flush())
+            raise _generation_failure(exc) from exc
+        if reply.finish != FINISH_STOP:
+            tail = reply.flush(decoder.flush())
             if tail:
-                parts.append(tail)
                 yield ReplyDelta(request.request_id, tail)
-        stats = reply_stats(
-            prepared,
-            cached=cached,
-            count=count,
-            started=started,
-            first=first,
-            last=last,
-            end=time.perf_counter(),
-            seed=seed,
-        )
-        yield ReplyDone(request.request_id, "".join(parts).rstrip(), finish, stats)
+        stats = reply.stats(prepared, cached, seed)
+        yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
 
-    def _reuse_prefix(self, ids: list[int]) -> int:
-        """Keep the cached KV of the longest shared prefix; returns how many tokens."""
-        if self._static_len:
-            if self._cache is None:
-                self._cache = self._new_static_cache()
-            keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
-            keep = max(keep, 0) if self.reuse_cache else 0
-            keep = self._rewind_static(keep)
-            del self._cache_ids[keep:]
-            return keep
-        if not self.reuse_cache or self._cache is None or not hasattr(self._cache, "crop"):
-            self.reset_cache()
-            return 0
-        keep = min(common_prefix(self._cache_ids, ids), len(ids) - 1)
-        if keep <= 0:
-            self.reset_cache()
-            return 0
-        if keep < len(self._cache_ids):
-            try:
-                # A negative count removes that many tokens, in every transformers version.
-                self._cache.crop(keep - len(self._cache_ids))
-            except (RuntimeError, ValueError):  # e.g. a sliding window that cannot roll back
-                self.reset_cache()
-                return 0
-            del self._cache_ids[keep:]
-        return keep
+    @staticmethod
+    def _read(
+        tokens: Iterator[int],
+        request_id: int,
+        stop_ids: set[int],
+        decoder: IncrementalDecoder,
+        reply: ReplyTally,
+        cancel: threading.Event,
+    ) -> Iterator[ReplyDelta]:
+        """The reply's text, token by token, up to a stop token or string, a cancel or
+        the length limit (``reply.finish`` says which)."""
+        for token in tokens:
+            reply.tick()
+            if token in stop_ids:
+                reply.finish = FINISH_STOP
+                return
+            delta = reply.push(decoder.push(token))
+            if delta:
+                yield ReplyDelta(request_id, delta)
+            if reply.matcher.stopped:
+                reply.finish = FINISH_STOP
+                return
+        if cancel.is_set():
+            reply.finish = FINISH_CANCELLED
 
     def _decode(
         self,
@@ -380,7 +295,7 @@ class LocalBackend:
 
         model = self._loaded.model
         device = self._loaded.input_device
-        processors = _processors(gen)
+        processors = sampling.processors(gen)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=device).manual_seed(seed)
@@ -390,12 +305,12 @@ class LocalBackend:
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
         fast_path = getattr(model, "_vicuna_fast_groups", None) is not None  # CPU fast path
         step = None  # the fast path's own single-token forward, with the growing cache
-        if not self._static_len and self.grow_cache and fast_path:
+        if not self.kv.static_len and self.grow_cache and fast_path:
             from vicuna_tui.engine import fastpath
 
-            if self._cache is None:
-                self._cache = fastpath.growing_cache(model)
-            if self._cache is not None and self.fast_step:
+            if self.kv.value is None:
+                self.kv.value = fastpath.growing_cache(model)
+            if self.kv.value is not None and self.fast_step:
                 step = getattr(model, "_vicuna_step", None)
         try:
             with torch.inference_mode():
@@ -403,20 +318,16 @@ class LocalBackend:
                     if cancel.is_set():
                         return
                     if step is not None and len(feed_ids) == 1:
-                        scores = step(feed, self._cache)  # appends to the cache in place
+                        scores = step(feed, self.kv.value)  # appends to the cache in place
                     else:
                         out = self._forward(model, feed, len(feed_ids), extra)
-                        self._cache = fastpath_output_cache(out)
+                        self.kv.value = fastpath_output_cache(out)
                         scores = out.logits
-                    self._cache_ids.extend(feed_ids)
+                    self.kv.ids.extend(feed_ids)
                     logits = scores[:, -1, :].float()
                     if processors:
                         logits = processors(history, logits)
-                    if gen.greedy:
-                        token = int(torch.argmax(logits, dim=-1).item())
-                    else:
-                        probs = torch.softmax(logits, dim=-1)
-                        token = int(torch.multinomial(probs, 1, generator=generator).item())
+                    token = sampling.next_token(logits, gen, generator)
                     yield token
                     feed_ids = [token]
                     feed = torch.tensor([feed_ids], device=device)
@@ -431,16 +342,16 @@ class LocalBackend:
     def _forward(self, model: Any, feed: Any, count: int, extra: dict[str, Any]) -> Any:
         """The model's forward over ``count`` new tokens, on the static cache (and the
         compiled single-token step) with --compile, else on the dynamic one."""
-        if not self._static_len:
-            cache = {self._cache_key: self._cache}
+        if not self.kv.static_len:
+            cache = {self._cache_key: self.kv.value}
             return model(input_ids=feed, **cache, use_cache=True, **extra)
         import torch
 
-        start = len(self._cache_ids)
+        start = len(self.kv.ids)
         forward = self._step if self._step is not None and count == 1 else model
         return forward(
             input_ids=feed,
-            **{self._cache_key: self._cache},
+            **{self._cache_key: self.kv.value},
             cache_position=torch.arange(start, start + count, device=feed.device),
             use_cache=True,
             **extra,
@@ -453,24 +364,14 @@ def fastpath_output_cache(output: Any) -> Any:
     return output_cache(output)
 
 
-def _processors(gen: GenerationSettings) -> Any:
-    """transformers' own logits processors, so sampling means what it means in generate()."""
-    from transformers.generation.logits_process import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
+def _generation_failure(exc: Exception) -> VicunaError:
+    from vicuna_tui.engine.loader import _is_oom
 
-    procs = LogitsProcessorList()
-    if gen.repetition_penalty != 1.0:
-        procs.append(RepetitionPenaltyLogitsProcessor(gen.repetition_penalty))
-    if not gen.greedy:
-        if gen.temperature != 1.0:
-            procs.append(TemperatureLogitsWarper(gen.temperature))
-        if gen.top_k > 0:
-            procs.append(TopKLogitsWarper(gen.top_k))
-        if gen.top_p < 1.0:
-            procs.append(TopPLogitsWarper(gen.top_p))
-    return procs if len(procs) else None
+    if _is_oom(exc):
+        return OutOfMemoryError(
+            "out of memory while generating",
+            "lower --max-new-tokens, start a new chat, or load with --load-8bit",
+        )
+    return GenerationError(
+        f"generation failed: {type(exc).__name__}: {exc}", "run with --debug for details"
+    )

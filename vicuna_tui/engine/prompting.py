@@ -4,11 +4,13 @@ timings of a reply into its statistics."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vicuna_tui.engine import templates
-from vicuna_tui.engine.events import ChatRequest, ReplyStats
+from vicuna_tui.engine.events import FINISH_LENGTH, ChatRequest, ReplyStats
+from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
 from vicuna_tui.errors import PromptTooLongError
 
 
@@ -85,3 +87,55 @@ def reply_stats(
         seed=seed,
         dropped_turns=prepared.dropped_turns,
     )
+
+
+@dataclass
+class ReplyTally:
+    """A reply as a local backend produces it: its text so far (through the stop
+    strings and the leading-space rule), its token count and clock readings."""
+
+    matcher: StopMatcher
+    started: float
+    last: float = 0.0
+    leading: LeadingSpace = field(default_factory=LeadingSpace)
+    parts: list[str] = field(default_factory=list)
+    first: float | None = None
+    count: int = 0
+    finish: str = FINISH_LENGTH
+
+    def tick(self) -> None:
+        """One more token came."""
+        self.count += 1
+        self.last = time.perf_counter()
+        if self.first is None:
+            self.first = self.last
+
+    def push(self, text: str) -> str:
+        """Decoded text in; the part of it to show now out (held back across a stop)."""
+        delta = self.leading.push(self.matcher.push(text))
+        if delta:
+            self.parts.append(delta)
+        return delta
+
+    def flush(self, text: str = "") -> str:
+        """The text held back at the end (when no stop string ended the reply)."""
+        tail = self.leading.push(self.matcher.push(text) + self.matcher.flush())
+        if tail:
+            self.parts.append(tail)
+        return tail
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts).rstrip()
+
+    def stats(self, prepared: PreparedPrompt, cached: int, seed: int | None) -> ReplyStats:
+        return reply_stats(
+            prepared,
+            cached=cached,
+            count=self.count,
+            started=self.started,
+            first=self.first,
+            last=self.last,
+            end=time.perf_counter(),
+            seed=seed,
+        )

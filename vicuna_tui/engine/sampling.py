@@ -1,0 +1,41 @@
+"""Sampling on the local backend: transformers' own logits processors, so that the
+settings mean what they mean in ``generate()``, and the choice of the next token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vicuna_tui.engine.settings import GenerationSettings
+
+
+def processors(gen: GenerationSettings) -> Any:
+    """transformers' own logits processors, so sampling means what it means in generate()."""
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    procs = LogitsProcessorList()
+    if gen.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(gen.repetition_penalty))
+    if not gen.greedy:
+        if gen.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(gen.temperature))
+        if gen.top_k > 0:
+            procs.append(TopKLogitsWarper(gen.top_k))
+        if gen.top_p < 1.0:
+            procs.append(TopPLogitsWarper(gen.top_p))
+    return procs if len(procs) else None
+
+
+def next_token(logits: Any, gen: GenerationSettings, generator: Any) -> int:
+    """The argmax when greedy, else a draw from the softmax (seeded by ``generator``)."""
+    import torch
+
+    if gen.greedy:
+        return int(torch.argmax(logits, dim=-1).item())
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator).item())

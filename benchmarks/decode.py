@@ -87,7 +87,7 @@ def main() -> None:
     opts = parser.parse_args()
     import torch
 
-    from vicuna_tui.engine.loader import default_threads
+    from vicuna_tui.engine.devices import default_threads
 
     folder = smollm_folder()
     weight_bytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))

@@ -184,8 +184,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     opts = parser.parse_args()
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="llamacpp-bench-")
+    from vicuna_tui.engine.devices import default_threads
     from vicuna_tui.engine.llamacpp import LlamaCppBackend
-    from vicuna_tui.engine.loader import default_threads
     from vicuna_tui.engine.local import LocalBackend
     from vicuna_tui.engine.process import ProcessBackend
     from vicuna_tui.engine.settings import LoadSettings

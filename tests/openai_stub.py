@@ -24,98 +24,105 @@ class Stub:
         self.usage = True
 
 
+class _Handler(BaseHTTPRequestHandler):
+    stub: Stub
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.stub.headers.append(dict(self.headers))
+        if self.path.rstrip("/") == "/v1/models":
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": m, "object": "model"} for m in self.stub.models],
+                },
+            )
+        else:
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.stub.requests.append(body)
+        self.stub.headers.append(dict(self.headers))
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._json(404, {"error": {"message": "not found"}})
+            return
+        refusal = self._refusal(body)
+        if refusal is not None:
+            self._json(*refusal)
+            return
+        if self.stub.mode == "hang":
+            time.sleep(5)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            self._stream(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.stub.client_gone.set()
+
+    def _refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if self.stub.mode == "unauthorized":
+            return 401, {"error": {"message": "Incorrect API key provided"}}
+        if self.stub.mode == "error500":
+            return 500, {"error": {"message": "CUDA out of memory on worker 2"}}
+        if body.get("model") not in self.stub.models:
+            return 404, {"error": {"message": f"The model {body.get('model')} does not exist"}}
+        return None
+
+    def _stream(self, body: dict[str, Any]) -> None:
+        self.wfile.write(b": keep-alive\n\n")
+        for index, piece in enumerate(self.stub.reply):
+            if self.stub.mode == "drop" and index == 2:
+                self.connection.shutdown(2)
+                return
+            if self.stub.mode == "error-chunk" and index == 2:
+                self._event({"error": {"message": "worker crashed"}})
+                return
+            self._event(
+                {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            )
+            self.stub.chunks_sent += 1
+            time.sleep(self.stub.delay)
+        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if self.stub.usage and body.get("stream_options", {}).get("include_usage"):
+            self._event(
+                {
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 12,
+                        "completion_tokens": len(self.stub.reply),
+                        "total_tokens": 12 + len(self.stub.reply),
+                    },
+                }
+            )
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        self.wfile.flush()
+
+
 def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _json(self, status: int, payload: dict[str, Any]) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            stub.headers.append(dict(self.headers))
-            if self.path.rstrip("/") == "/v1/models":
-                self._json(
-                    200,
-                    {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]},
-                )
-            else:
-                self._json(404, {"error": {"message": f"no route {self.path}"}})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            stub.requests.append(body)
-            stub.headers.append(dict(self.headers))
-            if self.path.rstrip("/") != "/v1/chat/completions":
-                self._json(404, {"error": {"message": "not found"}})
-                return
-            if stub.mode == "unauthorized":
-                self._json(401, {"error": {"message": "Incorrect API key provided"}})
-                return
-            if stub.mode == "error500":
-                self._json(500, {"error": {"message": "CUDA out of memory on worker 2"}})
-                return
-            if body.get("model") not in stub.models:
-                self._json(
-                    404, {"error": {"message": f"The model {body.get('model')} does not exist"}}
-                )
-                return
-            if stub.mode == "hang":
-                time.sleep(5)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            try:
-                self.wfile.write(b": keep-alive\n\n")
-                for index, piece in enumerate(stub.reply):
-                    if stub.mode == "drop" and index == 2:
-                        self.connection.shutdown(2)
-                        return
-                    if stub.mode == "error-chunk" and index == 2:
-                        self._event({"error": {"message": "worker crashed"}})
-                        return
-                    self._event(
-                        {
-                            "choices": [
-                                {"index": 0, "delta": {"content": piece}, "finish_reason": None}
-                            ]
-                        }
-                    )
-                    stub.chunks_sent += 1
-                    time.sleep(stub.delay)
-                self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-                if stub.usage and body.get("stream_options", {}).get("include_usage"):
-                    self._event(
-                        {
-                            "choices": [],
-                            "usage": {
-                                "prompt_tokens": 12,
-                                "completion_tokens": len(stub.reply),
-                                "total_tokens": 12 + len(stub.reply),
-                            },
-                        }
-                    )
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                stub.client_gone.set()
-
-        def _event(self, payload: dict[str, Any]) -> None:
-            self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
-            self.wfile.flush()
-
-    return Handler
+    return type("Handler", (_Handler,), {"stub": stub})
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import tiny_llama
 
-from vicuna_tui.engine import loader
+from vicuna_tui.engine import devices, hf_patches, loader
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
 from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
@@ -79,10 +79,10 @@ def test_a_converting_load_reads_with_pread_and_keeps_every_weight(
     import transformers.modeling_utils as modeling_utils
 
     folder = tiny_llama(tmp_path / "m", shard="60KB")
-    assert loader.stored_dtypes(folder) == {"F32"}
-    assert loader.converts_dtype(folder, "bfloat16")
-    assert not loader.converts_dtype(folder, "float32")
-    assert not loader.converts_dtype(tmp_path, "bfloat16")  # no safetensors: nothing to say
+    assert hf_patches.stored_dtypes(folder) == {"F32"}
+    assert hf_patches.converts_dtype(folder, "bfloat16")
+    assert not hf_patches.converts_dtype(folder, "float32")
+    assert not hf_patches.converts_dtype(tmp_path, "bfloat16")  # no safetensors: nothing to say
 
     backends: list[object] = []
     original = getattr(modeling_utils, "safe_open")  # noqa: B009 - not exported
@@ -169,13 +169,13 @@ def test_device_map_and_max_memory_settings() -> None:
 
     fake_torch = type("T", (), {"cuda": FakeCuda})
     single = LoadSettings(device="cuda")
-    assert loader._device_map(single, "cuda", fake_torch) == ({"": 0}, None)
+    assert devices.device_map(single, "cuda", fake_torch) == ({"": 0}, None)
     capped = LoadSettings(device="cuda", num_gpus=2, max_gpu_memory="13GiB")
-    assert loader._device_map(capped, "cuda", fake_torch) == ("auto", {0: "13GiB", 1: "13GiB"})
+    assert devices.device_map(capped, "cuda", fake_torch) == ("auto", {0: "13GiB", 1: "13GiB"})
     one_capped = LoadSettings(device="cuda", max_gpu_memory="6 GiB")
-    assert loader._device_map(one_capped, "cuda", fake_torch) == ("auto", {0: "6GiB"})
+    assert devices.device_map(one_capped, "cuda", fake_torch) == ("auto", {0: "6GiB"})
     with pytest.raises(DeviceError, match="--num-gpus 3 but only 2 GPU"):
-        loader._device_map(LoadSettings(device="cuda", num_gpus=3), "cuda", fake_torch)
+        devices.device_map(LoadSettings(device="cuda", num_gpus=3), "cuda", fake_torch)
 
 
 # --- bad input -------------------------------------------------------------------------------

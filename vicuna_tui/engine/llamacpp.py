@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui.engine import gguf_file, sources, templates
+from vicuna_tui.engine.devices import cpu_cores, default_threads
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -61,7 +62,6 @@ from vicuna_tui.engine.llamacpp_server import (
     sampling_body,
     server_params,
 )
-from vicuna_tui.engine.loader import cpu_cores, default_threads
 from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.sources import Progress

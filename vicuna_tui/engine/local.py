@@ -73,7 +73,7 @@ class LocalBackend:
         """Use an already loaded model (a ``loader.LoadedModel``)."""
         import torch
 
-        from vicuna_tui.engine import loader
+        from vicuna_tui.engine.devices import available_devices
 
         self._loaded = loaded
         model, tokenizer = loaded.model, loaded.tokenizer
@@ -107,7 +107,7 @@ class LocalBackend:
             notices=(*loaded.notices, *([notice] if notice else [])),
             parameters=params,
             revision=self.settings.revision,
-            devices=tuple(loader.available_devices(torch)),
+            devices=tuple(available_devices(torch)),
         )
         self.reset_cache()
         if self.settings.compile:
@@ -365,9 +365,9 @@ def fastpath_output_cache(output: Any) -> Any:
 
 
 def _generation_failure(exc: Exception) -> VicunaError:
-    from vicuna_tui.engine.loader import _is_oom
+    from vicuna_tui.engine.devices import is_oom
 
-    if _is_oom(exc):
+    if is_oom(exc):
         return OutOfMemoryError(
             "out of memory while generating",
             "lower --max-new-tokens, start a new chat, or load with --load-8bit",

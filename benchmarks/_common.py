@@ -141,12 +141,12 @@ class Timer:
 
 def smollm_folder() -> Path:
     """SmolLM2-135M-Instruct as a safetensors folder (the tests' cached conversion)."""
-    from vicuna_tui.engine import sources
+    from vicuna_tui.engine import gguf_cache
 
     previous = os.environ.get("VICUNA_TUI_HOME")
     os.environ["VICUNA_TUI_HOME"] = str(ROOT / ".cache" / "test-home")
     try:
-        folder, _ = sources.convert_gguf(smollm_gguf())
+        folder, _ = gguf_cache.convert_gguf(smollm_gguf())
     finally:
         if previous is None:
             os.environ.pop("VICUNA_TUI_HOME", None)

@@ -73,12 +73,12 @@ def smollm_gguf() -> Path:
 @pytest.fixture(scope="session")
 def smollm_dir(smollm_gguf: Path) -> Path:
     """The SmolLM2 GGUF converted to a safetensors folder (cached across runs)."""
-    from vicuna_tui.engine import sources
+    from vicuna_tui.engine import gguf_cache
 
     previous = os.environ.get("VICUNA_TUI_HOME")
     os.environ["VICUNA_TUI_HOME"] = str(CACHE / "test-home")
     try:
-        folder, _ = sources.convert_gguf(smollm_gguf)
+        folder, _ = gguf_cache.convert_gguf(smollm_gguf)
     finally:
         if previous is not None:
             os.environ["VICUNA_TUI_HOME"] = previous

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from vicuna_tui.engine.events import ChatRequest, EngineEvent, ModelInfo, PromptPreview
-from vicuna_tui.engine.sources import Progress
+from vicuna_tui.engine.progress import Progress
 
 
 class Backend(Protocol):

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vicuna_tui.engine.sources import Progress
+from vicuna_tui.engine.progress import Progress
 
 
 def quiet_libraries() -> None:

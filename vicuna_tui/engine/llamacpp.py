@@ -62,9 +62,9 @@ from vicuna_tui.engine.llamacpp_server import (
     sampling_body,
     server_params,
 )
+from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt
 from vicuna_tui.engine.settings import LoadSettings
-from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import StopMatcher
 from vicuna_tui.errors import (
     DeviceError,

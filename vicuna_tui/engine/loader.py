@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui.engine import sources
+from vicuna_tui.engine import gguf_cache, sources
 from vicuna_tui.engine.devices import (
     default_threads,
     device_map,
@@ -26,8 +26,9 @@ from vicuna_tui.engine.hf_patches import (
     read_without_mmap,
     report_progress,
 )
+from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.settings import LoadSettings
-from vicuna_tui.engine.sources import ModelSource, Progress
+from vicuna_tui.engine.sources import ModelSource
 from vicuna_tui.engine.tokenizer_fixes import context_length, load_tokenizer, stop_ids
 from vicuna_tui.errors import ModelNotFoundError, OutOfMemoryError, VicunaError
 
@@ -85,7 +86,7 @@ def load(
     dtype_name = str(dtype).replace("torch.", "")
     with report_progress(report):
         if source.kind == "gguf":
-            folder, converted_now = sources.convert_gguf(source.path, report)
+            folder, converted_now = gguf_cache.convert_gguf(source.path, report)
         tokenizer, notices = _tokenizer(folder, report)
         pread = device == "cpu" and quant is None and converts_dtype(Path(folder), dtype_name)
         model = _weights(folder, kwargs, settings, device, pread=pread)

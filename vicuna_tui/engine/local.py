@@ -28,9 +28,9 @@ from vicuna_tui.engine.events import (
     ReplyStarted,
 )
 from vicuna_tui.engine.kv_cache import STATIC_CAP, KVCache
+from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompting import PreparedPrompt, ReplyTally, fit_prompt
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
-from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
 from vicuna_tui.errors import (
     GenerationError,

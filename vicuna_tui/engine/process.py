@@ -37,8 +37,8 @@ from vicuna_tui.engine.events import (
     PromptPreview,
     ReplyDone,
 )
+from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.settings import LoadSettings
-from vicuna_tui.engine.sources import Progress
 from vicuna_tui.errors import GenerationError, ModelProcessLost, VicunaError
 
 LOG_LIMIT = 5 * 2**20

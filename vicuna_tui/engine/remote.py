@@ -35,8 +35,8 @@ from vicuna_tui.engine.openai_wire import (
     server_message,
     sse_data,
 )
+from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.settings import RemoteSettings
-from vicuna_tui.engine.sources import Progress
 from vicuna_tui.engine.textstream import LeadingSpace
 from vicuna_tui.errors import RemoteError, SettingsError
 

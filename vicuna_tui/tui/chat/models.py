@@ -7,9 +7,9 @@ import dataclasses
 from textual import on
 
 from vicuna_tui.engine.events import LoadFailed, ModelReady
+from vicuna_tui.engine.hub import GGUFChoiceError
 from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import RemoteSettings
-from vicuna_tui.engine.sources import GGUFChoiceError
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.tui.chat.stream import ReplyStream
 from vicuna_tui.tui.messages import EngineCallResult, GenerationChanged, ReloadRequested

@@ -211,7 +211,7 @@ def test_an_interrupted_run_leaves_no_target(
     make_delta(base, target, tmp_path / "delta")
     calls = {"n": 0}
 
-    def progress(p: delta_mod.Progress) -> None:
+    def progress(p: delta_mod.DeltaProgress) -> None:
         calls["n"] += 1
         if calls["n"] == 5:
             if failure == "interrupt":

@@ -73,3 +73,7 @@ class ModelProcessLost(GenerationError):
 
 class RemoteError(VicunaError):
     """A remote server could not be reached or answered with an error."""
+
+
+class DeltaError(VicunaError):
+    """Base and delta (or target) do not fit together, or the target cannot be written."""

@@ -76,7 +76,7 @@ def main(command: str, argv: Sequence[str]) -> int:
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(command, total=None, tensors="")
 
-        def report(p: delta_mod.Progress) -> None:
+        def report(p: delta_mod.DeltaProgress) -> None:
             bar.update(
                 task,
                 total=p.bytes_total,

@@ -8,13 +8,25 @@ import pytest
 from helpers import ScriptedBackend
 from textual import events
 from textual.widgets import Input, OptionList, Select, Static
-from tui_helpers import make_app, ready, reply_done, run_test, send, showing, wait_for
+from tui_helpers import (
+    make_app,
+    ready,
+    reply_done,
+    run_test,
+    seen,
+    send,
+    settled,
+    showing,
+    wait_for,
+)
 
 from vicuna_tui import config as config_mod
 from vicuna_tui.errors import ModelNotFoundError
 from vicuna_tui.store import Store
+from vicuna_tui.tui.messages import StoreReply
 from vicuna_tui.tui.screens.dialogs import ErrorScreen
 from vicuna_tui.tui.screens.help import HelpScreen
+from vicuna_tui.tui.widgets.sidebar import Sidebar
 from vicuna_tui.tui.widgets.transcript import MessageView
 
 SIZE = (120, 40)
@@ -107,6 +119,35 @@ async def test_regenerate_edit_and_delete(home: Path) -> None:
         await pilot.pause()
         assert screen.transcript.views == []
         assert screen.session.messages == []
+
+
+async def test_settings_file_is_written_once_editing_settles(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[tuple[str, object]] = []
+    real_set_value = config_mod.set_value
+
+    def recording(key: str, value: object) -> None:
+        writes.append((key, value))
+        real_set_value(key, value)
+
+    monkeypatch.setattr(config_mod, "set_value", recording)
+    app = make_app(lambda load: ScriptedBackend())
+    async with run_test(app, size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f3")
+        field = screen.query_one("#set-temperature", Input)
+        field.focus()
+        field.value = ""
+        await pilot.press(*"0.35")  # four valid values on the way: 0, 0., 0.3, 0.35
+        await pilot.pause()
+        assert screen.session.generation.temperature == 0.35  # applied at once
+        assert writes == []  # but config.toml is not rewritten per keystroke
+        await wait_for(pilot, lambda: bool(writes))
+        await wait_for(pilot, lambda: not app.workers)
+    keys = [key for key, _ in writes]
+    assert ("temperature", 0.35) in writes and len(keys) == len(set(keys))  # one write each
+    assert config_mod.load().values["temperature"] == 0.35
 
 
 async def test_settings_apply_and_refuse_bad_values(home: Path) -> None:
@@ -221,7 +262,9 @@ async def test_quit_mid_reply_keeps_the_partial_text(home: Path) -> None:
     assert stored_messages()[-1] == ("assistant", "partial", "cancelled")
 
 
-async def test_conversations_pane_lists_filters_and_opens(home: Path) -> None:
+async def test_conversations_pane_lists_filters_and_opens(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with Store() as store:
         for title in ("Rust lifetimes", "Pasta recipe", "Rust traits"):
             conv = store.create_conversation(title=title)
@@ -234,9 +277,15 @@ async def test_conversations_pane_lists_filters_and_opens(home: Path) -> None:
         titles = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         assert titles == ["Rust traits", "Pasta recipe", "Rust lifetimes"]  # newest first
         await pilot.press("ctrl+f")
+        listings = len(seen(app, StoreReply))
+        # a pause long enough that no loaded machine types slower than it
+        monkeypatch.setattr(Sidebar, "FILTER_PAUSE", 2.0)
         await pilot.press(*"rust")
-        await pilot.pause()
+        await wait_for(pilot, lambda: not screen.sidebar.filtering)
+        await settled(pilot)
         assert options.option_count == 2
+        # four keys, one query: the filter runs once typing pauses, on the store's thread
+        assert len(seen(app, StoreReply)) - listings == 1
         await pilot.press("enter")
         await wait_for(pilot, lambda: bool(screen.transcript.views))
         assert [v.text for v in screen.transcript.views] == [

@@ -78,8 +78,10 @@ def run_test(app: App[Any], **options: Any) -> Any:
 
 
 def seen(app: App[Any], kind: type[Message]) -> list[Message]:
-    """The messages of ``kind`` posted so far in an app started by ``run_test``."""
-    return [m for m in _SEEN[app] if isinstance(m, kind)]
+    """The messages of ``kind`` handled so far in an app started by ``run_test`` (each
+    once, though Textual's hook sees a message at every pump it passes through)."""
+    unique = {id(m): m for m in _SEEN[app] if isinstance(m, kind)}
+    return list(unique.values())
 
 
 def count_deltas(app: VicunaApp) -> list[int]:
@@ -101,10 +103,19 @@ def chat(app: VicunaApp) -> ChatScreen:
     return app.chat
 
 
+async def settled(pilot: Any) -> None:
+    """Wait until every database call the app made has run and its reply was handled
+    (the TUI writes and reads the store on its own thread)."""
+    calls = pilot.app.store_calls
+    if calls is not None:
+        await wait_for(pilot, lambda: calls.idle)
+    await pilot.pause()
+
+
 async def ready(pilot: Any) -> ChatScreen:
     screen = chat(pilot.app)
     await wait_for(pilot, lambda: screen.model_ready)
-    await pilot.pause()
+    await settled(pilot)
     return screen
 
 
@@ -115,14 +126,14 @@ async def send(pilot: Any, text: str) -> ChatScreen:
     before = len(seen(pilot.app, PromptSubmitted))
     await pilot.press("enter")
     await wait_for(pilot, lambda: len(seen(pilot.app, PromptSubmitted)) > before)
-    await pilot.pause()  # and handled
+    await settled(pilot)  # and handled
     return screen
 
 
 async def reply_done(pilot: Any) -> ChatScreen:
     screen = chat(pilot.app)
     await wait_for(pilot, lambda: screen.streaming is None)
-    await pilot.pause()
+    await settled(pilot)
     return screen
 
 

@@ -24,6 +24,7 @@ from vicuna_tui.engine.settings import (
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.session import ChatSession
+from vicuna_tui.session_writes import Writer
 from vicuna_tui.store import Conversation, Store, StoreError
 
 
@@ -163,6 +164,7 @@ def new_session(
     *,
     warn: Callable[[str], None] | None = None,
     not_saving: str | None = None,
+    writer: Writer | None = None,
 ) -> ChatSession:
     """A chat with the resolved settings: the one way every front end starts one."""
     return ChatSession(
@@ -174,4 +176,5 @@ def new_session(
         endpoint=resolved.remote.endpoint if resolved.remote else None,
         warn=warn,
         not_saving=not_saving,
+        writer=writer,
     )

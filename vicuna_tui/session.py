@@ -4,13 +4,17 @@ Every front end (TUI, simple, rich, pipe, replay) uses this class, so they save 
 build prompts the same way.  It never blocks on the model: it builds requests for the
 engine thread and records what comes back.
 
-Nothing is lost when the disk fails: messages stay in memory, the failure is reported
-through ``warn``, and every later change retries the save.
+Writes go through a ``Writer``: at once for the line front ends (``direct_writer``),
+on the store's own thread for the TUI (``store.thread.StoreThread``).  What to write is
+worked out here, on the caller's thread, as ``Writes``; nothing is lost when the disk
+fails: messages stay in memory, the failure is reported through ``warn``, and every
+later change retries the save.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +26,14 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.templates import ASSISTANT, USER
-from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title
+from vicuna_tui.session_writes import (
+    Writer,
+    Writes,
+    direct_writer,
+    generation_from_dict,
+    generation_to_dict,
+)
+from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title, now
 
 
 class _Unset:
@@ -30,20 +41,6 @@ class _Unset:
 
 
 UNSET = _Unset()
-
-
-def generation_to_dict(gen: GenerationSettings) -> dict[str, Any]:
-    data = dataclasses.asdict(gen)
-    data["stop"] = list(gen.stop)
-    return data
-
-
-def generation_from_dict(data: dict[str, Any], base: GenerationSettings) -> GenerationSettings:
-    known = {f.name for f in dataclasses.fields(GenerationSettings)}
-    values = {k: v for k, v in data.items() if k in known}
-    if "stop" in values:
-        values["stop"] = tuple(values["stop"] or ())
-    return dataclasses.replace(base, **values)
 
 
 class ChatSession:
@@ -58,8 +55,10 @@ class ChatSession:
         endpoint: str | None = None,
         warn: Callable[[str], None] | None = None,
         not_saving: str | None = None,
+        writer: Writer | None = None,
     ) -> None:
-        self.store = store
+        self.store = store  # for reads (open); None in the TUI, which reads on its thread
+        self._writer = writer or (direct_writer(store) if store is not None else None)
         # Why this chat is not being saved (the store could not be opened, or the last
         # save failed); None while it is saved, or with --no-save.
         self.not_saving = not_saving
@@ -75,6 +74,8 @@ class ChatSession:
         self._warn = warn or (lambda text: None)
         self._next_request = 1
         self._pending_delete: int | None = None
+        self._handed = 0  # messages handed to the writer (the rest are new)
+        self._created = False  # the conversation row was handed to the writer
         self._unsaved_notice = False
         self._stopped_saving = False
 
@@ -92,20 +93,17 @@ class ChatSession:
         if info.backend == "remote":
             self.endpoint = info.endpoint
         conv = self.conversation
-        if conv is None or self.store is None:
+        if conv is None or not self.saving:
             return
         current = (conv.backend, conv.endpoint, conv.model_name)
         wanted = (info.backend, info.endpoint, info.name)
         if current != wanted:
             conv.backend, conv.endpoint, conv.model_name = wanted
-            self._safely(
-                lambda store: store.update_conversation(
-                    conv.id,
-                    backend=info.backend,
-                    endpoint=info.endpoint,
-                    model_name=info.name,
-                    model_path=info.path if info.backend == "local" else conv.model_path,
-                )
+            self._update(
+                backend=info.backend,
+                endpoint=info.endpoint,
+                model_name=info.name,
+                model_path=info.path if info.backend == "local" else conv.model_path,
             )
 
     def update_settings(
@@ -122,23 +120,27 @@ class ChatSession:
             self.template = template
         if not isinstance(system_message, _Unset):
             self.system_message = system_message
-        if self.conversation is not None and self.store is not None:
-            self._safely(
-                lambda store: store.update_conversation(
-                    self.conversation.id,  # type: ignore[union-attr]
-                    generation=generation_to_dict(self.generation),
-                    template=self.resolved_template,
-                    system_message=self.system_message,
-                )
+        if self.conversation is not None and self.saving:
+            self._update(
+                generation=generation_to_dict(self.generation),
+                template=self.resolved_template,
+                system_message=self.system_message,
             )
 
     # -- conversations ---------------------------------------------------------------------
+
+    @property
+    def saving(self) -> bool:
+        """Whether this chat is written anywhere (False with --no-save)."""
+        return self._writer is not None
 
     def new_chat(self) -> None:
         self.conversation = None
         self.messages = []
         self.replay_of = None
         self._pending_delete = None
+        self._handed = 0
+        self._created = False
 
     def open(self, conversation_id: str) -> Conversation:
         """Load a saved conversation, with its template, system message and sampling."""
@@ -147,10 +149,16 @@ class ChatSession:
                 "conversations are not being saved (--no-save)",
                 "run without --no-save to open saved chats",
             )
-        conv = self.store.get(conversation_id)
+        return self.show(self.store.get(conversation_id))
+
+    def show(self, conv: Conversation) -> Conversation:
+        """Continue a saved conversation, read from the store (by ``open``, or by the
+        TUI on its store thread)."""
         self.conversation = conv
         self.messages = list(conv.messages)
         self._pending_delete = None
+        self._handed = len(self.messages)
+        self._created = True
         if conv.template:
             self.template = conv.template
         self.system_message = conv.system_message
@@ -268,13 +276,11 @@ class ChatSession:
         return next((m for m in reversed(self.messages) if m.role == ASSISTANT), None)
 
     def _truncate(self, index: int) -> None:
-        removed = self.messages[index:]
         del self.messages[index:]
-        saved = [m.position for m in removed if m.id is not None]
-        if saved:
-            first = min(saved)
+        if index < self._handed:  # some of them were written: delete them there too
+            self._handed = index
             self._pending_delete = (
-                first if self._pending_delete is None else min(first, self._pending_delete)
+                index if self._pending_delete is None else min(index, self._pending_delete)
             )
         self.save()
 
@@ -321,31 +327,37 @@ class ChatSession:
             SavedMessage(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
             for r, t in messages
         ]
-        if title:
-            self._ensure_conversation(title)
-        self.save()
+        self.save(title=title)
 
     # -- persistence ---------------------------------------------------------------------
 
-    def _ensure_conversation(self, title: str | None = None) -> None:
-        if self.store is None or self.conversation is not None:
-            return
-        info = self.model_info
-        load = dataclasses.asdict(self.load)
-        first = next((m.content for m in self.messages if m.role == USER), "")
-        self.conversation = self.store.create_conversation(
-            title=title or (make_title(first) if first else "New chat"),
-            model_path=(self.load.model_path or (info.path if info else None)),
-            model_name=info.name if info else None,
-            revision=self.load.revision,
-            template=self.resolved_template,
-            system_message=self.system_message,
-            generation=generation_to_dict(self.generation),
-            load=load,
-            backend=info.backend if info else "local",
-            endpoint=self.endpoint or (info.endpoint if info else None),
-            replay_of=self.replay_of,
-        )
+    def _ensure_conversation(self, title: str | None = None) -> Conversation | None:
+        """The conversation's record, made in memory when the chat is first saved; it is
+        returned (to be written) only the first time."""
+        if not self.saving or self._created:
+            return None
+        if self.conversation is None:
+            info = self.model_info
+            first = next((m.content for m in self.messages if m.role == USER), "")
+            stamp = now()
+            self.conversation = Conversation(
+                id=uuid.uuid4().hex,
+                title=title or (make_title(first) if first else "New chat"),
+                created_at=stamp,
+                updated_at=stamp,
+                model_path=(self.load.model_path or (info.path if info else None)),
+                model_name=info.name if info else None,
+                revision=self.load.revision,
+                template=self.resolved_template,
+                system_message=self.system_message,
+                generation=generation_to_dict(self.generation),
+                load=dataclasses.asdict(self.load),
+                backend=info.backend if info else "local",
+                endpoint=self.endpoint or (info.endpoint if info else None),
+                replay_of=self.replay_of,
+            )
+        self._created = True
+        return dataclasses.replace(self.conversation, messages=[])
 
     def stop_saving(self, error: StoreError) -> None:
         """The database is damaged: keep chatting, but write nothing more into it
@@ -356,47 +368,71 @@ class ChatSession:
         self.not_saving = error.message
         self._warn(f"not saving this chat: {error.message} (hint: {error.hint})")
 
-    def save(self) -> bool:
-        """Write whatever is not saved yet.  Returns False (and warns) if that failed."""
-        if self.store is None:
-            return True
-        if self._stopped_saving:
-            return False
-        try:
-            self._ensure_conversation()
-            conv = self.conversation
-            assert conv is not None
-            if self._pending_delete is not None:
-                self.store.delete_messages_from(conv.id, self._pending_delete)
-                self._pending_delete = None
-            for message in self.messages:
-                if message.id is None:
-                    self.store.add_message(conv.id, message)
-            if conv.title == "New chat":
-                conv.title = self.store.get(conv.id).title
-        except StoreError as exc:
-            if exc.kind == "damaged":
-                self.stop_saving(exc)
-                return False
-            self.not_saving = exc.message
-            if not self._unsaved_notice:
-                self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
-                self._unsaved_notice = True
-            return False
+    def save(self, *, title: str | None = None) -> None:
+        """Hand whatever is not saved yet to the writer (which may write it later)."""
+        if self._writer is None or self._stopped_saving:
+            return
+        create = self._ensure_conversation(title)
+        conv = self.conversation
+        assert conv is not None
+        start = self._handed
+        new = []
+        for position in range(start, len(self.messages)):
+            message = self.messages[position]
+            message.position = position
+            new.append(dataclasses.replace(message))
+        if conv.title == "New chat":
+            first = next((m.content for m in self.messages if m.role == USER), "")
+            if first:
+                conv.title = make_title(first)
+        writes = Writes(conv.id, create, self._pending_delete, tuple(new))
+        if writes.empty:
+            return
+        self._handed = len(self.messages)
+        self._pending_delete = None
+        self._writer(writes.apply, self._saved, lambda exc: self.write_failed(exc, writes, start))
+
+    def _update(self, **fields: Any) -> None:
+        """Change the conversation's record (its settings, or the model answering)."""
+        conv = self.conversation
+        if conv is None or self._writer is None or self._stopped_saving:
+            return
+        if not self._created:
+            return  # written with the new values when the chat is first saved
+        conv_id = conv.id
+        self._writer(
+            lambda store: store.update_conversation(conv_id, **fields),
+            _nothing,
+            lambda exc: self._warn(exc.message),
+        )
+
+    def _saved(self) -> None:
         if self._unsaved_notice:
             self._warn("saved again: the conversation is up to date on disk")
             self._unsaved_notice = False
             self.not_saving = None
-        return True
 
-    def _safely(self, action: Callable[[Store], None]) -> None:
-        if self.store is None:
+    def write_failed(self, exc: StoreError, writes: Writes, start: int) -> None:
+        """A write did not reach the disk: it is tried again with the next change."""
+        if writes.create is not None:
+            self._created = False
+        # Whatever of the batch was written is deleted and written again next time.
+        self._handed = min(self._handed, start)
+        self._pending_delete = min(
+            p for p in (self._pending_delete, writes.delete_from, start) if p is not None
+        )
+        if exc.kind == "damaged":
+            self.stop_saving(exc)
             return
-        try:
-            action(self.store)
-        except StoreError as exc:
-            self._warn(exc.message)
+        self.not_saving = exc.message
+        if not self._unsaved_notice:
+            self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
+            self._unsaved_notice = True
 
     @property
     def unsaved(self) -> bool:
-        return any(m.id is None for m in self.messages) and self.store is not None
+        return self.saving and self._handed < len(self.messages)
+
+
+def _nothing() -> None:
+    pass

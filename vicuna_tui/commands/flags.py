@@ -60,6 +60,10 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the decode step (slow to start, faster after)",
     )
     g.add_argument("--profile", help="a [profiles.NAME] section of config.toml")
+    add_remote_flags(parser)
+
+
+def add_remote_flags(parser: argparse.ArgumentParser) -> None:
     r = parser.add_argument_group("remote server (OpenAI-compatible)")
     r.add_argument("--endpoint", help="server URL, e.g. http://gpu-box:8000/v1")
     r.add_argument("--model", dest="remote_model", help="model name on the server")

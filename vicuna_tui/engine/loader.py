@@ -72,13 +72,8 @@ def load(
         torch.set_num_threads(settings.threads or default_threads())
     elif settings.threads:
         torch.set_num_threads(settings.threads)
-    placement, max_memory = device_map(settings, device, torch)
-    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": placement, "low_cpu_mem_usage": True}
-    if max_memory is not None:
-        kwargs["max_memory"] = max_memory
-    quant = quantization_config(settings, device, dtype)
-    if quant is not None:
-        kwargs["quantization_config"] = quant
+    kwargs = _placement(settings, device, dtype, torch)
+    quant = kwargs.get("quantization_config")
 
     source = sources.resolve(settings.model_path, settings.revision, report)
     folder = source.path
@@ -113,6 +108,18 @@ def load(
         notices=tuple(notices),
         converted_now=converted_now,
     )
+
+
+def _placement(settings: LoadSettings, device: str, dtype: Any, torch: Any) -> dict[str, Any]:
+    """``from_pretrained``'s arguments for where and how the weights go."""
+    placement, max_memory = device_map(settings, device, torch)
+    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": placement, "low_cpu_mem_usage": True}
+    if max_memory is not None:
+        kwargs["max_memory"] = max_memory
+    quant = quantization_config(settings, device, dtype)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    return kwargs
 
 
 def _tokenizer(folder: Path, report: Progress) -> tuple[Any, list[str]]:

@@ -28,7 +28,10 @@ def open_writable(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     try:
         if str(path) != MEMORY:
             _create_private(path)
-        db = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+        # Any one thread at a time may use it: the TUI hands its Store to a StoreThread.
+        db = sqlite3.connect(
+            path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+        )
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
@@ -62,7 +65,9 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     # mode=ro still needs the -shm file of a WAL database; immutable=1 needs nothing
     # but assumes no one writes meanwhile (the folder is read-only: no one can).
     for flags in ("mode=ro", "immutable=1"):
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?{flags}", uri=True, check_same_thread=False
+        )
         db.row_factory = sqlite3.Row
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()

@@ -57,7 +57,7 @@ def _translated(method: Callable[..., _T]) -> Callable[..., _T]:
 
 
 class Store:
-    """The conversation database.  One connection per Store; use it from one thread.
+    """The conversation database.  One connection per Store; one thread at a time uses it.
 
     ``read_only`` opens it without writing anything, not even SQLite's shared-memory
     file (``immutable`` mode when the folder is read-only); a read-only Store reads
@@ -160,9 +160,20 @@ class Store:
             endpoint=endpoint,
             replay_of=replay_of,
         )
+        self.insert_conversation(conv)
+        return conv
+
+    def insert_conversation(self, conv: Conversation) -> None:
+        """Write a conversation's record as it is (its id made by the caller)."""
         with self.transaction() as db:
             db.execute(INSERT_CONVERSATION, conversation_row(conv))
-        return conv
+
+    @_translated
+    def exists(self, conversation_id: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        return row is not None
 
     def update_conversation(self, conversation_id: str, **fields: Any) -> None:
         allowed = set(CONVERSATION_COLUMNS) - {"id", "created_at"}

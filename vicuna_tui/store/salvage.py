@@ -225,43 +225,9 @@ def _write(
     with Store(target) as store:
         db = store.db
         db.execute("BEGIN")
-        known: set[str] = set()
-        for row in conversations:
-            conv_id = _value(row, "id")
-            if not isinstance(conv_id, str) or conv_id in known:
-                continue
-            values = {c: _value(row, c) for c in CONVERSATION_COLUMNS}
-            values["title"] = values["title"] or "Recovered chat"
-            values["created_at"] = values["created_at"] or now()
-            values["updated_at"] = values["updated_at"] or values["created_at"]
-            values["generation"] = values["generation"] or "{}"
-            values["load"] = values["load"] or "{}"
-            values["backend"] = values["backend"] or "local"
-            values["replay_of"] = None  # the chat it replays may be lost
-            db.execute(
-                f"INSERT INTO conversations ({', '.join(values)}) "
-                f"VALUES ({', '.join('?' * len(values))})",
-                tuple(values.values()),
-            )
-            known.add(conv_id)
+        known = _write_conversations(db, conversations)
         saved_conversations = len(known)
-        first_question: dict[str, str] = {}
-        for row in sorted(messages, key=lambda m: _value(m, "position") or 0):
-            if _value(row, "role") == "user":
-                first_question.setdefault(str(_value(row, "conversation_id")), str(row["content"]))
-        orphans = 0
-        for row in messages:
-            conv_id = _value(row, "conversation_id")
-            if isinstance(conv_id, str) and conv_id not in known:
-                first = first_question.get(conv_id, "")
-                stamp = _value(row, "created_at") or now()
-                db.execute(
-                    "INSERT INTO conversations (id, title, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (conv_id, f"{make_title(first, 48)} (recovered)", stamp, stamp),
-                )
-                known.add(conv_id)
-                orphans += 1
+        orphans = _write_orphans(db, messages, known)
         written = refused = 0
         for row in messages:
             values = {f: _value(row, f) for f in _MSG_FIELDS}
@@ -271,17 +237,63 @@ def _write(
                 except (TypeError, ValueError):
                     values["settings"] = None
             try:
-                db.execute(
-                    f"INSERT INTO messages ({', '.join(values)}) "
-                    f"VALUES ({', '.join('?' * len(values))})",
-                    tuple(values.values()),
-                )
+                _insert(db, "messages", values)
                 written += 1
             except sqlite3.IntegrityError:
                 refused += 1
         db.execute("COMMIT")
         db.execute("PRAGMA journal_mode = DELETE")
     return saved_conversations, written, orphans, refused
+
+
+def _insert(db: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:
+    db.execute(
+        f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+        tuple(values.values()),
+    )
+
+
+def _write_conversations(db: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> set[str]:
+    """The readable conversations, with defaults for damaged fields; their ids."""
+    known: set[str] = set()
+    for row in rows:
+        conv_id = _value(row, "id")
+        if not isinstance(conv_id, str) or conv_id in known:
+            continue
+        values = {c: _value(row, c) for c in CONVERSATION_COLUMNS}
+        values["title"] = values["title"] or "Recovered chat"
+        values["created_at"] = values["created_at"] or now()
+        values["updated_at"] = values["updated_at"] or values["created_at"]
+        values["generation"] = values["generation"] or "{}"
+        values["load"] = values["load"] or "{}"
+        values["backend"] = values["backend"] or "local"
+        values["replay_of"] = None  # the chat it replays may be lost
+        _insert(db, "conversations", values)
+        known.add(conv_id)
+    return known
+
+
+def _write_orphans(db: sqlite3.Connection, messages: list[sqlite3.Row], known: set[str]) -> int:
+    """A conversation "(recovered)" for messages whose own was lost; how many."""
+    first_question: dict[str, str] = {}
+    for row in sorted(messages, key=lambda m: _value(m, "position") or 0):
+        if _value(row, "role") == "user":
+            first_question.setdefault(str(_value(row, "conversation_id")), str(row["content"]))
+    orphans = 0
+    for row in messages:
+        conv_id = _value(row, "conversation_id")
+        if isinstance(conv_id, str) and conv_id not in known:
+            first = first_question.get(conv_id, "")
+            stamp = _value(row, "created_at") or now()
+            title = f"{make_title(first, 48)} (recovered)"
+            _insert(
+                db,
+                "conversations",
+                {"id": conv_id, "title": title, "created_at": stamp, "updated_at": stamp},
+            )
+            known.add(conv_id)
+            orphans += 1
+    return orphans
 
 
 def repair(path: Path | None = None) -> RepairReport:

@@ -4,6 +4,7 @@ reaches the app only through ``chat.host.ChatHost``."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import App, SystemCommand
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.timer import Timer
 
 from vicuna_tui import config as config_mod
 from vicuna_tui import runtime
@@ -19,11 +21,12 @@ from vicuna_tui.engine.events import EngineEvent, ReplyDelta
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.keymap import ACTIONS
-from vicuna_tui.store import Store
+from vicuna_tui.store import Store, StoreError
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.chat import ChatScreen
 from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
+from vicuna_tui.tui.store_calls import StoreCalls
 
 BackendFactory = Callable[[LoadSettings], Backend]
 
@@ -62,12 +65,17 @@ class VicunaApp(App[int]):
         self.keys = resolved.config.key_bindings()
         self._config_warned = False
         self._theme_ready = False
+        # The database is used on its own thread only (StoreCalls), never on this one.
+        self.store_calls = StoreCalls(store) if store is not None else None
         self.session = runtime.new_session(
             resolved,
-            store,
+            None,
             warn=lambda text: self.notify(text, severity="warning", timeout=8),
             not_saving=not_saving,
+            writer=self._write if self.store_calls is not None else None,
         )
+        self._settings_timer: Timer | None = None
+        self._settings_pending: dict[str, Any] = {}
         self.chat = ChatScreen(
             self.session,
             keys=self.keys,
@@ -75,6 +83,16 @@ class VicunaApp(App[int]):
             replay=replay,
             reuse_seeds=reuse_seeds,
         )
+
+    def _write(
+        self,
+        job: Callable[[Store], Any],
+        saved: Callable[[], None],
+        failed: Callable[[StoreError], None],
+    ) -> None:
+        """The session's Writer: on the store's thread, answering to the chat screen."""
+        assert self.store_calls is not None
+        self.store_calls.call(self.chat, job, lambda _: saved(), failed)
 
     def _default_backend(self, load: LoadSettings) -> Backend:
         # The model runs in its own process, so that drawing never holds up its decode
@@ -193,21 +211,43 @@ class VicunaApp(App[int]):
 
     def on_unmount(self) -> None:
         self.engine.shutdown(timeout=5)
+        if self._settings_timer is not None:
+            self._settings_timer.stop()
+        if self._settings_pending:  # what was typed in the last half second, now
+            _write_config(self._settings_pending, lambda exc: None)
+        if self.store_calls is not None:
+            self.store_calls.close()  # the last reply reaches the disk
+
+    SETTINGS_SETTLE = 0.6  # seconds without an edit before config.toml is written
 
     def save_settings(self, values: dict[str, Any]) -> None:
-        """Remember settings changed in the UI in config.toml (never a broken one)."""
+        """Remember settings changed in the UI in config.toml (never a broken one), once
+        editing settles, on a worker thread."""
         cfg = self.resolved.config
         if cfg.error is not None:
             if not self._config_warned:
                 self._config_warned = True
                 self.notify(f"Not saving settings: {cfg.error.message}", severity="warning")
             return
-        try:
-            for key, value in values.items():
-                if key in config_mod.SETTING_FIELDS:
-                    config_mod.set_value(key, value)
-        except Exception as exc:  # noqa: BLE001 - a full disk, a file changed by hand: told
-            self.notify(f"Could not save settings: {exc}", severity="warning")
+        self._settings_pending.update(
+            {k: v for k, v in values.items() if k in config_mod.SETTING_FIELDS}
+        )
+        if self._settings_timer is not None:
+            self._settings_timer.stop()
+        self._settings_timer = self.set_timer(self.SETTINGS_SETTLE, self._write_settings)
+
+    def _write_settings(self) -> None:
+        self._settings_timer = None
+        values, self._settings_pending = self._settings_pending, {}
+        if values:
+            self.run_worker(
+                functools.partial(_write_config, values, self._settings_failed),
+                thread=True,
+                group="config",
+            )
+
+    def _settings_failed(self, exc: Exception) -> None:
+        self.call_from_thread(self.notify, f"Could not save settings: {exc}", severity="warning")
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -223,6 +263,19 @@ class VicunaApp(App[int]):
 
     async def _run_chat_action(self, name: str) -> None:
         await self.chat.run_action(name)
+
+
+_CONFIG_LOCK = threading.Lock()
+
+
+def _write_config(values: dict[str, Any], failed: Callable[[Exception], None]) -> None:
+    """Write settings into config.toml (a worker thread; one write at a time)."""
+    with _CONFIG_LOCK:
+        try:
+            for key, value in values.items():
+                config_mod.set_value(key, value)
+        except Exception as exc:  # noqa: BLE001 - a full disk, a file changed by hand: told
+            failed(exc)
 
 
 if TYPE_CHECKING:  # the app is what the chat screen's host Protocol asks for

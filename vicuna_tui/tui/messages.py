@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.message import Message
@@ -57,6 +58,17 @@ class ReloadRequested(Message):
     def __init__(self, values: dict[str, Any]) -> None:
         super().__init__()
         self.values = values
+
+
+class StoreReply(Message):
+    """What a store call brought back: ``callback`` runs on the UI thread, where the
+    widget that asked handles it (it does not bubble further)."""
+
+    bubble = False
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        super().__init__()
+        self.callback = callback
 
 
 class StoreFailed(Message):

@@ -3,13 +3,13 @@ the panes, help and quit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from textual import on
 from textual.widgets import Input, Markdown
 
-from vicuna_tui.errors import VicunaError
-from vicuna_tui.store import StoreError
+from vicuna_tui.store import Conversation, Store, StoreError
 from vicuna_tui.tui.chat.replay_control import ReplayControl
 from vicuna_tui.tui.messages import ConversationChosen, StoreFailed
 from vicuna_tui.tui.screens.dialogs import ConfirmScreen, PickScreen, TextInputScreen
@@ -40,18 +40,22 @@ class ChatActions(ReplayControl):
         await self.open_conversation(message.conversation_id)
 
     async def open_conversation(self, conversation_id: str) -> None:
+        """Read the conversation on the store's thread, then show it."""
         if self.session.conversation and self.session.conversation.id == conversation_id:
             self.prompt.focus()
             return
+        calls = self.host.store_calls
+        if calls is None:
+            self.notify(
+                "Conversations are not being saved (--no-save): run without it to open them.",
+                severity="error",
+            )
+            return
+        calls.call(self, lambda store: store.get(conversation_id), self._show_conversation)
+
+    async def _show_conversation(self, conv: Conversation) -> None:
         await self.stop_reply("Stopped the reply (it is kept) to open another chat.")
-        try:
-            conv = self.session.open(conversation_id)
-        except StoreError as exc:
-            self.post_message(StoreFailed(exc))
-            return
-        except VicunaError as exc:
-            self.notify(exc.message, severity="error")
-            return
+        self.session.show(conv)
         # Each reply as stored: its own model, else the chat's, else not known (an
         # imported chat) -- never the model loaded now.
         label = f"Assistant · {conv.model_name or 'unknown model'}"
@@ -64,38 +68,59 @@ class ChatActions(ReplayControl):
         self.sidebar.reload()
         self.prompt.focus()
 
+    def _failed_to(self, what: str) -> Callable[[StoreError], None]:
+        def tell(exc: StoreError) -> None:
+            self.notify(f"{what}: {exc.message}", severity="error")
+
+        return tell
+
     def action_rename_chat(self) -> None:
         conv = self.session.conversation
-        if conv is None or self.session.store is None:
+        calls = self.host.store_calls
+        if conv is None or calls is None:
             self.notify("Send a message first: new chats are named after it.")
             return
 
-        def done(title: str | None) -> None:
-            if title is None or self.session.store is None:
-                return
-            try:
-                self.session.store.rename(conv.id, title)
-                conv.title = self.session.store.get(conv.id).title
-            except VicunaError as exc:
-                self.notify(exc.message, severity="error")
-                return
+        def renamed(title: str) -> None:
+            conv.title = title
             self.sidebar.reload()
+
+        def rename(store: Store, title: str) -> str:
+            store.rename(conv.id, title)
+            return store.get(conv.id).title
+
+        def done(title: str | None) -> None:
+            if title is not None:
+                calls.call(
+                    self,
+                    lambda store: rename(store, title),
+                    renamed,
+                    self._failed_to("Cannot rename the chat"),
+                )
 
         self.app.push_screen(TextInputScreen("Rename the chat", conv.title), done)
 
     def action_delete_chat(self) -> None:
         conv = self.session.conversation
-        if conv is None or self.session.store is None:
+        calls = self.host.store_calls
+        if conv is None or calls is None:
             self.notify("This chat is not saved yet.")
             return
 
-        async def done(yes: bool | None) -> None:
-            if not yes or self.session.store is None:
-                return
-            await self.stop_reply()
-            self.session.store.delete(conv.id)
+        async def deleted(_: object) -> None:
             await self.action_new_chat()
             self.notify(f"Deleted “{conv.title}”.")
+
+        async def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            await self.stop_reply()
+            calls.call(
+                self,
+                lambda store: store.delete(conv.id),
+                deleted,
+                self._failed_to("Cannot delete the chat"),
+            )
 
         self.app.push_screen(
             ConfirmScreen(f"Delete “{conv.title}” and its {len(self.session.messages)} messages?"),
@@ -171,23 +196,26 @@ class ChatActions(ReplayControl):
 
     def action_export_chat(self) -> None:
         conv = self.session.conversation
-        if conv is None or self.session.store is None:
+        calls = self.host.store_calls
+        if conv is None or calls is None:
             self.notify("There is nothing saved to export yet.")
             return
         default = str(Path.home() / f"vicuna-chat-{conv.short_id}.md")
 
-        def done(path_text: str | None) -> None:
-            if not path_text or self.session.store is None:
-                return
+        def export(store: Store, path: Path) -> str:
+            """On the store's thread, the file too; returns what to tell."""
             from vicuna_tui import formats
 
-            path = Path(path_text).expanduser()
             try:
-                formats.write_private(path, formats.export(self.session.store.get(conv.id), "md"))
-            except (OSError, VicunaError) as exc:
-                self.notify(f"Cannot write {path}: {exc}", severity="error")
-                return
-            self.notify(f"Exported to {path}")
+                formats.write_private(path, formats.export(store.get(conv.id), "md"))
+            except OSError as exc:
+                return f"Cannot write {path}: {exc.strerror or exc}"
+            return f"Exported to {path}"
+
+        def done(path_text: str | None) -> None:
+            if path_text:
+                path = Path(path_text).expanduser()
+                calls.call(self, lambda store: export(store, path), self.notify)
 
         self.app.push_screen(TextInputScreen("Export the chat as Markdown to", default), done)
 

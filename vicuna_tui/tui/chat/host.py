@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from vicuna_tui.engine.events import ChatRequest, ReplyDelta
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.runtime import Resolved
+from vicuna_tui.tui.store_calls import StoreCalls
 
 
 class EngineControl(Protocol):
@@ -26,6 +27,7 @@ class EngineControl(Protocol):
 
 class ChatHost(Protocol):
     resolved: Resolved
+    store_calls: StoreCalls | None  # None: not saving
     not_saving_hint: str | None
     memory_probe: Callable[[], int] | None
 

@@ -6,8 +6,8 @@ the same one the ``replay`` command drives.
 
 from __future__ import annotations
 
-from vicuna_tui.errors import VicunaError
 from vicuna_tui.replay_plan import ReplayRun, steps
+from vicuna_tui.store import Conversation
 from vicuna_tui.tui.chat.models import ModelControl
 
 
@@ -20,15 +20,20 @@ class ReplayControl(ModelControl):
     async def start_replay(self, reuse_seeds: bool = True) -> None:
         """Send this chat's user turns again, as a new chat linked to it."""
         conv = self.session.conversation
-        if conv is None or self.session.store is None:
+        calls = self.host.store_calls
+        if conv is None or calls is None:
             self.notify("Open a saved chat to replay it.")
             return
         if self.busy_writing():
             return
-        try:
-            original = self.session.store.get(conv.id)
-        except VicunaError as exc:
-            self.notify(exc.message, severity="error")
+        calls.call(
+            self,
+            lambda store: store.get(conv.id),
+            lambda original: self._begin_replay(original, reuse_seeds),
+        )
+
+    async def _begin_replay(self, original: Conversation, reuse_seeds: bool) -> None:
+        if self.busy_writing():
             return
         if not steps(original):
             self.notify("This chat has no messages to replay.")

@@ -7,6 +7,8 @@ the model itself.  Its parts are the classes it is built on (see ``base``).
 
 from __future__ import annotations
 
+import inspect
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -26,7 +28,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.tui.chat.actions import ChatActions
-from vicuna_tui.tui.messages import EngineMessage
+from vicuna_tui.tui.messages import EngineMessage, StoreReply
 from vicuna_tui.tui.screens.dialogs import PromptViewScreen
 from vicuna_tui.tui.widgets.composer import PromptInput
 from vicuna_tui.tui.widgets.settings import SettingsPane
@@ -53,7 +55,7 @@ class ChatScreen(ChatActions):
     def compose(self) -> ComposeResult:
         session = self.session
         with Horizontal(id="main"):
-            yield Sidebar(session.store, not_saving=session.not_saving, id="sidebar")
+            yield Sidebar(self.host.store_calls, not_saving=session.not_saving, id="sidebar")
             with Vertical(id="chat"):
                 yield Transcript(id="transcript")
                 yield PromptInput(
@@ -80,7 +82,7 @@ class ChatScreen(ChatActions):
             await self.open_conversation(self.initial_conversation)
         self.status.set_state("loading the model…")
         self._show_saving()
-        if self.session.not_saving and self.session.store is None:
+        if self.session.not_saving and not self.session.saving:
             self.notify(
                 f"Not saving this chat: {self.session.not_saving}"
                 + (f"\n{self.host.not_saving_hint}" if self.host.not_saving_hint else ""),
@@ -97,6 +99,13 @@ class ChatScreen(ChatActions):
         self._start_engine()
         if self.replay_on_start:
             await self.start_replay(self.reuse_seeds)
+
+    async def on_store_reply(self, message: StoreReply) -> None:
+        """A store call finished: run what was to follow, here on the UI thread."""
+        result = message.callback()
+        if inspect.isawaitable(result):
+            await result
+        self._show_saving()
 
     async def on_engine_message(self, message: EngineMessage) -> None:
         # The engine thread posts until it has stopped; while the app closes (quit, a

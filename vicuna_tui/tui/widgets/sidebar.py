@@ -1,7 +1,7 @@
 """The conversations pane: saved chats, newest first, filtered as you type.
 
 Typing filters by title, and also searches message text (FTS) once the filter has
-two or more characters.
+two or more characters; the query runs on the store's thread once typing pauses.
 """
 
 from __future__ import annotations
@@ -9,29 +9,43 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from vicuna_tui.store import Store, StoreError
+from vicuna_tui.store import Conversation, SearchHit, Store
 from vicuna_tui.textsafe import terminal_safe
-from vicuna_tui.tui.messages import ConversationChosen, StoreFailed
+from vicuna_tui.tui.messages import ConversationChosen, StoreReply
 from vicuna_tui.tui.plain import plain
+from vicuna_tui.tui.store_calls import StoreCalls
+
+Listing = tuple[list[Conversation], list[SearchHit]]
+
+
+def _listing(store: Store, query: str) -> Listing:
+    """The chats whose title matches, and the messages that do (on the store's thread)."""
+    conversations = store.conversations(limit=500, title_filter=query)
+    return conversations, store.search(query) if len(query) >= 2 else []
 
 
 class Sidebar(Vertical):
+    FILTER_PAUSE = 0.15  # seconds of no typing before the filter runs
+
     def __init__(
-        self, store: Store | None, *, not_saving: str | None = None, id: str | None = None
+        self, calls: StoreCalls | None, *, not_saving: str | None = None, id: str | None = None
     ) -> None:
         super().__init__(id=id)
-        self.store = store
+        self.calls = calls
         self.not_saving = not_saving
         self.current_id: str | None = None
+        self._filter_timer: Timer | None = None
+        self._asked = 0  # listings asked for; only the latest one is shown
 
     def compose(self) -> ComposeResult:
         yield Static(plain("Chats"), classes="pane-title")
         yield Input(placeholder="Filter or search…", id="chat-filter")
         yield OptionList(id="chat-list")
-        if self.store is None:
+        if self.calls is None:
             why = terminal_safe(self.not_saving) if self.not_saving else "--no-save"
             yield Static(plain(f"Not saving ({why})"), classes="dim", id="not-saving")
 
@@ -41,17 +55,22 @@ class Sidebar(Vertical):
 
     def reload(self) -> None:
         """Re-read the store (after a change) keeping the filter and the highlight."""
+        self._filter_timer = None
+        if self.calls is None:
+            self.query_one("#chat-list", OptionList).clear_options()
+            return
+        self._asked += 1
+        asked, query = self._asked, self.filter_text
+        self.calls.call(
+            self, lambda store: _listing(store, query), lambda found: self._show(asked, found)
+        )
+
+    def _show(self, asked: int, found: Listing) -> None:
+        if asked != self._asked:
+            return  # a newer listing is on its way
+        conversations, hits = found
         option_list = self.query_one("#chat-list", OptionList)
         option_list.clear_options()
-        if self.store is None:
-            return
-        query = self.filter_text
-        try:
-            conversations = self.store.conversations(limit=500, title_filter=query)
-            hits = self.store.search(query) if len(query) >= 2 else []
-        except StoreError as exc:
-            self.post_message(StoreFailed(exc))
-            return
         seen = {c.id for c in conversations}
         options = [Option(plain(c.title), id=c.id) for c in conversations]
         for hit in hits:
@@ -65,12 +84,22 @@ class Sidebar(Vertical):
                 (i for i, o in enumerate(options) if o.id == self.current_id), None
             )
 
+    @property
+    def filtering(self) -> bool:
+        """A filter typed but not run yet (typing has not paused)."""
+        return self._filter_timer is not None
+
+    def on_store_reply(self, message: StoreReply) -> None:
+        message.callback()
+
     def on_mount(self) -> None:
         self.reload()
 
     @on(Input.Changed, "#chat-filter")
     def _filter(self) -> None:
-        self.reload()
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(self.FILTER_PAUSE, self.reload)
 
     @on(Input.Submitted, "#chat-filter")
     def _pick_first(self) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from textual.reactive import var
 from textual.screen import Screen
 
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.session import ChatSession
 from vicuna_tui.tui.chat.host import ChatHost
+from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.pacing import FramePacer
 from vicuna_tui.tui.widgets.composer import PromptInput
 from vicuna_tui.tui.widgets.settings import SettingsPane
@@ -34,6 +36,9 @@ class Streaming:
 
 
 class ChatScreenBase(Screen[None]):
+    # What is loaded: its one owner.  The status bar and the settings pane watch it.
+    model: var[ModelState] = var(ModelState(LoadSettings()), always_update=True)
+
     def __init__(
         self,
         session: ChatSession,
@@ -51,12 +56,20 @@ class ChatScreenBase(Screen[None]):
         self.reuse_seeds = reuse_seeds
         self.streaming: Streaming | None = None
         self.editing = False
-        self.model_ready = False
-        self.remote: RemoteSettings | None = None
-        self._previous_load: LoadSettings | None = None
-        self._previous_remote: RemoteSettings | None = None
+        self.model = ModelState(session.load)
         self._engine_started = False
         self._pacer = FramePacer()
+
+    def watch_model(self, state: ModelState) -> None:
+        self.session.load = state.load  # the conversation records what it was made with
+
+    @property
+    def model_ready(self) -> bool:
+        return self.model.ready
+
+    @property
+    def remote(self) -> RemoteSettings | None:
+        return self.model.remote
 
     @property
     def host(self) -> ChatHost:

@@ -13,19 +13,15 @@ from vicuna_tui.engine.settings import RemoteSettings
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.tui.chat.stream import ReplyStream
 from vicuna_tui.tui.messages import EngineCallResult, GenerationChanged, ReloadRequested
+from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.screens.dialogs import ErrorScreen, PickScreen
 
 
 class ModelControl(ReplyStream):
     def _model_ready(self, event: ModelReady) -> None:
-        self.model_ready = True
         self.session.set_model(event.info)
-        self.status.loaded(event.info)
+        self.model = self.model.loaded(event.info)
         self._probe_memory()
-        self.settings.set_devices(self.host.devices)
-        if self.remote is not None and self.remote.model != event.info.name:
-            self.remote = dataclasses.replace(self.remote, model=event.info.name)
-        self.settings.set_loaded(self.session.load, self.remote, event.info.models)
         self.transcript.set_welcome(f"{event.info.describe()} is ready.\nFrom: {event.info.source}")
         self.notify(
             f"{event.info.describe()} is ready; template {self.session.resolved_template}",
@@ -41,17 +37,10 @@ class ModelControl(ReplyStream):
     def _load_failed(self, event: LoadFailed) -> None:
         self.transcript.set_welcome(f"No model is loaded: {event.error.message}")
         if event.kept is not None:  # refused before the current model was unloaded
-            if self._previous_load is not None:
-                self.session.load = self._previous_load
-                self.remote = self._previous_remote
-            self.model_ready = True
-            self.status.loaded(event.kept)
-            self.settings.set_loaded(self.session.load, self.remote, event.kept.models)
+            self.model = self.model.kept(event.kept)
             title = f"The model was not changed: still using {event.kept.name}"
         else:
-            self.model_ready = False
-            self.status.failed(event.error.message)
-            self.settings.set_unloaded()
+            self.model = self.model.failed(event.error.message)
             title = "The model did not load"
             if isinstance(event.error, ModelChoiceError) and self.remote is not None:
                 self._choose_server_model(event.error.models)
@@ -100,9 +89,11 @@ class ModelControl(ReplyStream):
             if index is None:
                 self.status.failed("no server model chosen (F3 to pick one)")
                 return
-            self.remote = dataclasses.replace(remote, model=models[index])
+            self.model = ModelState(
+                self.model.load, dataclasses.replace(remote, model=models[index])
+            )
             self.status.set_state("connecting…")
-            self.host.load_model(self.session.load, self.remote)
+            self.host.load_model(self.model.load, self.model.remote)
 
         self.app.push_screen(
             PickScreen(f"{remote.endpoint} serves several models: which one?", models), chosen
@@ -115,10 +106,11 @@ class ModelControl(ReplyStream):
             if index is None:
                 self.status.failed(f"no file of {repo_id} chosen (F3, or --gguf-file)")
                 return
-            self.session.load = dataclasses.replace(self.session.load, gguf_file=names[index])
+            load = dataclasses.replace(self.model.load, gguf_file=names[index])
+            self.model = ModelState(load)
             self.status.set_state("loading…")
             self.transcript.set_welcome(self._loading_text())
-            self.host.load_model(self.session.load, None)
+            self.host.load_model(load, None)
 
         self.app.push_screen(
             PickScreen(f"{repo_id} holds several GGUFs: which one?", names), chosen
@@ -143,11 +135,7 @@ class ModelControl(ReplyStream):
             base = self.remote or self.host.resolved.remote or RemoteSettings(endpoint)
             remote = dataclasses.replace(base, endpoint=endpoint, model=remote_model)
         await self.stop_reply("Stopped the reply (it is kept) to reload the model.")
-        self._previous_load = self.session.load
-        self._previous_remote = self.remote
-        self.session.load = load
-        self.remote = remote
-        self.model_ready = False
+        self.model = self.model.reloading(load, remote)
         self.status.set_state("reloading…")
         self._engine_started = True
         self.host.load_model(load, remote)

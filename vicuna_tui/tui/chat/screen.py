@@ -29,6 +29,7 @@ from vicuna_tui.engine.events import (
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.tui.chat.actions import ChatActions
 from vicuna_tui.tui.messages import EngineMessage, StoreReply
+from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.screens.dialogs import PromptViewScreen
 from vicuna_tui.tui.widgets.composer import PromptInput
 from vicuna_tui.tui.widgets.settings import SettingsPane
@@ -75,7 +76,7 @@ class ChatScreen(ChatActions):
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.remote = self.host.resolved.remote
+        self.model = ModelState(self.session.load, self.host.resolved.remote)
         self.settings.display = False
         self.prompt.focus()
         if self.initial_conversation:

@@ -93,9 +93,7 @@ class ReplyStream(ChatScreenBase):
                     self.prompt.set_text(text)
         self._after_change()
         if isinstance(failed.error, ModelProcessLost):  # nothing is loaded any more
-            self.model_ready = False
-            self.status.failed(failed.error.message)
-            self.settings.set_unloaded()
+            self.model = self.model.failed(failed.error.message)
         self.app.push_screen(
             ErrorScreen("The reply failed", failed.error.message, failed.error.hint)
         )

@@ -30,6 +30,7 @@ from vicuna_tui.engine.settings import (
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.tui.messages import GenerationChanged, ReloadRequested
+from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
 SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
@@ -190,6 +191,14 @@ class SettingsPane(Vertical):
 
     # -- state from the app ------------------------------------------------------------
 
+    def model_changed(self, state: ModelState) -> None:
+        """The chat screen's ``model`` changed (watched from on_mount)."""
+        if state.info is not None and state.ready:
+            self.set_devices(state.info.devices)
+            self.set_loaded(state.load, state.remote, state.info.models)
+        elif state.phase == "failed":
+            self.set_unloaded()
+
     def set_devices(self, devices: tuple[str, ...]) -> None:
         """Enable only the devices this machine has."""
         self.devices = devices
@@ -220,6 +229,7 @@ class SettingsPane(Vertical):
 
     def on_mount(self) -> None:
         self._show_backend()
+        self.watch(self.screen, "model", self.model_changed, init=False)
 
     def _chosen_backend(self) -> str:
         pressed = self.query_one("#set-backend", RadioSet).pressed_button

@@ -10,6 +10,7 @@ from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
 from vicuna_tui.engine.events import ModelInfo
+from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
 
@@ -54,6 +55,7 @@ class StatusBar(Horizontal):
 
     def on_mount(self) -> None:
         self.query_one(ProgressBar).display = False
+        self.watch(self.screen, "model", self.model_changed, init=False)
 
     def progress(self, stage: str, done: int, total: int) -> None:
         bar = self.query_one(ProgressBar)
@@ -62,6 +64,13 @@ class StatusBar(Horizontal):
         count = f" {done}/{total}" if total > 1 else ""
         self.state = f"loading: {stage}{count}"
         self.refresh_text()
+
+    def model_changed(self, state: ModelState) -> None:
+        """The chat screen's ``model`` changed (watched from on_mount)."""
+        if state.info is not None and state.ready:
+            self.loaded(state.info)
+        elif state.phase == "failed":
+            self.failed(state.error)
 
     def loaded(self, info: ModelInfo) -> None:
         self.info = info

@@ -26,6 +26,11 @@ import logging
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+
+# A transformers model: its submodules (layers, norms, rotary embedding) are found by
+# attribute at run time, which torch's types cannot follow.
+Model = Any
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ FUSIONS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 class _Group:
     """Several linears that read the same input, computed as one product."""
 
-    def __init__(self, linears: list[Any]) -> None:
+    def __init__(self, linears: list[nn.Linear]) -> None:
         self.weight_t = torch.nn.Parameter(
             torch.cat([lin.weight.detach().t() for lin in linears], dim=1).contiguous(),
             requires_grad=False,
@@ -44,16 +49,18 @@ class _Group:
         self.bias = (
             torch.cat([b.detach() for b in biases]) if all(b is not None for b in biases) else None
         )
-        self.last_input: Any = None
-        self.last_output: Any = None
+        self.last_input: Tensor | None = None
+        self.last_output: Tensor | None = None
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Tensor) -> Tensor:
         # The attention and MLP blocks call each part with the very same tensor.
         if x is not self.last_input:
             out = x @ self.weight_t
             if self.bias is not None:
                 out = out + self.bias
             self.last_input, self.last_output = x, out
+            return out
+        assert self.last_output is not None
         return self.last_output
 
     def release(self) -> None:
@@ -72,14 +79,14 @@ class FusedPart(torch.nn.Module):
         if owner:  # so the fused weight shows up in parameters() and moves with .to()
             self.weight_t = group.weight_t
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Tensor) -> Tensor:
         return self.group(x)[..., self.start : self.end]
 
 
 class TransposedLinear(torch.nn.Module):
     """``nn.Linear`` with its weight stored transposed: y = x @ Wt + b."""
 
-    def __init__(self, linear: Any) -> None:
+    def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight_t = torch.nn.Parameter(
@@ -87,16 +94,16 @@ class TransposedLinear(torch.nn.Module):
         )
         self.bias = linear.bias
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Tensor) -> Tensor:
         out = x @ self.weight_t
         return out if self.bias is None else out + self.bias
 
 
-def applies(model: Any, device: str, dtype: str, quantization: str | None) -> bool:
+def applies(model: Model, device: str, dtype: str, quantization: str | None) -> bool:
     return device == "cpu" and dtype == "float32" and quantization is None
 
 
-def optimize(model: Any) -> dict[str, int]:
+def optimize(model: Model) -> dict[str, int]:
     """Fuse q/k/v and gate/up, transpose the other tall linears.  Returns counts."""
     groups: list[_Group] = []
     counts = {"fused": 0, "transposed": 0}
@@ -129,7 +136,7 @@ def optimize(model: Any) -> dict[str, int]:
     return counts
 
 
-def release(model: Any) -> None:
+def release(model: Model) -> None:
     """Drop the activations the fused groups keep between their parts."""
     for group in getattr(model, "_vicuna_fast_groups", ()):
         group.release()
@@ -146,28 +153,37 @@ def _growing_layer_class() -> Any:
         replaced ``keys`` (``crop`` on a regenerate or an edit, say), the next update
         copies what is left into fresh room, once."""
 
-        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+        def lazy_initialization(self, key_states: Tensor, value_states: Tensor) -> None:
             super().lazy_initialization(key_states, value_states)
-            self._room_k: Any = None
-            self._room_v: Any = None
-            self._view_k: Any = None
+            self._room_k: Tensor | None = None
+            self._room_v: Tensor | None = None
+            self._view_k: Tensor | None = None
             self._filled = 0
 
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
+        def update(
+            self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[Tensor, Tensor]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             end = self._filled + key_states.shape[-2]
-            if self.keys is not self._view_k or end > self._room_k.shape[-2]:
-                self._refill(key_states, value_states)
+            room_k, room_v = self._room_k, self._room_v
+            if (
+                room_k is None
+                or room_v is None
+                or self.keys is not self._view_k
+                or (end > room_k.shape[-2])
+            ):
+                room_k, room_v = self._refill(key_states, value_states)
                 end = self._filled + key_states.shape[-2]
-            self._room_k[..., self._filled : end, :].copy_(key_states)
-            self._room_v[..., self._filled : end, :].copy_(value_states)
+            room_k[..., self._filled : end, :].copy_(key_states)
+            room_v[..., self._filled : end, :].copy_(value_states)
             self._filled = end
-            self.keys = self._view_k = self._room_k[..., :end, :]
-            self.values = self._room_v[..., :end, :]
-            return self.keys, self.values
+            keys = self._view_k = room_k[..., :end, :]
+            values = room_v[..., :end, :]
+            self.keys, self.values = keys, values
+            return keys, values
 
-        def _refill(self, key_states: Any, value_states: Any) -> None:
+        def _refill(self, key_states: Tensor, value_states: Tensor) -> tuple[Tensor, Tensor]:
             """New room for what is cached plus the new rows, and a quarter more."""
             keys, values = self.keys, self.values
             filled = keys.shape[-2] if keys is not None and keys.dim() == 4 else 0
@@ -178,9 +194,11 @@ def _growing_layer_class() -> Any:
                 (*value_states.shape[:-2], size, value_states.shape[-1])
             )
             if filled:
+                assert keys is not None and values is not None
                 room_k[..., :filled, :].copy_(keys)
                 room_v[..., :filled, :].copy_(values)
             self._room_k, self._room_v, self._filled = room_k, room_v, filled
+            return room_k, room_v
 
     return GrowingLayer
 
@@ -188,7 +206,7 @@ def _growing_layer_class() -> Any:
 _GROWING: Any = None
 
 
-def growing_cache(model: Any) -> Any:
+def growing_cache(model: Model) -> Any:
     """A ``DynamicCache`` for ``model`` whose full-attention layers grow in place, or
     None where transformers builds its caches differently (it then makes its own)."""
     global _GROWING
@@ -217,7 +235,7 @@ class DecodeStep:
     SiLU MLP) in their order, called directly.  Per token this saves the modules' Python
     (keyword plumbing, mask building, output objects): about 3 of 42 ms on SmolLM2-135M."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Model) -> None:
         inner = model.model
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
@@ -247,16 +265,17 @@ class DecodeStep:
             )
 
     @staticmethod
-    def _rms(norm: Any, x: Any) -> Any:
+    def _rms(norm: Any, x: Tensor) -> Tensor:
         variance = x.pow(2).mean(-1, keepdim=True)
-        return norm.weight * (x * torch.rsqrt(variance + norm.variance_epsilon))
+        scaled: Tensor = norm.weight * (x * torch.rsqrt(variance + norm.variance_epsilon))
+        return scaled
 
     @staticmethod
-    def _rotate(x: Any, cos: Any, sin: Any) -> Any:
+    def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         half = x.shape[-1] // 2
         return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
-    def __call__(self, token: Any, cache: Any) -> Any:
+    def __call__(self, token: Tensor, cache: Any) -> Tensor:
         """Logits [1, 1, vocab] for ``token`` ([1, 1] ids); appends to ``cache``."""
         sdpa = torch.nn.functional.scaled_dot_product_attention
         position = torch.tensor([[cache.get_seq_length()]], device=token.device)
@@ -293,10 +312,11 @@ class DecodeStep:
             x = x + o_proj(out.transpose(1, 2).reshape(1, 1, -1))
             gate_up = gate_up_group(self._rms(norm2, x))
             x = x + down(act(gate_up[..., :inter]) * gate_up[..., inter:])
-        return self.lm_head(self._rms(self.norm, x))
+        logits: Tensor = self.lm_head(self._rms(self.norm, x))
+        return logits
 
 
-def decode_step(model: Any) -> DecodeStep | None:
+def decode_step(model: Model) -> DecodeStep | None:
     """A ``DecodeStep`` for ``model`` if it is a plain fused LLaMA whose own forward gives
     bitwise the same logits for a few tokens (checked here), else None."""
     try:
@@ -331,7 +351,7 @@ def decode_step(model: Any) -> DecodeStep | None:
         release(model)
 
 
-def cache_argument(model: Any) -> str:
+def cache_argument(model: Model) -> str:
     """The forward's name for the KV cache: ``cache`` from transformers 5.x (where
     ``past_key_values`` is deprecated), ``past_key_values`` before."""
     import inspect

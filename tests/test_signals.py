@@ -81,7 +81,7 @@ def test_the_tui_saves_the_partial_reply_and_stops_the_model(
         tmux(socket, "send-keys", "-t", "chat", LONG)
         tmux(socket, "send-keys", "-t", "chat", "Enter")
         screen_until(socket, "Assistant ·")  # the reply has started
-        time.sleep(1.0)  # let some of the reply stream
+        reply_on_screen(socket)  # and some of it has streamed
         shell = tmux(socket, "display-message", "-p", "-t", "chat", "#{pane_pid}").strip()
         # The pane runs sh -c; the app is its child.
         app = int(
@@ -105,6 +105,23 @@ def test_the_tui_saves_the_partial_reply_and_stops_the_model(
     reply = conv.messages[-1]
     assert reply.finish_reason == "cancelled" and reply.content
     assert reply.new_tokens is None or reply.new_tokens < 1500
+
+
+def reply_on_screen(socket: str, timeout: float = 120) -> None:
+    """Wait until words of the reply show below its "Assistant ·" label."""
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while time.monotonic() < deadline:
+        shown = tmux(socket, "capture-pane", "-p", "-t", "chat")
+        lines = shown.splitlines()
+        label = next((i for i, line in enumerate(lines) if "Assistant ·" in line), None)
+        if label is not None:
+            column = lines[label].index("Assistant ·")  # the sidebar is to the left
+            below = [line[column : column + 60] for line in lines[label + 1 : label + 3]]
+            if any(sum(c.isalpha() for c in text) >= 3 for text in below):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no reply text appeared:\n{shown}")
 
 
 def running(pid: int) -> bool:

@@ -133,16 +133,20 @@ async def test_settings_file_is_written_once_editing_settles(
 
     monkeypatch.setattr(config_mod, "set_value", recording)
     app = make_app(lambda load: ScriptedBackend())
+    # a pause long enough that no loaded machine types slower than it
+    monkeypatch.setattr(app, "SETTINGS_SETTLE", 30.0)
     async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await pilot.press("f3")
         field = screen.query_one("#set-temperature", Input)
         field.focus()
         field.value = ""
-        await pilot.press(*"0.35")  # four valid values on the way: 0, 0., 0.3, 0.35
+        await pilot.press(*"0.3")  # three valid values on the way: 0, 0., 0.3
         await pilot.pause()
-        assert screen.session.generation.temperature == 0.35  # applied at once
+        assert screen.session.generation.temperature == 0.3  # applied at once
         assert writes == []  # but config.toml is not rewritten per keystroke
+        monkeypatch.setattr(app, "SETTINGS_SETTLE", 0.05)
+        await pilot.press("5")  # editing settles: written once, on a worker thread
         await wait_for(pilot, lambda: bool(writes))
         await wait_for(pilot, lambda: not app.workers)
     keys = [key for key, _ in writes]

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from vicuna_tui.engine.events import ChatRequest, EngineEvent, ModelInfo, PromptPreview
 from vicuna_tui.engine.progress import Progress
+from vicuna_tui.errors import GenerationError, VicunaError
 
 
 class Backend(Protocol):
@@ -34,3 +35,18 @@ class Backend(Protocol):
         ...
 
     def unload(self) -> None: ...
+
+
+class HoldsModel:
+    """What every backend keeps of the model it runs: its ModelInfo, once loaded."""
+
+    _info: ModelInfo | None = None
+
+    def not_loaded(self) -> VicunaError:
+        return GenerationError("no model is loaded", "wait for the model to load")
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise self.not_loaded()
+        return self._info

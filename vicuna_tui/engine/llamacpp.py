@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui.engine import gguf_file, sources, templates
+from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.devices import cpu_cores, default_threads
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
@@ -79,7 +80,7 @@ NEEDS_XLLAMACPP = (
 )
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(HoldsModel):
     """Owns one llama.cpp model.  Every method runs on the engine thread, except
     ``cancel``."""
 
@@ -216,12 +217,6 @@ class LlamaCppBackend:
         if notice:
             notes.append(notice)
         return template
-
-    @property
-    def info(self) -> ModelInfo:
-        if self._info is None:
-            raise GenerationError("no model is loaded", "wait for the model to load")
-        return self._info
 
     def cancel(self) -> None:
         """Nothing to close: the token callback sees the cancel event."""

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vicuna_tui.engine import sampling, templates
+from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -39,7 +40,7 @@ from vicuna_tui.errors import (
 )
 
 
-class LocalBackend:
+class LocalBackend(HoldsModel):
     """Owns one model.  Every method runs on the engine thread."""
 
     kind = "local"
@@ -119,12 +120,6 @@ class LocalBackend:
                     "(BENCHMARKS.md); drop --compile"
                 )
                 self._info = dataclasses.replace(self._info, notices=(*self._info.notices, warning))
-        return self._info
-
-    @property
-    def info(self) -> ModelInfo:
-        if self._info is None:
-            raise GenerationError("no model is loaded", "wait for the model to load")
         return self._info
 
     def cancel(self) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
+from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
@@ -56,7 +57,7 @@ def _write(stream: IO[bytes], message: tuple[Any, ...]) -> None:
     stream.flush()
 
 
-class ProcessBackend:
+class ProcessBackend(HoldsModel):
     """A local backend (transformers or llama.cpp) in a child process.  Every method
     runs on the engine thread, except ``cancel``, which any thread may call."""
 
@@ -130,12 +131,6 @@ class ProcessBackend:
         if log_problem:
             notices = (*self._info.notices, log_problem)
             self._info = dataclasses.replace(self._info, notices=notices)
-        return self._info
-
-    @property
-    def info(self) -> ModelInfo:
-        if self._info is None:
-            raise GenerationError("no model is loaded", "wait for the model to load")
         return self._info
 
     @property

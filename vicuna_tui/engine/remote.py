@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     ChatRequest,
@@ -38,7 +39,7 @@ from vicuna_tui.engine.openai_wire import (
 from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.settings import RemoteSettings
 from vicuna_tui.engine.textstream import LeadingSpace
-from vicuna_tui.errors import RemoteError, SettingsError
+from vicuna_tui.errors import RemoteError, SettingsError, VicunaError
 
 
 class ModelChoiceError(RemoteError):
@@ -52,7 +53,7 @@ class ModelChoiceError(RemoteError):
         self.models = models
 
 
-class RemoteBackend:
+class RemoteBackend(HoldsModel):
     kind = "remote"
 
     def __init__(self, settings: RemoteSettings) -> None:
@@ -214,11 +215,8 @@ class RemoteBackend:
 
         return self._info
 
-    @property
-    def info(self) -> ModelInfo:
-        if self._info is None:
-            raise RemoteError("not connected", "wait for the connection")
-        return self._info
+    def not_loaded(self) -> VicunaError:
+        return RemoteError("not connected", "wait for the connection")
 
     def cancel(self) -> None:
         """Close the stream now: the server sees the client go and stops generating."""

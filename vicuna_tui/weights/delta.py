@@ -12,6 +12,7 @@ complete).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from vicuna_tui.errors import DeltaError
@@ -37,13 +38,15 @@ def _run(
     *,
     other_role: str,
     subtract: bool,
-    dtype: str,
-    low_memory: bool,
-    resize_vocab: bool,
-    force: bool,
-    max_shard_bytes: int,
-    progress: DeltaProgressFn | None,
+    dtype: str = "float16",
+    low_memory: bool = False,
+    resize_vocab: bool = False,
+    force: bool = False,
+    max_shard_bytes: int = 2 * 2**30,
+    progress: DeltaProgressFn | None = None,
 ) -> Path:
+    """The output of ``base`` and ``other`` combined, at ``target`` (see apply_delta,
+    make_delta)."""
     if dtype not in DTYPES:
         raise DeltaError(f"--dtype {dtype} is not supported", "use float16, bfloat16 or float32")
     if low_memory:
@@ -77,57 +80,8 @@ def _run(
     return target
 
 
-def apply_delta(
-    base: Path,
-    delta: Path,
-    target: Path,
-    *,
-    dtype: str = "float16",
-    low_memory: bool = False,
-    resize_vocab: bool = False,
-    force: bool = False,
-    max_shard_bytes: int = 2 * 2**30,
-    progress: DeltaProgressFn | None = None,
-) -> Path:
-    """target = base + delta, tensor by tensor."""
-    return _run(
-        base,
-        delta,
-        target,
-        other_role="delta",
-        subtract=False,
-        dtype=dtype,
-        low_memory=low_memory,
-        resize_vocab=resize_vocab,
-        force=force,
-        max_shard_bytes=max_shard_bytes,
-        progress=progress,
-    )
-
-
-def make_delta(
-    base: Path,
-    target: Path,
-    delta: Path,
-    *,
-    dtype: str = "float16",
-    low_memory: bool = False,
-    resize_vocab: bool = False,
-    force: bool = False,
-    max_shard_bytes: int = 2 * 2**30,
-    progress: DeltaProgressFn | None = None,
-) -> Path:
-    """delta = target - base, tensor by tensor (how deltas are published)."""
-    return _run(
-        base,
-        target,
-        delta,
-        other_role="target",
-        subtract=True,
-        dtype=dtype,
-        low_memory=low_memory,
-        resize_vocab=resize_vocab,
-        force=force,
-        max_shard_bytes=max_shard_bytes,
-        progress=progress,
-    )
+# target = base + delta, tensor by tensor: apply_delta(base, delta, target, ...)
+apply_delta = functools.partial(_run, other_role="delta", subtract=False)
+# delta = target - base, tensor by tensor (how deltas are published):
+# make_delta(base, target, delta, ...)
+make_delta = functools.partial(_run, other_role="target", subtract=True)

@@ -103,7 +103,7 @@ def test_the_tui_saves_the_partial_reply_and_stops_the_model(
         conv = store.get(store.resolve("last"))
     assert [m.role for m in conv.messages] == ["user", "assistant"]
     reply = conv.messages[-1]
-    assert reply.finish_reason == "cancelled" and reply.content
+    assert reply.finish_reason == "cancelled" and reply.content, repr(reply)
     assert reply.new_tokens is None or reply.new_tokens < 1500
 
 
@@ -117,7 +117,11 @@ def reply_on_screen(socket: str, timeout: float = 120) -> None:
         label = next((i for i, line in enumerate(lines) if "Assistant ·" in line), None)
         if label is not None:
             column = lines[label].index("Assistant ·")  # the sidebar is to the left
-            below = [line[column : column + 60] for line in lines[label + 1 : label + 3]]
+            below = []
+            for line in lines[label + 1 :]:
+                if "▔" in line:  # the input box: the transcript ends here
+                    break
+                below.append(line[column:])
             if any(sum(c.isalpha() for c in text) >= 3 for text in below):
                 return
         time.sleep(0.2)

@@ -14,7 +14,6 @@ later change retries the save.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,14 +25,18 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.templates import ASSISTANT, USER
+from vicuna_tui.session_turns import prompt_turns
 from vicuna_tui.session_writes import (
+    SaveState,
     Writer,
     Writes,
+    conversation_record,
     direct_writer,
     generation_from_dict,
     generation_to_dict,
+    reply_origin,
 )
-from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title, now
+from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title
 
 
 class _Unset:
@@ -61,7 +64,7 @@ class ChatSession:
         self._writer = writer or (direct_writer(store) if store is not None else None)
         # Why this chat is not being saved (the store could not be opened, or the last
         # save failed); None while it is saved, or with --no-save.
-        self.not_saving = not_saving
+        self.saved_state = SaveState(not_saving, warn or (lambda text: None))
         self.generation = generation or GenerationSettings()
         self.template = template
         self.system_message = system_message
@@ -76,8 +79,6 @@ class ChatSession:
         self._pending_delete: int | None = None
         self._handed = 0  # messages handed to the writer (the rest are new)
         self._created = False  # the conversation row was handed to the writer
-        self._unsaved_notice = False
-        self._stopped_saving = False
 
     # -- settings ------------------------------------------------------------------------
 
@@ -130,6 +131,15 @@ class ChatSession:
     # -- conversations ---------------------------------------------------------------------
 
     @property
+    def not_saving(self) -> str | None:
+        """Why this chat is not being saved (the store could not be opened, or the last
+        save failed); None while it is saved, or with --no-save."""
+        return self.saved_state.not_saving
+
+    def stop_saving(self, error: StoreError) -> None:
+        self.saved_state.stop(error)
+
+    @property
     def saving(self) -> bool:
         """Whether this chat is written anywhere (False with --no-save)."""
         return self._writer is not None
@@ -176,22 +186,7 @@ class ChatSession:
     # -- turns -------------------------------------------------------------------------------
 
     def turns(self, *, upto: int | None = None) -> tuple[tuple[str, str], ...]:
-        """(role, text) pairs for the prompt: each user message with its reply.
-
-        A user message that never got a reply (a crash mid-reply) is left out, except
-        the last one, which is the message being answered.
-        """
-        messages = self.messages if upto is None else self.messages[:upto]
-        out: list[tuple[str, str]] = []
-        for i, msg in enumerate(messages):
-            if msg.role != USER:
-                continue
-            reply = messages[i + 1] if i + 1 < len(messages) else None
-            if reply is not None and reply.role == ASSISTANT:
-                out += [(USER, msg.content), (ASSISTANT, reply.content)]
-            elif i == len(messages) - 1:
-                out.append((USER, msg.content))
-        return tuple(out)
+        return prompt_turns(self.messages if upto is None else self.messages[:upto])
 
     def _request(self) -> ChatRequest:
         request = ChatRequest(
@@ -240,24 +235,12 @@ class ChatSession:
             time_to_first_token=stats.time_to_first_token,
             tokens_per_second=stats.tokens_per_second,
             seed=stats.seed,
-            **self._reply_origin(),
+            **reply_origin(self.model_info, self.resolved_template, self.generation),
         )
         self.messages.append(message)
         self.save()
         self._sync_model()
         return message
-
-    def _reply_origin(self) -> dict[str, Any]:
-        """What wrote a reply: model, backend, template and settings, saved with it."""
-        info = self.model_info
-        if info is None:
-            return {"settings": generation_to_dict(self.generation)}
-        return {
-            "model": info.name,
-            "backend": "remote" if info.backend == "remote" else info.engine,
-            "template": self.resolved_template,
-            "settings": generation_to_dict(self.generation),
-        }
 
     def record_failure(self, partial_text: str) -> SavedMessage | None:
         """A reply that broke off: its partial text is kept, marked as an error."""
@@ -337,40 +320,23 @@ class ChatSession:
         if not self.saving or self._created:
             return None
         if self.conversation is None:
-            info = self.model_info
             first = next((m.content for m in self.messages if m.role == USER), "")
-            stamp = now()
-            self.conversation = Conversation(
-                id=uuid.uuid4().hex,
-                title=title or (make_title(first) if first else "New chat"),
-                created_at=stamp,
-                updated_at=stamp,
-                model_path=(self.load.model_path or (info.path if info else None)),
-                model_name=info.name if info else None,
-                revision=self.load.revision,
+            self.conversation = conversation_record(
+                title or (make_title(first) if first else "New chat"),
+                load=self.load,
+                info=self.model_info,
                 template=self.resolved_template,
                 system_message=self.system_message,
-                generation=generation_to_dict(self.generation),
-                load=dataclasses.asdict(self.load),
-                backend=info.backend if info else "local",
-                endpoint=self.endpoint or (info.endpoint if info else None),
+                generation=self.generation,
+                endpoint=self.endpoint,
                 replay_of=self.replay_of,
             )
         self._created = True
         return dataclasses.replace(self.conversation, messages=[])
 
-    def stop_saving(self, error: StoreError) -> None:
-        """The database is damaged: keep chatting, but write nothing more into it
-        (`sessions repair` works on the file as it is).  Says so once."""
-        if self._stopped_saving:
-            return
-        self._stopped_saving = True
-        self.not_saving = error.message
-        self._warn(f"not saving this chat: {error.message} (hint: {error.hint})")
-
     def save(self, *, title: str | None = None) -> None:
         """Hand whatever is not saved yet to the writer (which may write it later)."""
-        if self._writer is None or self._stopped_saving:
+        if self._writer is None or self.saved_state.stopped:
             return
         create = self._ensure_conversation(title)
         conv = self.conversation
@@ -390,12 +356,14 @@ class ChatSession:
             return
         self._handed = len(self.messages)
         self._pending_delete = None
-        self._writer(writes.apply, self._saved, lambda exc: self.write_failed(exc, writes, start))
+        self._writer(
+            writes.apply, self.saved_state.saved, lambda exc: self.write_failed(exc, writes, start)
+        )
 
     def _update(self, **fields: Any) -> None:
         """Change the conversation's record (its settings, or the model answering)."""
         conv = self.conversation
-        if conv is None or self._writer is None or self._stopped_saving:
+        if conv is None or self._writer is None or self.saved_state.stopped:
             return
         if not self._created:
             return  # written with the new values when the chat is first saved
@@ -406,12 +374,6 @@ class ChatSession:
             lambda exc: self._warn(exc.message),
         )
 
-    def _saved(self) -> None:
-        if self._unsaved_notice:
-            self._warn("saved again: the conversation is up to date on disk")
-            self._unsaved_notice = False
-            self.not_saving = None
-
     def write_failed(self, exc: StoreError, writes: Writes, start: int) -> None:
         """A write did not reach the disk: it is tried again with the next change."""
         if writes.create is not None:
@@ -421,13 +383,7 @@ class ChatSession:
         self._pending_delete = min(
             p for p in (self._pending_delete, writes.delete_from, start) if p is not None
         )
-        if exc.kind == "damaged":
-            self.stop_saving(exc)
-            return
-        self.not_saving = exc.message
-        if not self._unsaved_notice:
-            self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
-            self._unsaved_notice = True
+        self.saved_state.failed(exc)
 
     @property
     def unsaved(self) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vicuna_tui.engine.settings import GenerationSettings
-from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError
+from vicuna_tui.engine.events import ModelInfo
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, now
 
 # A Writer runs ``job(store)`` now or later, in the order given, then calls ``saved()``
 # or ``failed(error)`` (on the caller's thread for the TUI: it posts them back).
@@ -28,6 +30,40 @@ def direct_writer(store: Store) -> Writer:
             saved()
 
     return write
+
+
+class SaveState:
+    """Whether a chat is reaching the disk, and what the user was told about it."""
+
+    def __init__(self, not_saving: str | None, warn: Callable[[str], None]) -> None:
+        self.not_saving = not_saving  # why not, or None
+        self.stopped = False  # the database is damaged: nothing more is written
+        self._warn = warn
+        self._told = False  # the user was told a save failed
+
+    def saved(self) -> None:
+        if self._told:
+            self._warn("saved again: the conversation is up to date on disk")
+            self._told = False
+            self.not_saving = None
+
+    def failed(self, exc: StoreError) -> None:
+        if exc.kind == "damaged":
+            self.stop(exc)
+            return
+        self.not_saving = exc.message
+        if not self._told:
+            self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
+            self._told = True
+
+    def stop(self, error: StoreError) -> None:
+        """The database is damaged: keep chatting, but write nothing more into it
+        (`sessions repair` works on the file as it is).  Says so once."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.not_saving = error.message
+        self._warn(f"not saving this chat: {error.message} (hint: {error.hint})")
 
 
 @dataclass(frozen=True)
@@ -65,3 +101,48 @@ def generation_from_dict(data: dict[str, Any], base: GenerationSettings) -> Gene
     if "stop" in values:
         values["stop"] = tuple(values["stop"] or ())
     return dataclasses.replace(base, **values)
+
+
+def conversation_record(
+    title: str,
+    *,
+    load: LoadSettings,
+    info: ModelInfo | None,
+    template: str,
+    system_message: str | None,
+    generation: GenerationSettings,
+    endpoint: str | None,
+    replay_of: str | None,
+) -> Conversation:
+    """A new chat's record: what it runs on and with which settings."""
+    stamp = now()
+    return Conversation(
+        id=uuid.uuid4().hex,
+        title=title,
+        created_at=stamp,
+        updated_at=stamp,
+        model_path=(load.model_path or (info.path if info else None)),
+        model_name=info.name if info else None,
+        revision=load.revision,
+        template=template,
+        system_message=system_message,
+        generation=generation_to_dict(generation),
+        load=dataclasses.asdict(load),
+        backend=info.backend if info else "local",
+        endpoint=endpoint or (info.endpoint if info else None),
+        replay_of=replay_of,
+    )
+
+
+def reply_origin(
+    info: ModelInfo | None, template: str, generation: GenerationSettings
+) -> dict[str, Any]:
+    """What wrote a reply: model, backend, template and settings, saved with it."""
+    if info is None:
+        return {"settings": generation_to_dict(generation)}
+    return {
+        "model": info.name,
+        "backend": "remote" if info.backend == "remote" else info.engine,
+        "template": template,
+        "settings": generation_to_dict(generation),
+    }

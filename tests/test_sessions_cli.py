@@ -27,6 +27,10 @@ def seed_store() -> str:
                 tokens_per_second=12.5,
                 finish_reason="stop",
                 seed=3,
+                model="SmolLM2-135M-Instruct.Q4_1",
+                backend="llamacpp",
+                template="vicuna_v1.1",
+                settings={"temperature": 0.0},
             ),
         )
         store.add_message(conv.id, SavedMessage(role="user", content="And an alpaca?"))
@@ -88,6 +92,13 @@ def test_export_import_round_trip(home: Path, tmp_path: Path, fmt: str) -> None:
     if fmt == "json":
         assert copy.system_message == "Be brief."
         assert copy.messages[1].seed == 3
+        reply = copy.messages[1]  # what wrote each reply travels with it
+        assert (reply.model, reply.backend, reply.template, reply.settings) == (
+            "SmolLM2-135M-Instruct.Q4_1",
+            "llamacpp",
+            "vicuna_v1.1",
+            {"temperature": 0.0},
+        )
         assert copy.messages[3].finish_reason == "cancelled"
 
 

@@ -42,13 +42,18 @@ def _backup_line() -> str | None:
     )
 
 
+def _sound(report: salvage.CheckReport, missing: str, fine: str) -> bool:
+    """Says so and returns True when there is no database, or it is not damaged."""
+    if not report.exists or report.ok:
+        out(f"{report.path}{missing if not report.exists else fine}")
+        return True
+    return False
+
+
 def _check() -> int:
     report = salvage.check()
-    if not report.exists:
-        out(f"{report.path}: no database yet (it is created with the first chat)")
-        return 0
-    if report.ok:
-        out(f"{report.path}: ok ({report.conversations} conversations, {report.messages} messages)")
+    counts = f"{report.conversations} conversations, {report.messages} messages"
+    if _sound(report, ": no database yet (it is created with the first chat)", f": ok ({counts})"):
         return 0
     out(f"{report.path}: damaged")
     for problem in report.problems[:20]:
@@ -64,11 +69,8 @@ def _check() -> int:
 def _repair(yes: bool) -> int:
     path = locations.database_path()
     report = salvage.check(path)
-    if not report.exists:
-        out(f"{path}: no database yet, nothing to repair")
-        return 0
-    if report.ok:
-        out(f"{path} is not damaged ({report.conversations} conversations): nothing to repair")
+    fine = f" is not damaged ({report.conversations} conversations): nothing to repair"
+    if _sound(report, ": no database yet, nothing to repair", fine):
         return 0
     question = (
         f"Repair {path}? Every readable conversation goes into a new file; the damaged "

@@ -61,9 +61,19 @@ def open_read_only(path: Path) -> sqlite3.Connection:
             f"there is no conversation database at {path} yet",
             "start a chat to create one",
         )
+    try:
+        return probe_read_only(path, stop_at_damage=True)
+    except sqlite3.Error as exc:
+        raise explain(exc, path) from exc
+
+
+def probe_read_only(path: Path, *, stop_at_damage: bool) -> sqlite3.Connection:
+    """A read-only connection that has read the schema, or the last sqlite3.Error.
+
+    mode=ro still needs the -shm file of a WAL database; immutable=1 needs nothing but
+    assumes no one writes meanwhile (the folder is read-only: no one can).
+    """
     last: sqlite3.Error | None = None
-    # mode=ro still needs the -shm file of a WAL database; immutable=1 needs nothing
-    # but assumes no one writes meanwhile (the folder is read-only: no one can).
     for flags in ("mode=ro", "immutable=1"):
         db = sqlite3.connect(
             f"{path.resolve().as_uri()}?{flags}", uri=True, check_same_thread=False
@@ -75,10 +85,10 @@ def open_read_only(path: Path) -> sqlite3.Connection:
         except sqlite3.Error as exc:
             last = exc
             db.close()
-            if any(m in str(exc).lower() for m in DAMAGE_MARKS):
+            if stop_at_damage and any(m in str(exc).lower() for m in DAMAGE_MARKS):
                 break
     assert last is not None
-    raise explain(last, path)
+    raise last
 
 
 def refuse_newer(path: Path) -> None:

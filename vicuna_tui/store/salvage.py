@@ -23,6 +23,7 @@ from typing import Any
 
 from vicuna_tui import locations
 from vicuna_tui.store.backups import set_aside
+from vicuna_tui.store.connection import probe_read_only
 from vicuna_tui.store.database import Store
 from vicuna_tui.store.errors import StoreError, explain
 from vicuna_tui.store.records import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, make_title, now
@@ -62,20 +63,6 @@ class RepairReport:
     short_by: int = 0  # bytes missing from the end, going by the header (cut short)
 
 
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    last: sqlite3.Error | None = None
-    for flags in ("mode=ro", "immutable=1"):
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
-        try:
-            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            return db
-        except sqlite3.Error as exc:
-            last = exc
-            db.close()
-    assert last is not None
-    raise last
-
-
 def check(path: Path | None = None) -> CheckReport:
     """SQLite's integrity check, and the counts when they can be read."""
     path = path or locations.database_path()
@@ -83,7 +70,7 @@ def check(path: Path | None = None) -> CheckReport:
     if not report.exists:
         return report
     try:
-        db = _open_read_only(path)
+        db = probe_read_only(path, stop_at_damage=False)
     except sqlite3.Error as exc:
         report.problems.append(str(exc))
         return report

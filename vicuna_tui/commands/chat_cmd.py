@@ -37,16 +37,16 @@ def main(args: argparse.Namespace) -> int:
         say(sys.stderr, f"warning: {warning}")
     runtime.apply_gpus(resolved.load)
     if style == "tui":
-        from vicuna_tui.tui.app import run_tui
+        from vicuna_tui.tui.app import VicunaApp
 
-        return run_tui(
+        return VicunaApp(
             resolved,
             store,
             conversation_id=conversation.id if conversation else None,
             debug=args.debug,
             not_saving=problem.message if problem else None,
             not_saving_hint=problem.hint if problem else None,
-        )
+        ).run_chat()
     try:
         return _line_chat(args, style, resolved, store, conversation, problem)
     finally:

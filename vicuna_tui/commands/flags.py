@@ -7,6 +7,11 @@ import argparse
 from vicuna_tui.engine.settings import BACKENDS, DEVICES, DTYPES
 
 
+def _switch(group: argparse._ArgumentGroup, flag: str, text: str) -> None:
+    """A flag that turns something on (None when absent, so config.toml decides)."""
+    group.add_argument(flag, action="store_const", const=True, help=text)
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model and device")
     g.add_argument(
@@ -27,24 +32,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dtype", choices=DTYPES, help="default: auto (float16 on GPUs, float32 on CPU)"
     )
-    g.add_argument(
-        "--load-8bit",
-        action="store_const",
-        const=True,
-        help="8-bit weights (bitsandbytes; cuda and cpu)",
-    )
-    g.add_argument(
-        "--load-4bit",
-        action="store_const",
-        const=True,
-        help="4-bit weights (bitsandbytes; cuda and cpu)",
-    )
-    g.add_argument(
-        "--cpu-offloading",
-        action="store_const",
-        const=True,
-        help="put what does not fit on the GPU(s) in CPU RAM",
-    )
+    _switch(g, "--load-8bit", "8-bit weights (bitsandbytes; cuda and cpu)")
+    _switch(g, "--load-4bit", "4-bit weights (bitsandbytes; cuda and cpu)")
+    _switch(g, "--cpu-offloading", "put what does not fit on the GPU(s) in CPU RAM")
     g.add_argument("--threads", help="CPU threads (default: cores - 1)")
     g.add_argument(
         "--gpu-layers",
@@ -53,12 +43,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--context", help="llama.cpp: context size in tokens (default: the model's, at most 4096)"
     )
-    g.add_argument(
-        "--compile",
-        action="store_const",
-        const=True,
-        help="torch.compile the decode step (slow to start, faster after)",
-    )
+    _switch(g, "--compile", "torch.compile the decode step (slow to start, faster after)")
     g.add_argument("--profile", help="a [profiles.NAME] section of config.toml")
     add_remote_flags(parser)
 

@@ -75,16 +75,16 @@ def _conversation(args: argparse.Namespace) -> int:
         runtime.apply_gpus(resolved.load)
         style = args.style or ("tui" if sys.stdin.isatty() and stdout.isatty() else "simple")
         if style == "tui":
-            from vicuna_tui.tui.app import run_tui
+            from vicuna_tui.tui.app import VicunaApp
 
-            return run_tui(
+            return VicunaApp(
                 resolved,
                 store,
                 conversation_id=original.id,
                 debug=args.debug,
                 replay=True,
                 reuse_seeds=not args.new_seeds,
-            )
+            ).run_chat()
         session = runtime.new_session(
             resolved, store, warn=lambda text: say(stderr, f"warning: {text}")
         )

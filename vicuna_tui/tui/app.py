@@ -261,6 +261,12 @@ class VicunaApp(App[int]):
                 lambda name=action.action: self._run_chat_action(name),
             )
 
+    def run_chat(self) -> int:
+        """Run the TUI until the user quits.  (Textual draws on stderr's terminal;
+        Python-level output from libraries is captured by Textual meanwhile.)"""
+        self.run()
+        return self.return_code or 0
+
     async def _run_chat_action(self, name: str) -> None:
         await self.chat.run_action(name)
 
@@ -282,30 +288,3 @@ if TYPE_CHECKING:  # the app is what the chat screen's host Protocol asks for
 
     def _hosts(app: VicunaApp) -> ChatHost:
         return app
-
-
-def run_tui(
-    resolved: runtime.Resolved,
-    store: Store | None,
-    *,
-    conversation_id: str | None = None,
-    debug: bool = False,
-    replay: bool = False,
-    reuse_seeds: bool = True,
-    not_saving: str | None = None,
-    not_saving_hint: str | None = None,
-) -> int:
-    """Run the TUI until the user quits.  (Textual draws on stderr's terminal; Python-level
-    output from libraries is captured by Textual meanwhile.)"""
-    app = VicunaApp(
-        resolved,
-        store,
-        conversation_id=conversation_id,
-        debug=debug,
-        replay=replay,
-        reuse_seeds=reuse_seeds,
-        not_saving=not_saving,
-        not_saving_hint=not_saving_hint,
-    )
-    app.run()
-    return app.return_code or 0

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
 from vicuna_tui.engine.events import EngineEvent
+from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.store import StoreError
 
 
@@ -44,20 +46,39 @@ class ConversationChosen(Message):
         self.conversation_id = conversation_id
 
 
+@dataclass(frozen=True)
+class SettingEdit:
+    """One edit in the settings pane's prompt and sampling: ``name`` is a sampling field
+    of GenerationSettings, ``template`` or ``system_message``."""
+
+    name: str
+    value: float | int | str | None
+
+
 class GenerationChanged(Message):
     """Sampling, template or system message changed in the settings pane."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, edit: SettingEdit) -> None:
         super().__init__()
-        self.values = values
+        self.edit = edit
+
+
+@dataclass(frozen=True)
+class LoadChoice:
+    """What the settings pane's Reload asks for."""
+
+    load: LoadSettings  # checked
+    endpoint: str | None  # a server answers instead, at this address
+    remote_model: str | None  # the server's model (None: the one it serves)
+    shown: tuple[str, ...]  # the LoadSettings fields the pane edits (to remember)
 
 
 class ReloadRequested(Message):
-    """Load settings changed in the settings pane; reload the model with them."""
+    """Reload the model (or reconnect) as chosen in the settings pane."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, choice: LoadChoice) -> None:
         super().__init__()
-        self.values = values
+        self.choice = choice
 
 
 class StoreReply(Message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from textual import on
 
@@ -10,7 +11,6 @@ from vicuna_tui.engine.events import LoadFailed, ModelReady
 from vicuna_tui.engine.hub import GGUFChoiceError
 from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import RemoteSettings
-from vicuna_tui.errors import SettingsError
 from vicuna_tui.tui.chat.stream import ReplyStream
 from vicuna_tui.tui.messages import EngineCallResult, GenerationChanged, ReloadRequested
 from vicuna_tui.tui.model_state import ModelState
@@ -66,19 +66,18 @@ class ModelControl(ReplyStream):
 
     @on(GenerationChanged)
     def _generation(self, message: GenerationChanged) -> None:
-        values = dict(message.values)
-        template = values.pop("template", None)
-        sampling = {k: v for k, v in values.items() if k != "system_message"}
-        generation = dataclasses.replace(self.session.generation, **sampling) if sampling else None
-        if "system_message" in values:
+        edit = message.edit
+        if edit.name == "template":
+            self.session.update_settings(template=str(edit.value))
+        elif edit.name == "system_message":
             self.session.update_settings(
-                generation=generation, template=template, system_message=values["system_message"]
+                system_message=edit.value if isinstance(edit.value, str) else None
             )
         else:
-            self.session.update_settings(generation=generation, template=template)
-        if template is not None:
-            message.values["template"] = template
-        self.host.save_settings(message.values)
+            field: dict[str, Any] = {edit.name: edit.value}  # a sampling field, checked
+            changed = dataclasses.replace(self.session.generation, **field)
+            self.session.update_settings(generation=changed)
+        self.host.save_settings({edit.name: edit.value})
 
     def _choose_server_model(self, models: list[str]) -> None:
         """The server has several models and none was named: ask which one."""
@@ -118,30 +117,19 @@ class ModelControl(ReplyStream):
 
     @on(ReloadRequested)
     async def _reload(self, message: ReloadRequested) -> None:
-        values = dict(message.values)
-        backend = values.pop("backend", "local")  # local or remote
-        if "engine" in values:  # what runs a local model: LoadSettings.backend
-            values["backend"] = values.pop("engine")
-        endpoint = values.pop("endpoint", None)
-        remote_model = values.pop("remote_model", None)
-        try:
-            load = dataclasses.replace(self.session.load, **values)
-            load.check()
-        except (SettingsError, TypeError) as exc:
-            self.notify(str(exc), severity="error")
-            return
+        choice = message.choice
         remote = None
-        if backend == "remote" and endpoint:
-            base = self.remote or self.host.resolved.remote or RemoteSettings(endpoint)
-            remote = dataclasses.replace(base, endpoint=endpoint, model=remote_model)
+        if choice.endpoint:
+            base = self.remote or self.host.resolved.remote or RemoteSettings(choice.endpoint)
+            remote = dataclasses.replace(base, endpoint=choice.endpoint, model=choice.remote_model)
         await self.stop_reply("Stopped the reply (it is kept) to reload the model.")
-        self.model = self.model.reloading(load, remote)
+        self.model = self.model.reloading(choice.load, remote)
         self.status.set_state("reloading…")
         self._engine_started = True
-        self.host.load_model(load, remote)
-        saved = dict(values)
-        saved["endpoint"] = endpoint if remote is not None else None
-        saved["remote_model"] = remote_model if remote is not None else None
+        self.host.load_model(choice.load, remote)
+        saved: dict[str, object] = {name: getattr(choice.load, name) for name in choice.shown}
+        saved["endpoint"] = choice.endpoint
+        saved["remote_model"] = choice.remote_model if remote is not None else None
         self.host.save_settings(saved)
 
     def action_show_prompt(self) -> None:

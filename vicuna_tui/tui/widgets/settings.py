@@ -29,7 +29,12 @@ from vicuna_tui.engine.settings import (
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.errors import SettingsError
-from vicuna_tui.tui.messages import GenerationChanged, ReloadRequested
+from vicuna_tui.tui.messages import (
+    GenerationChanged,
+    LoadChoice,
+    ReloadRequested,
+    SettingEdit,
+)
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
@@ -323,17 +328,17 @@ class SettingsPane(Vertical):
             and event.validation_result.is_valid
         ):
             value = GENERATION_FIELDS[name].parse(event.value)
-            self.post_message(GenerationChanged({name: value}))
+            self.post_message(GenerationChanged(SettingEdit(name, value)))
 
     @on(Input.Submitted, "#set-system_message")
     def _system(self, event: Input.Submitted) -> None:
-        self.post_message(GenerationChanged({"system_message": event.value or None}))
+        self.post_message(GenerationChanged(SettingEdit("system_message", event.value or None)))
 
     @on(Select.Changed, "#set-template")
     def _template(self, event: Select.Changed) -> None:
         if event.value != self.template:
             self.template = str(event.value)
-            self.post_message(GenerationChanged({"template": event.value}))
+            self.post_message(GenerationChanged(SettingEdit("template", self.template)))
 
     @on(Select.Changed, "#set-dtype")
     @on(Select.Changed, "#set-engine")
@@ -346,5 +351,16 @@ class SettingsPane(Vertical):
     @on(Button.Pressed, "#reload")
     def _reload(self) -> None:
         pending = self._pending_load()
-        if pending is not None:
-            self.post_message(ReloadRequested(pending))
+        if pending is None:
+            return
+        remote = pending.pop("backend") == "remote"
+        endpoint, remote_model = pending.pop("endpoint", None), pending.pop("remote_model", None)
+        pending["backend"] = pending.pop("engine")  # what runs a local model
+        try:
+            load = dataclasses.replace(self.load, **pending)
+            load.check()
+        except (SettingsError, TypeError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        choice = LoadChoice(load, endpoint if remote else None, remote_model, tuple(pending))
+        self.post_message(ReloadRequested(choice))

@@ -97,6 +97,17 @@ def test_set_validates_and_writes_private_toml(home: Path) -> None:
     assert "temperature" not in config_mod.load().values
 
 
+def test_set_values_writes_all_or_nothing(home: Path) -> None:
+    config_mod.set_value("temperature", "0.25")
+    before = config_mod.load().path.read_text()
+    with pytest.raises(SettingsError, match="unknown setting 'tempo'"):
+        config_mod.set_values({"top_p": "0.5", "tempo": "1"})
+    assert config_mod.load().path.read_text() == before  # the valid one was not written
+    stored = config_mod.set_values({"top_p": "0.5", "max_new_tokens": "64", "temperature": None})
+    assert stored == {"top_p": 0.5, "max_new_tokens": 64, "temperature": None}
+    assert config_mod.load().values == {"top_p": 0.5, "max_new_tokens": 64}
+
+
 def test_config_commands(home: Path) -> None:
     assert run_cli("config", "path").stdout.strip() == str(locations.config_path())
     result = run_cli("config", "set", "temperature", "3")

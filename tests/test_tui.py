@@ -124,14 +124,14 @@ async def test_regenerate_edit_and_delete(home: Path) -> None:
 async def test_settings_file_is_written_once_editing_settles(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes: list[tuple[str, object]] = []
-    real_set_value = config_mod.set_value
+    writes: list[dict[str, object]] = []  # one entry per write of config.toml
+    real_set_values = config_mod.set_values
 
-    def recording(key: str, value: object) -> None:
-        writes.append((key, value))
-        real_set_value(key, value)
+    def recording(values: dict[str, object], path: Path | None = None) -> dict[str, object]:
+        writes.append(dict(values))
+        return real_set_values(values, path)
 
-    monkeypatch.setattr(config_mod, "set_value", recording)
+    monkeypatch.setattr(config_mod, "set_values", recording)
     app = make_app(lambda load: ScriptedBackend())
     # a pause long enough that no loaded machine types slower than it
     monkeypatch.setattr(app, "SETTINGS_SETTLE", 30.0)
@@ -149,8 +149,7 @@ async def test_settings_file_is_written_once_editing_settles(
         await pilot.press("5")  # editing settles: written once, on a worker thread
         await wait_for(pilot, lambda: bool(writes))
         await wait_for(pilot, lambda: not app.workers)
-    keys = [key for key, _ in writes]
-    assert ("temperature", 0.35) in writes and len(keys) == len(set(keys))  # one write each
+    assert len(writes) == 1 and writes[0]["temperature"] == 0.35  # one write, settled
     assert config_mod.load().values["temperature"] == 0.35
 
 

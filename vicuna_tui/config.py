@@ -205,6 +205,12 @@ def _raw(path: Path) -> dict[str, Any]:
 def set_value(dotted_key: str, value: Any, path: Path | None = None) -> Any:
     """Validate and store one setting: ``temperature``, ``profiles.NAME.KEY`` or
     ``keys.ACTION``.  A ``None`` value removes the key.  Returns the stored value."""
+    return set_values({dotted_key: value}, path)[dotted_key]
+
+
+def set_values(values: Mapping[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """Validate and store several settings with one read and one write of the file (all
+    or none).  Returns what was stored for each key."""
     path = path or locations.config_path()
     current = load(path)
     if current.error is not None:
@@ -212,44 +218,41 @@ def set_value(dotted_key: str, value: Any, path: Path | None = None) -> Any:
             f"not writing {path}: {current.error.message}", "fix the file by hand first"
         )
     data = _raw(path)
+    stored = {key: _put(data, key, value) for key, value in values.items()}
+    _write(path, data)
+    return stored
+
+
+def _put(data: dict[str, Any], dotted_key: str, value: Any) -> Any:
+    """Set (or with None remove) one setting in the raw TOML data."""
+    spec, target, key = _place(data, dotted_key)
+    parsed = None if value is None else spec.parse(value)
+    if parsed is None:
+        target.pop(key, None)
+    else:
+        target[key] = parsed
+    return parsed
+
+
+def _place(data: dict[str, Any], dotted_key: str) -> tuple[FieldSpec, dict[str, Any], str]:
+    """The spec of a dotted key, the table it lives in, and its name there."""
     parts = dotted_key.split(".")
-    if len(parts) == 1:
-        spec = SETTING_FIELDS.get(parts[0])
+    if len(parts) == 1 or (len(parts) == 3 and parts[0] == "profiles"):
+        spec = SETTING_FIELDS.get(parts[-1])
         if spec is None:
             raise SettingsError(
-                f"unknown setting {parts[0]!r}", "known: " + ", ".join(sorted(SETTING_FIELDS))
+                f"unknown setting {parts[-1]!r}", "known: " + ", ".join(sorted(SETTING_FIELDS))
             )
-        target, key = data, parts[0]
-    elif len(parts) == 3 and parts[0] == "profiles":
-        spec = SETTING_FIELDS.get(parts[2])
-        if spec is None:
-            raise SettingsError(
-                f"unknown setting {parts[2]!r}", "known: " + ", ".join(sorted(SETTING_FIELDS))
-            )
-        target = data.setdefault("profiles", {}).setdefault(parts[1], {})
-        key = parts[2]
-    elif len(parts) == 2 and parts[0] == "keys":
+        if len(parts) == 1:
+            return spec, data, parts[0]
+        return spec, data.setdefault("profiles", {}).setdefault(parts[1], {}), parts[2]
+    if len(parts) == 2 and parts[0] == "keys":
         if parts[1] not in DEFAULT_KEYS:
             raise SettingsError(
                 f"unknown action {parts[1]!r}", "actions: " + ", ".join(sorted(DEFAULT_KEYS))
             )
-        spec = FieldSpec(parts[1], str, "key")
-        target, key = data.setdefault("keys", {}), parts[1]
-    else:
-        raise SettingsError(
-            f"cannot set {dotted_key!r}", "use KEY, profiles.NAME.KEY or keys.ACTION"
-        )
-    if value is None:
-        target.pop(key, None)
-        parsed = None
-    else:
-        parsed = spec.parse(value)
-        if parsed is None:
-            target.pop(key, None)
-        else:
-            target[key] = parsed
-    _write(path, data)
-    return parsed
+        return FieldSpec(parts[1], str, "key"), data.setdefault("keys", {}), parts[1]
+    raise SettingsError(f"cannot set {dotted_key!r}", "use KEY, profiles.NAME.KEY or keys.ACTION")
 
 
 def show(config: Config) -> dict[str, Any]:

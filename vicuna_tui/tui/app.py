@@ -278,8 +278,7 @@ def _write_config(values: dict[str, Any], failed: Callable[[Exception], None]) -
     """Write settings into config.toml (a worker thread; one write at a time)."""
     with _CONFIG_LOCK:
         try:
-            for key, value in values.items():
-                config_mod.set_value(key, value)
+            config_mod.set_values(values)
         except Exception as exc:  # noqa: BLE001 - a full disk, a file changed by hand: told
             failed(exc)
 

@@ -487,3 +487,15 @@ async def test_a_dialog_dismissed_before_it_mounts_does_not_crash(home: Path) ->
         await wait_for(pilot, lambda: showing(app, ErrorScreen))
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ErrorScreen))
+
+
+async def test_keys_typed_right_after_the_search_key_go_to_the_filter(home: Path) -> None:
+    app = make_app(lambda load: ScriptedBackend())
+    async with run_test(app, size=SIZE) as pilot:
+        screen = await ready(pilot)
+        # a burst, as a terminal delivers fast typing: no pause between the keys
+        for key, char in (("ctrl+f", None), ("g", "g"), ("e", "e")):
+            app.post_message(events.Key(key, char))
+        await settled(pilot)
+        assert screen.sidebar.filter_text == "ge"
+        assert screen.prompt.text == ""

@@ -31,7 +31,7 @@ ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("new_chat", "ctrl+n", "New chat"),
     KeyAction("rename_chat", "f2", "Rename the chat", show=False),
     KeyAction("delete_chat", "ctrl+delete,f12", "Delete the chat", show=False),
-    KeyAction("search", "ctrl+f", "Search chats", show=False),
+    KeyAction("search", "ctrl+f", "Search chats", show=False, priority=True),
     KeyAction("toggle_settings", "f3", "Settings"),
     KeyAction("toggle_sidebar", "ctrl+b", "Sidebar", show=False),
     KeyAction("show_prompt", "f4", "Prompt view", show=False),

@@ -116,4 +116,6 @@ class Sidebar(Vertical):
             self.post_message(ConversationChosen(event.option.id))
 
     def focus_filter(self) -> None:
-        self.query_one("#chat-filter", Input).focus()
+        # At once, not after a refresh as Input.focus() does: keys typed right behind
+        # the search key are already queued, and belong to the filter.
+        self.screen.set_focus(self.query_one("#chat-filter", Input))

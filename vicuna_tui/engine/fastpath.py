@@ -224,7 +224,7 @@ def growing_cache(model: Model) -> Any:
             if type(layer) is DynamicLayer:
                 layers[index] = _GROWING()
         return cache
-    except Exception:
+    except Exception:  # another transformers: its own cache is right, only slower
         log.debug("no in-place KV cache", exc_info=True)
         return None
 
@@ -344,7 +344,7 @@ def decode_step(model: Model) -> DecodeStep | None:
             want = model(input_ids=token, **{key: theirs}, use_cache=True).logits
             got = step(token, ours)
         return step if torch.equal(got[:, -1], want[:, -1]) else None
-    except Exception:
+    except Exception:  # another transformers or model layout: the model's own forward
         log.debug("no fast decode step", exc_info=True)
         return None
     finally:

@@ -14,12 +14,13 @@ from vicuna_tui import __version__
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
 from vicuna_tui.errors import VicunaError
 
-SUBCOMMANDS = ("sessions", "config", "replay", "apply-delta", "make-delta")
+SUBCOMMANDS = ("sessions", "config", "replay", "bench", "apply-delta", "make-delta")
 
 EPILOG = """commands:
   vicuna-tui sessions list|show|search|rename|delete|export|import ...
   vicuna-tui config show|path|set ...
   vicuna-tui replay ID|FILE.jsonl [chat flags]
+  vicuna-tui bench QUESTIONS.jsonl --model-id NAME [chat flags]
   vicuna-tui apply-delta --base PATH --delta PATH --target PATH
   vicuna-tui make-delta --base PATH --target PATH --delta PATH
 Run `vicuna-tui COMMAND --help` for each one's flags."""
@@ -104,6 +105,10 @@ def _dispatch(args: list[str]) -> int:
             from vicuna_tui.commands import config_cmd
 
             return config_cmd.main(rest)
+        if command == "bench":
+            from vicuna_tui.commands import bench_cmd
+
+            return bench_cmd.main(rest)
         if command == "replay":
             from vicuna_tui.commands import replay_cmd
 

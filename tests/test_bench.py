@@ -1,0 +1,105 @@
+"""``vicuna-tui bench``: FastChat's question files in, its model-answer JSONL out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from fastchat_env import ensure
+from helpers import run_cli
+
+from vicuna_tui import bench_files
+
+QUESTIONS = Path(__file__).parent / "fixtures" / "bench_questions.jsonl"
+
+
+def test_category_temperatures_are_fastchats() -> None:
+    assert bench_files.temperature_for("math") == 0.0
+    assert bench_files.temperature_for("writing") == 0.7
+    assert bench_files.temperature_for("humanities") == 0.1
+    assert bench_files.temperature_for("not-a-category") == 0.7
+    assert bench_files.temperature_for(None) == 0.7
+
+
+def test_tidy_keeps_the_last_answer_per_question_sorted(tmp_path: Path) -> None:
+    path = tmp_path / "answers.jsonl"
+    lines = [
+        bench_files.answer_record(111, "m", [["old"]]),
+        bench_files.answer_record(7, "m", [["seven"]]),
+        bench_files.answer_record(111, "m", [["new"]]),
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"question_id": 5, "cho')
+    assert bench_files.tidy(path) == 2  # the cut last line (a killed run) is dropped
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["question_id"], r["choices"][0]["turns"]) for r in records] == [
+        (7, ["seven"]),
+        (111, ["new"]),
+    ]
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.real_model
+def test_bench_answers_in_fastchats_format_and_resumes(
+    smollm_gguf: Path, home: Path, tmp_path: Path
+) -> None:
+    questions = tmp_path / "question.jsonl"
+    shutil.copy(QUESTIONS, questions)
+    flags = ["--model-path", str(smollm_gguf), "--max-new-tokens", "24", "--seed", "5"]
+    first = run_cli("bench", str(questions), "--model-id", "smol", "--num-choices", "2", *flags)
+    assert first.returncode == 0, first.stderr
+    output = tmp_path / "model_answer" / "smol.jsonl"  # where FastChat keeps them
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["question_id"] for r in records] == [7, 81, 111]  # sorted
+    for record in records:
+        assert set(record) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+        assert record["model_id"] == "smol"
+        assert [c["index"] for c in record["choices"]] == [0, 1]
+    by_id = {r["question_id"]: r["choices"] for r in records}
+    assert [len(c["turns"]) for c in by_id[111]] == [2, 2]  # both turns, one conversation
+    first_turn, second_turn = by_id[111][0]["turns"]
+    assert first_turn.strip() and second_turn.strip() and first_turn != second_turn
+    # math is greedy (temperature 0, as FastChat): both choices alike; writing samples
+    assert by_id[111][0]["turns"] == by_id[111][1]["turns"]
+    assert by_id[81][0]["turns"] != by_id[81][1]["turns"]
+    assert "[2/3] question 111 (math): t=0\n" in first.stderr
+    assert "[3/3] question 7 (stem): t=0.1" in first.stderr
+
+    # FastChat's own llm_judge code reads our files as its own
+    fastchat = ensure()
+    script = (
+        "import sys, types, importlib.machinery\n"
+        "for name in ('openai', 'anthropic'):  # only its API calls need them\n"
+        "    module = types.ModuleType(name)\n"
+        "    module.__spec__ = importlib.machinery.ModuleSpec(name, None)\n"
+        "    sys.modules[name] = module\n"
+        "from fastchat.llm_judge.common import load_model_answers, load_questions\n"
+        "questions = load_questions(sys.argv[1], None, None)\n"
+        "answers = load_model_answers(sys.argv[2])\n"
+        "print([q['question_id'] for q in questions], sorted(answers['smol']),\n"
+        "      len(answers['smol'][111]['choices'][0]['turns']))\n"
+    )
+    read = subprocess.run(
+        [str(fastchat), "-c", script, str(questions), str(output.parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == "[81, 111, 7] [7, 81, 111] 2"
+
+    again = run_cli("bench", str(questions), "--model-id", "smol", *flags)
+    assert again.returncode == 0, again.stderr
+    assert "3 of 3 already answered" in again.stderr
+    assert [json.loads(line) for line in output.read_text().splitlines()] == records
+
+
+def test_bench_refuses_a_bad_question_file(home: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question_id": 1, "turns": []}\n')
+    result = run_cli("bench", str(questions), "--model-id", "m")
+    assert result.returncode == 2
+    assert 'q.jsonl:1 has no "prompt" text' in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,85 @@
+"""The files of ``vicuna-tui bench``, in FastChat's llm_judge formats: question files in,
+model-answer JSONL out (``question_id, answer_id, model_id, choices, tstamp``), so
+that FastChat's own scripts read what we write."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vicuna_tui import locations
+
+# FastChat's temperature per MT-bench category (fastchat/llm_judge/common.py);
+# categories it does not list are sampled at 0.7.
+CATEGORY_TEMPERATURES: dict[str, float] = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+    "arena-hard-200": 0.0,
+}
+DEFAULT_TEMPERATURE = 0.7
+
+
+def temperature_for(category: object) -> float:
+    return CATEGORY_TEMPERATURES.get(str(category or ""), DEFAULT_TEMPERATURE)
+
+
+def question_id(record: dict[str, Any], line: int) -> int | str:
+    """The record's ``question_id``, else its line number (our own {"prompt"} files)."""
+    value = record.get("question_id")
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else line
+
+
+def answer_record(
+    qid: int | str, model_id: str, choices: Sequence[Sequence[str]]
+) -> dict[str, Any]:
+    return {
+        "question_id": qid,
+        "answer_id": uuid.uuid4().hex,
+        "model_id": model_id,
+        "choices": [{"index": i, "turns": list(turns)} for i, turns in enumerate(choices)],
+        "tstamp": time.time(),
+    }
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The answer records in ``path`` (none when it does not exist; bad lines skipped:
+    a run killed mid-write leaves at most a cut last line)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "question_id" in record:
+            out.append(record)
+    return out
+
+
+def answered(path: Path) -> set[int | str]:
+    """The question ids that ``path`` already answers (a rerun skips them)."""
+    return {r["question_id"] for r in _records(path)}
+
+
+def tidy(path: Path) -> int:
+    """Sort the answers by question id, one per id (the last), as FastChat's
+    ``reorg_answer_file`` does; returns how many."""
+    latest = {r["question_id"]: r for r in _records(path)}
+    ordered = sorted(
+        latest.values(), key=lambda r: (isinstance(r["question_id"], str), r["question_id"])
+    )
+    with locations.open_private(path) as handle:
+        for record in ordered:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return len(ordered)

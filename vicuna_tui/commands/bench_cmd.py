@@ -9,6 +9,7 @@ import dataclasses
 import json
 import secrets
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def _answer_all(
     failures = 0
     try:
         info = load_model(driver, resolved, stderr, debug=args.debug)
+        started = time.monotonic()
         for index, (line, record, prompts) in enumerate(todo, start=1):
             qid = bench_files.question_id(record, line)
             if args.temperature is not None:
@@ -107,10 +109,19 @@ def _answer_all(
             with output.open("a", encoding="utf-8") as handle:  # resumable: line by line
                 handle.write(json.dumps(answer, ensure_ascii=False) + "\n")
             category = f" ({record['category']})" if record.get("category") else ""
-            say(stderr, f"[{index}/{len(todo)}] question {qid}{category}: t={temperature:g}")
+            eta = _eta(time.monotonic() - started, index, len(todo))
+            say(stderr, f"[{index}/{len(todo)}] question {qid}{category}: t={temperature:g}{eta}")
     finally:
         driver.close()
     return failures
+
+
+def _eta(elapsed: float, done: int, total: int) -> str:
+    """The time left, going by the questions answered so far."""
+    if done >= total:
+        return ""
+    left = int(elapsed / done * (total - done))
+    return f", about {left // 60}:{left % 60:02d} left"
 
 
 def _one_choice(

@@ -21,6 +21,8 @@ from vicuna_tui.engine.events import (
     FINISH_ERROR,
     ChatRequest,
     ModelInfo,
+    ReplyDone,
+    ReplyFailed,
     ReplyStats,
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
@@ -248,6 +250,15 @@ class ChatSession:
             return None
         return self.record_reply(partial_text, FINISH_ERROR)
 
+    def record_result(self, result: ReplyDone | ReplyFailed) -> str:
+        """Record what ``Driver.ask`` brought back; returns the reply's text (the part
+        written before a failure)."""
+        if isinstance(result, ReplyDone):
+            self.record_reply(result.text, result.finish_reason, result.stats)
+            return result.text
+        self.record_failure(result.partial_text)
+        return result.partial_text
+
     @property
     def awaiting_reply(self) -> bool:
         return bool(self.messages) and self.messages[-1].role == USER
@@ -365,6 +376,8 @@ class ChatSession:
         conv = self.conversation
         if conv is None or self._writer is None or self.saved_state.stopped:
             return
+        for name, value in fields.items():  # the record in memory stays the truth
+            setattr(conv, name, value)
         if not self._created:
             return  # written with the new values when the chat is first saved
         conv_id = conv.id

@@ -114,9 +114,10 @@ def _line_chat(
         if args.prompt is not None:
             return _one_shot(args, session, driver, stdin, sys.stdout, stderr)
         renderer = _renderer(args, style, interactive)
-        if interactive:
-            for message in session.messages if conversation is not None else []:
+        if interactive and conversation is not None:
+            for message in session.messages:
                 renderer.show_message(message.role, message.content)
+        if interactive:
             with contextlib.suppress(ImportError):
                 import readline  # noqa: F401  (line editing and history for input())
         chat = LineChat(

@@ -15,8 +15,8 @@ from vicuna_tui import locations, runtime
 from vicuna_tui import replay_plan as replay_mod
 from vicuna_tui.commands.console import say
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
-from vicuna_tui.commands.startup import load_model
-from vicuna_tui.engine.events import ModelInfo, ReplyDone
+from vicuna_tui.commands.startup import ask_turns, load_model
+from vicuna_tui.engine.events import ModelInfo, ReplyFailed
 from vicuna_tui.frontends.driver import Driver, describe_failure
 from vicuna_tui.frontends.linechat import reply_record
 from vicuna_tui.questions import read_questions
@@ -124,13 +124,9 @@ def _replay(
             stdout.flush()
             result = driver.ask(session.add_user(step.prompt), show)
             say(stdout)
-            if isinstance(result, ReplyDone):
-                session.record_reply(result.text, result.finish_reason, result.stats)
-                run.record(result.text)
-            else:
-                session.record_failure(result.partial_text)
+            run.record(session.record_result(result))
+            if isinstance(result, ReplyFailed):
                 say(stderr, describe_failure(result.error))
-                run.record(result.partial_text)
         session.generation = resolved.generation
     finally:
         driver.close()
@@ -193,22 +189,16 @@ def _answer(
     """One question's answers (each turn in one new chat, not saved) and its failures."""
     session = runtime.new_session(resolved, None)
     session.set_model(info)
-    answers = []
-    failures = 0
-    for prompt in prompts:
-        result = driver.ask(session.add_user(prompt), lambda text: None)
-        if isinstance(result, ReplyDone):
-            session.record_reply(result.text, result.finish_reason, result.stats)
-        else:
-            failures += 1
-            session.record_failure(result.partial_text)
-        answers.append(
-            {
-                k: v
-                for k, v in reply_record(prompt, result, session).items()
-                if k not in ("model", "conversation_id")
-            }
-        )
+    results = ask_turns(driver, session, prompts)
+    failures = sum(isinstance(r, ReplyFailed) for r in results)
+    answers = [
+        {
+            k: v
+            for k, v in reply_record(prompt, result, session).items()
+            if k not in ("model", "conversation_id")
+        }
+        for prompt, result in zip(prompts, results, strict=True)
+    ]
     entry = {k: v for k, v in record.items() if k not in ("prompt", "text", "turns")}
     entry.update({"model": info.name, "settings": dataclasses.asdict(resolved.generation)})
     if len(answers) == 1:

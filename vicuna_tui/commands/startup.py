@@ -1,4 +1,5 @@
-"""Starting a model from the command line: the progress line, then what loaded."""
+"""Starting a model from the command line (the progress line, then what loaded), and
+asking it a question of several turns."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import TextIO
 
 from vicuna_tui import runtime
 from vicuna_tui.commands.console import say
-from vicuna_tui.engine.events import ModelInfo
+from vicuna_tui.engine.events import ModelInfo, ReplyDone, ReplyFailed
 from vicuna_tui.frontends.driver import Driver, ProgressLine
+from vicuna_tui.session import ChatSession
 
 
 def announce(info: ModelInfo, stream: TextIO, template: str) -> None:
@@ -32,3 +34,15 @@ def load_model(
     template = info.template if resolved.template == "auto" else resolved.template
     announce(info, stderr, template)
     return info
+
+
+def ask_turns(
+    driver: Driver, session: ChatSession, prompts: list[str]
+) -> list[ReplyDone | ReplyFailed]:
+    """Each prompt in turn, in the one conversation of ``session``; every reply recorded."""
+    results: list[ReplyDone | ReplyFailed] = []
+    for prompt in prompts:
+        result = driver.ask(session.add_user(prompt), lambda text: None)
+        session.record_result(result)
+        results.append(result)
+    return results

@@ -223,14 +223,13 @@ class LineChat:
                 self.diag(describe_failure(exc))
         self.renderer.reply_start()
         result = self.driver.ask(request, self.renderer.reply_delta)
+        self.session.record_result(result)
         if isinstance(result, ReplyDone):
-            self.session.record_reply(result.text, result.finish_reason, result.stats)
             self.renderer.reply_end(result)
             if self.debug or self.stats:
                 self.diag(stats_line(result.stats, result.finish_reason))
         else:
             self.failures += 1
-            self.session.record_failure(result.partial_text)
             self.renderer.reply_end(
                 ReplyDone(result.request_id, result.partial_text, "error", ReplyStats())
             )

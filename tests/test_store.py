@@ -41,7 +41,8 @@ def test_new_database_is_current_private_and_in_wal_mode(home: Path) -> None:
 def test_first_schema_database_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
-        db.executescript((FIXTURES / "schema_v1.sql").read_text())
+        db.executescript((FIXTURES / "schema" / "v1.sql").read_text())  # the frozen schema
+        db.executescript((FIXTURES / "chat_v1.sql").read_text())
     with Store(path) as store:
         assert store.version == SCHEMA_VERSION
         conv = store.get("0123456789abcdef0123456789abcdef")

@@ -284,7 +284,7 @@ async def test_conversations_pane_lists_filters_and_opens(
         # a pause long enough that no loaded machine types slower than it
         monkeypatch.setattr(Sidebar, "FILTER_PAUSE", 2.0)
         await pilot.press(*"rust")
-        await wait_for(pilot, lambda: not screen.sidebar.filtering)
+        await wait_for(pilot, lambda: len(seen(app, StoreReply)) > listings)  # the listing
         await settled(pilot)
         assert options.option_count == 2
         # four keys, one query: the filter runs once typing pauses, on the store's thread

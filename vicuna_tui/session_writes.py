@@ -86,7 +86,7 @@ class Writes:
         if self.delete_from is not None:
             store.delete_messages_from(self.conversation_id, self.delete_from)
         for message in self.messages:
-            store.add_message(self.conversation_id, dataclasses.replace(message))
+            store.add_message(self.conversation_id, message)  # a copy already
 
 
 def generation_to_dict(gen: GenerationSettings) -> dict[str, Any]:

@@ -22,8 +22,8 @@ _Item = tuple[Job, Callable[[Any], None], Callable[[StoreError], None]]
 
 
 class StoreThread:
-    def __init__(self, open_store: Callable[[], Store]) -> None:
-        self._open = open_store
+    def __init__(self, store: Store) -> None:
+        self._store = store
         self._jobs: queue.Queue[
             tuple[Job, Callable[[Any], None], Callable[[StoreError], None]] | None
         ]
@@ -50,10 +50,6 @@ class StoreThread:
             self._idle.clear()
         self._jobs.put((job, done or _ignore, failed or _ignore))
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every job submitted so far has run."""
-        return self._idle.wait(timeout)
-
     @property
     def idle(self) -> bool:
         return self._idle.is_set()
@@ -68,19 +64,10 @@ class StoreThread:
         thread.join(timeout)
 
     def _run(self) -> None:
-        store: Store | None = None
-        opened: StoreError | None = None
-        try:
-            store = self._open()
-        except StoreError as exc:
-            opened = exc
         while (item := self._jobs.get()) is not None:
             job, done, failed = item
             try:
-                if store is None:
-                    assert opened is not None
-                    raise opened
-                result = job(store)
+                result = job(self._store)
             except StoreError as exc:
                 failed(exc)
             except Exception as exc:  # noqa: BLE001 - a bug in a job: reported, never lost
@@ -92,8 +79,7 @@ class StoreThread:
                     self._pending -= 1
                     if not self._pending:
                         self._idle.set()
-        if store is not None:
-            store.close()
+        self._store.close()
 
 
 def _ignore(value: object) -> None:

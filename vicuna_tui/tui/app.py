@@ -54,7 +54,6 @@ class VicunaApp(App[int]):
         super().__init__()
         self.not_saving_hint = not_saving_hint
         self.resolved = resolved
-        self.store = store
         self.memory_probe = memory_probe
         self.engine_debug = debug
         self.backend_factory = backend_factory or self._default_backend

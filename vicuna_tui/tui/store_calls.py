@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from textual.message_pump import MessagePump
 
@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 class StoreCalls:
     def __init__(self, store: Store) -> None:
-        self.thread = StoreThread(lambda: store)
+        self.thread = StoreThread(store)
 
     def call(
         self,
@@ -42,18 +42,6 @@ class StoreCalls:
                 target.post_message(StoreFailed(error))
 
         self.thread.submit(job, finished, broke)
-
-    def writer(self, target: MessagePump) -> Callable[..., None]:
-        """A session Writer whose callbacks come back to ``target``."""
-
-        def write(
-            job: Callable[[Store], Any],
-            saved: Callable[[], None],
-            failed: Callable[[StoreError], None],
-        ) -> None:
-            self.call(target, job, lambda _: saved(), failed)
-
-        return write
 
     @property
     def idle(self) -> bool:

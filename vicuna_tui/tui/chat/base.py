@@ -95,12 +95,13 @@ class ChatScreenBase(Screen[None]):
     def settings(self) -> SettingsPane:
         return self.query_one(SettingsPane)
 
-    def busy_writing(self, what: str = "first") -> bool:
-        """True (and says so) while a reply is being written."""
+    def busy_writing(self, *, first: bool = True) -> bool:
+        """True (and says so) while a reply is being written: Esc stops it (``first``,
+        before what was asked can be done)."""
         if self.streaming is None:
             return False
-        text = "Esc stops it." if what == "" else f"Esc stops it {what}."
-        self.notify(f"A reply is being written: {text}", severity="warning")
+        when = " first" if first else ""
+        self.notify(f"A reply is being written: Esc stops it{when}.", severity="warning")
         return True
 
     def _start_engine(self) -> None:

@@ -100,7 +100,7 @@ class ReplyStream(ChatScreenBase):
 
     @on(PromptSubmitted)
     async def _submitted(self, message: PromptSubmitted) -> None:
-        if self.busy_writing(""):
+        if self.busy_writing(first=False):
             return
         text = message.text
         self.prompt.remember(text)

@@ -84,11 +84,6 @@ class Sidebar(Vertical):
                 (i for i, o in enumerate(options) if o.id == self.current_id), None
             )
 
-    @property
-    def filtering(self) -> bool:
-        """A filter typed but not run yet (typing has not paused)."""
-        return self._filter_timer is not None
-
     def on_store_reply(self, message: StoreReply) -> None:
         message.callback()
 

@@ -97,6 +97,17 @@ def test_bench_answers_in_fastchats_format_and_resumes(
     assert [json.loads(line) for line in output.read_text().splitlines()] == records
 
 
+def test_bench_says_when_it_cannot_write_the_answers(home: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the answers' folder should be")
+    result = run_cli(
+        "bench", str(QUESTIONS), "--model-id", "m", "-o", str(blocker / "answers.jsonl")
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot write the answers to" in result.stderr and "hint:" in result.stderr
+    assert "Traceback" not in result.stderr and "loading" not in result.stderr
+
+
 def test_bench_refuses_a_bad_question_file(home: Path, tmp_path: Path) -> None:
     questions = tmp_path / "q.jsonl"
     questions.write_text('{"question_id": 1, "turns": []}\n')

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui import bench_files, runtime
+from vicuna_tui import bench_files, locations, runtime, writable
 from vicuna_tui.commands.console import say
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
-from vicuna_tui.commands.startup import load_model
-from vicuna_tui.engine.events import ModelInfo, ReplyDone
+from vicuna_tui.commands.startup import ask_turns, load_model
+from vicuna_tui.engine.events import ModelInfo, ReplyDone, ReplyFailed
+from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.frontends.driver import Driver
 from vicuna_tui.questions import read_questions
@@ -59,7 +60,7 @@ def main(argv: Sequence[str]) -> int:
         if args.output
         else path.parent / "model_answer" / f"{args.model_id}.jsonl"
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(output)  # before the model loads, not after its first answer
     done = bench_files.answered(output)
     todo = [q for q in questions if bench_files.question_id(q[1], q[0]) not in done]
     stderr = sys.stderr
@@ -106,7 +107,7 @@ def _answer_all(
                 choices.append(turns)
                 failures += failed
             answer = bench_files.answer_record(qid, args.model_id, choices)
-            with output.open("a", encoding="utf-8") as handle:  # resumable: line by line
+            with locations.open_private(output, append=True) as handle:  # line by line
                 handle.write(json.dumps(answer, ensure_ascii=False) + "\n")
             category = f" ({record['category']})" if record.get("category") else ""
             eta = _eta(time.monotonic() - started, index, len(todo))
@@ -114,6 +115,19 @@ def _answer_all(
     finally:
         driver.close()
     return failures
+
+
+def _check_writable(output: Path) -> None:
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = writable.os_error_problem(exc, output)
+    else:
+        problem = writable.write_problem(output) or ""
+    if problem:
+        raise SettingsError(
+            f"cannot write the answers to {output}: {problem}", writable.fix_for(problem)
+        )
 
 
 def _eta(elapsed: float, done: int, total: int) -> str:
@@ -128,22 +142,13 @@ def _one_choice(
     driver: Driver,
     resolved: runtime.Resolved,
     info: ModelInfo,
-    generation: Any,
+    generation: GenerationSettings,
     prompts: list[str],
 ) -> tuple[list[str], int]:
     """Every turn of one question in one conversation (not saved); its failures."""
     session = runtime.new_session(resolved, None)
     session.set_model(info)
     session.generation = generation
-    turns: list[str] = []
-    failed = 0
-    for prompt in prompts:
-        result = driver.ask(session.add_user(prompt), lambda text: None)
-        if isinstance(result, ReplyDone):
-            session.record_reply(result.text, result.finish_reason, result.stats)
-            turns.append(result.text)
-        else:
-            failed += 1
-            session.record_failure(result.partial_text)
-            turns.append(result.partial_text or "$ERROR$")
-    return turns, failed
+    results = ask_turns(driver, session, prompts)
+    turns = [r.text if isinstance(r, ReplyDone) else (r.partial_text or "$ERROR$") for r in results]
+    return turns, sum(isinstance(r, ReplyFailed) for r in results)

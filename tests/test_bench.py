@@ -12,17 +12,38 @@ import pytest
 from fastchat_env import ensure
 from helpers import run_cli
 
-from vicuna_tui import bench_files
+from vicuna_tui.errors import SettingsError
+from vicuna_tui.evaluation import answers as bench_files
+from vicuna_tui.evaluation.temperatures import Temperatures, read_temperatures
+from vicuna_tui.store import Store
 
 QUESTIONS = Path(__file__).parent / "fixtures" / "bench_questions.jsonl"
 
 
 def test_category_temperatures_are_fastchats() -> None:
-    assert bench_files.temperature_for("math") == 0.0
-    assert bench_files.temperature_for("writing") == 0.7
-    assert bench_files.temperature_for("humanities") == 0.1
-    assert bench_files.temperature_for("not-a-category") == 0.7
-    assert bench_files.temperature_for(None) == 0.7
+    temperatures = Temperatures()
+    assert temperatures.of("math") == 0.0
+    assert temperatures.of("writing") == 0.7
+    assert temperatures.of("humanities") == 0.1
+    assert temperatures.of("not-a-category") == 0.7
+    assert temperatures.of(None) == 0.7
+
+
+def test_a_temperature_file_goes_over_fastchats_table(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text("writing = 1.0\ndefault = 0.2\n")
+    temperatures = read_temperatures(path)
+    assert temperatures.of("writing") == 1.0
+    assert temperatures.of("math") == 0.0  # FastChat's, where the file is silent
+    assert temperatures.of("poetry") == 0.2
+    path.write_text("[temperatures]\ncoding = 0.3\n")
+    assert read_temperatures(path).of("coding") == 0.3
+    path.write_text('math = "cold"\n')
+    with pytest.raises(SettingsError, match="math = 'cold' is not a temperature"):
+        read_temperatures(path)
+    path.write_text("math = \n")
+    with pytest.raises(SettingsError, match="is not TOML"):
+        read_temperatures(path)
 
 
 def test_tidy_keeps_the_last_answer_per_question_sorted(tmp_path: Path) -> None:
@@ -49,7 +70,19 @@ def test_bench_answers_in_fastchats_format_and_resumes(
     questions = tmp_path / "question.jsonl"
     shutil.copy(QUESTIONS, questions)
     flags = ["--model-path", str(smollm_gguf), "--max-new-tokens", "24", "--seed", "5"]
-    first = run_cli("bench", str(questions), "--model-id", "smol", "--num-choices", "2", *flags)
+    temperatures = tmp_path / "temperatures.toml"
+    temperatures.write_text("stem = 0.3\n")
+    first = run_cli(
+        "bench",
+        str(questions),
+        "--model-id",
+        "smol",
+        "--num-choices",
+        "2",
+        "--temperatures",
+        str(temperatures),
+        *flags,
+    )
     assert first.returncode == 0, first.stderr
     output = tmp_path / "model_answer" / "smol.jsonl"  # where FastChat keeps them
     records = [json.loads(line) for line in output.read_text().splitlines()]
@@ -65,8 +98,26 @@ def test_bench_answers_in_fastchats_format_and_resumes(
     # math is greedy (temperature 0, as FastChat): both choices alike; writing samples
     assert by_id[111][0]["turns"] == by_id[111][1]["turns"]
     assert by_id[81][0]["turns"] != by_id[81][1]["turns"]
-    assert re.search(r"\[2/3\] question 111 \(math\): t=0, about \d+:\d\d left", first.stderr)
-    assert "[3/3] question 7 (stem): t=0.1" in first.stderr
+    assert re.search(r"\[2/3\] question 111 \(math\): t=0 \(about \d+:\d\d left\)", first.stderr)
+    assert "[3/3] question 7 (stem): t=0.3\n" in first.stderr  # from the file
+
+    # every answer is a conversation too, tagged with the run, kept apart from chats
+    run = f"{tmp_path.name}/smol"
+    with Store() as store:
+        assert store.conversations(run=None) == []
+        saved = store.conversations(run=run)
+        assert store.runs() == {run: 6}  # 3 questions, 2 choices each
+    math = [c for c in saved if c.title.startswith(f"{run} #111 choice 1:")]
+    assert len(math) == 1 and math[0].message_count == 4  # two turns
+    listing = run_cli("sessions", "list")
+    assert "and 6 bench conversation(s), kept apart" in listing.stdout
+    assert f"sessions list --run {run}" in listing.stdout
+    assert "#111" not in listing.stdout
+    assert run_cli("sessions", "list", "--run", run).stdout.count("#111") == 2
+    # ... and replays exactly (math is greedy)
+    replayed = run_cli("replay", math[0].id, "--max-new-tokens", "24")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "differ" not in replayed.stdout + replayed.stderr
 
     # FastChat's own llm_judge code reads our files as its own
     fastchat = ensure()

@@ -76,6 +76,8 @@ class ChatSession:
         self.conversation: Conversation | None = None
         self.messages: list[SavedMessage] = []
         self.replay_of: str | None = None
+        self.run: str | None = None  # the bench run this chat answers a question of
+        self._run_title: str | None = None
         self._warn = warn or (lambda text: None)
         self._next_request = 1
         self._pending_delete: int | None = None
@@ -146,10 +148,17 @@ class ChatSession:
         """Whether this chat is written anywhere (False with --no-save)."""
         return self._writer is not None
 
+    def join_run(self, run: str, title: str) -> None:
+        """Make this chat one answer of the bench run ``run``, saved titled ``title``."""
+        self.run = run
+        self._run_title = title
+
     def new_chat(self) -> None:
         self.conversation = None
         self.messages = []
         self.replay_of = None
+        self.run = None
+        self._run_title = None
         self._pending_delete = None
         self._handed = 0
         self._created = False
@@ -333,7 +342,7 @@ class ChatSession:
         if self.conversation is None:
             first = next((m.content for m in self.messages if m.role == USER), "")
             self.conversation = conversation_record(
-                title or (make_title(first) if first else "New chat"),
+                title or self._run_title or (make_title(first) if first else "New chat"),
                 load=self.load,
                 info=self.model_info,
                 template=self.resolved_template,
@@ -341,6 +350,7 @@ class ChatSession:
                 generation=self.generation,
                 endpoint=self.endpoint,
                 replay_of=self.replay_of,
+                run=self.run,
             )
         self._created = True
         return dataclasses.replace(self.conversation, messages=[])

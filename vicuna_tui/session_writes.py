@@ -113,6 +113,7 @@ def conversation_record(
     generation: GenerationSettings,
     endpoint: str | None,
     replay_of: str | None,
+    run: str | None = None,
 ) -> Conversation:
     """A new chat's record: what it runs on and with which settings."""
     stamp = now()
@@ -131,6 +132,7 @@ def conversation_record(
         backend=info.backend if info else "local",
         endpoint=endpoint or (info.endpoint if info else None),
         replay_of=replay_of,
+        run=run,
     )
 
 

@@ -1,6 +1,7 @@
 """``vicuna-tui bench QUESTIONS.jsonl --model-id NAME``: answer a question set (FastChat's
 llm_judge questions, MT-bench or the Vicuna bench, or our {"prompt"} lines) into
-FastChat's model-answer JSONL, resumably."""
+FastChat's model-answer JSONL, resumably.  Each answer is saved as a conversation too,
+tagged with the run, to open, resume and replay."""
 
 from __future__ import annotations
 
@@ -9,20 +10,25 @@ import dataclasses
 import json
 import secrets
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui import bench_files, locations, runtime, writable
+from vicuna_tui import locations, runtime, writable
 from vicuna_tui.commands.console import say
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
+from vicuna_tui.commands.progress import RunProgress
 from vicuna_tui.commands.startup import ask_turns, load_model
 from vicuna_tui.engine.events import ModelInfo, ReplyDone, ReplyFailed
 from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.errors import SettingsError
+from vicuna_tui.evaluation import answers
+from vicuna_tui.evaluation.temperatures import Temperatures, read_temperatures
 from vicuna_tui.frontends.driver import Driver
 from vicuna_tui.questions import read_questions
+from vicuna_tui.store import Store, make_title
+
+Question = tuple[int, dict[str, Any], list[str]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-choices", type=int, default=1, help="answers per question (default 1)"
     )
+    parser.add_argument(
+        "--temperatures",
+        metavar="FILE",
+        help="a TOML file of `category = temperature` lines over FastChat's own table",
+    )
+    parser.add_argument(
+        "--no-save", action="store_true", help="do not save the answers as conversations"
+    )
     parser.add_argument("--debug", action="store_true")
     add_model_flags(parser)
     add_generation_flags(parser)
     return parser
+
+
+def run_name(questions: Path, model_id: str) -> str:
+    """The run's tag on its conversations: the bench (FastChat keeps a bench's files in
+    data/BENCH/question.jsonl) and the model."""
+    bench = questions.parent.name if questions.stem == "question" else questions.stem
+    return f"{bench or 'bench'}/{model_id}"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -55,14 +76,19 @@ def main(argv: Sequence[str]) -> int:
         send_warnings_to_log()
     path = Path(args.questions).expanduser()
     questions = list(read_questions(path))
+    temperatures = (
+        read_temperatures(Path(args.temperatures).expanduser())
+        if args.temperatures
+        else Temperatures()
+    )
     output = (
         Path(args.output).expanduser()
         if args.output
         else path.parent / "model_answer" / f"{args.model_id}.jsonl"
     )
     _check_writable(output)  # before the model loads, not after its first answer
-    done = bench_files.answered(output)
-    todo = [q for q in questions if bench_files.question_id(q[1], q[0]) not in done]
+    done = answers.answered(output)
+    todo = [q for q in questions if answers.question_id(q[1], q[0]) not in done]
     stderr = sys.stderr
     if len(todo) < len(questions):
         say(
@@ -70,51 +96,98 @@ def main(argv: Sequence[str]) -> int:
         )
     failures = 0
     if todo:
-        failures = _answer_all(args, todo, output)
-    count = bench_files.tidy(output)
+        store, problem = runtime.open_store(args.no_save)
+        if problem is not None:
+            say(stderr, f"warning: not saving the conversations: {problem.message}")
+        try:
+            run = _Run(args, temperatures, output, store, run_name(path, args.model_id))
+            failures = run.answer_all(todo)
+        finally:
+            if store is not None:
+                store.close()
+    count = answers.tidy(output)
     say(stderr, f"{count} answer(s) in {output}" + (f"; {failures} failed" if failures else ""))
+    if todo and not args.no_save:
+        name = run_name(path, args.model_id)
+        say(stderr, f"saved as conversations: vicuna-tui sessions list --run {name}")
     return 1 if failures else 0
 
 
-def _answer_all(
-    args: argparse.Namespace, todo: list[tuple[int, dict[str, Any], list[str]]], output: Path
-) -> int:
-    stderr = sys.stderr
-    resolved = runtime.resolve(args)
-    for warning in resolved.warnings:
-        say(stderr, f"warning: {warning}")
-    runtime.apply_gpus(resolved.load)
-    driver = Driver(debug=args.debug, notice=lambda t: say(stderr, f"note: {t}"))
-    base_seed = resolved.generation.seed
-    if base_seed is None:
-        base_seed = secrets.randbits(31)
-    failures = 0
-    try:
-        info = load_model(driver, resolved, stderr, debug=args.debug)
-        started = time.monotonic()
-        for index, (line, record, prompts) in enumerate(todo, start=1):
-            qid = bench_files.question_id(record, line)
-            if args.temperature is not None:
-                temperature = resolved.generation.temperature
-            else:
-                temperature = bench_files.temperature_for(record.get("category"))
-            choices = []
-            for choice in range(args.num_choices):
-                generation = dataclasses.replace(
-                    resolved.generation, temperature=temperature, seed=base_seed + choice
-                )
-                turns, failed = _one_choice(driver, resolved, info, generation, prompts)
-                choices.append(turns)
-                failures += failed
-            answer = bench_files.answer_record(qid, args.model_id, choices)
-            with locations.open_private(output, append=True) as handle:  # line by line
-                handle.write(json.dumps(answer, ensure_ascii=False) + "\n")
-            category = f" ({record['category']})" if record.get("category") else ""
-            eta = _eta(time.monotonic() - started, index, len(todo))
-            say(stderr, f"[{index}/{len(todo)}] question {qid}{category}: t={temperature:g}{eta}")
-    finally:
-        driver.close()
-    return failures
+@dataclasses.dataclass
+class _Run:
+    args: argparse.Namespace
+    temperatures: Temperatures
+    output: Path
+    store: Store | None
+    name: str
+
+    def answer_all(self, todo: list[Question]) -> int:
+        stderr = sys.stderr
+        resolved = runtime.resolve(self.args)
+        for warning in resolved.warnings:
+            say(stderr, f"warning: {warning}")
+        runtime.apply_gpus(resolved.load)
+        driver = Driver(debug=self.args.debug, notice=lambda t: say(stderr, f"note: {t}"))
+        base_seed = resolved.generation.seed
+        if base_seed is None:
+            base_seed = secrets.randbits(31)
+        failures = 0
+        try:
+            info = load_model(driver, resolved, stderr, debug=self.args.debug)
+            progress = RunProgress(stderr, len(todo))
+            for index, question in enumerate(todo, start=1):
+                line, record, _prompts = question
+                qid = answers.question_id(record, line)
+                temperature = self._temperature(resolved, record)
+                choices = []
+                for choice in range(self.args.num_choices):
+                    generation = dataclasses.replace(
+                        resolved.generation, temperature=temperature, seed=base_seed + choice
+                    )
+                    turns, failed = self._one_choice(
+                        driver, resolved, info, generation, question, choice
+                    )
+                    choices.append(turns)
+                    failures += failed
+                record_out = answers.answer_record(qid, self.args.model_id, choices)
+                with locations.open_private(self.output, append=True) as handle:
+                    handle.write(json.dumps(record_out, ensure_ascii=False) + "\n")
+                category = f" ({record['category']})" if record.get("category") else ""
+                progress.step(index, f"question {qid}{category}: t={temperature:g}")
+            progress.clear()
+        finally:
+            driver.close()
+        return failures
+
+    def _temperature(self, resolved: runtime.Resolved, record: dict[str, Any]) -> float:
+        if self.args.temperature is not None:
+            return resolved.generation.temperature
+        return self.temperatures.of(record.get("category"))
+
+    def _one_choice(
+        self,
+        driver: Driver,
+        resolved: runtime.Resolved,
+        info: ModelInfo,
+        generation: GenerationSettings,
+        question: Question,
+        choice: int,
+    ) -> tuple[list[str], int]:
+        """Every turn of one question in one conversation; its failures."""
+        line, record, prompts = question
+        session = runtime.new_session(
+            resolved, self.store, warn=lambda text: say(sys.stderr, f"warning: {text}")
+        )
+        qid = answers.question_id(record, line)
+        suffix = f" choice {choice + 1}" if self.args.num_choices > 1 else ""
+        session.join_run(self.name, make_title(f"{self.name} #{qid}{suffix}: {prompts[0]}", 80))
+        session.set_model(info)
+        session.generation = generation
+        results = ask_turns(driver, session, prompts)
+        turns = [
+            r.text if isinstance(r, ReplyDone) else (r.partial_text or "$ERROR$") for r in results
+        ]
+        return turns, sum(isinstance(r, ReplyFailed) for r in results)
 
 
 def _check_writable(output: Path) -> None:
@@ -128,27 +201,3 @@ def _check_writable(output: Path) -> None:
         raise SettingsError(
             f"cannot write the answers to {output}: {problem}", writable.fix_for(problem)
         )
-
-
-def _eta(elapsed: float, done: int, total: int) -> str:
-    """The time left, going by the questions answered so far."""
-    if done >= total:
-        return ""
-    left = int(elapsed / done * (total - done))
-    return f", about {left // 60}:{left % 60:02d} left"
-
-
-def _one_choice(
-    driver: Driver,
-    resolved: runtime.Resolved,
-    info: ModelInfo,
-    generation: GenerationSettings,
-    prompts: list[str],
-) -> tuple[list[str], int]:
-    """Every turn of one question in one conversation (not saved); its failures."""
-    session = runtime.new_session(resolved, None)
-    session.set_model(info)
-    session.generation = generation
-    results = ask_turns(driver, session, prompts)
-    turns = [r.text if isinstance(r, ReplyDone) else (r.partial_text or "$ERROR$") for r in results]
-    return turns, sum(isinstance(r, ReplyFailed) for r in results)

@@ -8,6 +8,7 @@ reading actions work on a read-only folder or file too.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from vicuna_tui import formats
 from vicuna_tui.commands import sessions_care as care
 from vicuna_tui.commands.console import confirmed
 from vicuna_tui.commands.console import out as _out
-from vicuna_tui.store import Conversation, Store
+from vicuna_tui.store import ALL_RUNS, AllRuns, Conversation, Store
 from vicuna_tui.textsafe import json_text
 
 
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list conversations, newest first")
     p.add_argument("--json", action="store_true", help="one JSON array")
     p.add_argument("-n", "--limit", type=int, help="show at most N")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--run", help="the conversations of one bench run")
+    which.add_argument(
+        "--all", action="store_true", help="bench runs' conversations too, with their run"
+    )
     p = sub.add_parser("show", help="print a conversation")
     p.add_argument("id", help="id, unambiguous prefix, or last")
     p = sub.add_parser("search", help="full-text search over every message")
@@ -68,6 +74,7 @@ def _summary(conv: Conversation) -> dict[str, Any]:
         "model": conv.model_name or conv.model_path,
         "backend": conv.backend,
         "replay_of": conv.replay_of,
+        "run": conv.run,
     }
 
 
@@ -85,19 +92,32 @@ def _run(args: argparse.Namespace, store: Store) -> int:
 
 
 def _list(args: argparse.Namespace, store: Store) -> int:
-    conversations = store.conversations(limit=args.limit)
+    run: str | AllRuns | None = ALL_RUNS if args.all else args.run
+    conversations = store.conversations(limit=args.limit, run=run)
     if args.json:
         sys.stdout.write(json_text([_summary(c) for c in conversations]) + "\n")
         return 0
     if not conversations:
-        _out("no saved conversations yet")
-        return 0
+        _out(
+            f"no conversations in the run {args.run!r}"
+            if args.run
+            else "no saved conversations yet"
+        )
     for conv in conversations:
         when = conv.updated_at[:16].replace("T", " ")
         model = conv.model_name or conv.model_path or "?"
+        tag = f"[{conv.run}] " if args.all and conv.run else ""
         _out(
-            f"{conv.short_id}  {when}  {conv.message_count:>3} msgs  {model[:24]:<24}  {conv.title}"
+            f"{conv.short_id}  {when}  {conv.message_count:>3} msgs  {model[:24]:<24}  "
+            f"{tag}{conv.title}"
         )
+    if run is None:  # people's own chats; say what the bench runs hold
+        runs = store.runs()
+        if runs:
+            _out("")
+            _out(f"and {sum(runs.values())} bench conversation(s), kept apart:")
+            for name, count in runs.items():
+                _out(f"  {count:>4}  {name}   (vicuna-tui sessions list --run {shlex.quote(name)})")
     return 0
 
 
@@ -107,6 +127,8 @@ def _show(args: argparse.Namespace, store: Store) -> int:
     _out(f"model: {conv.model_name or conv.model_path or '?'}   template: {conv.template}")
     if conv.replay_of:
         _out(f"replay of: {conv.replay_of}")
+    if conv.run:
+        _out(f"bench run: {conv.run}")
     for message in conv.messages:
         _out("")
         label = "USER" if message.role == "user" else "ASSISTANT"

@@ -10,8 +10,10 @@ from vicuna_tui.store.database import Store
 from vicuna_tui.store.errors import REPAIR_HINT, StoreError, explain
 from vicuna_tui.store.migrations import SCHEMA_VERSION
 from vicuna_tui.store.records import (
+    ALL_RUNS,
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
+    AllRuns,
     Conversation,
     SavedMessage,
     SearchHit,
@@ -20,10 +22,12 @@ from vicuna_tui.store.records import (
 )
 
 __all__ = [
+    "ALL_RUNS",
     "CONVERSATION_COLUMNS",
     "MESSAGE_COLUMNS",
     "REPAIR_HINT",
     "SCHEMA_VERSION",
+    "AllRuns",
     "Conversation",
     "SavedMessage",
     "SearchHit",

@@ -26,9 +26,11 @@ from vicuna_tui import locations
 from vicuna_tui.store.connection import MEMORY, open_read_only, open_writable, refuse_newer
 from vicuna_tui.store.errors import StoreError, explain
 from vicuna_tui.store.records import (
+    ALL_RUNS,
     CONVERSATION_COLUMNS,
     INSERT_CONVERSATION,
     INSERT_MESSAGE,
+    AllRuns,
     Conversation,
     SavedMessage,
     SearchHit,
@@ -140,6 +142,7 @@ class Store:
         backend: str = "local",
         endpoint: str | None = None,
         replay_of: str | None = None,
+        run: str | None = None,
         conversation_id: str | None = None,
         created_at: str | None = None,
     ) -> Conversation:
@@ -159,6 +162,7 @@ class Store:
             backend=backend,
             endpoint=endpoint,
             replay_of=replay_of,
+            run=run,
         )
         self.insert_conversation(conv)
         return conv
@@ -222,22 +226,42 @@ class Store:
         return conv
 
     @_translated
-    def conversations(self, limit: int | None = None, title_filter: str = "") -> list[Conversation]:
-        """Newest first, with message counts; ``title_filter`` matches a title substring."""
+    def conversations(
+        self, limit: int | None = None, title_filter: str = "", run: str | AllRuns | None = ALL_RUNS
+    ) -> list[Conversation]:
+        """Newest first, with message counts; ``title_filter`` matches a title substring;
+        ``run`` keeps those of one bench run (None: people's own chats; ALL_RUNS: every one)."""
         sql = (
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n "
             "FROM conversations c"
         )
+        where: list[str] = []
         params: list[Any] = []
         if title_filter:
-            sql += " WHERE c.title LIKE ? ESCAPE '\\'"
+            where.append("c.title LIKE ? ESCAPE '\\'")
             escaped = title_filter.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params.append(f"%{escaped}%")
+        if run is None:
+            where.append("c.run IS NULL")
+        elif isinstance(run, str):
+            where.append("c.run = ?")
+            params.append(run)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY c.updated_at DESC, c.rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return [conversation_from_row(row, row["n"]) for row in self.db.execute(sql, params)]
+
+    @_translated
+    def runs(self) -> dict[str, int]:
+        """Each bench run's name and how many conversations it holds, newest first."""
+        rows = self.db.execute(
+            "SELECT run, COUNT(*) FROM conversations WHERE run IS NOT NULL "
+            "GROUP BY run ORDER BY MAX(updated_at) DESC"
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
 
     @_translated
     def latest_id(self) -> str | None:

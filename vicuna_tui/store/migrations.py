@@ -78,6 +78,14 @@ _V4 = """
 """
 
 
+# v5: the run a conversation belongs to (``vicuna-tui bench`` tags each answer's chat
+# with its run, so that lists keep them apart from people's own chats).
+_V5 = """
+        ALTER TABLE conversations ADD COLUMN run TEXT;
+        CREATE INDEX conversations_run ON conversations (run);
+"""
+
+
 class Migration(NamedTuple):
     """One step of the schema: ``name`` says what it adds; ``script`` is its SQL."""
 
@@ -92,6 +100,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("full-text search", _V2),
     Migration("backends, endpoints and replay links", _V3),
     Migration("what wrote each reply", _V4),
+    Migration("runs that conversations belong to", _V5),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,13 @@ def make_title(text: str, limit: int = 60) -> str:
     return line or "New chat"
 
 
+class AllRuns:
+    """Lists every conversation, whichever run (if any) it belongs to."""
+
+
+ALL_RUNS = AllRuns()
+
+
 @dataclass
 class SavedMessage:
     role: str
@@ -57,6 +64,7 @@ class Conversation:
     backend: str = "local"
     endpoint: str | None = None
     replay_of: str | None = None
+    run: str | None = None  # the bench run that made it (None: a person's own chat)
     messages: list[SavedMessage] = field(default_factory=list)
     message_count: int = 0
 
@@ -80,6 +88,7 @@ CONVERSATION_COLUMNS = (
     "backend",
     "endpoint",
     "replay_of",
+    "run",
 )
 MESSAGE_COLUMNS = (
     "id",

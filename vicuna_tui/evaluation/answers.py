@@ -1,5 +1,4 @@
-"""The files of ``vicuna-tui bench``, in FastChat's llm_judge formats: question files in,
-model-answer JSONL out (``question_id, answer_id, model_id, choices, tstamp``), so
+"""Model-answer JSONL, FastChat's format (``question_id, answer_id, model_id, choices, tstamp``), so
 that FastChat's own scripts read what we write."""
 
 from __future__ import annotations
@@ -12,25 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui import locations
-
-# FastChat's temperature per MT-bench category (fastchat/llm_judge/common.py);
-# categories it does not list are sampled at 0.7.
-CATEGORY_TEMPERATURES: dict[str, float] = {
-    "writing": 0.7,
-    "roleplay": 0.7,
-    "extraction": 0.0,
-    "math": 0.0,
-    "coding": 0.0,
-    "reasoning": 0.0,
-    "stem": 0.1,
-    "humanities": 0.1,
-    "arena-hard-200": 0.0,
-}
-DEFAULT_TEMPERATURE = 0.7
-
-
-def temperature_for(category: object) -> float:
-    return CATEGORY_TEMPERATURES.get(str(category or ""), DEFAULT_TEMPERATURE)
 
 
 def question_id(record: dict[str, Any], line: int) -> int | str:

@@ -22,6 +22,7 @@ PINS = [
     "transformers==4.46.3",
     "pydantic<2",
     "fastapi<0.100",
+    "pandas==3.1.1",  # for llm_judge's show_result.py
 ]
 STAMP = VENV / ".pins"
 

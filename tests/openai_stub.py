@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +22,10 @@ class Stub:
         self.chunks_sent = 0
         self.client_gone = threading.Event()
         self.usage = True
+        # A reply made from the request (the judge tests' scripted verdicts), or None
+        # for ``reply`` every time.
+        self.respond: Callable[[dict[str, Any]], str] | None = None
+        self.lock = threading.Lock()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -89,7 +93,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict[str, Any]) -> None:
         self.wfile.write(b": keep-alive\n\n")
-        for index, piece in enumerate(self.stub.reply):
+        pieces = self.stub.reply
+        if self.stub.respond is not None:
+            with self.stub.lock:
+                pieces = [self.stub.respond(body)]
+        for index, piece in enumerate(pieces):
             if self.stub.mode == "drop" and index == 2:
                 self.connection.shutdown(2)
                 return
@@ -108,8 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [],
                     "usage": {
                         "prompt_tokens": 12,
-                        "completion_tokens": len(self.stub.reply),
-                        "total_tokens": 12 + len(self.stub.reply),
+                        "completion_tokens": len(pieces),
+                        "total_tokens": 12 + len(pieces),
                     },
                 }
             )

@@ -14,13 +14,15 @@ from vicuna_tui import __version__
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
 from vicuna_tui.errors import VicunaError
 
-SUBCOMMANDS = ("sessions", "config", "replay", "bench", "apply-delta", "make-delta")
+SUBCOMMANDS = ("sessions", "config", "replay", "bench", "judge", "apply-delta", "make-delta")
 
 EPILOG = """commands:
   vicuna-tui sessions list|show|search|rename|delete|export|import ...
   vicuna-tui config show|path|set ...
   vicuna-tui replay ID|FILE.jsonl [chat flags]
   vicuna-tui bench QUESTIONS.jsonl --model-id NAME [chat flags]
+  vicuna-tui judge QUESTIONS.jsonl --mode single|pairwise-baseline|pairwise-all ...
+  vicuna-tui judge show JUDGMENTS.jsonl [--json]
   vicuna-tui apply-delta --base PATH --delta PATH --target PATH
   vicuna-tui make-delta --base PATH --target PATH --delta PATH
 Run `vicuna-tui COMMAND --help` for each one's flags."""
@@ -109,6 +111,10 @@ def _dispatch(args: list[str]) -> int:
             from vicuna_tui.commands import bench_cmd
 
             return bench_cmd.main(rest)
+        if command == "judge":
+            from vicuna_tui.commands import judge_cmd
+
+            return judge_cmd.main(rest)
         if command == "replay":
             from vicuna_tui.commands import replay_cmd
 

@@ -86,7 +86,7 @@ def main(argv: Sequence[str]) -> int:
         if args.output
         else path.parent / "model_answer" / f"{args.model_id}.jsonl"
     )
-    _check_writable(output)  # before the model loads, not after its first answer
+    check_writable(output, "the answers")  # before the model loads, not after its first answer
     done = answers.answered(output)
     todo = [q for q in questions if answers.question_id(q[1], q[0]) not in done]
     stderr = sys.stderr
@@ -190,7 +190,8 @@ class _Run:
         return turns, sum(isinstance(r, ReplyFailed) for r in results)
 
 
-def _check_writable(output: Path) -> None:
+def check_writable(output: Path, what: str) -> None:
+    """Refuse, clearly, a file that cannot be written, before any model loads."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -199,5 +200,5 @@ def _check_writable(output: Path) -> None:
         problem = writable.write_problem(output) or ""
     if problem:
         raise SettingsError(
-            f"cannot write the answers to {output}: {problem}", writable.fix_for(problem)
+            f"cannot write {what} to {output}: {problem}", writable.fix_for(problem)
         )

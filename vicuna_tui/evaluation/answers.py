@@ -63,3 +63,19 @@ def tidy(path: Path) -> int:
         for record in ordered:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return len(ordered)
+
+
+def read_answer_dir(folder: Path) -> dict[str, dict[Any, dict[str, Any]]]:
+    """Every model's answers in ``folder`` (MODEL_ID.jsonl files), by question id, as
+    FastChat's ``load_model_answers`` reads them."""
+    if not folder.is_dir():
+        return {}
+    return {
+        path.name[: -len(".jsonl")]: {r["question_id"]: r for r in _records(path)}
+        for path in sorted(folder.glob("*.jsonl"))
+    }
+
+
+def read_answer_file(path: Path) -> dict[Any, dict[str, Any]]:
+    """One answer file's records by question id (a reference answer file, say)."""
+    return {r["question_id"]: r for r in _records(path)}

@@ -1,0 +1,131 @@
+"""``vicuna-tui judge show JUDGMENTS.jsonl``: the results as tables (or ``--json``):
+mean scores overall, per turn and per category, or win / loss / tie and win rates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vicuna_tui.commands.console import out
+from vicuna_tui.errors import SettingsError
+from vicuna_tui.evaluation import answers, judgments, results
+from vicuna_tui.evaluation.results import PairRow, Results, ScoreRow
+from vicuna_tui.questions import QuestionFileError, read_questions
+from vicuna_tui.textsafe import json_text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vicuna-tui judge show",
+        description="The results of `vicuna-tui judge`, as FastChat's show_result.py counts them.",
+    )
+    parser.add_argument("judgments", help="a judgment file (model_judgment/JUDGE_MODE.jsonl)")
+    parser.add_argument("--baseline", help="pairwise: count only the pairs with this model")
+    parser.add_argument("--models", nargs="+", help="only these models")
+    parser.add_argument(
+        "--questions", help="the question file, for categories (default: ../question.jsonl)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    return parser
+
+
+def categories_for(judgment_file: Path, questions: Path | None) -> dict[Any, str]:
+    """Question id to category, from the question file (FastChat keeps it one folder
+    up from the judgments); {} when there is none."""
+    path = questions or judgment_file.parent.parent / "question.jsonl"
+    if questions is None and not path.is_file():
+        return {}
+    try:
+        parsed = read_questions(path)
+    except QuestionFileError:
+        if questions is not None:
+            raise
+        return {}
+    return {answers.question_id(r, n): str(r.get("category") or "general") for n, r, _ in parsed}
+
+
+def load_results(
+    path: Path,
+    *,
+    baseline: str | None = None,
+    models: Sequence[str] | None = None,
+    questions: Path | None = None,
+) -> Results:
+    if not path.is_file():
+        raise SettingsError(f"no such judgment file: {path}", "run `vicuna-tui judge` first")
+    records = judgments.read_records(path)
+    if not records:
+        raise SettingsError(f"{path} holds no judgments", "run `vicuna-tui judge` first")
+    if results.kind_of(records) == "single":
+        return results.single_results(records, categories_for(path, questions), models)
+    return results.pair_results(records, baseline, models)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    path = Path(args.judgments).expanduser()
+    shown = load_results(
+        path,
+        baseline=args.baseline,
+        models=args.models,
+        questions=Path(args.questions).expanduser() if args.questions else None,
+    )
+    if args.json:
+        sys.stdout.write(json_text(shown.as_json()) + "\n")
+        return 0
+    out(f"judge: {', '.join(shown.judges)}   mode: {shown.mode}   file: {path}")
+    if shown.errors:
+        out(f"{shown.errors} judgment(s) without a verdict, left out")
+    out("")
+    for line in table_lines(shown):
+        out(line)
+    return 0
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table_lines(shown: Results) -> list[str]:
+    """The table as text lines, columns aligned."""
+    if shown.mode == "single":
+        head = ["model", "score", "turn 1", "turn 2", *shown.categories, "judged", "errors"]
+        body = [
+            [
+                r.model,
+                _number(r.score),
+                _number(r.turn_1),
+                _number(r.turn_2),
+                *(_number(r.by_category.get(c)) for c in shown.categories),
+                str(r.judged),
+                str(r.errors),
+            ]
+            for r in shown.rows
+            if isinstance(r, ScoreRow)
+        ]
+    else:
+        head = ["model", "win", "loss", "tie", "win rate", "loss rate", "adjusted"]
+        body = [
+            [
+                r.model,
+                str(r.win),
+                str(r.loss),
+                str(r.tie),
+                f"{r.win_rate:.3f}",
+                f"{r.loss_rate:.3f}",
+                f"{r.win_rate_adjusted:.3f}",
+            ]
+            for r in shown.rows
+            if isinstance(r, PairRow)
+        ]
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    lines = []
+    for row in [head, *body]:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines

@@ -1,0 +1,86 @@
+"""Reading the verdict out of a judge's reply.
+
+The prompts ask for ``[[8]]`` or ``[[A]]``; judges, small ones above all, drift from
+it: single brackets, "Rating: 8/10", "Assistant B is better".  The strict form wins,
+and of several the last (a judge tends to repeat the instructions before answering);
+then each fallback in turn.  None means no verdict could be read.
+"""
+
+from __future__ import annotations
+
+import re
+
+TIE_DELTA = 0.1  # FastChat's: two scores this close are a tie
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_SCORE_PATTERNS = (
+    re.compile(r"\[\[\s*" + _NUMBER + r"\s*\]\]"),
+    re.compile(r"\[\s*" + _NUMBER + r"\s*\]"),
+    re.compile(r"\b(?:rating|score|grade)\s*(?:is|of|:|=)?\s*" + _NUMBER, re.IGNORECASE),
+    re.compile(_NUMBER + r"\s*(?:/|out of)\s*10\b", re.IGNORECASE),
+)
+_TWO_SCORE_PATTERNS = (
+    re.compile(r"\[\[\s*" + _NUMBER + r"\s*,\s*" + _NUMBER + r"\s*\]\]"),
+    re.compile(r"\[\s*" + _NUMBER + r"\s*,\s*" + _NUMBER + r"\s*\]"),
+)
+# The letters are matched in capitals only: "a tie" must not read as A.
+_WINNER_PATTERNS = (
+    re.compile(r"\[\[\s*(A|B|C|[Tt]ie)\s*\]\]"),
+    re.compile(r"\[\s*(A|B|C|[Tt]ie)\s*\]"),
+    re.compile(r"(?i:\bverdict)\s*(?i:is|:)?\s*\"?(?:(?i:assistant)\s+)?(A|B|C)\b"),
+    re.compile(r"(?i:\bassistant)\s+(A|B)\s+(?i:is|was)\s+(?i:clearly\s+)?(?i:better)\b"),
+    re.compile(r"\b(tie)\b", re.IGNORECASE),
+)
+_WINNERS = {"a": "A", "b": "B", "c": "tie", "tie": "tie"}
+
+
+def read_score(text: str) -> float | None:
+    """A score from 1 to 10 (``[[8]]``, ``[8]``, "Rating: 8", "8/10"), else None."""
+    for pattern in _SCORE_PATTERNS:
+        for match in reversed(list(pattern.finditer(text))):
+            value = float(match.group(1))
+            if 1 <= value <= 10:
+                return int(value) if value.is_integer() else value
+    return None
+
+
+def read_two_scores(text: str) -> str | None:
+    """``[[rating_a, rating_b]]`` as a winner (A, B or tie), else None."""
+    for pattern in _TWO_SCORE_PATTERNS:
+        matches = list(pattern.finditer(text))
+        if matches:
+            a, b = (float(g) for g in matches[-1].groups())
+            if abs(a - b) <= TIE_DELTA:
+                return "tie"
+            return "A" if a > b else "B"
+    return None
+
+
+def read_winner(text: str) -> str | None:
+    """``[[A]]``, ``[[B]]`` or ``[[C]]`` (a tie) with fallbacks, as A, B or tie."""
+    for pattern in _WINNER_PATTERNS:
+        matches = list(pattern.finditer(text))
+        if matches:
+            return _WINNERS[matches[-1].group(1).lower()]
+    return None
+
+
+def read_verdict(output_format: str, text: str) -> float | str | None:
+    """The verdict in ``text``, for a prompt of ``output_format``."""
+    if output_format == "[[rating]]":
+        return read_score(text)
+    if output_format == "[[rating_a,rating_b]]":
+        return read_two_scores(text)
+    return read_winner(text)
+
+
+def format_reminder(output_format: str) -> str:
+    """What the judge is told when its verdict could not be read."""
+    example = {
+        "[[rating]]": '"[[5]]" (a rating from 1 to 10)',
+        "[[rating_a,rating_b]]": '"[[5,7]]" (a rating from 1 to 10 for each assistant)',
+    }.get(output_format, '"[[A]]", "[[B]]" or "[[C]]" for a tie')
+    return (
+        "I could not find your verdict. Reply with the verdict alone, in exactly this "
+        f"form: {example}."
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastchat_env import ensure
 from helpers import run_cli
+from openai_stub import serve
 
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.evaluation import answers as bench_files
@@ -166,3 +167,48 @@ def test_bench_refuses_a_bad_question_file(home: Path, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert 'q.jsonl:1 has no "prompt" text' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.real_model
+def test_bench_on_the_transformers_backend(smollm_dir: Path, home: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "question.jsonl"
+    shutil.copy(QUESTIONS, questions)
+    result = run_cli(
+        "bench", str(questions), "--model-id", "smol-hf", "--model-path", str(smollm_dir),
+        "--max-new-tokens", "12", "--no-save",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "on cpu (float32)" in result.stderr  # transformers; llama.cpp says its quant type
+    records = [json.loads(line) for line in (tmp_path / "model_answer" / "smol-hf.jsonl").open()]
+    assert [len(r["choices"][0]["turns"]) for r in records] == [1, 1, 2]
+    assert all(t.strip() for r in records for t in r["choices"][0]["turns"])
+    with Store() as store:
+        assert store.runs() == {}  # --no-save
+
+
+def test_bench_through_a_server(home: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "question.jsonl"
+    shutil.copy(QUESTIONS, questions)
+    with serve() as (url, stub):
+        result = run_cli(
+            "bench", str(questions), "--model-id", "served", "--endpoint", url,
+            "--model", "stub-model",
+        )  # fmt: skip
+        sent = list(stub.requests)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "model_answer" / "served.jsonl").open()]
+    assert [r["choices"][0]["turns"] for r in records] == [
+        ["Hello from the server."],
+        ["Hello from the server."],
+        ["Hello from the server.", "Hello from the server."],
+    ]
+    # FastChat's temperatures went to the server; the second turn carried the first
+    assert sorted(r["temperature"] for r in sent) == [0.0, 0.0, 0.1, 0.7]
+    second = next(r for r in sent if len(r["messages"]) > 2)
+    assert [m["content"] for m in second["messages"] if m["role"] == "user"] == [
+        "What is 12 plus 30?",
+        "And that number times two?",
+    ]
+    with Store() as store:
+        saved = store.conversations(run=f"{tmp_path.name}/served")
+    assert len(saved) == 3 and {c.backend for c in saved} == {"remote"}

@@ -85,7 +85,7 @@ def test_fastchats_own_judge_prompts_have_our_placeholders() -> None:
     )
     with pytest.raises(JudgePromptError, match="malformed"):
         parse_prompts(line, "p.jsonl")
-    with pytest.raises(JudgePromptError, match="p.jsonl:1 has no 'type' text"):
+    with pytest.raises(JudgePromptError, match=r"p\.jsonl:1 has no 'type' text"):
         parse_prompts('{"name": "x"}', "p.jsonl")
 
 
@@ -103,15 +103,15 @@ def test_a_win_counts_only_when_both_orders_agree() -> None:
         _pair("c", "b", "model_1", "model_1", 6),
     ]
     table = results.pair_results(records)
-    rows = {r.model: r for r in table.rows}
+    rows = {r.model: r for r in table.pairs}
     assert (rows["a"].win, rows["a"].loss, rows["a"].tie) == (1, 1, 2)
     assert rows["a"].win_rate == 0.25 and rows["a"].win_rate_adjusted == 0.5
     assert (rows["b"].win, rows["b"].loss, rows["b"].tie) == (1, 2, 2)
     assert rows["b"].win_rate_adjusted == pytest.approx(2 / 5)
     assert table.errors == 1
-    assert [r.model for r in table.rows] == ["c", "a", "b"]  # best adjusted rate first
+    assert [r.model for r in table.pairs] == ["c", "a", "b"]  # best adjusted rate first
     against_b = results.pair_results(records, baseline="b")
-    assert [r.model for r in against_b.rows] == ["c", "a"]  # the baseline left out
+    assert [r.model for r in against_b.pairs] == ["c", "a"]  # the baseline left out
 
 
 def test_single_scores_average_per_turn_and_category() -> None:
@@ -120,7 +120,7 @@ def test_single_scores_average_per_turn_and_category() -> None:
 
     records = [rec(1, "a", 8), rec(2, "a", 4), rec(2, "a", 6, 2), rec(1, "b", -1), rec(2, "b", 3)]
     table = results.single_results(records, {1: "writing", 2: "math"})
-    a, b = table.rows
+    a, b = table.scores
     assert (a.model, a.score, a.turn_1, a.turn_2) == ("a", 6.0, 6.0, 6.0)
     assert a.by_category == {"math": 5.0, "writing": 8.0}
     assert (b.model, b.score, b.errors, b.judged) == ("b", 3.0, 1, 1)
@@ -153,7 +153,7 @@ def _scripted(body: dict[str, Any]) -> str:
     read, even when asked again.  Pairs: it prefers GOOD on 81 and 111, and on 7 it
     always picks the first answer shown (position bias)."""
     prompt = _last_user(body)
-    first = [m for m in body["messages"] if m["role"] == "user"][0]["content"]
+    first = next(m for m in body["messages"] if m["role"] == "user")["content"]
     if "I could not find your verdict" in prompt:
         return "I still cannot say." if "POOR: Jupiter" in first else "[[5]]"
     if "Assistant A's answer" in first or "Assistant A's conversation" in first:
@@ -288,7 +288,7 @@ def _numbers(printed: str, model: str) -> list[float]:
 
 def _varied(body: dict[str, Any]) -> str:
     """Verdicts that differ from one prompt to the next, as a real judge's do."""
-    first = [m for m in body["messages"] if m["role"] == "user"][0]["content"]
+    first = next(m for m in body["messages"] if m["role"] == "user")["content"]
     if "Assistant A" in first:
         if "llama" in first:  # prefers POOR, in both orders
             return "[[A]]" if first.index("POOR") < first.index("GOOD") else "[[B]]"
@@ -326,3 +326,40 @@ def test_fastchats_show_result_prints_our_numbers(home: Path, tmp_path: Path) ->
         expected = [row[k] for k in ("win", "loss", "tie", "win_rate", "loss_rate")]
         expected.append(row["win_rate_adjusted"])
         assert _numbers(printed, row["model"]) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.real_model
+def test_the_demo_model_judges_itself_end_to_end(
+    smollm_gguf: Path, home: Path, tmp_path: Path
+) -> None:
+    """Its verdicts are poor, but the loop, the fallbacks and the counts are real."""
+    folder = _bench_folder(tmp_path)
+    questions = str(folder / "question.jsonl")
+    flags = ["--model-path", str(smollm_gguf), "--max-new-tokens", "40"]
+    result = run_cli("judge", questions, *flags)
+    assert result.returncode in (0, 1), result.stderr  # 1: some verdicts unreadable
+    output = folder / "model_judgment" / "SmolLM2-135M-Instruct.Q4_1_single.jsonl"
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(records) == 8  # 3 questions x 2 models, and the second turn of one
+    for record in records:
+        assert record["judge"][0] == "SmolLM2-135M-Instruct.Q4_1"
+        assert record["judgment"].strip()
+        score = record["score"]
+        assert score == -1 or (1 <= score <= 10 and str(score) in record["judgment"])
+        if score == -1:
+            assert "[asked again for the verdict]" in record["judgment"]
+    errors = sum(r["score"] == -1 for r in records)
+    assert (errors > 0) == (result.returncode == 1)
+    if errors:
+        assert f"{errors} without a verdict" in result.stderr
+    shown = json.loads(run_cli("judge", "show", str(output), "--json").stdout)
+    assert shown["errors"] == errors
+    assert sum(r["judged"] for r in shown["models"]) == 8 - errors
+
+    pair = run_cli("judge", questions, "--mode", "pairwise-all", *flags)
+    assert pair.returncode in (0, 1), pair.stderr
+    pairs = folder / "model_judgment" / "SmolLM2-135M-Instruct.Q4_1_pair.jsonl"
+    records = [json.loads(line) for line in pairs.read_text().splitlines()]
+    assert len(records) == 4
+    allowed = {"model_1", "model_2", "tie", "error"}
+    assert all({r["g1_winner"], r["g2_winner"]} <= allowed for r in records)

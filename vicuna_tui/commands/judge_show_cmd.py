@@ -12,7 +12,7 @@ from typing import Any
 from vicuna_tui.commands.console import out
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.evaluation import answers, judgments, results
-from vicuna_tui.evaluation.results import PairRow, Results, ScoreRow
+from vicuna_tui.evaluation.results import Results
 from vicuna_tui.questions import QuestionFileError, read_questions
 from vicuna_tui.textsafe import json_text
 
@@ -103,8 +103,7 @@ def table_lines(shown: Results) -> list[str]:
                 str(r.judged),
                 str(r.errors),
             ]
-            for r in shown.rows
-            if isinstance(r, ScoreRow)
+            for r in shown.scores
         ]
     else:
         head = ["model", "win", "loss", "tie", "win rate", "loss rate", "adjusted"]
@@ -118,8 +117,7 @@ def table_lines(shown: Results) -> list[str]:
                 f"{r.loss_rate:.3f}",
                 f"{r.win_rate_adjusted:.3f}",
             ]
-            for r in shown.rows
-            if isinstance(r, PairRow)
+            for r in shown.pairs
         ]
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     lines = []

@@ -39,8 +39,9 @@ class PairRow:
 class Results:
     mode: str  # single | pairwise
     judges: list[str]
-    rows: list[ScoreRow] | list[PairRow]
     errors: int
+    scores: list[ScoreRow] = field(default_factory=list)  # single
+    pairs: list[PairRow] = field(default_factory=list)  # pairwise
     categories: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -49,7 +50,7 @@ class Results:
             "judges": self.judges,
             "errors": self.errors,
             "categories": self.categories,
-            "models": [asdict(r) for r in self.rows],
+            "models": [asdict(r) for r in (self.scores if self.mode == "single" else self.pairs)],
         }
 
 
@@ -101,7 +102,9 @@ def single_results(
         )
     rows.sort(key=lambda r: -1.0 if r.score is None else r.score, reverse=True)
     shown = sorted({c for row in rows for c in row.by_category})
-    return Results("single", judges_of(records), rows, sum(errors.values()), shown)
+    return Results(
+        "single", judges_of(records), sum(errors.values()), scores=rows, categories=shown
+    )
 
 
 def pair_results(
@@ -138,4 +141,4 @@ def pair_results(
             PairRow(model, win, loss, tie, win / total, loss / total, (win + 0.5 * tie) / total)
         )
     rows.sort(key=lambda r: (r.win_rate_adjusted, r.model), reverse=True)
-    return Results("pairwise", judges_of(records), rows, errors)
+    return Results("pairwise", judges_of(records), errors, pairs=rows)

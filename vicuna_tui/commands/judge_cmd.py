@@ -26,6 +26,7 @@ from vicuna_tui.evaluation.judge_prompts import read_prompts
 from vicuna_tui.evaluation.judgments import Match
 from vicuna_tui.frontends.driver import Driver
 from vicuna_tui.questions import read_questions
+from vicuna_tui.store import Store, StoreError
 
 JUDGE_MAX_TOKENS = 2048  # FastChat's, for a judgment with its reasons
 
@@ -112,6 +113,7 @@ def main(argv: Sequence[str]) -> int:
     finally:
         for worker in workers:
             worker.driver.close()
+    _remember(plan, args)
     retried = sum(w.retried for w in workers)
     if retried:
         say(stderr, f"asked again {retried} time(s) for a verdict that could not be read")
@@ -268,6 +270,19 @@ def _judge_all(plan: Plan, workers: list[JudgeWorker], stderr: Any) -> bool:
         return True
     progress.clear()
     return False
+
+
+def _remember(plan: Plan, args: argparse.Namespace) -> None:
+    """List the judgment file on the TUI's evaluation screen (best effort: the file is
+    what matters, and it is written)."""
+    if not plan.output.exists():
+        return
+    questions = str(Path(args.questions).expanduser().resolve())
+    try:
+        with Store() as store:
+            store.remember_evaluation(str(plan.output.resolve()), args.mode, plan.judge, questions)
+    except StoreError as exc:
+        say(sys.stderr, f"warning: not listed in the TUI's evaluations: {exc.message}")
 
 
 def _describe(match: Match, record: dict[str, Any]) -> str:

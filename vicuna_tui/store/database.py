@@ -32,6 +32,7 @@ from vicuna_tui.store.records import (
     INSERT_MESSAGE,
     AllRuns,
     Conversation,
+    EvaluationFile,
     SavedMessage,
     SearchHit,
     conversation_from_row,
@@ -262,6 +263,34 @@ class Store:
             "GROUP BY run ORDER BY MAX(updated_at) DESC"
         ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+    def remember_evaluation(
+        self, path: str, mode: str, judge: str, questions: str | None = None
+    ) -> None:
+        """Record (or bring to the top) a judgment file for the evaluation screen."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO evaluation_files (path, mode, judge, questions, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET mode = excluded.mode, "
+                "judge = excluded.judge, questions = excluded.questions, "
+                "updated_at = excluded.updated_at",
+                (path, mode, judge, questions, now()),
+            )
+
+    @_translated
+    def evaluation_files(self) -> list[EvaluationFile]:
+        """The judgment files recorded, newest first (none in a store too old to have
+        them, opened read-only)."""
+        try:
+            rows = self.db.execute(
+                "SELECT path, mode, judge, questions, updated_at FROM evaluation_files "
+                "ORDER BY updated_at DESC, rowid DESC"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            if self.version >= 5:
+                raise
+            return []
+        return [EvaluationFile(*row) for row in rows]
 
     @_translated
     def latest_id(self) -> str | None:

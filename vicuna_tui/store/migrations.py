@@ -78,11 +78,19 @@ _V4 = """
 """
 
 
-# v5: the run a conversation belongs to (``vicuna-tui bench`` tags each answer's chat
-# with its run, so that lists keep them apart from people's own chats).
+# v5: evaluations.  The run a conversation belongs to (``vicuna-tui bench`` tags each
+# answer's chat with its run, so that lists keep them apart from people's own chats),
+# and the judgment files ``vicuna-tui judge`` wrote (the TUI's evaluation screen).
 _V5 = """
         ALTER TABLE conversations ADD COLUMN run TEXT;
         CREATE INDEX conversations_run ON conversations (run);
+        CREATE TABLE evaluation_files (
+            path TEXT PRIMARY KEY,
+            mode TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            questions TEXT,
+            updated_at TEXT NOT NULL
+        );
 """
 
 
@@ -100,7 +108,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("full-text search", _V2),
     Migration("backends, endpoints and replay links", _V3),
     Migration("what wrote each reply", _V4),
-    Migration("runs that conversations belong to", _V5),
+    Migration("bench runs and judgment files", _V5),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

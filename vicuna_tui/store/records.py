@@ -143,6 +143,17 @@ def message_from_row(row: sqlite3.Row) -> SavedMessage:
 
 
 @dataclass(frozen=True)
+class EvaluationFile:
+    """A judgment file that ``vicuna-tui judge`` wrote, for the evaluation screen."""
+
+    path: str
+    mode: str  # single | pairwise-baseline | pairwise-all
+    judge: str
+    questions: str | None  # the question file it judged
+    updated_at: str
+
+
+@dataclass(frozen=True)
 class SearchHit:
     conversation_id: str
     title: str

@@ -252,6 +252,11 @@ class VicunaApp(App[int]):
         yield from super().get_system_commands(screen)
         if not isinstance(screen, ChatScreen):
             return
+        yield SystemCommand(
+            "Evaluation results",
+            "the judge's scores and win rates, drawn; a cell opens its questions",
+            self.show_evaluations,
+        )
         for action in ACTIONS:
             key = self.keys.get(action.action, action.key).split(",")[0]
             yield SystemCommand(
@@ -259,6 +264,11 @@ class VicunaApp(App[int]):
                 f"{action.action} ({key})",
                 lambda name=action.action: self._run_chat_action(name),
             )
+
+    def show_evaluations(self) -> None:
+        from vicuna_tui.tui.screens.evaluation import EvaluationScreen
+
+        self.push_screen(EvaluationScreen(self.store_calls))
 
     def run_chat(self) -> int:
         """Run the TUI until the user quits.  (Textual draws on stderr's terminal;

@@ -26,6 +26,8 @@ class Stub:
         # for ``reply`` every time.
         self.respond: Callable[[dict[str, Any]], str] | None = None
         self.lock = threading.Lock()
+        self.streaming = 0  # replies being sent right now
+        self.most_streaming = 0  # the most at once
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -77,10 +79,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
+        with self.stub.lock:
+            self.stub.streaming += 1
+            self.stub.most_streaming = max(self.stub.most_streaming, self.stub.streaming)
         try:
             self._stream(body)
         except (BrokenPipeError, ConnectionResetError):
             self.stub.client_gone.set()
+        finally:
+            with self.stub.lock:
+                self.stub.streaming -= 1
 
     def _refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         if self.stub.mode == "unauthorized":

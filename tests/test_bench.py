@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -13,6 +14,7 @@ from fastchat_env import ensure
 from helpers import run_cli
 from openai_stub import serve
 
+from vicuna_tui.commands.progress import RunProgress
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.evaluation import answers as bench_files
 from vicuna_tui.evaluation.temperatures import Temperatures, read_temperatures
@@ -212,3 +214,28 @@ def test_bench_through_a_server(home: Path, tmp_path: Path) -> None:
     with Store() as store:
         saved = store.conversations(run=f"{tmp_path.name}/served")
     assert len(saved) == 3 and {c.backend for c in saved} == {"remote"}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_pipe() -> None:
+    terminal = _Terminal()
+    bar = RunProgress(terminal, 4)
+    bar.step(1, "question 7 \x1b[31m(stem)")
+    bar.step(4, "question 9")
+    bar.clear()
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\r\x1b[2K██████░░░░░░░░░░░░░░░░░░ 1/4 (about")
+    assert "\x1b[31m" not in drawn  # a question's text never reaches the terminal raw
+    assert "\r\x1b[2K████████████████████████ 4/4  question 9" in drawn
+    assert drawn.endswith("\r\x1b[2K") and "\n" not in drawn
+    pipe = io.StringIO()
+    lines = RunProgress(pipe, 2)
+    lines.step(1, "question 1")
+    lines.step(2, "question 2")
+    assert re.fullmatch(
+        r"\[1/2\] question 1 \(about \d+:\d\d left\)\n\[2/2\] question 2\n", pipe.getvalue()
+    )

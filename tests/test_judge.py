@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastchat_env import ensure
-from helpers import run_cli
+from helpers import REPO, run_cli
 from openai_stub import serve
 
 from vicuna_tui.evaluation import answers, results
@@ -171,9 +174,12 @@ def test_judge_single_and_pairs_against_a_scripted_server(home: Path, tmp_path: 
     with serve() as (url, stub):
         stub.models = ["stub-model"]
         stub.respond = _scripted
+        stub.delay = 0.2  # a reply takes a while: the three workers overlap
         server = ["--judge-endpoint", url, "--judge-model", "stub-model"]
         single = run_cli("judge", str(folder / "question.jsonl"), *server, "--parallel", "3")
         assert single.returncode == 1, single.stderr  # one judgment has no verdict
+        assert stub.most_streaming > 1  # --parallel: judgments at once
+        stub.delay = 0.0
         requests = list(stub.requests)
         stub.requests.clear()
         pair = run_cli("judge", str(folder / "question.jsonl"), "--mode", "pairwise-all", *server)
@@ -243,6 +249,62 @@ def test_judge_single_and_pairs_against_a_scripted_server(home: Path, tmp_path: 
     assert "7 of 8 already judged" in again.stderr
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(records) == 8 and not [r for r in records if r["score"] == -1]
+
+
+def test_ctrl_c_stops_the_judge_and_a_rerun_goes_on(home: Path, tmp_path: Path) -> None:
+    folder = _bench_folder(tmp_path)
+    output = folder / "model_judgment" / "stub-model_single.jsonl"
+    with serve() as (url, stub):
+        stub.respond = lambda body: "Fine. [[7]]"
+        stub.delay = 0.3
+        server = ["--judge-endpoint", url, "--judge-model", "stub-model"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vicuna_tui", "judge", str(folder / "question.jsonl"), *server],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        while not (output.exists() and len(output.read_text().splitlines()) >= 2):
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "stopped; run the same command again to go on" in err
+        assert "Traceback" not in err
+        kept = len(output.read_text().splitlines())
+        assert 2 <= kept < 8
+        stub.delay = 0.0
+        again = run_cli("judge", str(folder / "question.jsonl"), *server)
+    assert again.returncode == 0, again.stderr
+    assert f"{kept} of 8 already judged" in again.stderr
+    assert len(output.read_text().splitlines()) == 8
+
+
+def test_fastchats_own_judge_prompt_file_can_be_passed_in(home: Path, tmp_path: Path) -> None:
+    """tests/fixtures/fastchat_judge_prompts.jsonl is FastChat's
+    fastchat/llm_judge/data/judge_prompts.jsonl (Apache-2.0), unchanged."""
+    folder = _bench_folder(tmp_path)
+    fastchat = Path(__file__).parent / "fixtures" / "fastchat_judge_prompts.jsonl"
+    with serve() as (url, stub):
+        stub.respond = lambda body: "[[6]]"
+        result = run_cli(
+            "judge", str(folder / "question.jsonl"), "--prompts", str(fastchat),
+            "--judge-endpoint", url, "--judge-model", "stub-model", "-o", str(tmp_path / "j.jsonl"),
+        )  # fmt: skip
+        system = stub.requests[0]["messages"][0]
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert {r["judge"][1] for r in records} == {
+        "single-v1", "single-math-v1", "single-math-v1-multi-turn"
+    }  # fmt: skip
+    assert all(r["score"] == 6 for r in records)
+    first = next(r for r in records if (r["question_id"], r["model"]) == (81, "good"))
+    assert first["user_prompt"].startswith("[Instruction]\nPlease act as an impartial judge")
+    assert "[Question]\nWrite a two-line poem about a llama." in first["user_prompt"]
+    assert "[The Start of Assistant's Answer]\nGOOD: A llama poem." in first["user_prompt"]
+    assert system == {"role": "system", "content": "You are a helpful assistant."}
 
 
 def test_judge_refuses_what_it_cannot_run(home: Path, tmp_path: Path) -> None:

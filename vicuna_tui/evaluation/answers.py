@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui import locations
+from vicuna_tui.errors import SettingsError
 
 
 def question_id(record: dict[str, Any], line: int) -> int | str:
@@ -31,13 +32,18 @@ def answer_record(
     }
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    """The answer records in ``path`` (none when it does not exist; bad lines skipped:
-    a run killed mid-write leaves at most a cut last line)."""
+def question_records(path: Path) -> list[dict[str, Any]]:
+    """The JSONL objects in ``path`` that carry a ``question_id`` (none when the file
+    does not exist; bad lines skipped: a run killed mid-write leaves at most a cut
+    last line).  A file that cannot be read is refused with its name."""
     if not path.exists():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read {path}: {exc}", "check the file") from None
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except ValueError:
@@ -49,13 +55,13 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 def answered(path: Path) -> set[int | str]:
     """The question ids that ``path`` already answers (a rerun skips them)."""
-    return {r["question_id"] for r in _records(path)}
+    return {r["question_id"] for r in question_records(path)}
 
 
 def tidy(path: Path) -> int:
     """Sort the answers by question id, one per id (the last), as FastChat's
     ``reorg_answer_file`` does; returns how many."""
-    latest = {r["question_id"]: r for r in _records(path)}
+    latest = {r["question_id"]: r for r in question_records(path)}
     ordered = sorted(
         latest.values(), key=lambda r: (isinstance(r["question_id"], str), r["question_id"])
     )
@@ -71,11 +77,11 @@ def read_answer_dir(folder: Path) -> dict[str, dict[Any, dict[str, Any]]]:
     if not folder.is_dir():
         return {}
     return {
-        path.name[: -len(".jsonl")]: {r["question_id"]: r for r in _records(path)}
+        path.name[: -len(".jsonl")]: {r["question_id"]: r for r in question_records(path)}
         for path in sorted(folder.glob("*.jsonl"))
     }
 
 
 def read_answer_file(path: Path) -> dict[Any, dict[str, Any]]:
     """One answer file's records by question id (a reference answer file, say)."""
-    return {r["question_id"]: r for r in _records(path)}
+    return {r["question_id"]: r for r in question_records(path)}

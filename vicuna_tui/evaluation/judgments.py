@@ -18,6 +18,7 @@ from typing import Any
 
 from vicuna_tui import locations
 from vicuna_tui.errors import SettingsError
+from vicuna_tui.evaluation.answers import question_records
 from vicuna_tui.evaluation.judge_prompts import JudgePrompt, pick
 
 # FastChat's categories whose questions have one right answer: judged against a reference
@@ -76,9 +77,11 @@ class Match:
 
 def first_turns(record: Mapping[str, Any]) -> tuple[str, ...]:
     """An answer record's turns (its first choice, as FastChat judges)."""
-    choices = record.get("choices") or [{}]
-    turns = choices[0].get("turns") or []
-    return tuple(str(t) for t in turns)
+    choices = record.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ()  # a damaged record: nothing to judge
+    turns = choices[0].get("turns")
+    return tuple(str(t) for t in turns) if isinstance(turns, list) else ()
 
 
 def plan(
@@ -193,19 +196,9 @@ def record_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The judgments in ``path`` (none if it does not exist; a cut last line skipped)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict) or "question_id" not in record:
-            continue
-        if "model" in record or ("model_1" in record and "model_2" in record):
-            out.append(record)
-    return out
+    return [
+        r for r in question_records(path) if "model" in r or ("model_1" in r and "model_2" in r)
+    ]
 
 
 def decided(path: Path) -> set[tuple[Any, ...]]:

@@ -397,7 +397,7 @@ def test_the_demo_model_judges_itself_end_to_end(
     """Its verdicts are poor, but the loop, the fallbacks and the counts are real."""
     folder = _bench_folder(tmp_path)
     questions = str(folder / "question.jsonl")
-    flags = ["--model-path", str(smollm_gguf), "--max-new-tokens", "40"]
+    flags = ["--model-path", str(smollm_gguf), "--max-new-tokens", "24"]
     result = run_cli("judge", questions, *flags)
     assert result.returncode in (0, 1), result.stderr  # 1: some verdicts unreadable
     output = folder / "model_judgment" / "SmolLM2-135M-Instruct.Q4_1_single.jsonl"
@@ -417,11 +417,3 @@ def test_the_demo_model_judges_itself_end_to_end(
     shown = json.loads(run_cli("judge", "show", str(output), "--json").stdout)
     assert shown["errors"] == errors
     assert sum(r["judged"] for r in shown["models"]) == 8 - errors
-
-    pair = run_cli("judge", questions, "--mode", "pairwise-all", *flags)
-    assert pair.returncode in (0, 1), pair.stderr
-    pairs = folder / "model_judgment" / "SmolLM2-135M-Instruct.Q4_1_pair.jsonl"
-    records = [json.loads(line) for line in pairs.read_text().splitlines()]
-    assert len(records) == 4
-    allowed = {"model_1", "model_2", "tie", "error"}
-    assert all({r["g1_winner"], r["g2_winner"]} <= allowed for r in records)

@@ -136,3 +136,26 @@ def test_error_dialog(snap_compare: Any, home: Path) -> None:
 
     app = snapshot_app(lambda load: ScriptedBackend(load_error=error))
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_reply_with_branches(snap_compare: Any, home: Path) -> None:
+    backend = ScriptedBackend([["A llama is a camelid."], ["Llamas hum."], ["They spit."]])
+
+    async def run_before(pilot: Any) -> None:
+        await loaded(pilot)
+        await ask(pilot, "Tell me about llamas.")
+        chat = pilot.app.chat
+        for count in (1, 2, 3):
+
+            def answered(n: int = count) -> bool:
+                return len(backend.requests) == n and chat.streaming is None
+
+            await wait_for(pilot, answered)
+            if count < 3:
+                await pilot.press("ctrl+r")
+        await pilot.press("alt+left")  # the second of three
+        await wait_for(pilot, lambda: "‹ 2/3 ›" in str(chat.transcript.views[-1].label_text))
+        await settle(pilot)
+
+    app = snapshot_app(lambda load: backend)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

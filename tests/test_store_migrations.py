@@ -89,6 +89,10 @@ def test_store_upgrades_every_older_version_and_reads_it(tmp_path: Path, version
             "Lying down, mostly.",
         ]
         assert conv.backend == "local"
+        # one branch: each message follows the one before, the last one shown
+        first, reply = conv.messages
+        assert (first.parent, reply.parent) == (None, first.uid)
+        assert conv.active_leaf == reply.uid and len(conv.tree) == 2
         # full-text search covers the rows written before the upgrade
         assert [hit.conversation_id for hit in store.search("llamas")] == ["c0ffee"]
 

@@ -17,6 +17,7 @@ from tui_helpers import (
     send,
     settled,
     showing,
+    shown,
     wait_for,
 )
 
@@ -24,7 +25,7 @@ from vicuna_tui import config as config_mod
 from vicuna_tui.errors import ModelNotFoundError
 from vicuna_tui.store import Store
 from vicuna_tui.tui.messages import StoreReply
-from vicuna_tui.tui.screens.dialogs import ErrorScreen
+from vicuna_tui.tui.screens.dialogs import ConfirmScreen, ErrorScreen
 from vicuna_tui.tui.screens.help import HelpScreen
 from vicuna_tui.tui.widgets.sidebar import Sidebar
 from vicuna_tui.tui.widgets.transcript import MessageView
@@ -93,8 +94,8 @@ async def test_escape_cancels_and_keeps_the_partial_reply(home: Path) -> None:
     assert stored_messages()[-1] == ("assistant", "one two", "cancelled")
 
 
-async def test_regenerate_edit_and_delete(home: Path) -> None:
-    backend = ScriptedBackend([["first"], ["second"], ["third"]])
+async def test_regenerate_and_edit_keep_branches_and_delete_asks(home: Path) -> None:
+    backend = ScriptedBackend([["first"], ["second"], ["third"], ["fourth"], ["fifth"]])
     app = make_app(lambda load: backend)
     async with run_test(app, size=SIZE) as pilot:
         await ready(pilot)
@@ -105,20 +106,56 @@ async def test_regenerate_edit_and_delete(home: Path) -> None:
         assert [v.text for v in screen.transcript.views] == ["hello", "second"]
         assert backend.requests[1].turns == (("user", "hello"),)
         assert stored_messages() == [("user", "hello", None), ("assistant", "second", "stop")]
+        reply = screen.transcript.views[-1]
+        assert "‹ 2/2 ›" in str(reply.query_one(".role").render())  # nothing overwritten
 
-        await pilot.press("ctrl+g")
+        # the earlier reply is one key away, and the chat goes on from it
+        await pilot.press("alt+left")
+        await settled(pilot)
+        assert [v.text for v in screen.transcript.views] == ["hello", "first"]
+        assert "‹ 1/2 ›" in str(screen.transcript.views[-1].query_one(".role").render())
+        assert stored_messages()[-1] == ("assistant", "first", "stop")  # remembered
+        await send(pilot, "and then?")
+        await reply_done(pilot)
+        assert backend.requests[2].turns == (
+            ("user", "hello"), ("assistant", "first"), ("user", "and then?")
+        )  # fmt: skip
+
+        # edit the first message (focused): a new branch from the top
+        screen.transcript.views[0].focus()
+        await pilot.press("f7")
         assert screen.prompt.text == "hello"
         screen.prompt.set_text("hello again")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: len(backend.requests) == 3)
+        await wait_for(pilot, lambda: len(backend.requests) == 4)
         screen = await reply_done(pilot)
-        assert [v.text for v in screen.transcript.views] == ["hello again", "third"]
-        assert stored_messages() == [("user", "hello again", None), ("assistant", "third", "stop")]
+        assert [v.text for v in screen.transcript.views] == ["hello again", "fourth"]
+        assert backend.requests[3].turns == (("user", "hello again"),)
+        assert "‹ 2/2 ›" in str(screen.transcript.views[0].query_one(".role").render())
+        assert stored_messages() == [("user", "hello again", None), ("assistant", "fourth", "stop")]
+        with Store() as store:
+            assert len(store.get(store.resolve("last")).tree) == 7  # every branch kept
+        screen.transcript.views[0].focus()
+        await pilot.press("alt+left")  # back to the first question: where it was left
+        await settled(pilot)
+        assert [v.text for v in screen.transcript.views] == ["hello", "first", "and then?", "third"]
+        await pilot.press("alt+left")  # there is no branch before the first
+        await settled(pilot)
+        assert len(screen.transcript.views) == 4
 
+        # deleting the last turn says how many messages go, and asks
         await pilot.press("f8")
-        await pilot.pause()
-        assert screen.transcript.views == []
-        assert screen.session.messages == []
+        await wait_for(pilot, lambda: showing(app, ConfirmScreen))
+        assert "2 message(s)" in str(shown(app, ConfirmScreen).question)
+        await pilot.press("escape")  # no
+        await settled(pilot)
+        assert len(screen.transcript.views) == 4
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: showing(app, ConfirmScreen))
+        await pilot.press("y")
+        await settled(pilot)
+        assert [v.text for v in screen.transcript.views] == ["hello", "first"]
+        assert screen.session.messages[-1].content == "first"
 
 
 async def test_settings_file_is_written_once_editing_settles(

@@ -50,20 +50,26 @@ def to_fastchat(conv: Conversation) -> dict[str, Any]:
     }
 
 
-def to_json(conv: Conversation) -> dict[str, Any]:
+def to_json(conv: Conversation, *, all_branches: bool = False) -> dict[str, Any]:
+    """Our JSON: the branch shown, or with ``all_branches`` every message of the tree
+    (each names its ``parent``; the import rebuilds the tree)."""
     meta = {
         f.name: getattr(conv, f.name)
         for f in dataclasses.fields(Conversation)
-        if f.name not in ("messages", "message_count")
+        if f.name not in ("messages", "message_count", "tree")
     }
-    return {
+    messages = (conv.tree or conv.messages) if all_branches else conv.messages
+    data: dict[str, Any] = {
         "format": OUR_FORMAT,
         "conversation": meta,
         "messages": [
             {k: v for k, v in dataclasses.asdict(m).items() if k not in ("id", "position")}
-            for m in conv.messages
+            for m in messages
         ],
     }
+    if all_branches:
+        data["branches"] = True
+    return data
 
 
 def to_sharegpt(conv: Conversation) -> dict[str, Any]:
@@ -105,7 +111,14 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def export(conv: Conversation, fmt: str) -> str:
+def export(conv: Conversation, fmt: str, *, all_branches: bool = False) -> str:
+    if all_branches:
+        if fmt != "json":
+            raise FormatError(
+                "--all-branches needs --format json (the other formats hold one branch)",
+                "add --format json",
+            )
+        return json_text(to_json(conv, all_branches=True)) + "\n"
     if fmt == "md":
         return to_markdown(conv)
     data = {"json": to_json, "fastchat": to_fastchat, "sharegpt": to_sharegpt}.get(fmt)
@@ -196,7 +209,11 @@ def from_ours(data: dict[str, Any], where: str) -> tuple[Conversation, list[Save
             f"{where}: needs 'conversation' and 'messages'",
             "export it again with `vicuna-tui sessions export ID --format json`",
         )
-    fields = {f.name for f in dataclasses.fields(Conversation)} - {"messages", "message_count"}
+    fields = {f.name for f in dataclasses.fields(Conversation)} - {
+        "messages",
+        "message_count",
+        "tree",
+    }
     conv_data = {k: v for k, v in meta.items() if k in fields}
     conv_data.setdefault("id", "")
     conv_data.setdefault("title", "Imported chat")

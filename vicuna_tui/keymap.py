@@ -27,7 +27,12 @@ ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("cancel", "escape", "Stop the reply (keeps it)", "Stop"),
     KeyAction("regenerate", "ctrl+r", "Regenerate the last reply", "Regenerate"),
     KeyAction("edit_last", "ctrl+g", "Edit and resend the last message", "Edit last"),
-    KeyAction("delete_turn", "f8", "Delete the last turn", show=False),
+    KeyAction(
+        "edit_message", "f7", "Edit and resend the focused message (a new branch)", show=False
+    ),
+    KeyAction("branch_previous", "alt+left", "Previous branch of a message", show=False),
+    KeyAction("branch_next", "alt+right", "Next branch of a message", show=False),
+    KeyAction("delete_turn", "f8", "Delete the last turn (and its branches)", show=False),
     KeyAction("new_chat", "ctrl+n", "New chat"),
     KeyAction("rename_chat", "f2", "Rename the chat", show=False),
     KeyAction("delete_chat", "ctrl+delete,f12", "Delete the chat", show=False),

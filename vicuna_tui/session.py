@@ -38,7 +38,7 @@ from vicuna_tui.session_writes import (
     generation_to_dict,
     reply_origin,
 )
-from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title
+from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title, tree
 
 
 class _Unset:
@@ -74,14 +74,16 @@ class ChatSession:
         self.endpoint = endpoint
         self.model_info: ModelInfo | None = None
         self.conversation: Conversation | None = None
-        self.messages: list[SavedMessage] = []
+        self.messages: list[SavedMessage] = []  # the active path: what the model sees
+        self.tree: list[SavedMessage] = []  # every branch, oldest first
         self.replay_of: str | None = None
         self.run: str | None = None  # the bench run this chat answers a question of
         self._run_title: str | None = None
         self._warn = warn or (lambda text: None)
         self._next_request = 1
-        self._pending_delete: int | None = None
-        self._handed = 0  # messages handed to the writer (the rest are new)
+        self._pending_deletes: list[str] = []  # branches deleted, not yet on disk
+        self._written: set[str] = set()  # uids handed to the writer (the rest are new)
+        self._active_changed = False  # the branch shown changed since the last batch
         self._created = False  # the conversation row was handed to the writer
 
     # -- settings ------------------------------------------------------------------------
@@ -156,11 +158,13 @@ class ChatSession:
     def new_chat(self) -> None:
         self.conversation = None
         self.messages = []
+        self.tree = []
         self.replay_of = None
         self.run = None
         self._run_title = None
-        self._pending_delete = None
-        self._handed = 0
+        self._pending_deletes = []
+        self._written = set()
+        self._active_changed = False
         self._created = False
 
     def open(self, conversation_id: str) -> Conversation:
@@ -177,8 +181,10 @@ class ChatSession:
         TUI on its store thread)."""
         self.conversation = conv
         self.messages = list(conv.messages)
-        self._pending_delete = None
-        self._handed = len(self.messages)
+        self.tree = list(conv.tree) or list(self.messages)
+        self._pending_deletes = []
+        self._written = {m.uid for m in self.tree}
+        self._active_changed = False
         self._created = True
         if conv.template:
             self.template = conv.template
@@ -225,9 +231,17 @@ class ChatSession:
 
     def add_user(self, text: str) -> ChatRequest:
         """Record the user's message (committed before generation) and ask for a reply."""
-        self.messages.append(SavedMessage(role=USER, content=text))
+        self._append(SavedMessage(role=USER, content=text))
         self.save()
         return self._request()
+
+    def _append(self, message: SavedMessage) -> SavedMessage:
+        """``message`` after the last one shown (a new branch if that one has others)."""
+        message.parent = self.messages[-1].uid if self.messages else None
+        message.position = len(self.messages)
+        self.messages.append(message)
+        self.tree.append(message)
+        return message
 
     def _sync_model(self) -> None:
         if self.model_info is not None:
@@ -248,7 +262,7 @@ class ChatSession:
             seed=stats.seed,
             **reply_origin(self.model_info, self.resolved_template, self.generation),
         )
-        self.messages.append(message)
+        self._append(message)
         self.save()
         self._sync_model()
         return message
@@ -278,38 +292,106 @@ class ChatSession:
     def last_reply(self) -> SavedMessage | None:
         return next((m for m in reversed(self.messages) if m.role == ASSISTANT), None)
 
-    def _truncate(self, index: int) -> None:
+    def _back_to(self, index: int) -> None:
+        """Show the path only up to ``index`` (what follows stays, as a branch)."""
         del self.messages[index:]
-        if index < self._handed:  # some of them were written: delete them there too
-            self._handed = index
-            self._pending_delete = (
-                index if self._pending_delete is None else min(index, self._pending_delete)
-            )
+        self._active_changed = True
+
+    def _delete_from(self, index: int) -> None:
+        """Delete the message at ``index`` and every branch below it."""
+        doomed = {m.uid for m in tree.subtree(self.tree, self.messages[index].uid)}
+        uid = self.messages[index].uid
+        if uid in self._written:
+            self._pending_deletes.append(uid)
+        self._written -= doomed
+        self.tree = [m for m in self.tree if m.uid not in doomed]
+        self._back_to(index)
         self.save()
 
-    def remove_last_turn(self) -> bool:
-        """Delete the last user message and its reply.  False if there is none."""
+    def _last_user_index(self) -> int | None:
         for index in range(len(self.messages) - 1, -1, -1):
             if self.messages[index].role == USER:
-                self._truncate(index)
-                return True
-        return False
+                return index
+        return None
+
+    def turn_size(self, index: int) -> int:
+        """How many messages deleting the message at ``index`` deletes (its branches)."""
+        return len(tree.subtree(self.tree, self.messages[index].uid))
+
+    def remove_last_turn(self) -> bool:
+        """Delete the last user message and everything below it (its replies, on every
+        branch).  False if there is none."""
+        index = self._last_user_index()
+        if index is None:
+            return False
+        self._delete_from(index)
+        return True
 
     def regenerate(self) -> ChatRequest | None:
-        """Drop the last reply and ask again for the same user message."""
+        """Ask again for the last user message; the old reply is kept as a branch."""
         if not self.messages:
             return None
         if self.messages[-1].role == ASSISTANT:
-            self._truncate(len(self.messages) - 1)
+            self._back_to(len(self.messages) - 1)
         if not self.awaiting_reply:
             return None
+        self.save()
         return self._request()
 
     def edit_last(self, text: str) -> ChatRequest | None:
-        """Replace the last user message (and drop its reply), then ask again."""
-        if not self.remove_last_turn():
+        """Send ``text`` in place of the last user message, as a new branch beside it."""
+        index = self._last_user_index()
+        return None if index is None else self.edit_at(index, text)
+
+    def edit_at(self, index: int, text: str) -> ChatRequest | None:
+        """Send ``text`` in place of the user message at ``index``: a new branch beside
+        it (the old one, and all that followed it, stay)."""
+        if not 0 <= index < len(self.messages) or self.messages[index].role != USER:
             return None
+        self._back_to(index)
         return self.add_user(text)
+
+    # -- branches ----------------------------------------------------------------------------
+
+    def branch_at(self, index: int) -> tuple[int, int]:
+        """(which, of how many): the message at ``index`` among its siblings, from 1."""
+        message = self.messages[index]
+        siblings = tree.siblings(self.tree, message)
+        return siblings.index(message) + 1, len(siblings)
+
+    def siblings_at(self, index: int) -> list[SavedMessage]:
+        """The message at ``index`` and its siblings (the other branches there)."""
+        return tree.siblings(self.tree, self.messages[index])
+
+    def switch_branch(self, index: int, step: int) -> bool:
+        """Show the sibling ``step`` away from the message at ``index`` (and, below it,
+        the newest branch).  False when there is none that way."""
+        if not 0 <= index < len(self.messages):
+            return False
+        siblings = tree.siblings(self.tree, self.messages[index])
+        where = siblings.index(self.messages[index]) + step
+        if not 0 <= where < len(siblings):
+            return False
+        leaf = tree.latest_leaf(self.tree, siblings[where].uid)
+        self.messages = tree.path_to(self.tree, leaf)
+        self._active_changed = True
+        self.save()
+        return True
+
+    def choose_branch(self, index: int, number: int) -> bool:
+        """Show sibling ``number`` (from 1) of the message at ``index``."""
+        which, _ = self.branch_at(index)
+        return self.switch_branch(index, number - which)
+
+    def show_branch_of(self, uid: str) -> bool:
+        """Show the branch that holds message ``uid`` (a search hit), down to its newest
+        leaf.  False if the message is not in this chat."""
+        if not any(m.uid == uid for m in self.tree):
+            return False
+        self.messages = tree.path_to(self.tree, tree.latest_leaf(self.tree, uid))
+        self._active_changed = True
+        self.save()
+        return True
 
     def retry_pending(self) -> ChatRequest | None:
         """A request for a user message still waiting for its reply (e.g. after a failure)."""
@@ -319,17 +401,19 @@ class ChatSession:
         """Take back a user message whose reply failed, returning its text for the input."""
         if self.awaiting_reply:
             text = self.messages[-1].content
-            self._truncate(len(self.messages) - 1)
+            self._delete_from(len(self.messages) - 1)
             return text
         return None
 
     def import_messages(self, messages: list[tuple[str, str]], *, title: str | None = None) -> None:
         """Start a new chat holding ``messages`` (e.g. from FastChat's !!load)."""
         self.new_chat()
-        self.messages = [
-            SavedMessage(role=r, content=t, finish_reason="stop" if r == ASSISTANT else None)
-            for r, t in messages
-        ]
+        for role, text in messages:
+            self._append(
+                SavedMessage(
+                    role=role, content=text, finish_reason="stop" if role == ASSISTANT else None
+                )
+            )
         self.save(title=title)
 
     # -- persistence ---------------------------------------------------------------------
@@ -362,23 +446,23 @@ class ChatSession:
         create = self._ensure_conversation(title)
         conv = self.conversation
         assert conv is not None
-        start = self._handed
-        new = []
-        for position in range(start, len(self.messages)):
-            message = self.messages[position]
-            message.position = position
-            new.append(dataclasses.replace(message))
+        new = tuple(dataclasses.replace(m) for m in self.tree if m.uid not in self._written)
         if conv.title == "New chat":
             first = next((m.content for m in self.messages if m.role == USER), "")
             if first:
                 conv.title = make_title(first)
-        writes = Writes(conv.id, create, self._pending_delete, tuple(new))
+        leaf = self.messages[-1].uid if self.messages else None
+        writes = Writes(
+            conv.id, create, tuple(self._pending_deletes), new, leaf, self._active_changed
+        )
         if writes.empty:
             return
-        self._handed = len(self.messages)
-        self._pending_delete = None
+        conv.active_leaf = leaf
+        self._written |= {m.uid for m in new}
+        self._pending_deletes = []
+        self._active_changed = False
         self._writer(
-            writes.apply, self.saved_state.saved, lambda exc: self.write_failed(exc, writes, start)
+            writes.apply, self.saved_state.saved, lambda exc: self.write_failed(exc, writes)
         )
 
     def _update(self, **fields: Any) -> None:
@@ -397,20 +481,19 @@ class ChatSession:
             lambda exc: self._warn(exc.message),
         )
 
-    def write_failed(self, exc: StoreError, writes: Writes, start: int) -> None:
-        """A write did not reach the disk: it is tried again with the next change."""
+    def write_failed(self, exc: StoreError, writes: Writes) -> None:
+        """A write did not reach the disk: it is tried again with the next change
+        (messages already written are recognised by their uid and left alone)."""
         if writes.create is not None:
             self._created = False
-        # Whatever of the batch was written is deleted and written again next time.
-        self._handed = min(self._handed, start)
-        self._pending_delete = min(
-            p for p in (self._pending_delete, writes.delete_from, start) if p is not None
-        )
+        self._written -= {m.uid for m in writes.messages}
+        self._pending_deletes = [*writes.deletes, *self._pending_deletes]
+        self._active_changed = True
         self.saved_state.failed(exc)
 
     @property
     def unsaved(self) -> bool:
-        return self.saving and self._handed < len(self.messages)
+        return self.saving and any(m.uid not in self._written for m in self.tree)
 
 
 def _nothing() -> None:

@@ -68,25 +68,35 @@ class SaveState:
 
 @dataclass(frozen=True)
 class Writes:
-    """One batch: the conversation's record the first time, the messages dropped since
-    the last batch (from a position on), and the new messages, in order."""
+    """One batch: the conversation's record the first time, the branches deleted since
+    the last batch (each by its first message), the new messages in order (each under
+    its parent), and the branch now shown (its last message)."""
 
     conversation_id: str
     create: Conversation | None
-    delete_from: int | None
+    deletes: tuple[str, ...]
     messages: tuple[SavedMessage, ...]
+    active_leaf: str | None
+    active_changed: bool = False
 
     @property
     def empty(self) -> bool:
-        return self.create is None and self.delete_from is None and not self.messages
+        return (
+            self.create is None
+            and not self.deletes
+            and not self.messages
+            and not self.active_changed
+        )
 
     def apply(self, store: Store) -> None:
         if self.create is not None and not store.exists(self.conversation_id):
             store.insert_conversation(self.create)
-        if self.delete_from is not None:
-            store.delete_messages_from(self.conversation_id, self.delete_from)
+        for uid in self.deletes:
+            store.delete_subtree(self.conversation_id, uid)
         for message in self.messages:
-            store.add_message(self.conversation_id, message)  # a copy already
+            store.add_message(self.conversation_id, message, as_given=True)  # a copy
+        if self.active_changed or self.deletes:
+            store.set_active(self.conversation_id, self.active_leaf)
 
 
 def generation_to_dict(gen: GenerationSettings) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from vicuna_tui import formats
 from vicuna_tui.commands import sessions_care as care
 from vicuna_tui.commands.console import confirmed
 from vicuna_tui.commands.console import out as _out
-from vicuna_tui.store import ALL_RUNS, AllRuns, Conversation, Store
+from vicuna_tui.store import ALL_RUNS, AllRuns, Conversation, Store, tree
 from vicuna_tui.textsafe import json_text
 
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--format", choices=formats.EXPORT_FORMATS, default="md")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.add_argument(
+        "--all-branches", action="store_true", help="json: every branch, not only the one shown"
+    )
     p = sub.add_parser("import", help="import a FastChat !!save, ShareGPT or vicuna-tui JSON")
     p.add_argument("file")
     sub.add_parser("check", help="check the database for damage (SQLite's integrity check)")
@@ -137,6 +140,9 @@ def _show(args: argparse.Namespace, store: Store) -> int:
             if message.finish_reason in ("cancelled", "error", "length")
             else ""
         )
+        which = tree.siblings(conv.tree, message) if conv.tree else [message]
+        if len(which) > 1:
+            mark += f" (branch {which.index(message) + 1} of {len(which)})"
         _out(f"{label}{mark}: {message.content}")
         if message.role == "assistant" and message.new_tokens:
             rate = f", {message.tokens_per_second:.1f} tok/s" if message.tokens_per_second else ""
@@ -175,7 +181,7 @@ def _delete(args: argparse.Namespace, store: Store) -> int:
 
 def _export(args: argparse.Namespace, store: Store) -> int:
     conv = store.get(store.resolve(args.id))
-    text = formats.export(conv, args.format)
+    text = formats.export(conv, args.format, all_branches=args.all_branches)
     if args.output:
         path = Path(args.output).expanduser()
         formats.write_private(path, text)
@@ -187,7 +193,8 @@ def _export(args: argparse.Namespace, store: Store) -> int:
 
 def _import(args: argparse.Namespace, store: Store) -> int:
     conv, messages = formats.read_conversation(Path(args.file).expanduser())
-    new_id = store.import_conversation(conv, messages)
+    # our JSON names each message's parent: its tree comes back as it was
+    new_id = store.import_conversation(conv, messages, as_tree=any(m.parent for m in messages))
     _out(f"imported {len(messages)} messages as {new_id[:8]} “{conv.title}”")
     return 0
 

@@ -28,7 +28,9 @@ HELP = """commands:
   !!exit          quit (so does Ctrl-D)
   !!reset         start a new conversation
   !!remove        remove the last message and its reply
-  !!regen         regenerate the last reply
+  !!regen         regenerate the last reply (the old one stays, as a branch)
+  !!branches      the branches of the last reply (or of the last message)
+  !!branch N      show branch N of it instead
   !!save FILE     save the conversation as FastChat JSON
   !!load FILE     load a conversation (FastChat, ShareGPT or vicuna-tui JSON)
   !!help          this list
@@ -266,6 +268,8 @@ class LineChat:
             "!!reset": self._reset,
             "!!remove": self._remove,
             "!!regen": self._regenerate,
+            "!!branches": self._branches,
+            "!!branch": self._branch,
             "!!save": self._save,
             "!!load": self._load,
         }.get(name)
@@ -300,6 +304,36 @@ class LineChat:
             return
         self.renderer.info("regenerating the last reply...")
         self.respond(request, self.session.last_user_text() or "")
+
+    def _branches(self, arg: str) -> None:
+        session = self.session
+        if not session.messages:
+            self.renderer.info("no messages yet.")
+            return
+        index = len(session.messages) - 1
+        which, count = session.branch_at(index)
+        if count == 1:
+            self.renderer.info("the last message has no other branches (!!regen makes one).")
+            return
+        for number, sibling in enumerate(session.siblings_at(index), start=1):
+            mark = "*" if number == which else " "
+            text = " ".join(sibling.content.split())
+            self.renderer.info(f"{mark} {number}: {text[:70]}")
+        self.renderer.info(f"showing {which} of {count}; !!branch N shows another")
+
+    def _branch(self, arg: str) -> None:
+        session = self.session
+        if not session.messages:
+            self.renderer.info("no messages yet.")
+            return
+        index = len(session.messages) - 1
+        _, count = session.branch_at(index)
+        if not arg.isdigit() or not 1 <= int(arg) <= count:
+            self.renderer.info(f"!!branch needs a number from 1 to {count} (see !!branches)")
+            return
+        session.choose_branch(index, int(arg))
+        self.renderer.info(f"showing branch {arg} of {count}:")
+        self._show_all()
 
     def _save(self, arg: str) -> None:
         if not arg:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vicuna_tui import locations
+from vicuna_tui.store import tree
 from vicuna_tui.store.connection import MEMORY, open_read_only, open_writable, refuse_newer
 from vicuna_tui.store.errors import StoreError, explain
 from vicuna_tui.store.records import (
@@ -37,6 +38,7 @@ from vicuna_tui.store.records import (
     SearchHit,
     conversation_from_row,
     conversation_row,
+    linked,
     make_title,
     message_from_row,
     message_row,
@@ -216,14 +218,17 @@ class Store:
                 f"no conversation {conversation_id}", "list them with `vicuna-tui sessions list`"
             )
         conv = conversation_from_row(row)
-        conv.messages = [
-            message_from_row(r)
-            for r in self.db.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
-                (conversation_id,),
-            )
-        ]
-        conv.message_count = len(conv.messages)
+        conv.tree = linked(
+            [
+                message_from_row(r)
+                for r in self.db.execute(
+                    "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id",
+                    (conversation_id,),
+                )
+            ]
+        )
+        conv.messages = tree.path_to(conv.tree, conv.active_leaf)
+        conv.message_count = len(conv.tree)
         return conv
 
     @_translated
@@ -329,14 +334,26 @@ class Store:
 
     # -- messages ----------------------------------------------------------------------
 
-    def add_message(self, conversation_id: str, message: SavedMessage) -> SavedMessage:
+    def add_message(
+        self, conversation_id: str, message: SavedMessage, *, as_given: bool = False
+    ) -> SavedMessage:
+        """Add ``message`` after the conversation's active leaf (or, ``as_given``, under
+        its own ``parent``, None making it the first of a new branch); it becomes the
+        active leaf.  A message already there (by uid: a batch written again after a
+        failure) is left as it is."""
         stamp = message.created_at or now()
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE conversation_id = ?",
-                (conversation_id,),
+            if db.execute("SELECT 1 FROM messages WHERE uid = ?", (message.uid,)).fetchone():
+                return message
+            if not as_given:
+                leaf = db.execute(
+                    "SELECT active_leaf FROM conversations WHERE id = ?", (conversation_id,)
+                ).fetchone()
+                message.parent = self._known_leaf(db, conversation_id, leaf[0] if leaf else None)
+            above = db.execute(
+                "SELECT position FROM messages WHERE uid = ?", (message.parent,)
             ).fetchone()
-            position = int(row[0])
+            position = int(above[0]) + 1 if above else 0
             message.position, message.created_at = position, stamp
             cursor = db.execute(INSERT_MESSAGE, message_row(conversation_id, message))
             if position == 0 and message.role == "user":
@@ -345,22 +362,55 @@ class Store:
                     (make_title(message.content), conversation_id, "New chat"),
                 )
             db.execute(
-                "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id)
+                "UPDATE conversations SET updated_at = ?, active_leaf = ? WHERE id = ?",
+                (stamp, message.uid, conversation_id),
             )
         message.id = cursor.lastrowid
         return message
 
-    def delete_messages_from(self, conversation_id: str, position: int) -> int:
-        """Delete the messages at ``position`` and after; returns how many."""
+    @staticmethod
+    def _known_leaf(db: sqlite3.Connection, conversation_id: str, leaf: str | None) -> str | None:
+        """``leaf`` if it is one of the conversation's messages, else its newest message."""
+        if (
+            leaf is not None
+            and db.execute(
+                "SELECT 1 FROM messages WHERE uid = ? AND conversation_id = ?",
+                (leaf, conversation_id),
+            ).fetchone()
+        ):
+            return leaf
+        row = db.execute(
+            "SELECT uid FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
+            (conversation_id,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_active(self, conversation_id: str, leaf: str | None) -> None:
+        """Remember the branch shown: the path down to ``leaf``."""
         with self.transaction() as db:
-            cursor = db.execute(
-                "DELETE FROM messages WHERE conversation_id = ? AND position >= ?",
-                (conversation_id, position),
+            db.execute(
+                "UPDATE conversations SET active_leaf = ? WHERE id = ?", (leaf, conversation_id)
             )
+
+    def delete_subtree(self, conversation_id: str, uid: str) -> int:
+        """Delete a message and every message below it (every branch after it); returns
+        how many."""
+        with self.transaction() as db:
+            count = db.execute(
+                "WITH RECURSIVE below(uid) AS (SELECT ? UNION ALL "
+                "SELECT m.uid FROM messages m JOIN below ON m.parent = below.uid) "
+                "SELECT COUNT(*) FROM below JOIN messages USING (uid) "
+                "WHERE messages.conversation_id = ?",
+                (uid, conversation_id),
+            ).fetchone()[0]
+            db.execute(
+                "DELETE FROM messages WHERE uid = ? AND conversation_id = ?",
+                (uid, conversation_id),
+            )  # the rest go with it (ON DELETE CASCADE)
             db.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (now(), conversation_id)
             )
-        return cursor.rowcount
+        return int(count)
 
     @_translated
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
@@ -370,8 +420,9 @@ class Store:
             return []
         query = " ".join(f'"{w}"*' for w in words)
         try:
+            uid = "m.uid" if self.version >= 6 else "NULL"  # an old store, read-only
             rows = self.db.execute(
-                "SELECT m.conversation_id, c.title, m.position, m.role, "
+                f"SELECT m.conversation_id, c.title, m.position, m.role, {uid}, "
                 "snippet(messages_fts, 0, '«', '»', '…', 12) AS snip "
                 "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
                 "JOIN conversations c ON c.id = m.conversation_id "
@@ -380,11 +431,37 @@ class Store:
             ).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot search for {text!r}: {exc}", "try plain words") from None
-        return [SearchHit(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [SearchHit(r[0], r[1], r[2], r[3], r[5], r[4]) for r in rows]
 
-    def import_conversation(self, conv: Conversation, messages: Sequence[SavedMessage]) -> str:
-        """Insert a whole conversation in one transaction (all or nothing), as a new one."""
+    def import_conversation(
+        self, conv: Conversation, messages: Sequence[SavedMessage], *, as_tree: bool = False
+    ) -> str:
+        """Insert a whole conversation in one transaction (all or nothing), as a new one.
+        ``as_tree``: the messages' parents make the tree (None: a root); otherwise each
+        follows the message before it.  Every message gets a new uid (a file imported
+        twice makes two conversations)."""
         stamp = now()
+        fresh = {m.uid: uuid.uuid4().hex for m in messages}
+        rows: list[SavedMessage] = []
+        depth: dict[str, int] = {}
+        for index, msg in enumerate(messages):
+            parent: str | None
+            if as_tree:  # a parent not (yet) in the file: a root, nothing lost
+                placed = msg.parent is not None and fresh.get(msg.parent, "") in depth
+                parent = fresh[msg.parent] if placed and msg.parent is not None else None
+            else:
+                parent = rows[index - 1].uid if index else None
+            position = depth[parent] + 1 if parent is not None else 0
+            row = dataclasses.replace(
+                msg,
+                uid=fresh[msg.uid],
+                parent=parent,
+                position=position,
+                created_at=msg.created_at or stamp,
+            )
+            depth[row.uid] = position
+            rows.append(row)
+        leaf = fresh.get(conv.active_leaf or "") or (rows[-1].uid if rows else None)
         copy = dataclasses.replace(
             conv,
             id=uuid.uuid4().hex,
@@ -392,12 +469,10 @@ class Store:
             updated_at=conv.updated_at or stamp,
             backend=conv.backend or "local",
             replay_of=None,
+            active_leaf=leaf,
         )
         with self.transaction() as db:
             db.execute(INSERT_CONVERSATION, conversation_row(copy))
-            for position, msg in enumerate(messages):
-                row = dataclasses.replace(
-                    msg, position=position, created_at=msg.created_at or stamp
-                )
+            for row in rows:
                 db.execute(INSERT_MESSAGE, message_row(copy.id, row))
         return copy.id

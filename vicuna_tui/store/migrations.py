@@ -94,6 +94,65 @@ _V5 = """
 """
 
 
+# v6: branches.  Messages form a tree (``parent`` names the message a message follows,
+# by its ``uid``), so a regenerated reply or an edited question is a sibling instead of
+# a replacement; ``active_leaf`` remembers the branch shown.  The table is rebuilt (the
+# old one held one message per position), keeping every row and id, so the full-text
+# index stays valid; each old chat becomes one branch.
+_V6 = """
+        CREATE TABLE messages_v6 (
+            id INTEGER PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            new_tokens INTEGER,
+            time_to_first_token REAL,
+            tokens_per_second REAL,
+            seed INTEGER,
+            finish_reason TEXT,
+            model TEXT,
+            backend TEXT,
+            template TEXT,
+            settings TEXT,
+            uid TEXT NOT NULL UNIQUE,
+            parent TEXT REFERENCES messages_v6(uid) ON DELETE CASCADE
+        );
+        INSERT INTO messages_v6 (id, conversation_id, position, role, content, created_at,
+            prompt_tokens, new_tokens, time_to_first_token, tokens_per_second, seed,
+            finish_reason, model, backend, template, settings, uid)
+            SELECT id, conversation_id, position, role, content, created_at, prompt_tokens,
+            new_tokens, time_to_first_token, tokens_per_second, seed, finish_reason, model,
+            backend, template, settings, lower(hex(randomblob(16))) FROM messages;
+        UPDATE messages_v6 SET parent = (
+            SELECT p.uid FROM messages_v6 p WHERE p.conversation_id = messages_v6.conversation_id
+            AND p.position < messages_v6.position ORDER BY p.position DESC LIMIT 1
+        );
+        DROP TABLE messages;
+        ALTER TABLE messages_v6 RENAME TO messages;
+        CREATE INDEX messages_tree ON messages (conversation_id, parent);
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        ALTER TABLE conversations ADD COLUMN active_leaf TEXT;
+        UPDATE conversations SET active_leaf = (
+            SELECT uid FROM messages m WHERE m.conversation_id = conversations.id
+            ORDER BY position DESC LIMIT 1
+        );
+"""
+
+
 class Migration(NamedTuple):
     """One step of the schema: ``name`` says what it adds; ``script`` is its SQL."""
 
@@ -109,6 +168,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("backends, endpoints and replay links", _V3),
     Migration("what wrote each reply", _V4),
     Migration("bench runs and judgment files", _V5),
+    Migration("branches: messages as a tree", _V6),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +47,8 @@ class SavedMessage:
     backend: str | None = None  # transformers, llamacpp or remote
     template: str | None = None
     settings: dict[str, Any] | None = None  # the sampling settings it was made with
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # its name in the tree
+    parent: str | None = None  # the message it follows (None: the first of a branch)
 
 
 @dataclass
@@ -65,7 +68,9 @@ class Conversation:
     endpoint: str | None = None
     replay_of: str | None = None
     run: str | None = None  # the bench run that made it (None: a person's own chat)
-    messages: list[SavedMessage] = field(default_factory=list)
+    active_leaf: str | None = None  # the last message of the branch shown
+    messages: list[SavedMessage] = field(default_factory=list)  # the active path
+    tree: list[SavedMessage] = field(default_factory=list)  # every branch, oldest first
     message_count: int = 0
 
     @property
@@ -89,6 +94,7 @@ CONVERSATION_COLUMNS = (
     "endpoint",
     "replay_of",
     "run",
+    "active_leaf",
 )
 MESSAGE_COLUMNS = (
     "id",
@@ -106,6 +112,8 @@ MESSAGE_COLUMNS = (
     "backend",
     "template",
     "settings",
+    "uid",
+    "parent",
 )
 
 
@@ -142,6 +150,19 @@ def message_from_row(row: sqlite3.Row) -> SavedMessage:
     return SavedMessage(**data)
 
 
+def linked(messages: list[SavedMessage]) -> list[SavedMessage]:
+    """Messages read from a store too old to have a tree (opened read-only, never
+    upgraded): one branch, in position order, each named by its row id."""
+    if all(m.uid is not None for m in messages):
+        return messages
+    ordered = sorted(messages, key=lambda m: m.position)
+    previous: str | None = None
+    for message in ordered:
+        message.uid, message.parent = f"row{message.id}", previous
+        previous = message.uid
+    return ordered
+
+
 @dataclass(frozen=True)
 class EvaluationFile:
     """A judgment file that ``vicuna-tui judge`` wrote, for the evaluation screen."""
@@ -160,6 +181,7 @@ class SearchHit:
     position: int
     role: str
     snippet: str
+    message_uid: str | None = None  # the message found, to open its branch
 
 
 def conversation_row(conv: Conversation) -> tuple[Any, ...]:

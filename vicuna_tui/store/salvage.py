@@ -16,6 +16,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,21 +217,45 @@ def _write(
         saved_conversations = len(known)
         orphans = _write_orphans(db, messages, known)
         written = refused = 0
-        for row in messages:
+        placed: set[str] = set()  # the uids written, so that children find their parent
+        previous: dict[Any, str] = {}  # each conversation's last message (old stores)
+        for row in sorted(messages, key=_tree_order):
             values = {f: _value(row, f) for f in _MSG_FIELDS}
             if values["settings"] is not None:
                 try:
                     json.loads(values["settings"])
                 except (TypeError, ValueError):
                     values["settings"] = None
+            _place(values, placed, previous)
             try:
                 _insert(db, "messages", values)
                 written += 1
+                placed.add(values["uid"])
+                previous[values["conversation_id"]] = values["uid"]
             except sqlite3.IntegrityError:
                 refused += 1
         db.execute("COMMIT")
         db.execute("PRAGMA journal_mode = DELETE")
     return saved_conversations, written, orphans, refused
+
+
+def _tree_order(row: sqlite3.Row) -> tuple[Any, int, int]:
+    """Parents before children: by conversation, depth, then age."""
+    return (
+        str(_value(row, "conversation_id")),
+        int(_value(row, "position") or 0),
+        int(_value(row, "id") or 0),
+    )
+
+
+def _place(values: dict[str, Any], placed: set[str], previous: dict[Any, str]) -> None:
+    """A message from a store older than branches follows the one before it; one whose
+    parent was lost starts a branch of its own (kept, not refused)."""
+    if not values.get("uid"):
+        values["uid"] = uuid.uuid4().hex
+        values["parent"] = previous.get(values["conversation_id"])
+    elif values.get("parent") not in placed:
+        values["parent"] = None
 
 
 def _insert(db: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:

@@ -39,11 +39,13 @@ class PromptSubmitted(Message):
 
 
 class ConversationChosen(Message):
-    """A conversation was picked in the sidebar."""
+    """A conversation was picked in the sidebar (a search hit names its message, to
+    open the branch that holds it)."""
 
-    def __init__(self, conversation_id: str) -> None:
+    def __init__(self, conversation_id: str, message_uid: str | None = None) -> None:
         super().__init__()
         self.conversation_id = conversation_id
+        self.message_uid = message_uid
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,14 @@ class ChatActions(ReplayControl):
 
     @on(ConversationChosen)
     async def _chosen(self, message: ConversationChosen) -> None:
-        await self.open_conversation(message.conversation_id)
+        await self.open_conversation(message.conversation_id, message.message_uid)
 
-    async def open_conversation(self, conversation_id: str) -> None:
-        """Read the conversation on the store's thread, then show it."""
+    async def open_conversation(self, conversation_id: str, message_uid: str | None = None) -> None:
+        """Read the conversation on the store's thread, then show it (on the branch that
+        holds ``message_uid``, a search hit, if given)."""
         if self.session.conversation and self.session.conversation.id == conversation_id:
+            if message_uid and self.session.show_branch_of(message_uid):
+                await self.show_path()
             self.prompt.focus()
             return
         calls = self.host.store_calls
@@ -51,15 +54,22 @@ class ChatActions(ReplayControl):
                 severity="error",
             )
             return
-        calls.call(self, lambda store: store.get(conversation_id), self._show_conversation)
+        calls.call(
+            self,
+            lambda store: store.get(conversation_id),
+            lambda conv: self._show_conversation(conv, message_uid),
+        )
 
-    async def _show_conversation(self, conv: Conversation) -> None:
+    async def _show_conversation(self, conv: Conversation, message_uid: str | None = None) -> None:
         await self.stop_reply("Stopped the reply (it is kept) to open another chat.")
         self.session.show(conv)
+        if message_uid:
+            self.session.show_branch_of(message_uid)
         # Each reply as stored: its own model, else the chat's, else not known (an
         # imported chat) -- never the model loaded now.
         label = f"Assistant · {conv.model_name or 'unknown model'}"
         await self.transcript.show(self.session.messages, model_label=label)
+        self.mark_branches()
         self.settings.set_generation(
             self.session.generation, self.session.template, self.session.system_message
         )

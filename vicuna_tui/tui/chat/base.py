@@ -56,6 +56,7 @@ class ChatScreenBase(Screen[None]):
         self.reuse_seeds = reuse_seeds
         self.streaming: Streaming | None = None
         self.editing = False
+        self.editing_at: int | None = None  # the user message being edited
         self.model = ModelState(session.load)
         self._engine_started = False
         self._pacer = FramePacer()
@@ -115,7 +116,14 @@ class ChatScreenBase(Screen[None]):
             "memory", lambda backend: getattr(backend, "memory_in_use", lambda: None)()
         )
 
+    def mark_branches(self) -> None:
+        """Put ``‹ which/count ›`` on each message that has siblings."""
+        views = self.transcript.views
+        for index in range(min(len(views), len(self.session.messages))):
+            views[index].set_branch(*self.session.branch_at(index))
+
     def _after_change(self) -> None:
+        self.mark_branches()
         if self.session.conversation is not None:
             self.sidebar.current_id = self.session.conversation.id
         self.sidebar.reload()

@@ -11,13 +11,13 @@ from vicuna_tui.engine.events import LoadFailed, ModelReady
 from vicuna_tui.engine.hub import GGUFChoiceError
 from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import RemoteSettings
-from vicuna_tui.tui.chat.stream import ReplyStream
+from vicuna_tui.tui.chat.branches import ChatBranches
 from vicuna_tui.tui.messages import EngineCallResult, GenerationChanged, ReloadRequested
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.screens.dialogs import ErrorScreen, PickScreen
 
 
-class ModelControl(ReplyStream):
+class ModelControl(ChatBranches):
     def _model_ready(self, event: ModelReady) -> None:
         self.session.set_model(event.info)
         self.model = self.model.loaded(event.info)

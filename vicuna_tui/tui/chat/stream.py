@@ -9,7 +9,7 @@ from vicuna_tui.engine.events import ChatRequest, ReplyDone, ReplyFailed
 from vicuna_tui.errors import ModelProcessLost
 from vicuna_tui.tui.chat.base import ChatScreenBase, Streaming
 from vicuna_tui.tui.messages import PromptSubmitted
-from vicuna_tui.tui.screens.dialogs import ErrorScreen
+from vicuna_tui.tui.screens.dialogs import ConfirmScreen, ErrorScreen
 from vicuna_tui.tui.widgets.transcript import describe_stats
 
 
@@ -108,8 +108,11 @@ class ReplyStream(ChatScreenBase):
         if self.editing:
             self.editing = False
             self.prompt.remove_class("editing")
-            request = self.session.edit_last(text)
-            await self._drop_last_turn_views()
+            index = self.editing_at if self.editing_at is not None else 0
+            self.editing_at = None
+            views = len(self.transcript.views)
+            request = self.session.edit_at(index, text)
+            await self.transcript.drop_last(views - index)
         else:
             request = self.session.add_user(text)
         if request is None:  # pragma: no cover - edit_last with no turn
@@ -172,6 +175,7 @@ class ReplyStream(ChatScreenBase):
             self.host.engine.cancel()
         elif self.editing:
             self.editing = False
+            self.editing_at = None
             self.prompt.remove_class("editing")
             self.prompt.set_text("")
         else:
@@ -188,6 +192,7 @@ class ReplyStream(ChatScreenBase):
         if had_reply:
             await self.transcript.drop_last(1)
         await self._start_reply(request)
+        self.mark_branches()
 
     def action_edit_last(self) -> None:
         if self.busy_writing():
@@ -197,16 +202,31 @@ class ReplyStream(ChatScreenBase):
             self.notify("There is no message to edit yet.")
             return
         self.editing = True
+        self.editing_at = max(i for i, m in enumerate(self.session.messages) if m.role == "user")
         self.prompt.add_class("editing")
         self.prompt.set_text(text)
         self.prompt.focus()
-        self.notify("Editing your last message: Enter resends it, Esc leaves it as it was.")
+        self.notify(
+            "Editing your last message: Enter resends it as a new branch (the old one "
+            "stays), Esc leaves it as it was."
+        )
 
     async def action_delete_turn(self) -> None:
         if self.streaming is not None:
             await self.stop_reply()
-        if self.session.remove_last_turn():
-            await self._drop_last_turn_views()
-            self._after_change()
-        else:
+        last = [i for i, m in enumerate(self.session.messages) if m.role == "user"]
+        if not last:
             self.notify("There is nothing to delete.")
+            return
+        count = self.session.turn_size(last[-1])
+
+        async def done(yes: bool | None) -> None:
+            if yes and self.session.remove_last_turn():
+                await self._drop_last_turn_views()
+                self._after_change()
+
+        others = count - (len(self.session.messages) - last[-1])
+        branches = f", {others} of them on other branches" if others > 0 else ""
+        self.app.push_screen(
+            ConfirmScreen(f"Delete the last turn: {count} message(s){branches}?"), done
+        )

@@ -38,6 +38,7 @@ class Sidebar(Vertical):
         self.calls = calls
         self.not_saving = not_saving
         self.current_id: str | None = None
+        self.hit_messages: dict[str, str] = {}  # a search hit's chat: the message found
         self._filter_timer: Timer | None = None
         self._asked = 0  # listings asked for; only the latest one is shown
 
@@ -72,11 +73,14 @@ class Sidebar(Vertical):
         option_list = self.query_one("#chat-list", OptionList)
         option_list.clear_options()
         seen = {c.id for c in conversations}
+        self.hit_messages = {}
         options = [Option(plain(c.title), id=c.id) for c in conversations]
         for hit in hits:
             if hit.conversation_id not in seen:
                 seen.add(hit.conversation_id)
                 snippet = " ".join(hit.snippet.split())
+                if hit.message_uid:
+                    self.hit_messages[hit.conversation_id] = hit.message_uid
                 options.append(Option(plain(f"{hit.title}\n  {snippet}"), id=hit.conversation_id))
         option_list.add_options(options)
         if self.current_id is not None and self.current_id in seen:
@@ -102,13 +106,14 @@ class Sidebar(Vertical):
         if option_list.option_count:
             option = option_list.get_option_at_index(option_list.highlighted or 0)
             if option.id:
-                self.post_message(ConversationChosen(option.id))
+                self.post_message(ConversationChosen(option.id, self.hit_messages.get(option.id)))
 
     @on(OptionList.OptionSelected, "#chat-list")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id:
-            self.post_message(ConversationChosen(event.option.id))
+            chosen = event.option.id
+            self.post_message(ConversationChosen(chosen, self.hit_messages.get(chosen)))
 
     def focus_filter(self) -> None:
         # At once, not after a refresh as Input.focus() does: keys typed right behind

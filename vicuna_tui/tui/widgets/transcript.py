@@ -51,20 +51,36 @@ class MessageView(Vertical, can_focus=True):
         self.role = role
         self.text = terminal_safe(text)
         self.label = label or ("You" if role == "user" else "Assistant")
+        self.branch = (1, 1)  # which of how many siblings it is
         self.stream: MarkdownStream | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(plain(self.label), classes="role")
+        yield Static(plain(self._heading()), classes="role")
         if self.role == "user":
             yield Static(plain(self.text), classes="body")
         else:
             yield Markdown(self.text, open_links=False, classes="body")
         yield Static(plain(""), classes="meta")
 
+    @property
+    def label_text(self) -> str:
+        """The heading shown: who wrote it, and which branch it is."""
+        return self._heading()
+
+    def _heading(self) -> str:
+        which, count = self.branch
+        return f"{self.label}   ‹ {which}/{count} ›" if count > 1 else self.label
+
     def set_label(self, label: str) -> None:
         self.label = label
         if self.is_mounted:
-            self.query_one(".role", Static).update(plain(label))
+            self.query_one(".role", Static).update(plain(self._heading()))
+
+    def set_branch(self, which: int, count: int) -> None:
+        """Mark the message as branch ``which`` of ``count`` (nothing shown for one)."""
+        if self.branch != (which, count):
+            self.branch = (which, count)
+            self.set_label(self.label)
 
     @property
     def markdown(self) -> Markdown:

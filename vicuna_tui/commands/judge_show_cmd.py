@@ -11,9 +11,10 @@ from typing import Any
 
 from vicuna_tui.commands.console import out
 from vicuna_tui.errors import SettingsError
-from vicuna_tui.evaluation import answers, judgments, results
-from vicuna_tui.evaluation.results import Results
-from vicuna_tui.questions import QuestionFileError, read_questions
+from vicuna_tui.evaluation import judgments, results
+from vicuna_tui.evaluation.browse import read_question_file
+from vicuna_tui.evaluation.results import Results, score_text
+from vicuna_tui.questions import read_questions
 from vicuna_tui.textsafe import json_text
 
 
@@ -34,17 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def categories_for(judgment_file: Path, questions: Path | None) -> dict[Any, str]:
     """Question id to category, from the question file (FastChat keeps it one folder
-    up from the judgments); {} when there is none."""
+    up from the judgments); {} when there is none.  A file named on the command line
+    must be readable."""
+    if questions is not None:
+        read_questions(questions)  # a clear message for a bad --questions
     path = questions or judgment_file.parent.parent / "question.jsonl"
-    if questions is None and not path.is_file():
-        return {}
-    try:
-        parsed = read_questions(path)
-    except QuestionFileError:
-        if questions is not None:
-            raise
-        return {}
-    return {answers.question_id(r, n): str(r.get("category") or "general") for n, r, _ in parsed}
+    return {qid: category for qid, (category, _) in read_question_file(path).items()}
 
 
 def load_results(
@@ -85,10 +81,6 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def table_lines(shown: Results) -> list[str]:
     """The table as text lines, columns aligned."""
     if shown.mode == "single":
@@ -96,10 +88,10 @@ def table_lines(shown: Results) -> list[str]:
         body = [
             [
                 r.model,
-                _number(r.score),
-                _number(r.turn_1),
-                _number(r.turn_2),
-                *(_number(r.by_category.get(c)) for c in shown.categories),
+                score_text(r.score),
+                score_text(r.turn_1),
+                score_text(r.turn_2),
+                *(score_text(r.by_category.get(c)) for c in shown.categories),
                 str(r.judged),
                 str(r.errors),
             ]

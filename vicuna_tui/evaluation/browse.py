@@ -108,6 +108,23 @@ def _verdicts(record: Mapping[str, Any], models: tuple[str, ...]) -> tuple[Verdi
     )
 
 
+def read_question_file(path: Path) -> dict[Any, tuple[str, tuple[str, ...]]]:
+    """Question id: (category, turns), from a question file; {} when it is missing or
+    cannot be read (results are still shown, without categories)."""
+    if not path.is_file():
+        return {}
+    try:
+        return {
+            answers.question_id(record, number): (
+                str(record.get("category") or "general"),
+                tuple(turns),
+            )
+            for number, record, turns in read_questions(path)
+        }
+    except QuestionFileError:
+        return {}
+
+
 def open_evaluation(path: Path, questions: Path | None = None) -> Evaluation:
     """The judgment file with its question file (given, or FastChat's ../question.jsonl)
     and the answers beside it (../model_answer/)."""
@@ -118,14 +135,7 @@ def open_evaluation(path: Path, questions: Path | None = None) -> Evaluation:
         raise SettingsError(f"{path} holds no judgments", "run `vicuna-tui judge` again")
     question_file = questions if questions and questions.is_file() else None
     question_file = question_file or path.parent.parent / "question.jsonl"
-    parsed: dict[Any, tuple[str, tuple[str, ...]]] = {}
-    if question_file.is_file():
-        try:
-            for number, record, turns in read_questions(question_file):
-                category = str(record.get("category") or "general")
-                parsed[answers.question_id(record, number)] = (category, tuple(turns))
-        except QuestionFileError:
-            parsed = {}
+    parsed = read_question_file(question_file)
     model_answers = answers.read_answer_dir(question_file.parent / "model_answer")
     if results.kind_of(records) == "single":
         shown = results.single_results(records, {k: v[0] for k, v in parsed.items()})

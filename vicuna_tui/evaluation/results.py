@@ -54,6 +54,11 @@ class Results:
         }
 
 
+def score_text(value: float | None) -> str:
+    """A mean score as the tables show it ("-" where nothing was judged)."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 

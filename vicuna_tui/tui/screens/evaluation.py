@@ -20,6 +20,7 @@ from textual.widgets.option_list import Option
 
 from vicuna_tui.errors import VicunaError
 from vicuna_tui.evaluation.browse import Evaluation, open_evaluation
+from vicuna_tui.evaluation.results import score_text
 from vicuna_tui.store import EvaluationFile, Store
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.messages import StoreFailed, StoreReply
@@ -29,10 +30,6 @@ from vicuna_tui.tui.store_calls import StoreCalls
 from vicuna_tui.tui.widgets.bar_chart import BarChart
 
 _OVERALL = ("score", "turn 1", "turn 2")
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def _name(text: str) -> Text:
@@ -140,10 +137,10 @@ class EvaluationScreen(Screen[None]):
             for row in shown.scores:
                 table.add_row(
                     _name(row.model),
-                    _number(row.score),
-                    _number(row.turn_1),
-                    _number(row.turn_2),
-                    *(_number(row.by_category.get(c)) for c in shown.categories),
+                    score_text(row.score),
+                    score_text(row.turn_1),
+                    score_text(row.turn_2),
+                    *(score_text(row.by_category.get(c)) for c in shown.categories),
                     key=row.model,
                 )
         else:

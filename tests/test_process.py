@@ -140,9 +140,9 @@ def test_errors_keep_their_hint_and_fields_when_pickled() -> None:
     assert (plain.message, plain.hint) == ("bad", "do this")
 
 
-def test_a_killed_child_is_explained_and_can_be_loaded_again(tmp_path: Path, home: Path) -> None:
-    model = tiny_llama(tmp_path / "tiny")
-    backend = ProcessBackend(LoadSettings(model_path=str(model), device="cpu"))
+def test_a_killed_child_is_explained_and_can_be_loaded_again(smollm_gguf: Path, home: Path) -> None:
+    # The GGUF on llama.cpp: its child starts in a fraction of torch's time.
+    backend = ProcessBackend(LoadSettings(model_path=str(smollm_gguf)))
     backend.load()
     pid = backend.pid
     assert pid is not None
@@ -214,7 +214,7 @@ def test_the_status_bar_memory_counts_the_model_process() -> None:
 
 
 async def test_tui_after_the_model_process_dies_says_so_and_reloads(
-    tmp_path: Path, home: Path
+    smollm_gguf: Path, home: Path
 ) -> None:
     """The real app with its default backend: the model's process is killed; the next
     prompt comes back with a dialog that says what happened, the status bar says no
@@ -224,10 +224,9 @@ async def test_tui_after_the_model_process_dies_says_so_and_reloads(
 
     from vicuna_tui.tui.screens.dialogs import ErrorScreen
 
-    model = tiny_llama(tmp_path / "tiny")
     app = make_app(
         lambda load: ProcessBackend(load),
-        load=LoadSettings(model_path=str(model), device="cpu"),
+        load=LoadSettings(model_path=str(smollm_gguf)),
         max_new_tokens=4,
     )
     async with run_test(app, size=(120, 40)) as pilot:

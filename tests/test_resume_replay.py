@@ -19,10 +19,10 @@ def last_conversation() -> Conversation:
 
 
 @pytest.mark.real_model
-def test_resume_feeds_the_history_and_keeps_saving(smollm_dir: Path, home: Path) -> None:
+def test_resume_feeds_the_history_and_keeps_saving(smollm_gguf: Path, home: Path) -> None:
     first = run_cli(
         "--model-path",
-        str(smollm_dir),
+        str(smollm_gguf),
         "--temperature",
         "0",
         "--max-new-tokens",
@@ -37,7 +37,7 @@ def test_resume_feeds_the_history_and_keeps_saving(smollm_dir: Path, home: Path)
     again = last_conversation()
     assert again.id == conv.id
     assert [m.role for m in again.messages] == ["user", "assistant", "user", "assistant"]
-    assert again.model_path == str(smollm_dir)  # the saved model was used
+    assert again.model_path == str(smollm_gguf)  # the saved model was used
 
 
 def test_resume_unknown_id(home: Path) -> None:
@@ -47,10 +47,10 @@ def test_resume_unknown_id(home: Path) -> None:
 
 
 @pytest.mark.real_model
-def test_replay_reproduces_sampled_replies_exactly(smollm_dir: Path, home: Path) -> None:
+def test_replay_reproduces_sampled_replies_exactly(smollm_gguf: Path, home: Path) -> None:
     made = run_cli(
         "--model-path",
-        str(smollm_dir),
+        str(smollm_gguf),
         "--temperature",
         "0.9",
         "--max-new-tokens",

@@ -193,14 +193,14 @@ def test_two_processes_write_at_once(home: Path) -> None:
 
 
 @pytest.mark.real_model
-def test_kill_9_mid_reply_keeps_the_user_turn(smollm_dir: Path, home: Path) -> None:
+def test_kill_9_mid_reply_keeps_the_user_turn(smollm_gguf: Path, home: Path) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "vicuna_tui",
             "--model-path",
-            str(smollm_dir),
+            str(smollm_gguf),
             "--temperature",
             "0",
             "--max-new-tokens",

@@ -44,9 +44,18 @@ def damage(path: Path, kind: str) -> None:
         data[0:100] = b"\xa5" * 100
         path.write_bytes(bytes(data))
     elif kind == "interior":
+        # Five pages at random, and always the messages table's last leaf, where a new
+        # message goes: every write meets the damage (random pages alone moved with
+        # each schema change), and few messages are lost.
+        db = sqlite3.connect(path)
+        (last_leaf,) = db.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'leaf' "
+            "ORDER BY path DESC LIMIT 1"
+        ).fetchone()
+        db.close()
         rng = random.Random(7)
         pages = len(data) // 4096
-        for page in rng.sample(range(4, pages - 2), 5):
+        for page in {*rng.sample(range(4, pages - 2), 5), last_leaf - 1}:
             data[page * 4096 : (page + 1) * 4096] = rng.randbytes(4096)
         path.write_bytes(bytes(data))
     elif kind == "wal":

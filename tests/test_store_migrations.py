@@ -47,11 +47,20 @@ def database_at(path: Path, version: int) -> sqlite3.Connection:
         for position, (role, text) in enumerate(
             [("user", "How do llamas sleep?"), ("assistant", "Lying down, mostly.")]
         ):
-            db.execute(
-                "INSERT INTO messages (conversation_id, position, role, content, created_at) "
-                "VALUES ('c0ffee', ?, ?, ?, '2026-01-01T00:00:00')",
-                (position, role, text),
+            if version < 6:
+                db.execute(
+                    "INSERT INTO messages (conversation_id, position, role, content, "
+                    "created_at) VALUES ('c0ffee', ?, ?, ?, '2026-01-01T00:00:00')",
+                    (position, role, text),
+                )
+                continue
+            db.execute(  # from version 6 on, messages are a tree
+                "INSERT INTO messages (conversation_id, position, role, content, created_at, "
+                "uid, parent) VALUES ('c0ffee', ?, ?, ?, '2026-01-01T00:00:00', ?, ?)",
+                (position, role, text, f"m{position}", f"m{position - 1}" if position else None),
             )
+        if version >= 6:
+            db.execute("UPDATE conversations SET active_leaf = 'm1'")
     return db
 
 

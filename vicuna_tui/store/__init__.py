@@ -6,6 +6,7 @@ can go wrong, and ``backups`` / ``salvage`` the database's care.  It imports not
 from the engine or the front ends.
 """
 
+from vicuna_tui.store.battles import Battle
 from vicuna_tui.store.database import Store
 from vicuna_tui.store.errors import REPAIR_HINT, StoreError, explain
 from vicuna_tui.store.migrations import SCHEMA_VERSION
@@ -29,6 +30,7 @@ __all__ = [
     "REPAIR_HINT",
     "SCHEMA_VERSION",
     "AllRuns",
+    "Battle",
     "Conversation",
     "EvaluationFile",
     "SavedMessage",

@@ -13,19 +13,20 @@ loses at most the reply in flight.  Two processes may share the database
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from vicuna_tui import locations
 from vicuna_tui.store import tree
+from vicuna_tui.store.battles import BattleQueries
 from vicuna_tui.store.connection import MEMORY, open_read_only, open_writable, refuse_newer
-from vicuna_tui.store.errors import StoreError, explain
+from vicuna_tui.store.errors import StoreError, explain, translated
+from vicuna_tui.store.evaluations import EvaluationQueries
 from vicuna_tui.store.records import (
     ALL_RUNS,
     CONVERSATION_COLUMNS,
@@ -33,7 +34,6 @@ from vicuna_tui.store.records import (
     INSERT_MESSAGE,
     AllRuns,
     Conversation,
-    EvaluationFile,
     SavedMessage,
     SearchHit,
     conversation_from_row,
@@ -45,23 +45,8 @@ from vicuna_tui.store.records import (
     now,
 )
 
-_T = TypeVar("_T")
 
-
-def _translated(method: Callable[..., _T]) -> Callable[..., _T]:
-    """Turn any sqlite3 error a read meets into a StoreError that names the file."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> _T:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise explain(exc, self.path) from None
-
-    return wrapper
-
-
-class Store:
+class Store(EvaluationQueries, BattleQueries):
     """The conversation database.  One connection per Store; one thread at a time uses it.
 
     ``read_only`` opens it without writing anything, not even SQLite's shared-memory
@@ -100,7 +85,7 @@ class Store:
         return cls(path, read_only=True)
 
     @property
-    @_translated
+    @translated
     def version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
@@ -175,7 +160,7 @@ class Store:
         with self.transaction() as db:
             db.execute(INSERT_CONVERSATION, conversation_row(conv))
 
-    @_translated
+    @translated
     def exists(self, conversation_id: str) -> bool:
         row = self.db.execute(
             "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
@@ -208,7 +193,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
-    @_translated
+    @translated
     def get(self, conversation_id: str) -> Conversation:
         row = self.db.execute(
             "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
@@ -231,7 +216,7 @@ class Store:
         conv.message_count = len(conv.tree)
         return conv
 
-    @_translated
+    @translated
     def conversations(
         self, limit: int | None = None, title_filter: str = "", run: str | AllRuns | None = ALL_RUNS
     ) -> list[Conversation]:
@@ -260,7 +245,7 @@ class Store:
             params.append(limit)
         return [conversation_from_row(row, row["n"]) for row in self.db.execute(sql, params)]
 
-    @_translated
+    @translated
     def runs(self) -> dict[str, int]:
         """Each bench run's name and how many conversations it holds, newest first."""
         rows = self.db.execute(
@@ -269,42 +254,14 @@ class Store:
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def remember_evaluation(
-        self, path: str, mode: str, judge: str, questions: str | None = None
-    ) -> None:
-        """Record (or bring to the top) a judgment file for the evaluation screen."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO evaluation_files (path, mode, judge, questions, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET mode = excluded.mode, "
-                "judge = excluded.judge, questions = excluded.questions, "
-                "updated_at = excluded.updated_at",
-                (path, mode, judge, questions, now()),
-            )
-
-    @_translated
-    def evaluation_files(self) -> list[EvaluationFile]:
-        """The judgment files recorded, newest first (none in a store too old to have
-        them, opened read-only)."""
-        try:
-            rows = self.db.execute(
-                "SELECT path, mode, judge, questions, updated_at FROM evaluation_files "
-                "ORDER BY updated_at DESC, rowid DESC"
-            ).fetchall()
-        except sqlite3.OperationalError:
-            if self.version >= 5:
-                raise
-            return []
-        return [EvaluationFile(*row) for row in rows]
-
-    @_translated
+    @translated
     def latest_id(self) -> str | None:
         row = self.db.execute(
             "SELECT id FROM conversations ORDER BY updated_at DESC, rowid DESC LIMIT 1"
         ).fetchone()
         return row["id"] if row else None
 
-    @_translated
+    @translated
     def resolve(self, ref: str) -> str:
         """A full id from an id, an unambiguous prefix, or ``last``."""
         ref = ref.strip()
@@ -412,7 +369,7 @@ class Store:
             )
         return int(count)
 
-    @_translated
+    @translated
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Full-text search over every message; words are matched as prefixes."""
         words = [w for w in text.replace('"', " ").split() if w]

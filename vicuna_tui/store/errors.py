@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from vicuna_tui import writable
 from vicuna_tui.errors import VicunaError
@@ -58,3 +61,20 @@ def explain(exc: BaseException, path: Path) -> StoreError:
         problem = found
     kind = "full" if "full" in problem else "read-only"
     return StoreError(f"cannot save to {path}: {problem}", writable.fix_for(problem), kind=kind)
+
+
+_T = TypeVar("_T")
+
+
+def translated(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn any sqlite3 error a read meets into a StoreError that names the file
+    (``self.path``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from None
+
+    return wrapper

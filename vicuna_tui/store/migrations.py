@@ -152,6 +152,27 @@ _V6 = """
         );
 """
 
+# Arena battles: two conversations answered side by side, the order they were shown
+# in, and the user's vote ('a' / 'b': the model shown as A / B was better).
+_V7 = """
+        CREATE TABLE battles (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            model_a TEXT NOT NULL,
+            model_b TEXT NOT NULL,
+            conversation_a TEXT REFERENCES conversations(id) ON DELETE SET NULL,
+            conversation_b TEXT REFERENCES conversations(id) ON DELETE SET NULL,
+            blind INTEGER NOT NULL,
+            swapped INTEGER NOT NULL,
+            turns INTEGER NOT NULL DEFAULT 0,
+            vote TEXT CHECK (vote IN ('a', 'b', 'tie', 'bothbad')),
+            voted_at TEXT,
+            settings TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX battles_voted ON battles (vote, created_at);
+"""
+
 
 class Migration(NamedTuple):
     """One step of the schema: ``name`` says what it adds; ``script`` is its SQL."""
@@ -169,6 +190,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("what wrote each reply", _V4),
     Migration("bench runs and judgment files", _V5),
     Migration("branches: messages as a tree", _V6),
+    Migration("arena battles", _V7),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,191 @@
+"""The arena without a screen: ratings from known votes, battles in the store, the
+blind order and the vote's rules, the command line's sides, and `arena results`."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from vicuna_tui.arena.battle import ArenaBattle, VoteRefused, arena_name
+from vicuna_tui.arena.fit import Fit, check_fit, shared_threads
+from vicuna_tui.arena.ratings import Vote, bradley_terry, leaderboard, online_elo
+from vicuna_tui.engine.events import ModelInfo
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.session import ChatSession
+from vicuna_tui.store import Battle, Store
+
+
+def votes(spec: list[tuple[str, str, str, int]]) -> list[Vote]:
+    out: list[Vote] = []
+    for a, b, vote, times in spec:
+        out += [Vote(a, b, vote)] * times
+    return out
+
+
+# -- ratings -------------------------------------------------------------------------------
+
+
+def test_two_models_rating_gap_is_the_closed_form() -> None:
+    # x beat y 7 times (5 shown as A, 2 as B), lost 2, tied 2 and both were bad once.
+    known = votes([("x", "y", "a", 5), ("y", "x", "b", 2), ("y", "x", "a", 2)])
+    known += votes([("x", "y", "tie", 2), ("x", "y", "bothbad", 1)])
+    rows = leaderboard(known, rounds=100)
+    assert [r.model for r in rows] == ["x", "y"]
+    x, y = rows
+    assert (x.wins, x.losses, x.ties, x.both_bad, x.games) == (7, 2, 3, 1, 12)
+    assert (y.wins, y.losses, y.ties) == (2, 7, 3)
+    assert x.win_rate == pytest.approx(7 / 12)
+    p = (7 + 3 / 2 + 1 / 2) / (12 + 1)  # ties half a win, one virtual tie as the prior
+    assert x.rating - y.rating == pytest.approx(400 * math.log10(p / (1 - p)), abs=1e-6)
+    assert (x.rating + y.rating) / 2 == pytest.approx(1000)
+    assert x.low <= x.rating <= x.high and x.high - x.low > 10  # a real interval
+    assert leaderboard(known, rounds=100) == rows  # seeded: the same every time
+
+
+def test_bradley_terry_recovers_known_strengths() -> None:
+    # Scores drawn from known strengths 4:2:1 (800, 680, 560 on the Elo scale less the
+    # mean), in large numbers: the fit finds them again.
+    rng = random.Random(3)
+    strength = {"p": 4.0, "q": 2.0, "r": 1.0}
+    drawn: list[Vote] = []
+    for a, b in [("p", "q"), ("q", "r"), ("p", "r")] * 3000:
+        first = rng.random() < strength[a] / (strength[a] + strength[b])
+        drawn.append(Vote(a, b, "a" if first else "b"))
+    ratings = bradley_terry({(a, b): s for (a, b), s in _scores(drawn).items()}, ["p", "q", "r"])
+    step = 400 * math.log10(2)
+    assert ratings["p"] - ratings["q"] == pytest.approx(step, abs=15)
+    assert ratings["q"] - ratings["r"] == pytest.approx(step, abs=15)
+
+
+def _scores(drawn: list[Vote]) -> dict[tuple[str, str], list[float]]:
+    from vicuna_tui.arena.ratings import _pairs
+
+    return _pairs(drawn)
+
+
+def test_online_elo_is_chatbot_arenas() -> None:
+    elo = online_elo([Vote("x", "y", "a"), Vote("x", "y", "tie")])
+    # first game: expected 0.5, so x gains K/2 = 2; the tie then moves 4 * (0.5 - E)
+    expected = 1 / (1 + 10 ** ((998 - 1002) / 400))
+    assert elo["x"] == pytest.approx(1002 + 4 * (0.5 - expected))
+    assert elo["x"] + elo["y"] == pytest.approx(2000)
+
+
+def test_a_model_against_itself_and_no_votes_give_no_rating() -> None:
+    assert leaderboard([]) == []
+    assert leaderboard([Vote("x", "x", "a")]) == []
+    undefeated = leaderboard(votes([("x", "y", "a", 5)]), rounds=20)
+    assert all(math.isfinite(r.rating) for r in undefeated)  # the prior keeps it finite
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+def test_battles_are_saved_with_their_conversations(home: Path) -> None:
+    with Store() as store:
+        first = store.create_conversation(title="left")
+        second = store.create_conversation(title="right")
+        battle = Battle(
+            "b1",
+            "x",
+            "y",
+            first.id,
+            second.id,
+            blind=True,
+            swapped=True,
+            turns=1,
+            settings={"threads": 1},
+        )
+        store.save_battle(battle)
+        battle.vote, battle.turns = "tie", 2
+        store.save_battle(battle)  # the same row, updated
+        [saved] = store.battles()
+        assert (saved.vote, saved.turns, saved.swapped, saved.settings) == (
+            "tie",
+            2,
+            True,
+            {"threads": 1},
+        )
+        assert saved.conversation_a == first.id and saved.created_at <= saved.updated_at
+        assert store.battles(voted_only=True) == [saved]
+        store.delete(first.id)  # a deleted chat leaves the vote
+        [kept] = store.battles()
+        assert kept.conversation_a is None and kept.vote == "tie"
+
+
+# -- one battle ------------------------------------------------------------------------------
+
+
+def info(name: str, engine: str = "llamacpp") -> ModelInfo:
+    return ModelInfo(
+        name=name,
+        path=f"/m/{name}",
+        source="test",
+        engine=engine,
+        quantization="Q4_1" if engine == "llamacpp" else None,
+    )
+
+
+def sides(*names: str) -> list[ChatSession]:
+    out = []
+    for name in names:
+        session = ChatSession(None)
+        session.set_model(info(name))
+        out.append(session)
+    return out
+
+
+def test_blind_order_hides_the_names_until_the_vote() -> None:
+    orders = set()
+    for seed in range(20):
+        battle = ArenaBattle(sides("one", "two"), rng=random.Random(seed))
+        orders.add(battle.side_of("A"))
+        assert battle.title("A") == "Model A" and battle.title("B") == "Model B"
+    assert orders == {0, 1}  # either model may be shown first
+    battle = ArenaBattle(sides("one", "two"), swapped=True)
+    assert battle.name("A") == "two (llama.cpp Q4_1)"  # the second side given
+    assert battle.session("A") is battle.sessions[1]
+
+
+def test_votes_need_replies_and_change_until_the_next_prompt() -> None:
+    battle = ArenaBattle(sides("one", "two"), swapped=False)
+    with pytest.raises(VoteRefused, match="Send a prompt first"):
+        battle.cast("a")
+    battle.ask("hi")
+    with pytest.raises(VoteRefused, match="Wait for both replies"):
+        battle.cast("a")
+    for session in battle.sessions:
+        session.record_reply("hello", "stop")
+    assert battle.cast("a") == "A is better"
+    assert battle.title("A") == "Model A · one (llama.cpp Q4_1)"  # named after the vote
+    assert battle.cast("bothbad") == "both are bad"  # changed
+    battle.ask("and now?")
+    for session in battle.sessions:
+        session.record_reply("still here", "stop")
+    with pytest.raises(VoteRefused, match="final"):
+        battle.cast("b")
+    assert battle.record().vote == "bothbad" and battle.record().turns == 2
+
+
+def test_same_weights_on_two_engines_are_two_contestants() -> None:
+    llama = info("SmolLM2", "llamacpp")
+    torch = ModelInfo(name="SmolLM2", path="/m", source="t", engine="transformers")
+    assert arena_name(llama) != arena_name(torch)
+    battle = ArenaBattle(sides("same", "same"))
+    assert battle.identical
+
+
+def test_memory_fit_and_thread_shares(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"\0" * 1000)
+    load = LoadSettings(model_path=str(model))
+    assert check_fit([load, load], free=lambda: 10_000).fits
+    tight = check_fit([load, load], free=lambda: 2_000)
+    assert not tight.fits and "the two models need" in tight.describe()
+    unknown = check_fit([LoadSettings(model_path="org/not-downloaded"), None], free=lambda: 1)
+    assert unknown == Fit(None, 1) and unknown.fits  # cannot tell: not refused
+    assert shared_threads(2, cores=16) == 8 and shared_threads(2, cores=1) == 1
+    assert shared_threads(1, cores=16) is None

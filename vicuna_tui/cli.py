@@ -14,7 +14,16 @@ from vicuna_tui import __version__
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
 from vicuna_tui.errors import VicunaError
 
-SUBCOMMANDS = ("sessions", "config", "replay", "bench", "judge", "apply-delta", "make-delta")
+SUBCOMMANDS = (
+    "sessions",
+    "config",
+    "replay",
+    "bench",
+    "judge",
+    "arena",
+    "apply-delta",
+    "make-delta",
+)
 
 EPILOG = """commands:
   vicuna-tui sessions list|show|search|rename|delete|export|import ...
@@ -23,6 +32,8 @@ EPILOG = """commands:
   vicuna-tui bench QUESTIONS.jsonl --model-id NAME [chat flags]
   vicuna-tui judge QUESTIONS.jsonl --mode single|pairwise-baseline|pairwise-all ...
   vicuna-tui judge show JUDGMENTS.jsonl [--json]
+  vicuna-tui arena --model-path A --model-path B [--no-blind] [chat flags per side]
+  vicuna-tui arena results [--json]
   vicuna-tui apply-delta --base PATH --delta PATH --target PATH
   vicuna-tui make-delta --base PATH --target PATH --delta PATH
 Run `vicuna-tui COMMAND --help` for each one's flags."""
@@ -115,6 +126,10 @@ def _dispatch(args: list[str]) -> int:
             from vicuna_tui.commands import judge_cmd
 
             return judge_cmd.main(rest)
+        if command == "arena":
+            from vicuna_tui.commands import arena_cmd
+
+            return arena_cmd.main(rest)
         if command == "replay":
             from vicuna_tui.commands import replay_cmd
 

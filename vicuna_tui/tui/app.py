@@ -9,8 +9,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from textual.app import App, SystemCommand
-from textual.notifications import SeverityLevel
+from textual.app import SystemCommand
 from textual.screen import Screen
 from textual.timer import Timer
 
@@ -22,16 +21,16 @@ from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.store import Store, StoreError
-from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.chat import ChatScreen
 from vicuna_tui.tui.chat.host import ChatHost
+from vicuna_tui.tui.literal import LiteralNotifications
 from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
 from vicuna_tui.tui.store_calls import StoreCalls
 
 BackendFactory = Callable[[LoadSettings], Backend]
 
 
-class VicunaApp(App[int]):
+class VicunaApp(LiteralNotifications):
     CSS_PATH = "styles/app.tcss"
     TITLE = "vicuna-tui"
     ENABLE_COMMAND_PALETTE = True
@@ -183,26 +182,6 @@ class VicunaApp(App[int]):
     def watch_theme(self, theme: str) -> None:
         if self._theme_ready:
             self.save_settings({"theme": theme})
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = True,
-    ) -> None:
-        """Every toast is literal text: messages quote model names, file names and
-        errors, which must never become markup or reach the terminal as controls."""
-        del markup  # widgets pass Textual's default (True): never honoured here
-        super().notify(
-            terminal_safe(message),
-            title=terminal_safe(title),
-            severity=severity,
-            timeout=timeout,
-            markup=False,
-        )
 
     async def action_quit(self) -> None:
         self.chat.keep_partial_reply()

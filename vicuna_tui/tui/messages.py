@@ -21,6 +21,15 @@ class EngineMessage(Message):
         self.event = event
 
 
+class SideMessage(Message):
+    """An engine event from one side of the arena (0: the first model given)."""
+
+    def __init__(self, side: int, event: EngineEvent) -> None:
+        super().__init__()
+        self.side = side
+        self.event = event
+
+
 class EngineCallResult(Message):
     """The result of ``EngineThread.call``, posted from the engine thread."""
 

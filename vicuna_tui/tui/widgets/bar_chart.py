@@ -3,9 +3,12 @@ or per model its wins, ties and losses.  Text only (block characters), never mar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.content import Content
 from textual.widgets import Static
 
+from vicuna_tui.arena.ratings import Standing
 from vicuna_tui.evaluation.results import Results
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.plain import plain
@@ -94,3 +97,38 @@ class BarChart(Static):
             self.update(score_chart(self.results, width))
         else:
             self.update(pair_chart(self.results, width))
+
+
+def rating_chart(rows: Sequence[Standing], width: int) -> Content:
+    """Each model's rating as a bar, its 95% interval after it, best first."""
+    if not rows:
+        return plain("no votes yet")
+    name_width = min(max(len(r.model) for r in rows), 32)
+    bar_width = max(10, width - name_width - 22)
+    floor = min(r.low for r in rows) - 50
+    top = max(r.high for r in rows)
+    lines: list[Content] = []
+    for index, row in enumerate(rows):
+        name = terminal_safe(row.model)[:name_width]
+        fraction = (row.rating - floor) / (top - floor) if top > floor else 1.0
+        drawn = Content.styled(
+            bar(fraction, bar_width).ljust(bar_width), MODEL_COLOURS[index % len(MODEL_COLOURS)]
+        )
+        interval = f" {row.rating:5.0f} ({row.low:.0f}–{row.high:.0f})"
+        lines.append(plain(f"{name:<{name_width}} ") + drawn + plain(interval))
+    return Content("\n").join(lines)
+
+
+class RatingChart(Static):
+    """The arena's ratings, drawn to its own width."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(plain(""), id=id)
+        self.rows: list[Standing] = []
+
+    def show(self, rows: Sequence[Standing]) -> None:
+        self.rows = list(rows)
+        self.update(rating_chart(self.rows, self.size.width or 80))
+
+    def on_resize(self) -> None:
+        self.update(rating_chart(self.rows, self.size.width or 80))

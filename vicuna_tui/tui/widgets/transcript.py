@@ -130,8 +130,12 @@ HOW_TO_START = "Type a message and press Enter to send it · F1 help · Ctrl+P e
 class Transcript(VerticalScroll):
     """The chat.  It stays pinned to the bottom unless the user scrolls up."""
 
+    def __init__(self, *, id: str | None = None, how_to: str = HOW_TO_START) -> None:
+        super().__init__(id=id)
+        self.how_to = how_to
+
     def compose(self) -> ComposeResult:
-        yield Welcome(plain(HOW_TO_START), id="welcome")
+        yield Welcome(plain(self.how_to), id="welcome")
 
     def on_mount(self) -> None:
         self.anchor()
@@ -140,7 +144,7 @@ class Transcript(VerticalScroll):
         """The empty chat's text: ``status`` (e.g. what is loading) and how to start."""
         welcome = self.query("#welcome")
         if welcome:
-            welcome.first(Static).update(plain(f"{status}\n\n{HOW_TO_START}"))
+            welcome.first(Static).update(plain(f"{status}\n\n{self.how_to}"))
 
     def _show_welcome(self, shown: bool) -> None:
         for welcome in self.query("#welcome"):

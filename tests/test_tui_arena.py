@@ -1,0 +1,297 @@
+"""The arena screen with two scripted backends: the blind order, votes and their rules,
+the leaderboard on known votes, Esc on both, a side that does not load, a side whose
+process dies mid-reply, and one model at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import ScriptedBackend
+from textual.widgets import Button, DataTable
+from tui_helpers import run_test, showing, wait_for
+
+from vicuna_tui import config as config_mod
+from vicuna_tui import runtime
+from vicuna_tui.arena.ratings import Vote, leaderboard
+from vicuna_tui.arena.results import table_rows
+from vicuna_tui.engine.events import ChatRequest, EngineEvent, ReplyDelta, ReplyStarted
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.errors import ModelNotFoundError, ModelProcessLost
+from vicuna_tui.store import Battle, Store
+from vicuna_tui.tui.arena.screen import ArenaScreen
+from vicuna_tui.tui.arena_app import ArenaApp
+from vicuna_tui.tui.screens.arena_results import ArenaResultsScreen
+
+
+def resolved(name: str) -> runtime.Resolved:
+    return runtime.Resolved(
+        load=LoadSettings(model_path=name),
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=16),
+        template="auto",
+        system_message=None,
+        remote=None,
+        config=config_mod.load(),
+    )
+
+
+def arena_app(backends: dict[str, Any], *, save: bool = True, **options: Any) -> ArenaApp:
+    names = list(backends)
+    return ArenaApp(
+        [resolved(n) for n in names],
+        Store() if save else None,
+        factory=lambda r: backends[str(r.load.model_path)],
+        **options,
+    )
+
+
+def screen_of(app: ArenaApp) -> ArenaScreen:
+    return app.arena
+
+
+def toasts(app: ArenaApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def settled(pilot: Any) -> None:
+    calls = pilot.app.store_calls
+    if calls is not None:
+        await wait_for(pilot, lambda: calls.idle)
+    await pilot.pause()
+
+
+async def both_ready(pilot: Any) -> ArenaScreen:
+    screen = screen_of(pilot.app)
+    await wait_for(pilot, lambda: all(s.state in ("ready", "failed") for s in screen.sides))
+    return screen
+
+
+async def ask(pilot: Any, text: str) -> ArenaScreen:
+    screen = screen_of(pilot.app)
+    before = (screen.battles, screen.battle.turns)
+    screen.prompt.set_text(text)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: (screen.battles, screen.battle.turns) != before)
+    await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+    await settled(pilot)
+    return screen
+
+
+def texts(screen: ArenaScreen, letter: str) -> list[str]:
+    return [v.text for v in screen.pane(letter).transcript.views]
+
+
+async def test_a_blind_battle_votes_then_names_and_saves(home: Path) -> None:
+    backends = {
+        "one": ScriptedBackend([["I am", " one."], ["One again."]], name="one"),
+        "two": ScriptedBackend([["I am", " two."], ["Two again."]], name="two"),
+    }
+    app = arena_app(backends, swapped=True)  # Model A is the second model given
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = await both_ready(pilot)
+        assert screen.pane("A").title_text() == "Model A"
+        assert "two" not in screen.pane("A").status_text()  # nothing gives it away
+        assert all(b.disabled for b in screen.query(Button))  # nothing to vote on yet
+        await ask(pilot, "Who are you?")
+        assert texts(screen, "A") == ["Who are you?", "I am two."]
+        assert texts(screen, "B") == ["Who are you?", "I am one."]
+        assert screen.pane("A").title_text() == "Model A"  # still hidden
+
+        await pilot.press("alt+b")
+        assert screen.pane("A").title_text() == "Model A · two (transformers float32)"
+        assert any("Voted: B is better" in t for t in toasts(app))
+        await pilot.click("#vote-tie")  # changed, by its button
+        assert screen.battle.vote == "tie"
+        assert screen.query_one("#vote-tie", Button).variant == "primary"
+
+        await ask(pilot, "Again?")
+        assert texts(screen, "A")[-1] == "Two again."
+        await pilot.press("alt+a")  # after the next prompt the vote is final
+        assert screen.battle.vote == "tie"
+        assert any("vote is final" in t for t in toasts(app))
+        await settled(pilot)
+        first = screen.battle.id
+
+        await pilot.press("ctrl+n")
+        assert texts(screen, "A") == [] and screen.battles == 2
+        assert screen.pane("A").title_text() == "Model A"
+        await settled(pilot)
+
+    with Store() as store:
+        [battle] = store.battles()
+        assert (battle.id, battle.model_a, battle.vote, battle.turns, battle.swapped) == (
+            first,
+            "two (transformers float32)",
+            "tie",
+            2,
+            True,
+        )
+        assert battle.model_b == "one (transformers float32)" and battle.blind
+        left = store.get(battle.conversation_a or "")
+        assert left.run == "arena"
+        assert [m.content for m in left.messages] == [
+            "Who are you?",
+            "I am two.",
+            "Again?",
+            "Two again.",
+        ]
+        assert store.get(battle.conversation_b or "").messages[1].content == "I am one."
+    # the second battle had no prompt: nothing of it was saved
+    assert backends["one"].requests[1].turns[-1] == ("user", "Again?")
+    assert len(backends["one"].requests[1].turns) == 3  # its own history
+
+
+async def test_the_leaderboard_shows_known_votes(home: Path) -> None:
+    known = [Vote("x", "y", "a")] * 3 + [Vote("y", "x", "a"), Vote("x", "y", "bothbad")]
+    with Store() as store:
+        for n, vote in enumerate(known):
+            store.save_battle(Battle(f"b{n}", vote.model_a, vote.model_b, vote=vote.vote))
+        store.save_battle(Battle("unvoted", "x", "z"))  # not counted
+    app = arena_app({"one": ScriptedBackend(name="one"), "two": ScriptedBackend(name="two")})
+    async with run_test(app, size=(120, 36)) as pilot:
+        await both_ready(pilot)
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: showing(app, ArenaResultsScreen))
+        results = app.screen
+        assert isinstance(results, ArenaResultsScreen)
+        await wait_for(pilot, lambda: bool(results.rows))
+        table = results.query_one(DataTable)
+        cells = [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+        assert cells == table_rows(leaderboard(known))
+        # p = (3 wins + 1 tie / 2 + 1 / 2) / (5 + 1) = 2/3: x is 400·log10(2) / 2 above 1000
+        assert cells[0][1:3] == ("x", "1060") and cells[0][5:8] == ("3", "1", "1")
+        assert "5 voted battles, 2 models" in str(
+            results.query_one("#arena-results-summary").render()
+        )
+
+
+async def test_esc_stops_both_replies(home: Path) -> None:
+    backends = {
+        "one": ScriptedBackend([["a", "b", "c", "d"]], pause_after=1, name="one"),
+        "two": ScriptedBackend([["w", "x", "y", "z"]], pause_after=2, name="two"),
+    }
+    app = arena_app(backends, swapped=False)
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = await both_ready(pilot)
+        screen.prompt.set_text("go")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: all(b.paused.is_set() for b in backends.values()))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+        assert [screen.battle.sessions[i].messages[-1].finish_reason for i in (0, 1)] == [
+            "cancelled",
+            "cancelled",
+        ]
+        assert texts(screen, "A")[-1] == "a" and texts(screen, "B")[-1] == "wx"
+        assert screen.pane("A").status_text() == "stopped"
+
+
+async def test_a_side_that_does_not_load_leaves_the_other_usable(home: Path) -> None:
+    broken = ScriptedBackend(
+        name="two", load_error=ModelNotFoundError("no model at /nowhere", "check the path")
+    )
+    app = arena_app(
+        {"one": ScriptedBackend([["Still here."]], name="one"), "two": broken}, swapped=False
+    )
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = await both_ready(pilot)
+        assert "did not load: no model at /nowhere" in screen.pane("B").status_text()
+        assert any(
+            "Model B did not load" in t and "other side stays usable" in t for t in toasts(app)
+        )
+        await ask(pilot, "Anyone?")
+        assert texts(screen, "A") == ["Anyone?", "Still here."]
+        assert texts(screen, "B") == []
+        await pilot.press("alt+a")
+        assert screen.battle.vote is None
+        assert any("needs both models" in t for t in toasts(app))
+
+
+class DiesMidReply(ScriptedBackend):
+    """Writes two words, then its process is gone."""
+
+    def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
+        yield ReplyStarted(request.request_id, 5, 0, 0, 16, 1)
+        yield ReplyDelta(request.request_id, "Half a")
+        raise ModelProcessLost("the model's process stopped (killed by signal 9)", "reload it")
+
+
+async def test_a_side_whose_process_dies_shows_it_and_the_other_finishes(home: Path) -> None:
+    backends = {
+        "one": DiesMidReply(name="one"),
+        "two": ScriptedBackend([["All", " of it."]], name="two"),
+    }
+    app = arena_app(backends, swapped=False)
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = await both_ready(pilot)
+        await ask(pilot, "Talk.")
+        assert texts(screen, "B") == ["Talk.", "All of it."]
+        assert texts(screen, "A") == ["Talk.", "Half a"]
+        assert "killed by signal 9" in screen.pane("A").status_text()
+        assert screen.sides[0].state == "failed"
+        partial = screen.battle.sessions[0].messages[-1]
+        assert (partial.content, partial.finish_reason) == ("Half a", "error")
+
+
+class Logged(ScriptedBackend):
+    def __init__(self, log: list[str], name: str) -> None:
+        super().__init__([[f"{name} says hi"]], name=name)
+        self.log = log
+
+    def load(self, progress: Any = None) -> Any:
+        self.log.append(f"load {self.name}")
+        return super().load(progress)
+
+    def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
+        self.log.append(f"answer {self.name}")
+        yield from super().generate(request, cancel)
+
+    def unload(self) -> None:
+        self.log.append(f"unload {self.name}")
+
+
+async def test_one_at_a_time_loads_each_side_for_its_turn(home: Path) -> None:
+    log: list[str] = []
+    app = arena_app(
+        {"one": Logged(log, "one"), "two": Logged(log, "two")}, one_at_a_time=True, swapped=False
+    )
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = screen_of(app)
+        await pilot.pause()
+        assert log == []  # nothing loads before the first prompt
+        await ask(pilot, "Hi")
+        await wait_for(pilot, lambda: log.count("unload two") == 1)
+        assert texts(screen, "A")[-1] == "one says hi" and texts(screen, "B")[-1] == "two says hi"
+    assert log[:6] == [
+        "load one",
+        "answer one",
+        "unload one",
+        "load two",
+        "answer two",
+        "unload two",
+    ]
+
+
+async def test_two_identical_models_are_allowed_with_a_warning(home: Path) -> None:
+    same = ScriptedBackend(name="same")
+    app = ArenaApp([resolved("same"), resolved("same")], None, factory=lambda r: same)
+    async with run_test(app, size=(120, 36)) as pilot:
+        await both_ready(pilot)
+        await wait_for(pilot, lambda: any("same model" in t for t in toasts(app)))
+
+
+@pytest.mark.parametrize("blind", [False])
+async def test_named_mode_shows_the_names_at_once(home: Path, blind: bool) -> None:
+    app = arena_app(
+        {"one": ScriptedBackend(name="one"), "two": ScriptedBackend(name="two")},
+        blind=blind,
+        swapped=False,
+        save=False,
+    )
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = await both_ready(pilot)
+        await wait_for(pilot, lambda: "one" in screen.pane("A").title_text())
+        assert "ready: one on cpu" in screen.pane("A").status_text()

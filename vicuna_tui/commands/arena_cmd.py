@@ -1,0 +1,164 @@
+"""``vicuna-tui arena``: two models side by side in the TUI, blind votes, and
+``vicuna-tui arena results``: the leaderboard from every vote."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+
+from vicuna_tui import runtime
+from vicuna_tui.arena.fit import check_fit, shared_threads
+from vicuna_tui.arena.results import HEADERS, as_json, standings, table_rows
+from vicuna_tui.arena.sides import describe_side, split_sides
+from vicuna_tui.commands.console import out, say
+from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
+from vicuna_tui.errors import SettingsError
+from vicuna_tui.store import Store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vicuna-tui arena",
+        description="Two models answer the same prompts side by side; you vote which is "
+        "better, blind. Each side begins with --model-path, --endpoint or --profile; the "
+        "flags after it are that side's, the flags before the first side are both sides'.",
+        epilog="vicuna-tui arena results [--json] prints the leaderboard.",
+    )
+    add_model_flags(parser)
+    add_generation_flags(parser)
+    arena = parser.add_argument_group("arena")
+    arena.add_argument(
+        "--no-blind",
+        dest="blind",
+        action="store_false",
+        help="show the models' names from the start (default: hidden until you vote)",
+    )
+    arena.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="load one model at a time, each for its turn (when the two do not fit in memory)",
+    )
+    arena.add_argument("--no-save", action="store_true", help="save neither chats nor votes")
+    arena.add_argument("--debug", action="store_true", help="tracebacks and llama.cpp's log")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "results":
+        return _results(argv[1:])
+    if any(a in ("-h", "--help") for a in argv):
+        _parser().print_help()
+        return 0
+    shared, chunks = split_sides(argv)
+    parser = _parser()
+    spaces = [parser.parse_args([*shared, *chunk]) for chunk in chunks]
+    sides = [runtime.resolve(space) for space in spaces]
+    for side in sides:
+        for warning in side.warnings:
+            say(sys.stderr, f"warning: {warning}")
+    args = spaces[0]
+    sides = share_cores(sides)
+    one_at_a_time = args.one_at_a_time or _ask_one_at_a_time(sides)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise SettingsError(
+            "the arena needs a terminal on stdin and stdout",
+            "run it in a terminal; `vicuna-tui arena results` prints the leaderboard anywhere",
+        )
+    if _same(chunks, spaces):
+        say(sys.stderr, "warning: both sides are the same model with the same settings")
+    runtime.apply_gpus(sides[0].load)
+    store, problem = runtime.open_store(args.no_save)
+    if problem is not None:
+        say(sys.stderr, f"warning: not saving the battles: {problem.message}")
+    from vicuna_tui.tui.arena_app import ArenaApp
+
+    try:
+        return ArenaApp(
+            sides,
+            store,
+            blind=args.blind,
+            one_at_a_time=one_at_a_time,
+            debug=args.debug,
+            labels=[describe_side(c) for c in chunks],
+        ).run_arena()
+    finally:
+        if store is not None:
+            store.close()
+
+
+def share_cores(sides: list[runtime.Resolved]) -> list[runtime.Resolved]:
+    """Two local models decode at the same time: each gets half the cores, unless its
+    threads were given."""
+    local = [s for s in sides if s.remote is None]
+    threads = shared_threads(len(local))
+    if threads is None:
+        return sides
+    return [
+        dataclasses.replace(s, load=dataclasses.replace(s.load, threads=threads))
+        if s.remote is None and s.load.threads is None
+        else s
+        for s in sides
+    ]
+
+
+def _ask_one_at_a_time(sides: Sequence[runtime.Resolved]) -> bool:
+    """Say so when the two models will not fit in memory together, and offer to run
+    them one after the other."""
+    fit = check_fit([s.load if s.remote is None else None for s in sides])
+    if fit.fits:
+        return False
+    question = (
+        f"The two models may not fit in memory at once: {fit.describe()}. "
+        "Run them one after the other (each loads for its turn, slower)? [Y/n] "
+    )
+    if not sys.stdin.isatty():
+        raise SettingsError(
+            f"the two models may not fit in memory at once: {fit.describe()}",
+            "add --one-at-a-time to load them one after the other",
+        )
+    answer = input(question).strip().lower()
+    return answer in ("", "y", "yes")
+
+
+def _same(chunks: Sequence[Sequence[str]], spaces: Sequence[argparse.Namespace]) -> bool:
+    return list(chunks[0]) == list(chunks[1]) or vars(spaces[0]) == vars(spaces[1])
+
+
+def _results(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vicuna-tui arena results",
+        description="The leaderboard from every arena vote: wins, losses, ties, win rate, "
+        "and a Bradley–Terry rating (Elo scale) with a 95% bootstrap interval.",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument(
+        "--rounds", type=int, default=200, help="bootstrap rounds for the interval (200)"
+    )
+    args = parser.parse_args(list(argv))
+    if args.rounds < 0:
+        raise SettingsError("--rounds must be 0 or more", "e.g. --rounds 1000")
+    with Store.for_reading() as store:
+        rows, battles = standings(store, rounds=args.rounds)
+    if args.json:
+        out(json.dumps(as_json(rows, battles), ensure_ascii=False))
+        return 0
+    if not rows:
+        out("No arena votes yet: `vicuna-tui arena --model-path A --model-path B`, then vote.")
+        return 0
+    cells = [HEADERS, *table_rows(rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADERS))]
+    for row in cells:
+        out(
+            "  ".join(
+                c.ljust(w) if i == 1 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    out(
+        f"{battles} voted battles. rating: Bradley–Terry, ties count half; 95% interval from "
+        f"{args.rounds} bootstrap rounds; elo: online, K=4."
+    )
+    return 0

@@ -1,0 +1,146 @@
+"""The arena screen's state: the two sides, the battle, the panes, and the store.
+
+The screen is built in layers, each a class over the one before: ``ArenaBase``
+(state, building a battle, the store) → ``ArenaReplies`` (sending a prompt and
+streaming both replies) → ``ArenaScreen`` (layout, engine events, votes, new battles).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, Static
+
+from vicuna_tui import runtime
+from vicuna_tui.arena.battle import LETTERS, ArenaBattle
+from vicuna_tui.engine.events import (
+    ChatRequest,
+)
+from vicuna_tui.session import ChatSession
+from vicuna_tui.store import Store, StoreError
+from vicuna_tui.tui.arena.pane import ArenaPane
+from vicuna_tui.tui.arena.side import ArenaSide, SideFactory
+from vicuna_tui.tui.messages import StoreFailed, StoreReply
+from vicuna_tui.tui.pacing import FramePacer
+from vicuna_tui.tui.plain import plain
+from vicuna_tui.tui.store_calls import StoreCalls
+from vicuna_tui.tui.widgets.composer import PromptInput
+
+VOTE_KEYS = {"a": "alt+a", "b": "alt+b", "tie": "alt+t", "bothbad": "alt+x"}
+VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "bothbad": "Both are bad"}
+
+
+class ArenaBase(Screen[None]):
+    def __init__(
+        self,
+        sides: Sequence[runtime.Resolved],
+        factory: SideFactory,
+        store_calls: StoreCalls | None,
+        *,
+        blind: bool = True,
+        one_at_a_time: bool = False,
+        debug: bool = False,
+        swapped: Callable[[], bool | None] = lambda: None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.store_calls = store_calls
+        self.blind = blind
+        self.one_at_a_time = one_at_a_time
+        self.sides = [ArenaSide(i, r, factory, self, debug=debug) for i, r in enumerate(sides)]
+        self._swapped = swapped  # tests fix the order; None draws it
+        self._settings = settings or {}
+        self.battles = 0
+        self.battle = self._new_battle()
+        self._pacer = FramePacer()
+        self._frame: Timer | None = None
+        self._waiting: list[int] = []  # one at a time: the sides still to answer
+        self._requests: dict[int, ChatRequest] = {}
+        self._warned_identical = False
+
+    def _session(self, side: int) -> ChatSession:
+        return runtime.new_session(
+            self.sides[side].resolved,
+            None,
+            warn=lambda text: self.notify(text, severity="warning", timeout=8),
+            writer=self._write if self.store_calls is not None else None,
+        )
+
+    def _new_battle(self) -> ArenaBattle:
+        sessions = [self._session(i) for i in range(2)]
+        for side, session in zip(self.sides, sessions, strict=True):
+            if side.info is not None:
+                session.set_model(side.info)
+        self.battles += 1
+        return ArenaBattle(
+            sessions,
+            blind=self.blind,
+            swapped=self._swapped(),
+            writer=self._write_battle if self.store_calls is not None else None,
+            settings={
+                **self._settings,
+                "one_at_a_time": self.one_at_a_time,
+                "threads": [s.resolved.load.threads for s in self.sides],
+            },
+        )
+
+    def _write(
+        self,
+        job: Callable[[Store], Any],
+        saved: Callable[[], None],
+        failed: Callable[[StoreError], None],
+    ) -> None:
+        assert self.store_calls is not None
+        self.store_calls.call(self, job, lambda _: saved(), failed)
+
+    def _write_battle(
+        self, job: Callable[[Store], Any], failed: Callable[[StoreError], None]
+    ) -> None:
+        assert self.store_calls is not None
+        self.store_calls.call(self, job, None, failed)
+
+    def pane(self, letter: str) -> ArenaPane:
+        return self.query_one(f"#pane-{letter.lower()}", ArenaPane)
+
+    def pane_of(self, side: int) -> ArenaPane:
+        return self.pane(next(x for x in LETTERS if self.battle.side_of(x) == side))
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    def _show_head(self) -> None:
+        mode = "blind" if self.blind else "named"
+        order = " · one model at a time" if self.one_at_a_time else ""
+        self.query_one("#arena-head", Static).update(
+            plain(
+                f"Arena · battle {self.battles} · {mode}{order} · Alt+A / Alt+B / Alt+T / "
+                "Alt+X vote · Esc stops · Ctrl+N new battle · F9 leaderboard"
+            )
+        )
+
+    def _show_titles(self) -> None:
+        for letter in LETTERS:
+            self.pane(letter).set_title(self.battle.title(letter))
+
+    def _update_votes(self) -> None:
+        why = self.battle.can_vote()
+        for vote in VOTE_LABELS:
+            button = self.query_one(f"#vote-{vote}", Button)
+            button.disabled = why is not None
+            button.variant = "primary" if self.battle.vote == vote else "default"
+
+    def _letter(self, side: ArenaSide) -> str:
+        return next(x for x in LETTERS if self.battle.side_of(x) == side.index)
+
+    async def on_store_reply(self, message: StoreReply) -> None:
+        result = message.callback()
+        if inspect.isawaitable(result):
+            await result
+
+    def on_store_failed(self, message: StoreFailed) -> None:
+        self.notify(f"Could not save: {message.error.message}", severity="warning")

@@ -1,0 +1,175 @@
+"""The arena: one input box, two transcripts side by side, each streamed live from its
+own model's process, and the vote.
+
+Each side has its own engine thread (``side.ArenaSide``); the battle itself (the order
+shown, the vote, what is saved) is ``arena.battle.ArenaBattle``, which knows nothing of
+the screen.  Esc stops both replies; Ctrl+N starts a new battle, in a new random order.
+With ``one_at_a_time`` (two models that do not fit in memory together) each side loads,
+answers and unloads in turn.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Button, Footer, Static
+
+from vicuna_tui.arena.battle import LETTERS, VoteRefused
+from vicuna_tui.engine.events import (
+    LoadFailed,
+    LoadProgress,
+    ModelReady,
+    Notice,
+    ReplyDone,
+    ReplyFailed,
+)
+from vicuna_tui.tui.arena.base import VOTE_KEYS, VOTE_LABELS
+from vicuna_tui.tui.arena.pane import ArenaPane
+from vicuna_tui.tui.arena.replies import ArenaReplies
+from vicuna_tui.tui.arena.side import FAILED, LOADING, READY, ArenaSide
+from vicuna_tui.tui.messages import SideMessage
+from vicuna_tui.tui.plain import plain
+from vicuna_tui.tui.widgets.composer import PromptInput
+
+
+class ArenaScreen(ArenaReplies):
+    BINDINGS = [
+        Binding("escape", "stop", "Stop both", priority=True),
+        Binding("ctrl+n", "new_battle", "New battle", priority=True),
+        *(
+            Binding(key, f"vote('{vote}')", VOTE_LABELS[vote], priority=True)
+            for vote, key in VOTE_KEYS.items()
+        ),
+        Binding("f9", "results", "Leaderboard"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="arena-head")
+        with Horizontal(id="arena-panes"):
+            for letter in LETTERS:
+                yield ArenaPane(letter)
+        with Horizontal(id="vote-bar"):
+            for vote, label in VOTE_LABELS.items():
+                key = VOTE_KEYS[vote].replace("alt+", "Alt+").upper().replace("ALT+", "Alt+")
+                yield Button(plain(f"{label} ({key})"), id=f"vote-{vote}", disabled=True)
+        yield PromptInput(id="arena-prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._show_head()
+        self._show_titles()
+        self.prompt.focus()
+        if self.one_at_a_time:
+            for side in self.sides:
+                self.pane_of(side.index).set_status(
+                    "loads when a prompt is sent (one model at a time)"
+                )
+            return
+        for side in self.sides:
+            side.load()
+            self.pane_of(side.index).set_status("loading…")
+
+    def on_unmount(self) -> None:
+        for side in self.sides:
+            side.shutdown()
+
+    async def on_side_message(self, message: SideMessage) -> None:
+        if not self.is_attached:
+            return
+        side = self.sides[message.side]
+        event = message.event
+        pane = self.pane_of(side.index)
+        if isinstance(event, LoadProgress):
+            pane.set_status(f"loading: {event.stage}…")
+        elif isinstance(event, ModelReady):
+            self._ready(side, event)
+        elif isinstance(event, LoadFailed):
+            side.state = FAILED
+            side.error = event.error.message
+            pane.set_status(f"⚠ did not load: {event.error.message}")
+            await self._load_failed(side, event)
+        elif isinstance(event, ReplyDone):
+            await self._finished(side, event)
+        elif isinstance(event, ReplyFailed):
+            await self._failed(side, event)
+        elif isinstance(event, Notice):
+            self.notify(event.text, severity="warning")
+
+    def _ready(self, side: ArenaSide, event: ModelReady) -> None:
+        side.state = READY
+        side.info = event.info
+        for session in [self.battle.sessions[side.index]]:
+            session.set_model(event.info)
+        shown = "" if not self.battle.revealed else f": {event.info.describe()}"
+        self.pane_of(side.index).set_status(f"ready{shown}")
+        self._show_titles()
+        if not self._warned_identical and self.battle.identical:
+            self._warned_identical = True
+            self.notify(
+                "Both sides run the same model on the same engine: the votes will only "
+                "measure sampling. Give two models (or two engines) to compare them.",
+                severity="warning",
+                timeout=10,
+            )
+
+    async def _load_failed(self, side: ArenaSide, event: LoadFailed) -> None:
+        other = self.sides[1 - side.index]
+        hint = f" ({event.error.hint})" if event.error.hint else ""
+        keeps = "The other side stays usable; " if other.state != FAILED else ""
+        self.notify(
+            f"Model {self._letter(side)} did not load: {event.error.message}{hint}. "
+            f"{keeps}votes need both models.",
+            severity="error",
+            timeout=12,
+        )
+        if side.stream is not None:  # one at a time: it was to answer now
+            await self._end_stream(side, "", f"⚠ {event.error.message}")
+            self._next_in_turn()
+
+    @on(Button.Pressed)
+    def _vote_button(self, event: Button.Pressed) -> None:
+        if event.button.id and event.button.id.startswith("vote-"):
+            self.action_vote(event.button.id.removeprefix("vote-"))
+
+    def action_vote(self, vote: str) -> None:
+        try:
+            words = self.battle.cast(vote)
+        except VoteRefused as refused:
+            self.notify(str(refused), severity="warning")
+            return
+        self._show_titles()
+        for side in self.sides:
+            if side.info is not None and side.state == READY:
+                self.pane_of(side.index).set_status(f"ready: {side.info.describe()}")
+        self._update_votes()
+        self.prompt.focus()  # a vote by its button: typing goes on in the input
+        names = " · ".join(f"{x}: {self.battle.name(x)}" for x in LETTERS)
+        self.notify(f"Voted: {words}. {names}. You may change it until the next prompt.")
+
+    async def action_new_battle(self) -> None:
+        for side in self.sides:
+            if side.stream is not None:
+                side.engine.cancel()
+                session = self.battle.sessions[side.index]
+                session.record_reply(side.stream.view.text + side.take_text(), "cancelled")
+                side.stream = None
+        self.battle.save()
+        self._waiting = []
+        self.battle = self._new_battle()
+        for letter in LETTERS:
+            await self.pane(letter).transcript.show([])
+        for side in self.sides:
+            state = {READY: "ready", LOADING: "loading…", FAILED: f"⚠ {side.error}"}
+            self.pane_of(side.index).set_status(state.get(side.state, "idle"))
+        self._show_head()
+        self._show_titles()
+        self._update_votes()
+        self.prompt.focus()
+        self.notify(f"Battle {self.battles}: a new pair of chats, in a new order.")
+
+    def action_results(self) -> None:
+        from vicuna_tui.tui.screens.arena_results import ArenaResultsScreen
+
+        self.app.push_screen(ArenaResultsScreen(self.store_calls))

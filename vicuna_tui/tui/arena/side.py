@@ -1,0 +1,94 @@
+"""One side of the arena: its model's engine thread (and model process), its settings,
+and the reply it is streaming.  Events come back to the screen as ``SideMessage``;
+reply text is queued, and the screen takes it a frame at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from textual.message_pump import MessagePump
+
+from vicuna_tui import runtime
+from vicuna_tui.engine.backend import Backend
+from vicuna_tui.engine.events import EngineEvent, ModelInfo, ReplyDelta
+from vicuna_tui.engine.worker import EngineThread
+from vicuna_tui.tui.messages import SideMessage
+from vicuna_tui.tui.widgets.transcript import MessageView
+
+SideFactory = Callable[[runtime.Resolved], Backend]
+
+LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
+
+
+@dataclass
+class SideStream:
+    request_id: int
+    view: MessageView
+
+
+class ArenaSide:
+    """``index``: 0 for the first model given, 1 for the second (which pane shows it
+    is the battle's choice)."""
+
+    def __init__(
+        self,
+        index: int,
+        resolved: runtime.Resolved,
+        factory: SideFactory,
+        target: MessagePump,
+        *,
+        debug: bool = False,
+    ) -> None:
+        self.index = index
+        self.resolved = resolved
+        self.factory = factory
+        self.target = target
+        self.engine = EngineThread(self._emit, debug=debug)
+        self.state = UNLOADED
+        self.error = ""
+        self.info: ModelInfo | None = None
+        self.stream: SideStream | None = None
+        self._lock = threading.Lock()
+        self._deltas: list[ReplyDelta] = []
+
+    @property
+    def is_remote(self) -> bool:
+        return self.resolved.remote is not None
+
+    def _emit(self, event: EngineEvent) -> None:
+        """On the engine thread: hand the event on, and nothing more."""
+        if isinstance(event, ReplyDelta):
+            with self._lock:
+                self._deltas.append(event)
+            return
+        self.target.post_message(SideMessage(self.index, event))
+
+    def take_text(self) -> str:
+        """The streamed reply's text that arrived since the last call (UI thread)."""
+        with self._lock:
+            deltas, self._deltas = self._deltas, []
+        stream = self.stream
+        return "".join(
+            d.text for d in deltas if stream is not None and d.request_id == stream.request_id
+        )
+
+    def load(self) -> None:
+        self.state = LOADING
+        self.error = ""
+        self.engine.start()
+        self.engine.load(self.factory(self.resolved))
+
+    def unload(self) -> None:
+        """Free the model's memory (one-after-the-other mode); ``load`` brings it back."""
+
+        def drop(backend: Backend | None) -> None:
+            if backend is not None:
+                backend.unload()
+
+        self.engine.call(drop, lambda _: None)
+        self.state = UNLOADED
+
+    def shutdown(self) -> None:
+        self.engine.shutdown(timeout=5)

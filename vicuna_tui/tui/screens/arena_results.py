@@ -1,0 +1,69 @@
+"""The arena's leaderboard (F9 in the arena; palette: "Arena leaderboard"): each model's
+Bradley–Terry rating with its 95% interval as a chart, and the table of wins, losses,
+ties and win rates.  Computed on the store's thread: the UI thread never waits."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Static
+
+from vicuna_tui.arena.ratings import Standing
+from vicuna_tui.arena.results import HEADERS, standings, table_rows
+from vicuna_tui.textsafe import terminal_safe
+from vicuna_tui.tui.messages import StoreFailed, StoreReply
+from vicuna_tui.tui.plain import plain
+from vicuna_tui.tui.store_calls import StoreCalls
+from vicuna_tui.tui.widgets.bar_chart import RatingChart
+
+
+class ArenaResultsScreen(Screen[None]):
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Close")]
+
+    def __init__(self, store_calls: StoreCalls | None) -> None:
+        super().__init__()
+        self.store_calls = store_calls
+        self.rows: list[Standing] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(plain("Arena leaderboard"), id="arena-results-title", classes="dialog-title")
+        yield Static(plain("Reading the battles…"), id="arena-results-summary")
+        yield RatingChart(id="arena-chart")
+        yield DataTable(id="arena-table", zebra_stripes=True, cursor_type="row")
+        yield Static(
+            plain(
+                "rating: Bradley–Terry on the Elo scale (ties count half), 95% interval from "
+                "200 bootstrap rounds · elo: online, K=4 · Esc closes"
+            ),
+            classes="dim",
+        )
+
+    def on_mount(self) -> None:
+        if self.store_calls is None:
+            self._say("Battles are not being saved (--no-save), so there is no leaderboard.")
+            return
+        self.store_calls.call(self, standings, self._show)
+
+    def on_store_reply(self, message: StoreReply) -> None:
+        message.callback()
+
+    def on_store_failed(self, message: StoreFailed) -> None:
+        self._say(f"Could not read the battles: {message.error.message}")
+
+    def _show(self, result: tuple[list[Standing], int]) -> None:
+        self.rows, battles = result
+        if not self.rows:
+            self._say("No votes yet: vote in a battle (Alt+A, Alt+B, Alt+T, Alt+X).")
+            return
+        self._say(f"{battles} voted battles, {len(self.rows)} models")
+        self.query_one(RatingChart).show(self.rows)
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        table.add_columns(*HEADERS)
+        for cells in table_rows(self.rows):
+            table.add_row(*(Text(terminal_safe(c)) for c in cells))
+
+    def _say(self, text: str) -> None:
+        self.query_one("#arena-results-summary", Static).update(plain(text))

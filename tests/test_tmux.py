@@ -92,3 +92,67 @@ def model_processes(home: Path) -> list[int]:
         except psutil.Error:
             pass
     return found
+
+
+def test_an_arena_battle_on_both_local_backends(
+    smollm_gguf: Path, smollm_dir: Path, home: Path
+) -> None:
+    """The same weights on llama.cpp and on transformers, each in its own process: one
+    prompt, two live replies, a blind vote, the names after it, the battle saved."""
+    socket = f"vicuna-arena-{uuid.uuid4().hex[:8]}"
+    env = " ".join(
+        f"{k}={v}"
+        for k, v in {
+            "VICUNA_TUI_HOME": home,
+            "HF_HUB_OFFLINE": "1",
+            "TERM": "xterm-256color",
+            "PYTHONPATH": REPO,
+        }.items()
+    )
+    command = (
+        f"env -u COLUMNS -u LINES {env} {sys.executable} -m vicuna_tui arena --temperature 0 "
+        "--max-new-tokens 24 "
+        f"--model-path {smollm_gguf} --model-path {smollm_dir}; echo VICUNA_EXIT=$?; sleep 30"
+    )
+    tmux(socket, "new-session", "-d", "-s", "chat", "-x", "160", "-y", "40", command)
+    try:
+        screen_until(socket, "Type a prompt below")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            shown = tmux(socket, "capture-pane", "-p", "-t", "chat")
+            if shown.count(" ready ") + shown.count(" ready\n") >= 2:
+                break
+            time.sleep(0.25)
+        assert len(model_processes(home)) == 2, "each side has its own model process"
+        tmux(socket, "send-keys", "-t", "chat", "Which city is the capital of France?")
+        tmux(socket, "send-keys", "-t", "chat", "Enter")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            shown = tmux(socket, "capture-pane", "-p", "-t", "chat")
+            if shown.count("done") >= 2:
+                break
+            time.sleep(0.25)
+        assert shown.count("Which city is the capital of France?") == 2, shown
+        assert "Paris" in shown
+        # blind: neither the names nor the speeds are on screen before the vote
+        for telling in ("llama.cpp", "transformers", "tok/s", "SmolLM2"):
+            assert telling not in shown, telling
+        tmux(socket, "send-keys", "-t", "chat", "M-a")
+        shown = screen_until(socket, "Model A ·")
+        assert "llama.cpp Q4_1" in shown and "transformers float32" in shown
+        screen_until(socket, "tok/s")
+        tmux(socket, "send-keys", "-t", "chat", "C-q")
+        screen_until(socket, "VICUNA_EXIT=0")
+    finally:
+        tmux(socket, "kill-server")
+    assert not model_processes(home), "quitting left a model's process running"
+    from vicuna_tui.store import Store
+
+    with Store() as store:
+        [battle] = store.battles()
+    assert battle.vote == "a" and battle.turns == 1
+    names = sorted([battle.model_a, battle.model_b])
+    assert names[0].startswith("SmolLM2-135M-Instruct") and names[0].endswith("(llama.cpp Q4_1)")
+    assert names[1].startswith("SmolLM2-135M-Instruct")
+    assert names[1].endswith("(transformers float32)")
+    assert battle.settings["threads"] == [max(1, (os.cpu_count() or 2) // 2)] * 2

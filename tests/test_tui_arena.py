@@ -80,6 +80,10 @@ async def ask(pilot: Any, text: str) -> ArenaScreen:
     return screen
 
 
+def metas(screen: ArenaScreen, letter: str) -> list[str]:
+    return [str(v.query_one(".meta").render()) for v in screen.pane(letter).transcript.views]
+
+
 def texts(screen: ArenaScreen, letter: str) -> list[str]:
     return [v.text for v in screen.pane(letter).transcript.views]
 
@@ -99,8 +103,10 @@ async def test_a_blind_battle_votes_then_names_and_saves(home: Path) -> None:
         assert texts(screen, "A") == ["Who are you?", "I am two."]
         assert texts(screen, "B") == ["Who are you?", "I am one."]
         assert screen.pane("A").title_text() == "Model A"  # still hidden
+        assert metas(screen, "A") == ["", "2 tokens"]  # no speeds: they would tell
 
         await pilot.press("alt+b")
+        await wait_for(pilot, lambda: "20.0 tok/s" in metas(screen, "A")[-1])
         assert screen.pane("A").title_text() == "Model A · two (transformers float32)"
         assert any("Voted: B is better" in t for t in toasts(app))
         await pilot.click("#vote-tie")  # changed, by its button

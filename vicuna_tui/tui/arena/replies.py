@@ -90,7 +90,7 @@ class ArenaReplies(ArenaBase):
             return
         session = self.battle.sessions[side.index]
         saved = session.record_reply(done.text, done.finish_reason, done.stats)
-        await self._end_stream(side, done.text, describe_stats(saved))
+        await self._end_stream(side, done.text, describe_stats(saved, timing=self.battle.revealed))
         self.pane_of(side.index).set_status(
             "stopped" if done.finish_reason == "cancelled" else "done"
         )

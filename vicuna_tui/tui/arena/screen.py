@@ -129,16 +129,20 @@ class ArenaScreen(ArenaReplies):
             self._next_in_turn()
 
     @on(Button.Pressed)
-    def _vote_button(self, event: Button.Pressed) -> None:
+    async def _vote_button(self, event: Button.Pressed) -> None:
         if event.button.id and event.button.id.startswith("vote-"):
-            self.action_vote(event.button.id.removeprefix("vote-"))
+            await self.action_vote(event.button.id.removeprefix("vote-"))
 
-    def action_vote(self, vote: str) -> None:
+    async def action_vote(self, vote: str) -> None:
+        revealed = self.battle.revealed
         try:
             words = self.battle.cast(vote)
         except VoteRefused as refused:
             self.notify(str(refused), severity="warning")
             return
+        if not revealed:  # the names, and the speeds that were held back
+            for letter in LETTERS:
+                await self.pane(letter).transcript.show(self.battle.session(letter).messages)
         self._show_titles()
         for side in self.sides:
             if side.info is not None and side.state == READY:

@@ -26,7 +26,9 @@ def code_blocks(text: str) -> list[str]:
     return [match.group(2) for match in _FENCE.finditer(text)]
 
 
-def describe_stats(message: SavedMessage) -> str:
+def describe_stats(message: SavedMessage, *, timing: bool = True) -> str:
+    """A reply's line under it; without ``timing`` (a blind arena battle before the
+    vote) no speeds, which would tell the models apart."""
     parts = []
     if message.finish_reason == "cancelled":
         parts.append("⏹ stopped")
@@ -36,6 +38,8 @@ def describe_stats(message: SavedMessage) -> str:
         parts.append("… reached max new tokens")
     if message.new_tokens:
         parts.append(f"{message.new_tokens} tokens")
+    if not timing:
+        return " · ".join(parts)
     if message.tokens_per_second:
         parts.append(f"{message.tokens_per_second:.1f} tok/s")
     if message.time_to_first_token is not None:

@@ -3,11 +3,13 @@ blind order and the vote's rules, the command line's sides, and `arena results`.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from vicuna_tui.arena.battle import ArenaBattle, VoteRefused, arena_name
 from vicuna_tui.arena.fit import Fit, check_fit, shared_threads
@@ -189,3 +191,92 @@ def test_memory_fit_and_thread_shares(tmp_path: Path) -> None:
     assert unknown == Fit(None, 1) and unknown.fits  # cannot tell: not refused
     assert shared_threads(2, cores=16) == 8 and shared_threads(2, cores=1) == 1
     assert shared_threads(1, cores=16) is None
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_sides_split_by_their_first_flag() -> None:
+    from vicuna_tui.arena.sides import split_sides
+
+    shared, chunks = split_sides(
+        [
+            "--temperature",
+            "0",
+            "--model-path",
+            "a",
+            "--backend",
+            "transformers",
+            "--endpoint=http://x/v1",
+            "--model",
+            "m",
+        ]
+    )
+    assert shared == ["--temperature", "0"]
+    assert chunks == [
+        ["--model-path", "a", "--backend", "transformers"],
+        ["--endpoint=http://x/v1", "--model", "m"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((), "the arena needs two models; 0 models were given"),
+        (("--model-path", "a"), "one model was given"),
+        (("--model-path", "a", "--model-path", "b", "--profile", "c"), "3 models were given"),
+    ],
+)
+def test_arena_needs_two_sides(home: Path, args: tuple[str, ...], says: str) -> None:
+    result = run_cli("arena", *args)
+    assert result.returncode == 2 and says in result.stderr
+    assert "--model-path A --model-path B" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_arena_without_a_terminal_says_how(home: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    result = run_cli("arena", "--model-path", str(model), "--model-path", str(model))
+    assert result.returncode == 2
+    assert "the arena needs a terminal" in result.stderr and "arena results" in result.stderr
+
+
+def test_two_models_too_big_for_memory_are_named_before_loading(home: Path, tmp_path: Path) -> None:
+    import psutil
+
+    big = tmp_path / "big.gguf"
+    with big.open("wb") as f:  # sparse: as large as this machine's free memory
+        f.truncate(psutil.virtual_memory().available)
+    result = run_cli("arena", "--model-path", str(big), "--model-path", str(big))
+    assert result.returncode == 2
+    assert "may not fit in memory at once: the two models need about" in result.stderr
+    assert "--one-at-a-time" in result.stderr
+
+
+def test_arena_results_from_known_votes(home: Path) -> None:
+    empty = run_cli("arena", "results")
+    assert empty.returncode == 0 and "No arena votes yet" in empty.stdout
+    known = votes([("x", "y", "a", 3), ("y", "x", "a", 1), ("x", "y", "bothbad", 1)])
+    with Store() as store:
+        for n, vote in enumerate(known):
+            store.save_battle(Battle(f"b{n}", vote.model_a, vote.model_b, vote=vote.vote))
+        store.save_battle(Battle("evil", "\x1b[2Jx", "[red]y", vote=None))
+    result = run_cli("arena", "results", "--json", "--rounds", "50")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["battles"] == 5
+    top = data["models"][0]
+    assert (top["model"], top["wins"], top["losses"], top["ties"], top["both_bad"]) == (
+        "x",
+        3,
+        1,
+        1,
+        1,
+    )
+    assert top["rating"] == pytest.approx(1000 + 400 * math.log10(2) / 2)
+    assert top["win_rate"] == pytest.approx(0.6)
+    table = run_cli("arena", "results")
+    assert table.returncode == 0
+    first = table.stdout.splitlines()[1].split()
+    assert first[:3] == ["1", "x", "1060"] and "60.0%" in first
+    assert "5 voted battles" in table.stdout and "\x1b" not in table.stdout

@@ -159,3 +159,27 @@ def test_a_reply_with_branches(snap_compare: Any, home: Path) -> None:
 
     app = snapshot_app(lambda load: backend)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_an_arena_battle_before_the_vote(snap_compare: Any, home: Path) -> None:
+    """Two panes, both replies in, the names and speeds hidden, the vote bar live."""
+    from test_tui_arena import arena_app
+
+    backends = {
+        "one": ScriptedBackend([["Paris is the capital of **France**."]], name="one"),
+        "two": ScriptedBackend([["It is Paris."]], name="two"),
+    }
+    app = arena_app(backends, swapped=True)
+    app.notify = lambda *args, **kwargs: None  # type: ignore[method-assign]
+
+    async def run_before(pilot: Any) -> None:
+        screen = app.arena
+        await wait_for(pilot, lambda: all(s.state == "ready" for s in screen.sides))
+        screen.prompt.set_text("Which city is the capital of France?")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.battle.turns == 1)
+        await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+        await wait_for(pilot, lambda: app.store_calls is None or app.store_calls.idle)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

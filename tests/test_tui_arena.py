@@ -301,3 +301,45 @@ async def test_named_mode_shows_the_names_at_once(home: Path, blind: bool) -> No
         screen = await both_ready(pilot)
         await wait_for(pilot, lambda: "one" in screen.pane("A").title_text())
         assert "ready: one on cpu" in screen.pane("A").status_text()
+
+
+async def test_the_chat_opens_an_arena_from_the_palette_and_back(home: Path) -> None:
+    from textual.widgets import Input
+    from tui_helpers import make_app, ready
+
+    from vicuna_tui.tui.chat import ChatScreen
+    from vicuna_tui.tui.screens.arena_setup import ArenaSetupScreen
+
+    backends = {
+        None: ScriptedBackend(name="chat-model"),
+        "left": ScriptedBackend([["Left here."]], name="left"),
+        "right": ScriptedBackend([["Right here."]], name="right"),
+    }
+    app = make_app(lambda load: backends[load.model_path])
+    async with run_test(app, size=(120, 36)) as pilot:
+        await ready(pilot)
+        app.show_arena_setup()
+        await wait_for(pilot, lambda: showing(app, ArenaSetupScreen))
+        app.screen.query_one("#arena-first", Input).value = "left"
+        app.screen.query_one("#arena-second", Input).value = "right"
+        await pilot.click("#start")
+        await wait_for(pilot, lambda: showing(app, ArenaScreen))
+        arena = app.screen
+        assert isinstance(arena, ArenaScreen)
+        await wait_for(pilot, lambda: all(s.state == "ready" for s in arena.sides))
+        assert arena.sides[0].resolved.load.model_path == "left"
+        await ask_on(pilot, arena, "Hello?")
+        assert sorted(texts(arena, "A") + texts(arena, "B")) == sorted(
+            ["Hello?", "Left here.", "Hello?", "Right here."]
+        )
+        await pilot.press("f10")  # back to the chat, which kept its model
+        await wait_for(pilot, lambda: showing(app, ChatScreen))
+        assert app.chat.model_ready
+
+
+async def ask_on(pilot: Any, screen: ArenaScreen, text: str) -> None:
+    screen.prompt.set_text(text)
+    screen.prompt.focus()
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.battle.turns == 1)
+    await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))

@@ -3,10 +3,12 @@ and how the two share the CPU cores."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vicuna_tui import runtime
 from vicuna_tui.engine import sources
 from vicuna_tui.engine.backends import LLAMACPP, engine_for
 from vicuna_tui.engine.devices import cpu_cores
@@ -83,3 +85,18 @@ def shared_threads(local_sides: int, cores: int | None = None) -> int | None:
     if local_sides < 2:
         return None
     return max(1, (cores or cpu_cores()) // local_sides)
+
+
+def share_cores(sides: list[runtime.Resolved]) -> list[runtime.Resolved]:
+    """Two local models decode at the same time: each gets half the cores, unless its
+    threads were given."""
+    local = [s for s in sides if s.remote is None]
+    threads = shared_threads(len(local))
+    if threads is None:
+        return sides
+    return [
+        dataclasses.replace(s, load=dataclasses.replace(s.load, threads=threads))
+        if s.remote is None and s.load.threads is None
+        else s
+        for s in sides
+    ]

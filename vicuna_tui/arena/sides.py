@@ -11,8 +11,10 @@ runs A, and B in 8 bits, both with at most 256 new tokens.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
+from vicuna_tui import config as config_mod
 from vicuna_tui.errors import SettingsError
 
 SIDE_STARTS = ("--model-path", "--endpoint", "--profile")
@@ -50,3 +52,17 @@ def describe_side(flags: Sequence[str]) -> str:
     value = first.split("=", 1)[1] if "=" in first else (flags[1] if len(flags) > 1 else "")
     kind = first.split("=", 1)[0].removeprefix("--").replace("-", " ")
     return f"{kind} {value}"
+
+
+def typed_side(text: str, cfg: config_mod.Config) -> argparse.Namespace:
+    """A side as typed in the TUI: a profile's name, an ``http(s)://`` server URL and
+    its model's name, or anything a ``--model-path`` takes."""
+    text = text.strip()
+    if not text:
+        raise SettingsError("a side of the arena is empty", "type a model path, Hub id or URL")
+    if text in cfg.profiles:
+        return argparse.Namespace(profile=text)
+    if text.startswith(("http://", "https://")):
+        endpoint, _, model = text.partition(" ")
+        return argparse.Namespace(endpoint=endpoint, remote_model=model.strip() or None)
+    return argparse.Namespace(model_path=text)

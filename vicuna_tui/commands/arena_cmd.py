@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 
 from vicuna_tui import runtime
-from vicuna_tui.arena.fit import check_fit, shared_threads
+from vicuna_tui.arena.fit import check_fit, share_cores
 from vicuna_tui.arena.results import HEADERS, as_json, standings, table_rows
 from vicuna_tui.arena.sides import describe_side, split_sides
 from vicuna_tui.commands.console import out, say
@@ -87,21 +86,6 @@ def main(argv: Sequence[str]) -> int:
     finally:
         if store is not None:
             store.close()
-
-
-def share_cores(sides: list[runtime.Resolved]) -> list[runtime.Resolved]:
-    """Two local models decode at the same time: each gets half the cores, unless its
-    threads were given."""
-    local = [s for s in sides if s.remote is None]
-    threads = shared_threads(len(local))
-    if threads is None:
-        return sides
-    return [
-        dataclasses.replace(s, load=dataclasses.replace(s.load, threads=threads))
-        if s.remote is None and s.load.threads is None
-        else s
-        for s in sides
-    ]
 
 
 def _ask_one_at_a_time(sides: Sequence[runtime.Resolved]) -> bool:

@@ -4,6 +4,7 @@ reaches the app only through ``chat.host.ChatHost``."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable
@@ -15,16 +16,21 @@ from textual.timer import Timer
 
 from vicuna_tui import config as config_mod
 from vicuna_tui import runtime
+from vicuna_tui.arena.fit import Fit, check_fit, share_cores
+from vicuna_tui.arena.sides import typed_side
 from vicuna_tui.engine.backend import Backend
 from vicuna_tui.engine.events import EngineEvent, ReplyDelta
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
+from vicuna_tui.errors import VicunaError
 from vicuna_tui.keymap import ACTIONS
 from vicuna_tui.store import Store, StoreError
 from vicuna_tui.tui.chat import ChatScreen
 from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.literal import LiteralNotifications
 from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
+from vicuna_tui.tui.screens.arena_setup import ArenaChoice
+from vicuna_tui.tui.screens.dialogs import ConfirmScreen
 from vicuna_tui.tui.store_calls import StoreCalls
 
 BackendFactory = Callable[[LoadSettings], Backend]
@@ -232,6 +238,12 @@ class VicunaApp(LiteralNotifications):
         if not isinstance(screen, ChatScreen):
             return
         yield SystemCommand(
+            "Arena", "two models side by side, blind votes, a leaderboard", self.show_arena_setup
+        )
+        yield SystemCommand(
+            "Arena leaderboard", "ratings from every arena vote", self.show_arena_results
+        )
+        yield SystemCommand(
             "Evaluation results",
             "the judge's scores and win rates, drawn; a cell opens its questions",
             self.show_evaluations,
@@ -248,6 +260,79 @@ class VicunaApp(LiteralNotifications):
         from vicuna_tui.tui.screens.evaluation import EvaluationScreen
 
         self.push_screen(EvaluationScreen(self.store_calls))
+
+    def show_arena_results(self) -> None:
+        from vicuna_tui.tui.screens.arena_results import ArenaResultsScreen
+
+        self.push_screen(ArenaResultsScreen(self.store_calls))
+
+    def show_arena_setup(self) -> None:
+        from vicuna_tui.tui.screens.arena_setup import ArenaSetupScreen
+
+        self.push_screen(ArenaSetupScreen(self.session.load.model_path or ""), self._arena_chosen)
+
+    def _arena_chosen(self, choice: ArenaChoice | None) -> None:
+        if choice is None:
+            return
+        try:
+            sides = [
+                runtime.resolve(typed_side(text, self.resolved.config), cfg=self.resolved.config)
+                for text in (choice.first, choice.second)
+            ]
+        except VicunaError as exc:
+            self.notify(
+                f"{exc.message} ({exc.hint})" if exc.hint else exc.message, severity="error"
+            )
+            return
+        sides = share_cores(
+            [dataclasses.replace(s, generation=self.session.generation) for s in sides]
+        )
+        self.run_worker(
+            functools.partial(self._check_arena_fit, sides, choice), thread=True, group="arena"
+        )
+
+    def _check_arena_fit(self, sides: list[runtime.Resolved], choice: ArenaChoice) -> None:
+        """A worker thread: the models' files are looked at here, not on the UI thread."""
+        fit = check_fit([s.load if s.remote is None else None for s in sides])
+        self.call_from_thread(self._open_arena, sides, choice, fit)
+
+    def _open_arena(self, sides: list[runtime.Resolved], choice: ArenaChoice, fit: Fit) -> None:
+        from vicuna_tui.tui.arena.screen import ArenaScreen
+
+        def backend(side: runtime.Resolved) -> Backend:  # as this app makes its own
+            if side.remote is not None:
+                return self.remote_factory(side.remote)
+            return self.backend_factory(side.load)
+
+        def start(one_at_a_time: bool) -> None:
+            self.push_screen(
+                ArenaScreen(
+                    sides,
+                    backend,
+                    self.store_calls,
+                    blind=choice.blind,
+                    one_at_a_time=one_at_a_time,
+                    debug=self.engine_debug,
+                    settings={"given": [choice.first, choice.second]},
+                )
+            )
+
+        if fit.fits:
+            start(False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                start(True)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"The two models may not fit in memory at once: {fit.describe()}. "
+                "Run them one after the other (each loads for its turn)?",
+                yes="One at a time",
+            ),
+            answered,
+        )
 
     def run_chat(self) -> int:
         """Run the TUI until the user quits.  (Textual draws on stderr's terminal;

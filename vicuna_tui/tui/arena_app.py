@@ -9,27 +9,11 @@ from textual.app import SystemCommand
 from textual.screen import Screen
 
 from vicuna_tui import runtime
-from vicuna_tui.engine.backend import Backend
 from vicuna_tui.store import Store
 from vicuna_tui.tui.arena.screen import ArenaScreen
-from vicuna_tui.tui.arena.side import SideFactory
+from vicuna_tui.tui.arena.side import SideFactory, side_backend
 from vicuna_tui.tui.literal import LiteralNotifications
 from vicuna_tui.tui.store_calls import StoreCalls
-
-
-def side_backend(debug: bool = False) -> SideFactory:
-    """Each side's model in its own process (a server needs none)."""
-
-    def build(resolved: runtime.Resolved) -> Backend:
-        if resolved.remote is not None:
-            from vicuna_tui.engine.remote import RemoteBackend
-
-            return RemoteBackend(resolved.remote)
-        from vicuna_tui.engine.process import ProcessBackend
-
-        return ProcessBackend(resolved.load, debug=debug)
-
-    return build
 
 
 class ArenaApp(LiteralNotifications):

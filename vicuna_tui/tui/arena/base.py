@@ -119,7 +119,7 @@ class ArenaBase(Screen[None]):
         self.query_one("#arena-head", Static).update(
             plain(
                 f"Arena · battle {self.battles} · {mode}{order} · Alt+A / Alt+B / Alt+T / "
-                "Alt+X vote · Esc stops · Ctrl+N new battle · F9 leaderboard"
+                "Alt+X vote · Esc stops · Ctrl+N new battle · F9 leaderboard · F10 close"
             )
         )
 

@@ -43,6 +43,7 @@ class ArenaScreen(ArenaReplies):
             for vote, key in VOTE_KEYS.items()
         ),
         Binding("f9", "results", "Leaderboard"),
+        Binding("f10", "close", "Close"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -172,6 +173,13 @@ class ArenaScreen(ArenaReplies):
         self._update_votes()
         self.prompt.focus()
         self.notify(f"Battle {self.battles}: a new pair of chats, in a new order.")
+
+    def action_close(self) -> None:
+        """Back to the chat when the arena was opened from it; else quit."""
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit(0)
 
     def action_results(self) -> None:
         from vicuna_tui.tui.screens.arena_results import ArenaResultsScreen

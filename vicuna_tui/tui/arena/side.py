@@ -19,6 +19,22 @@ from vicuna_tui.tui.widgets.transcript import MessageView
 
 SideFactory = Callable[[runtime.Resolved], Backend]
 
+
+def side_backend(debug: bool = False) -> SideFactory:
+    """Each side's model in its own process (a server needs none)."""
+
+    def build(resolved: runtime.Resolved) -> Backend:
+        if resolved.remote is not None:
+            from vicuna_tui.engine.remote import RemoteBackend
+
+            return RemoteBackend(resolved.remote)
+        from vicuna_tui.engine.process import ProcessBackend
+
+        return ProcessBackend(resolved.load, debug=debug)
+
+    return build
+
+
 LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
 
 

@@ -143,13 +143,21 @@ async def test_regenerate_and_edit_keep_branches_and_delete_asks(home: Path) -> 
         await settled(pilot)
         assert len(screen.transcript.views) == 4
 
-        # deleting the last turn says how many messages go, and asks
+        # deleting a turn says how many messages go, and asks: the focused one's ...
+        question = "Delete this turn and every turn after it: 5 message(s), 1 of them"
         await pilot.press("f8")
         await wait_for(pilot, lambda: showing(app, ConfirmScreen))
-        assert "2 message(s)" in str(shown(app, ConfirmScreen).question)
+        assert question in str(shown(app, ConfirmScreen).question)
         await pilot.press("escape")  # no
         await settled(pilot)
         assert len(screen.transcript.views) == 4
+        # ... else the last one
+        screen.prompt.focus()
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: showing(app, ConfirmScreen))
+        assert str(shown(app, ConfirmScreen).question) == "Delete the last turn: 2 message(s)?"
+        await pilot.press("escape")
+        await settled(pilot)
         await pilot.press("f8")
         await wait_for(pilot, lambda: showing(app, ConfirmScreen))
         await pilot.press("y")

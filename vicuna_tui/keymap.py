@@ -32,7 +32,9 @@ ACTIONS: tuple[KeyAction, ...] = (
     ),
     KeyAction("branch_previous", "alt+left", "Previous branch of a message", show=False),
     KeyAction("branch_next", "alt+right", "Next branch of a message", show=False),
-    KeyAction("delete_turn", "f8", "Delete the last turn (and its branches)", show=False),
+    KeyAction(
+        "delete_turn", "f8", "Delete the focused turn, else the last (and its branches)", show=False
+    ),
     KeyAction("new_chat", "ctrl+n", "New chat"),
     KeyAction("rename_chat", "f2", "Rename the chat", show=False),
     KeyAction("delete_chat", "ctrl+delete,f12", "Delete the chat", show=False),

@@ -318,14 +318,23 @@ class ChatSession:
         """How many messages deleting the message at ``index`` deletes (its branches)."""
         return len(tree.subtree(self.tree, self.messages[index].uid))
 
-    def remove_last_turn(self) -> bool:
-        """Delete the last user message and everything below it (its replies, on every
-        branch).  False if there is none."""
-        index = self._last_user_index()
-        if index is None:
+    def turn_start(self, index: int | None = None) -> int | None:
+        """The user message that begins the turn holding message ``index`` (default: the
+        last turn); None when there is none."""
+        last = len(self.messages) - 1 if index is None else min(index, len(self.messages) - 1)
+        return next((i for i in range(last, -1, -1) if self.messages[i].role == USER), None)
+
+    def remove_turn_at(self, index: int | None = None) -> bool:
+        """Delete the turn holding message ``index`` (default: the last turn): its user
+        message and everything below it, on every branch.  False if there is none."""
+        start = self.turn_start(index)
+        if start is None:
             return False
-        self._delete_from(index)
+        self._delete_from(start)
         return True
+
+    def remove_last_turn(self) -> bool:
+        return self.remove_turn_at(None)
 
     def regenerate(self) -> ChatRequest | None:
         """Ask again for the last user message; the old reply is kept as a branch."""

@@ -5,6 +5,7 @@ be edited and resent as a new branch.  Nothing is overwritten."""
 from __future__ import annotations
 
 from vicuna_tui.tui.chat.stream import ReplyStream
+from vicuna_tui.tui.screens.dialogs import ConfirmScreen
 from vicuna_tui.tui.widgets.transcript import MessageView
 
 
@@ -78,3 +79,26 @@ class ChatBranches(ReplyStream):
             "Editing a message: Enter sends it as a new branch (the old one stays), "
             "Esc leaves it as it was."
         )
+
+    async def action_delete_turn(self) -> None:
+        """Delete the focused message's turn (else the last turn) and everything below
+        it, on every branch, after saying how many messages go."""
+        if self.streaming is not None:
+            await self.stop_reply()
+        start = self.session.turn_start(self._chosen_index())
+        if start is None:
+            self.notify("There is nothing to delete.")
+            return
+        count = self.session.turn_size(start)
+        shown = len(self.session.messages) - start
+        last = self.session.turn_start() == start
+
+        async def done(yes: bool | None) -> None:
+            if yes and self.session.remove_turn_at(start):
+                await self.transcript.drop_last(len(self.transcript.views) - start)
+                self._after_change()
+
+        which = "the last turn" if last else "this turn and every turn after it"
+        others = count - shown
+        branches = f", {others} of them on other branches" if others > 0 else ""
+        self.app.push_screen(ConfirmScreen(f"Delete {which}: {count} message(s){branches}?"), done)

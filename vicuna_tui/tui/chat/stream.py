@@ -9,7 +9,7 @@ from vicuna_tui.engine.events import ChatRequest, ReplyDone, ReplyFailed
 from vicuna_tui.errors import ModelProcessLost
 from vicuna_tui.tui.chat.base import ChatScreenBase, Streaming
 from vicuna_tui.tui.messages import PromptSubmitted
-from vicuna_tui.tui.screens.dialogs import ConfirmScreen, ErrorScreen
+from vicuna_tui.tui.screens.dialogs import ErrorScreen
 from vicuna_tui.tui.widgets.transcript import describe_stats
 
 
@@ -134,12 +134,6 @@ class ReplyStream(ChatScreenBase):
         self.status.set_state("writing…" if self.model_ready else "waiting for the model to load…")
         self._after_change()
 
-    async def _drop_last_turn_views(self) -> None:
-        views = self.transcript.views
-        last_user = max((i for i, v in enumerate(views) if v.role == "user"), default=None)
-        if last_user is not None:
-            await self.transcript.drop_last(len(views) - last_user)
-
     async def stop_reply(self, reason: str = "") -> None:
         """Stop the reply in flight now, keeping its text (used before switching chats)."""
         stream = self.streaming
@@ -209,24 +203,4 @@ class ReplyStream(ChatScreenBase):
         self.notify(
             "Editing your last message: Enter resends it as a new branch (the old one "
             "stays), Esc leaves it as it was."
-        )
-
-    async def action_delete_turn(self) -> None:
-        if self.streaming is not None:
-            await self.stop_reply()
-        last = [i for i, m in enumerate(self.session.messages) if m.role == "user"]
-        if not last:
-            self.notify("There is nothing to delete.")
-            return
-        count = self.session.turn_size(last[-1])
-
-        async def done(yes: bool | None) -> None:
-            if yes and self.session.remove_last_turn():
-                await self._drop_last_turn_views()
-                self._after_change()
-
-        others = count - (len(self.session.messages) - last[-1])
-        branches = f", {others} of them on other branches" if others > 0 else ""
-        self.app.push_screen(
-            ConfirmScreen(f"Delete the last turn: {count} message(s){branches}?"), done
         )

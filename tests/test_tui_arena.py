@@ -215,6 +215,12 @@ async def test_a_side_that_does_not_load_leaves_the_other_usable(home: Path) -> 
         assert screen.battle.vote is None
         assert any("needs both models" in t for t in toasts(app))
 
+        broken.load_error = None  # fixed: a new battle tries the side again
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: screen.sides[1].state == "ready")
+        await ask(pilot, "Both now?")
+        assert texts(screen, "B") == ["Both now?", "Hello there."]
+
 
 class DiesMidReply(ScriptedBackend):
     """Writes two words, then its process is gone."""
@@ -343,3 +349,18 @@ async def ask_on(pilot: Any, screen: ArenaScreen, text: str) -> None:
     await pilot.press("enter")
     await wait_for(pilot, lambda: screen.battle.turns == 1)
     await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+
+
+async def test_a_blind_battle_holds_back_notices_that_name_a_model(home: Path) -> None:
+    import dataclasses
+
+    talkative = ScriptedBackend(name="two")
+    talkative.info = dataclasses.replace(talkative.info, notices=("two uses the chatml template",))
+    app = arena_app({"one": ScriptedBackend(name="one"), "two": talkative}, swapped=False)
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = await both_ready(pilot)
+        await ask(pilot, "Hi")
+        assert not any("chatml" in t for t in toasts(app))
+        await pilot.press("alt+t")
+        await wait_for(pilot, lambda: any("Model B: two uses the chatml" in t for t in toasts(app)))
+        assert screen.held_notices == []

@@ -61,6 +61,7 @@ class ArenaBase(Screen[None]):
         self._waiting: list[int] = []  # one at a time: the sides still to answer
         self._requests: dict[int, ChatRequest] = {}
         self._warned_identical = False
+        self.held_notices: list[str] = []  # a blind battle's model notices, until the vote
 
     def _session(self, side: int) -> ChatSession:
         return runtime.new_session(

@@ -82,8 +82,8 @@ class ArenaScreen(ArenaReplies):
         side = self.sides[message.side]
         event = message.event
         pane = self.pane_of(side.index)
-        if isinstance(event, LoadProgress):
-            pane.set_status(f"loading: {event.stage}…")
+        if isinstance(event, LoadProgress):  # a stage may name the engine: not when blind
+            pane.set_status(f"loading: {event.stage}…" if self.battle.revealed else "loading…")
         elif isinstance(event, ModelReady):
             self._ready(side, event)
         elif isinstance(event, LoadFailed):
@@ -96,7 +96,15 @@ class ArenaScreen(ArenaReplies):
         elif isinstance(event, ReplyFailed):
             await self._failed(side, event)
         elif isinstance(event, Notice):
-            self.notify(event.text, severity="warning")
+            self._notice(f"Model {self._letter(side)}: {event.text}")
+
+    def _notice(self, text: str) -> None:
+        """A model's notice (its template, a context cut) may name it: held back until
+        the names are shown."""
+        if self.battle.revealed:
+            self.notify(text, severity="warning")
+        else:
+            self.held_notices.append(text)
 
     def _ready(self, side: ArenaSide, event: ModelReady) -> None:
         side.state = READY
@@ -105,6 +113,8 @@ class ArenaScreen(ArenaReplies):
             session.set_model(event.info)
         shown = "" if not self.battle.revealed else f": {event.info.describe()}"
         self.pane_of(side.index).set_status(f"ready{shown}")
+        for notice in event.info.notices:
+            self._notice(f"Model {self._letter(side)}: {notice}")
         self._show_titles()
         if not self._warned_identical and self.battle.identical:
             self._warned_identical = True
@@ -141,7 +151,10 @@ class ArenaScreen(ArenaReplies):
         except VoteRefused as refused:
             self.notify(str(refused), severity="warning")
             return
-        if not revealed:  # the names, and the speeds that were held back
+        if not revealed:  # the names, and the speeds and notices that were held back
+            for text in self.held_notices:
+                self.notify(text, severity="warning")
+            self.held_notices = []
             for letter in LETTERS:
                 await self.pane(letter).transcript.show(self.battle.session(letter).messages)
         self._show_titles()
@@ -163,6 +176,9 @@ class ArenaScreen(ArenaReplies):
         self.battle.save()
         self._waiting = []
         self.battle = self._new_battle()
+        for side in self.sides:  # a side that failed gets another try
+            if side.state == FAILED and not self.one_at_a_time:
+                side.load()
         for letter in LETTERS:
             await self.pane(letter).transcript.show([])
         for side in self.sides:

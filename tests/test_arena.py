@@ -280,3 +280,59 @@ def test_arena_results_from_known_votes(home: Path) -> None:
     first = table.stdout.splitlines()[1].split()
     assert first[:3] == ["1", "x", "1060"] and "60.0%" in first
     assert "5 voted battles" in table.stdout and "\x1b" not in table.stdout
+
+
+def test_each_side_takes_its_own_flags_and_shares_the_rest(home: Path) -> None:
+    from vicuna_tui import config as config_mod
+    from vicuna_tui.commands.arena_cmd import plan
+
+    config_mod.set_values({"temperature": 0.3})
+    (home / "config" / "config.toml").write_text(
+        (home / "config" / "config.toml").read_text()
+        + '\n[profiles.tiny]\nmodel_path = "/models/tiny"\nmax_new_tokens = 7\n'
+    )
+    arena = plan(
+        [
+            "--temperature",
+            "0",
+            "--model-path",
+            "a.gguf",
+            "--backend",
+            "transformers",
+            "--endpoint",
+            "http://gpu-box:8000/v1",
+            "--model",
+            "vicuna-13b",
+            "--top-p",
+            "0.5",
+        ]
+    )
+    local, remote = arena.sides
+    assert local.load.model_path == "a.gguf" and local.load.backend == "transformers"
+    assert local.remote is None and remote.remote is not None
+    assert (remote.remote.endpoint, remote.remote.model) == ("http://gpu-box:8000/v1", "vicuna-13b")
+    assert local.generation.temperature == remote.generation.temperature == 0.0  # shared
+    assert remote.generation.top_p == 0.5 and local.generation.top_p == 1.0  # its own
+    assert local.load.threads is None  # one local model: its own default
+    assert not arena.same
+
+    two = plan(["--profile", "tiny", "--model-path", "b"]).sides
+    assert two[0].load.model_path == "/models/tiny" and two[0].generation.max_new_tokens == 7
+    assert two[0].generation.temperature == 0.3  # the config under the profile
+    assert two[0].load.threads == two[1].load.threads == shared_threads(2)  # cores split
+    assert plan(["--model-path", "b", "--model-path", "b"]).same
+
+
+def test_a_side_typed_in_the_tui(home: Path) -> None:
+    from vicuna_tui import config as config_mod
+    from vicuna_tui.arena.sides import typed_side
+    from vicuna_tui.errors import SettingsError
+
+    cfg = config_mod.load()
+    assert vars(typed_side(" org/model ", cfg)) == {"model_path": "org/model"}
+    assert vars(typed_side("http://box:8000/v1 vicuna", cfg)) == {
+        "endpoint": "http://box:8000/v1",
+        "remote_model": "vicuna",
+    }
+    with pytest.raises(SettingsError, match="empty"):
+        typed_side("  ", cfg)

@@ -4,6 +4,7 @@ process dies mid-reply, and one model at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -364,3 +365,30 @@ async def test_a_blind_battle_holds_back_notices_that_name_a_model(home: Path) -
         await pilot.press("alt+t")
         await wait_for(pilot, lambda: any("Model B: two uses the chatml" in t for t in toasts(app)))
         assert screen.held_notices == []
+
+
+async def test_a_server_against_a_local_model(home: Path) -> None:
+    """One side through the real remote backend to an OpenAI-compatible server."""
+    from openai_stub import serve
+
+    from vicuna_tui.engine.settings import RemoteSettings
+    from vicuna_tui.tui.arena.side import side_backend
+
+    local = ScriptedBackend([["Local", " reply."]], name="local")
+    with serve() as (url, stub):
+        server = dataclasses.replace(resolved("x"), remote=RemoteSettings(url, "stub-model"))
+        real = side_backend()
+
+        def factory(side: runtime.Resolved) -> Any:
+            return real(side) if side.remote is not None else local
+
+        app = ArenaApp([resolved("local"), server], Store(), factory=factory, swapped=False)
+        async with run_test(app, size=(120, 36)) as pilot:
+            screen = await both_ready(pilot)
+            assert screen.sides[1].state == "ready"
+            await ask(pilot, "Hello?")
+            assert texts(screen, "B") == ["Hello?", "Hello from the server."]
+            assert texts(screen, "A") == ["Hello?", "Local reply."]
+            await pilot.press("alt+b")
+            assert "stub-model" in screen.pane("B").title_text()
+        assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "Hello?"}

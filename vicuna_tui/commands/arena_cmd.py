@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from vicuna_tui import runtime
 from vicuna_tui.arena.fit import check_fit, share_cores
@@ -45,28 +46,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass
+class ArenaPlan:
+    """What the command line asks for: each side's settings (cores shared), the flags
+    that are not a side's, each side's own flags, and whether the two are the same."""
+
+    sides: list[runtime.Resolved]
+    args: argparse.Namespace
+    chunks: list[list[str]]
+    same: bool
+
+
+def plan(argv: Sequence[str]) -> ArenaPlan:
+    shared, chunks = split_sides(argv)
+    parser = _parser()
+    spaces = [parser.parse_args([*shared, *chunk]) for chunk in chunks]
+    sides = share_cores([runtime.resolve(space) for space in spaces])
+    same = chunks[0] == chunks[1] or vars(spaces[0]) == vars(spaces[1])
+    return ArenaPlan(sides, spaces[0], chunks, same)
+
+
 def main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "results":
         return _results(argv[1:])
     if any(a in ("-h", "--help") for a in argv):
         _parser().print_help()
         return 0
-    shared, chunks = split_sides(argv)
-    parser = _parser()
-    spaces = [parser.parse_args([*shared, *chunk]) for chunk in chunks]
-    sides = [runtime.resolve(space) for space in spaces]
-    for side in sides:
-        for warning in side.warnings:
-            say(sys.stderr, f"warning: {warning}")
-    args = spaces[0]
-    sides = share_cores(sides)
+    arena = plan(argv)
+    sides, args = arena.sides, arena.args
+    for warning in dict.fromkeys(w for side in sides for w in side.warnings):
+        say(sys.stderr, f"warning: {warning}")
     one_at_a_time = args.one_at_a_time or _ask_one_at_a_time(sides)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise SettingsError(
             "the arena needs a terminal on stdin and stdout",
             "run it in a terminal; `vicuna-tui arena results` prints the leaderboard anywhere",
         )
-    if _same(chunks, spaces):
+    if arena.same:
         say(sys.stderr, "warning: both sides are the same model with the same settings")
     runtime.apply_gpus(sides[0].load)
     store, problem = runtime.open_store(args.no_save)
@@ -81,7 +97,7 @@ def main(argv: Sequence[str]) -> int:
             blind=args.blind,
             one_at_a_time=one_at_a_time,
             debug=args.debug,
-            labels=[describe_side(c) for c in chunks],
+            labels=[describe_side(c) for c in arena.chunks],
         ).run_arena()
     finally:
         if store is not None:
@@ -105,10 +121,6 @@ def _ask_one_at_a_time(sides: Sequence[runtime.Resolved]) -> bool:
         )
     answer = input(question).strip().lower()
     return answer in ("", "y", "yes")
-
-
-def _same(chunks: Sequence[Sequence[str]], spaces: Sequence[argparse.Namespace]) -> bool:
-    return list(chunks[0]) == list(chunks[1]) or vars(spaces[0]) == vars(spaces[1])
 
 
 def _results(argv: Sequence[str]) -> int:

@@ -23,15 +23,15 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.mark.real_model
-def test_simple_style_through_a_pipe(smollm_dir: Path, home: Path) -> None:
+def test_simple_style_through_a_pipe(smollm_gguf: Path, home: Path) -> None:
     result = run_cli(
         "--model-path",
-        str(smollm_dir),
+        str(smollm_gguf),
         "--temperature",
         "0",
         "--style",
         "simple",
-        input="What is the capital of France?\n\nAnd of Germany?\n",
+        input="Which city is the capital of France?\n\nWhich city is the capital of Germany?\n",
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
@@ -70,15 +70,15 @@ def test_one_shot_from_stdin_with_the_gguf(smollm_gguf: Path, smollm_dir: Path) 
 
 
 @pytest.mark.real_model
-def test_json_reply_with_stats(smollm_dir: Path, home: Path) -> None:
+def test_json_reply_with_stats(smollm_gguf: Path, home: Path) -> None:
     result = run_cli(
         "--model-path",
-        str(smollm_dir),
+        str(smollm_gguf),
         "--temperature",
         "0",
         "--json",
         "-p",
-        "What is the capital of France?",
+        "Which city is the capital of France?",
         "--no-save",
     )
     assert result.returncode == 0, result.stderr

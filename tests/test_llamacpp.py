@@ -359,3 +359,39 @@ def test_an_unknown_architecture_is_named(tmp_path: Path, home: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "'nosucharch' model, an architecture this llama.cpp does not know" in result.stderr
+
+
+def test_switching_back_to_the_branch_left_finds_it_cached(llama: LlamaCppBackend) -> None:
+    """Two KV caches: an early edit goes to the second, so the branch it leaves stays
+    cached, and its next turn reuses the whole prompt before it."""
+    from vicuna_tui.session import ChatSession
+
+    assert len(llama._slots) == 2  # a CPU with memory to spare keeps two
+    session = ChatSession(None, generation=dataclasses.replace(GREEDY, max_new_tokens=12))
+    session.set_model(llama.info)
+
+    def turn(request: ChatRequest) -> ReplyDone:
+        done = list(llama.generate(request, threading.Event()))[-1]
+        assert isinstance(done, ReplyDone)
+        session.record_reply(done.text, done.finish_reason, done.stats)
+        return done
+
+    for n in range(4):
+        last = turn(session.add_user(f"Tell me one short fact about the number {n + 1}."))
+    edit = session.edit_at(2, "Tell me one short fact about the number 22.")
+    assert edit is not None
+    turn(edit)
+    assert session.switch_branch(2, -1)  # back to the first branch
+    after = turn(session.add_user("And about the number 5?"))
+    # all the prompt before it (and the reply the slot wrote), as for a normal turn
+    assert after.stats.cached_tokens >= last.stats.prompt_tokens
+
+
+def test_a_second_kv_cache_only_when_it_is_small(smollm_gguf: Path) -> None:
+    from vicuna_tui.engine.gguf_fit import branch_slots, kv_cache_bytes
+
+    info = gguf_file.read(smollm_gguf)
+    assert kv_cache_bytes(info, 4096) < 100 * 2**20  # SmolLM2: 94 MiB
+    assert branch_slots(info, 4096, gpu_layers=0) == 2
+    assert branch_slots(info, 4096 * 8, gpu_layers=0) == 1  # 750 MiB: over the cap
+    assert branch_slots(info, 4096, gpu_layers=31) == 1  # the GPU's memory is the model's

@@ -392,3 +392,28 @@ async def test_a_server_against_a_local_model(home: Path) -> None:
             await pilot.press("alt+b")
             assert "stub-model" in screen.pane("B").title_text()
         assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "Hello?"}
+
+
+async def test_esc_one_at_a_time_stops_the_side_answering_and_skips_the_other(
+    home: Path,
+) -> None:
+    log: list[str] = []
+    first = Logged(log, "one")
+    first.replies = [["a", "b", "c"]]
+    first.pause_after = 1
+    app = arena_app({"one": first, "two": Logged(log, "two")}, one_at_a_time=True, swapped=False)
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = screen_of(app)
+        screen.prompt.set_text("go")
+        await pilot.press("enter")
+        await wait_for(pilot, first.paused.is_set)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+        await pilot.pause(0.2)
+        assert "load two" not in log  # its turn never came
+        assert texts(screen, "A")[-1] == "a"
+        assert screen.pane("B").status_text() == "stopped"
+        assert [s.messages[-1].finish_reason for s in screen.battle.sessions] == [
+            "cancelled",
+            "cancelled",
+        ]

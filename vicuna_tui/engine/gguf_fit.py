@@ -37,19 +37,44 @@ def devices(xllamacpp: Any) -> list[dict[str, Any]]:
         return []
 
 
-def check_memory(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> None:
-    """Refuse a model that cannot fit in the memory this machine has free."""
-    import psutil
-
+def kv_cache_bytes(info: gguf_file.GGUFInfo, context: int) -> int:
+    """The KV cache of a ``context``-token context (K and V in f16)."""
     meta, arch = info.metadata, info.architecture
     blocks = info.block_count or 0
     heads = meta.get(f"{arch}.attention.head_count") or 1
     kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
     width = meta.get(f"{arch}.embedding_length") or 0
     head_dim = meta.get(f"{arch}.attention.key_length") or (width // max(1, int(heads)))
-    kv_bytes = context * blocks * int(kv_heads) * int(head_dim) * 2 * 2  # K and V, f16
-    on_cpu = 1.0 - min(1.0, gpu_layers / max(1, blocks + 1))
-    need = int((info.tensor_bytes + kv_bytes) * on_cpu)
+    return context * blocks * int(kv_heads) * int(head_dim) * 2 * 2
+
+
+def _on_cpu(info: gguf_file.GGUFInfo, gpu_layers: int) -> float:
+    return 1.0 - min(1.0, gpu_layers / max(1, (info.block_count or 0) + 1))
+
+
+BRANCH_SLOTS = 2  # KV caches kept: the branch shown and the one left last
+BRANCH_CACHE_SHARE = 0.1  # of the memory free, the most the second cache may take
+BRANCH_CACHE_MAX = 512 * 2**20  # and at most this: a 7B model without GQA keeps one
+
+
+def branch_slots(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> int:
+    """How many KV caches to keep, so that switching back to the branch left last
+    finds it cached: two on a CPU when the second is small (at most BRANCH_CACHE_MAX,
+    and a tenth of the memory free), else one; a GPU's memory is left to the model."""
+    import psutil
+
+    if gpu_layers > 0:
+        return 1
+    room = min(psutil.virtual_memory().available * BRANCH_CACHE_SHARE, BRANCH_CACHE_MAX)
+    return BRANCH_SLOTS if kv_cache_bytes(info, context) <= room else 1
+
+
+def check_memory(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> None:
+    """Refuse a model that cannot fit in the memory this machine has free."""
+    import psutil
+
+    kv_bytes = kv_cache_bytes(info, context)
+    need = int((info.tensor_bytes + kv_bytes) * _on_cpu(info, gpu_layers))
     free = psutil.virtual_memory().available
     if need > free:
         raise OutOfMemoryError(

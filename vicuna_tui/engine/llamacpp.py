@@ -47,6 +47,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.gguf_fit import (
     PREFILL_CHUNK,
+    branch_slots,
     check_memory,
     context_size,
     load_error,
@@ -105,7 +106,11 @@ class LlamaCppBackend(HoldsModel):
         self._address: tuple[str, int] = ("127.0.0.1", 0)
         self._key = ""
         self._http: http.client.HTTPConnection | None = None
-        self._slot_ids: list[int] = []  # the prompt the slot last saw
+        # The prompt each slot last saw, and when it was last used (KV caches kept per
+        # branch: gguf_fit.branch_slots).
+        self._slots: list[list[int]] = [[]]
+        self._used: list[int] = [0]
+        self._turn = 0
         self._fresh = False  # the next request must not reuse the prompt cache
         self.ignore_eos = False  # benchmarks: replies of the full length
         self.prefill_chunk = PREFILL_CHUNK
@@ -147,6 +152,7 @@ class LlamaCppBackend(HoldsModel):
         gpu_layers, device = placement(settings, xllamacpp, info)
         context = context_size(settings, info, notes)
         check_memory(info, context, gpu_layers)
+        slots = branch_slots(info, context, gpu_layers)
         self.prefill_chunk = prefill_chunk(info, gpu_layers)
         threads = settings.threads or default_threads()
 
@@ -161,6 +167,7 @@ class LlamaCppBackend(HoldsModel):
             one_gpu=settings.num_gpus == 1,
             native_log=self.native_log,
             key=self._key,
+            slots=slots,
         )
         self._start(xllamacpp, params, source.path, info)
         template = self._choose_template(
@@ -184,7 +191,7 @@ class LlamaCppBackend(HoldsModel):
             threads=threads,
             gpu_layers=gpu_layers,
         )
-        self._slot_ids = []
+        self._slots, self._used = [[] for _ in range(slots)], [0] * slots
         return self._info
 
     def _start(self, xllamacpp: Any, params: Any, path: Path, info: gguf_file.GGUFInfo) -> None:
@@ -225,13 +232,13 @@ class LlamaCppBackend(HoldsModel):
         return None
 
     def reset_cache(self) -> None:
-        self._slot_ids = []
+        self._slots = [[] for _ in self._slots]
         self._fresh = True
 
     def unload(self) -> None:
         server, self._server = self._server, None
         self._info = None
-        self._slot_ids = []
+        self._slots, self._used = [[]], [0]
         if self._http is not None:
             with contextlib.suppress(OSError):
                 self._http.close()
@@ -318,7 +325,8 @@ class LlamaCppBackend(HoldsModel):
         gen = request.generation
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(31))
         fresh, self._fresh = self._fresh, False
-        predicted = 0 if fresh else common_prefix(self._slot_ids, prepared.ids)
+        slot = self._pick_slot(prepared.ids)
+        predicted = 0 if fresh else common_prefix(self._slots[slot], prepared.ids)
         predicted = min(predicted, len(prepared.ids) - 1)
         yield ReplyStarted(
             request.request_id,
@@ -329,13 +337,14 @@ class LlamaCppBackend(HoldsModel):
             seed,
         )
         sampling = self.sampling(request, seed)
-        cached_first = self._prefill(prepared.ids, predicted, fresh, sampling, cancel)
+        cached_first = self._prefill(prepared.ids, predicted, fresh, sampling, cancel, slot)
         reply = Reply(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started, started)
         body = {
             "prompt": prepared.ids,
             "max_tokens": prepared.max_new_tokens,
             "stream": True,
             "cache_prompt": not (fresh and cached_first is None),
+            "id_slot": slot,
             **sampling,
         }
         if cancel.is_set():
@@ -350,9 +359,25 @@ class LlamaCppBackend(HoldsModel):
             tail = reply.flush()
             if tail:
                 yield ReplyDelta(request.request_id, tail)
-        self._slot_ids = list(prepared.ids)
+        self._slots[slot] = list(prepared.ids)
+        self._turn += 1
+        self._used[slot] = self._turn
         stats = reply.llama_stats(prepared, cached_first, predicted, seed)
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
+
+    def _pick_slot(self, ids: list[int]) -> int:
+        """The slot for a prompt: the one whose cache it continues, unless using it
+        would cost more than another slot does once switching back to the branch it
+        holds is counted (a new branch, or a switch): then the least recently used
+        other one, and the branch left stays cached (BENCHMARKS.md: branches)."""
+        kept = [common_prefix(cached, ids) for cached in self._slots]
+        best = max(range(len(kept)), key=lambda i: (kept[i], self._used[i]))
+        if len(self._slots) == 1:
+            return best
+        other = min((i for i in range(len(kept)) if i != best), key=lambda i: self._used[i])
+        here = (len(ids) - kept[best]) + (len(self._slots[best]) - kept[best])
+        there = len(ids) - kept[other]
+        return other if there < here else best
 
     def _prefill(
         self,
@@ -361,6 +386,7 @@ class LlamaCppBackend(HoldsModel):
         fresh: bool,
         sampling: dict[str, Any],
         cancel: threading.Event,
+        slot: int = 0,
     ) -> int | None:
         """Prefill a long prompt ``self.prefill_chunk`` tokens at a time, so that a cancel
         waits for one chunk, not the whole prompt.  Returns the tokens the first chunk
@@ -374,6 +400,7 @@ class LlamaCppBackend(HoldsModel):
                     "max_tokens": 1,
                     "stream": False,
                     "cache_prompt": not (fresh and found is None),
+                    "id_slot": slot,
                     **sampling,
                 }
             )

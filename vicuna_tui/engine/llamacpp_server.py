@@ -113,12 +113,19 @@ def server_params(
     one_gpu: bool,
     native_log: bool,
     key: str,
+    slots: int = 1,
 ) -> Any:
-    """llama.cpp's parameters for one chat: a single slot with its prompt cache."""
+    """llama.cpp's parameters for one chat: ``slots`` slots, each with its prompt cache
+    and room for the whole context (one KV pool of ``slots`` contexts), never cleared
+    while idle: the branch shown and the one left before it."""
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     params.n_ctx = context
-    params.n_parallel = 1
+    params.n_parallel = slots
+    if slots > 1:
+        params.kv_unified = True
+        params.kv_unified_per_slot = context
+        params.cache_idle_slots = False
     params.n_batch = BATCH
     params.n_ubatch = BATCH
     params.cpuparams.n_threads = threads

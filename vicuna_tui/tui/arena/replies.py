@@ -121,10 +121,18 @@ class ArenaReplies(ArenaBase):
                     "Alt+A, Alt+B, Alt+T (tie) or Alt+X (both bad)."
                 )
 
-    def action_stop(self) -> None:
+    async def action_stop(self) -> None:
+        """Esc: both replies stop (within a token); one at a time, the side still
+        waiting for its turn is not started."""
         streaming = [s for s in self.sides if s.stream is not None]
+        running = self._waiting[:1] if self.one_at_a_time else [s.index for s in streaming]
         for side in streaming:
-            side.engine.cancel()
+            if side.index in running:
+                side.engine.cancel()
+                continue
+            self.battle.sessions[side.index].record_reply("", "cancelled")
+            await self._end_stream(side, "", "⏹ stopped before its turn")
+            self.pane_of(side.index).set_status("stopped")
         if not streaming:
             self.prompt.focus()
 

@@ -135,9 +135,10 @@ class ArenaScreen(ArenaReplies):
             severity="error",
             timeout=12,
         )
-        if side.stream is not None:  # one at a time: it was to answer now
+        if side.stream is not None:  # it was to answer the prompt sent meanwhile
+            self.battle.sessions[side.index].drop_unanswered()
             await self._end_stream(side, "", f"⚠ {event.error.message}")
-            self._next_in_turn()
+            self._after_reply(side)
 
     @on(Button.Pressed)
     async def _vote_button(self, event: Button.Pressed) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,20 @@ def check(backend: LocalBackend, request: ChatRequest) -> int:
 
 
 @pytest.fixture
-def session(backend: LocalBackend) -> ChatSession:
+def one_cache(backend: LocalBackend) -> Iterator[LocalBackend]:
+    """The backend with its one cache only: the rules of reusing it (the spare that
+    keeps the branch left is tested at the end)."""
+    spare, backend._spare = backend._spare, None
+    try:
+        yield backend
+    finally:
+        backend._spare = spare
+        backend.reset_cache()
+
+
+@pytest.fixture
+def session(one_cache: LocalBackend) -> ChatSession:
+    backend = one_cache
     chat = ChatSession(None, generation=GREEDY)
     chat.set_model(backend.info)
     for question in ("What is the capital of France?", "And of Germany?"):
@@ -221,3 +235,38 @@ def test_the_fast_decode_step_and_growing_cache_give_the_same_replies(
     assert used[(True, True)] == forwards - 3, (used, forwards)
     assert used[(True, False)] == used[(False, False)] == 0
     assert replies[(True, True)] == replies[(True, False)] == replies[(False, False)]
+
+
+def test_switching_back_to_the_branch_left_finds_it_cached(backend: LocalBackend) -> None:
+    """A second cache on a CPU: an early edit goes there, the branch it leaves stays."""
+    assert backend._spare is not None  # SmolLM2's full context of KV is small
+    session = ChatSession(None, generation=dataclasses.replace(GREEDY, max_new_tokens=12))
+    session.set_model(backend.info)
+
+    def turn(request: ChatRequest | None) -> ReplyDone:
+        assert request is not None
+        done = list(backend.generate(request, threading.Event()))[-1]
+        assert isinstance(done, ReplyDone)
+        session.record_reply(done.text, done.finish_reason, done.stats)
+        return done
+
+    for n in range(4):
+        last = turn(session.add_user(f"Tell me one short fact about the number {n + 1}."))
+    edited = turn(session.edit_at(2, "Tell me one short fact about the number 22."))
+    assert edited.stats.cached_tokens == 0  # a new branch, in the other cache
+    assert session.switch_branch(2, -1)
+    request = session.add_user("And about the number 5?")
+    after = turn(request)
+    assert after.stats.cached_tokens >= last.stats.prompt_tokens
+    backend.reset_cache()  # and the reply is the one a fresh prefill gives
+    fresh = list(backend.generate(request, threading.Event()))[-1]
+    assert isinstance(fresh, ReplyDone) and fresh.text == after.text
+
+
+def test_which_cache_a_prompt_goes_to() -> None:
+    from vicuna_tui.engine.prompting import switch_cache
+
+    assert not switch_cache(prompt=120, kept_here=100, cached_here=100, kept_there=0)  # a turn
+    assert not switch_cache(prompt=100, kept_here=99, cached_here=100, kept_there=0)  # regenerate
+    assert switch_cache(prompt=60, kept_here=50, cached_here=300, kept_there=0)  # an early edit
+    assert not switch_cache(prompt=2000, kept_here=1900, cached_here=3000, kept_there=0)  # late

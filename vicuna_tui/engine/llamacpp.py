@@ -65,7 +65,7 @@ from vicuna_tui.engine.llamacpp_server import (
     server_params,
 )
 from vicuna_tui.engine.progress import Progress
-from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt
+from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, switch_cache
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.textstream import StopMatcher
 from vicuna_tui.errors import (
@@ -375,9 +375,8 @@ class LlamaCppBackend(HoldsModel):
         if len(self._slots) == 1:
             return best
         other = min((i for i in range(len(kept)) if i != best), key=lambda i: self._used[i])
-        here = (len(ids) - kept[best]) + (len(self._slots[best]) - kept[best])
-        there = len(ids) - kept[other]
-        return other if there < here else best
+        moved = switch_cache(len(ids), kept[best], len(self._slots[best]), kept[other])
+        return other if moved else best
 
     def _prefill(
         self,

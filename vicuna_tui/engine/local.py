@@ -30,7 +30,13 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.kv_cache import STATIC_CAP, KVCache
 from vicuna_tui.engine.progress import Progress
-from vicuna_tui.engine.prompting import PreparedPrompt, ReplyTally, fit_prompt
+from vicuna_tui.engine.prompting import (
+    PreparedPrompt,
+    ReplyTally,
+    common_prefix,
+    fit_prompt,
+    switch_cache,
+)
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
 from vicuna_tui.errors import (
@@ -51,6 +57,9 @@ class LocalBackend(HoldsModel):
         self._info: ModelInfo | None = None
         self._auto_template = templates.TOKENIZER_TEMPLATE
         self.kv = KVCache(reuse=reuse_cache)
+        # A second cache on a CPU: the branch left last stays cached for a switch back.
+        self._spare: KVCache | None = None
+        self._reuse = reuse_cache
         self._logits_to_keep = False
         self._cache_key = "past_key_values"
         self._step: Any = None  # the compiled single-token forward, with --compile
@@ -110,6 +119,7 @@ class LocalBackend(HoldsModel):
             revision=self.settings.revision,
             devices=tuple(available_devices(torch)),
         )
+        self._spare = KVCache(reuse=self._reuse) if spare_cache_fits(loaded, model) else None
         self.reset_cache()
         if self.settings.compile:
             self.use_static_cache(compile=True)
@@ -138,6 +148,7 @@ class LocalBackend(HoldsModel):
         self._info = None
         self._step = None
         self.kv.unload()
+        self._spare = None
 
         try:
             import gc
@@ -152,6 +163,19 @@ class LocalBackend(HoldsModel):
 
     def reset_cache(self) -> None:
         self.kv.reset()
+        if self._spare is not None:
+            self._spare.reset()
+
+    def _pick_cache(self, ids: list[int]) -> None:
+        """Make ``self.kv`` the cache for this prompt: the one it continues, or the
+        spare, when a new branch would otherwise throw away the branch left
+        (``prompting.switch_cache``)."""
+        spare = self._spare
+        if spare is None:
+            return
+        here, there = common_prefix(self.kv.ids, ids), common_prefix(spare.ids, ids)
+        if there > here or switch_cache(len(ids), here, len(self.kv.ids), there):
+            self.kv, self._spare = spare, self.kv
 
     # -- --compile: a static KV cache and a compiled decode step ---------------------------
 
@@ -168,6 +192,7 @@ class LocalBackend(HoldsModel):
         import torch
 
         assert self._loaded is not None and self._info is not None
+        self._spare = None  # one preallocated cache is enough memory
         length = self.kv.make_static(self._info.context_length)
         self._info = dataclasses.replace(self._info, context_length=length)
         if compile:
@@ -227,6 +252,7 @@ class LocalBackend(HoldsModel):
         tokenizer = loaded.tokenizer
         stop_ids = set(loaded.stop_token_ids) | set(prepared.renderer.stop_token_ids)
         decoder = IncrementalDecoder(lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+        self._pick_cache(prepared.ids)
         cached = self.kv.reuse_prefix(prepared.ids, self._new_static_cache)
         yield ReplyStarted(
             request.request_id,
@@ -370,3 +396,23 @@ def _generation_failure(exc: Exception) -> VicunaError:
     return GenerationError(
         f"generation failed: {type(exc).__name__}: {exc}", "run with --debug for details"
     )
+
+
+SPARE_CACHE_MAX = 512 * 2**20  # a second KV cache of a full context, at most
+
+
+def spare_cache_fits(loaded: Any, model: Any) -> bool:
+    """A second KV cache only on a CPU, and only when a full context of it is small."""
+    if str(loaded.device) != "cpu":
+        return False
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    width = getattr(config, "hidden_size", None)
+    if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(width, int)):
+        return False
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or width // heads
+    element = 2 if loaded.dtype in ("float16", "bfloat16") else 4
+    size = layers * kv_heads * head_dim * loaded.context_length * 2 * element
+    return bool(size <= SPARE_CACHE_MAX)

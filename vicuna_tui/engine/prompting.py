@@ -31,6 +31,15 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def switch_cache(prompt: int, kept_here: int, cached_here: int, kept_there: int) -> bool:
+    """Whether a prompt of ``prompt`` tokens should go to another KV cache (keeping
+    ``kept_there`` of it) rather than to the one it shares most with (keeping
+    ``kept_here`` of its ``cached_here``): yes when that costs less once switching back
+    to the branch the first holds is counted (a new branch, or a switch)."""
+    here = (prompt - kept_here) + (cached_here - kept_here)
+    return prompt - kept_there < here
+
+
 def fit_prompt(
     request: ChatRequest,
     renderer: templates.PromptRenderer,

@@ -13,6 +13,8 @@ A greedy chat of --turns turns on the demo model, per backend.  Then, taking tur
 
 Each is a turn sent through ChatSession (the branch logic the front ends use) to the
 backend; time to first token and the prompt tokens found cached come from its stats.
+On a CPU both backends keep two KV caches (the branch shown and the one left last), so
+a switch back finds the branch cached.
 """
 
 from __future__ import annotations

@@ -68,6 +68,36 @@ def measure(backend: Any, turns: int, tokens: int, case: str, extra: int) -> Any
     return turn(backend, session, session.add_user(PROMPTS[turns + extra]))
 
 
+RSS_CHILD = """
+import sys, threading
+from vicuna_tui.engine import gguf_fit, llamacpp
+from vicuna_tui.engine.events import ChatRequest
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+slots = int(sys.argv[2])
+llamacpp.branch_slots = lambda *a: slots
+backend = llamacpp.LlamaCppBackend(LoadSettings(model_path=sys.argv[1], device="cpu"))
+backend.load()
+gen = GenerationSettings(temperature=0.0, max_new_tokens=256)
+request = ChatRequest(turns=(("user", "Tell me a story."),), generation=gen)
+list(backend.generate(request, threading.Event()))
+print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+"""
+
+
+def peak_rss_mib(slots: int) -> float:
+    """A process's peak RSS when llama.cpp keeps ``slots`` KV caches."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, str(smollm_gguf()), str(slots)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(out.split()[-1]) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -113,6 +143,15 @@ def main() -> None:
         + table(
             ["backend", "the next turn", "time to first token", "÷ normal", "cached / prompt"],
             rows,
+        )
+    )
+    rss = {slots: [peak_rss_mib(slots) for _ in range(2)] for slots in (1, 2)}
+    body += (
+        "\n\nThe second KV cache's memory (llama.cpp, a 4096-token context, peak RSS of a "
+        "process that loads the demo model and writes 256 tokens, twice each):\n\n"
+        + table(
+            ["KV caches", "peak RSS"],
+            [[str(slots), fmt(values, 0, " MiB")] for slots, values in rss.items()],
         )
     )
     write_section("branches", "Time to first token after a branch switch", body)

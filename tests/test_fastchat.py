@@ -156,8 +156,11 @@ def test_chat_through_fastchat_then_replay(fastchat: str, home: Path) -> None:
     assert replayed.returncode == 0, replayed.stderr
     assert "1 of 1 replies identical" in replayed.stdout
     with Store() as store:
-        copy = store.get(store.resolve("last"))
-    assert copy.replay_of == conv.id and copy.endpoint == fastchat
+        branched = store.get(store.resolve("last"))
+    assert branched.id == conv.id and branched.endpoint == fastchat
+    assert len(branched.tree) == 3  # the replayed reply beside the saved one
+    assert branched.messages[1].uid != conv.messages[1].uid
+    assert branched.messages[1].content == conv.messages[1].content
 
 
 def test_streamed_and_cancelled_through_fastchat(fastchat: str, home: Path) -> None:

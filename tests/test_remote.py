@@ -325,7 +325,7 @@ def test_replay_against_a_remote_server(home: Path) -> None:
     with serve() as (url, _stub):
         first = run_cli("--endpoint", url, input="one\ntwo\n")
         assert first.returncode == 0, first.stderr
-        replayed = run_cli("replay", "last", "--style", "simple")
+        replayed = run_cli("replay", "last", "--style", "simple", "--new-conversation")
     assert replayed.returncode == 0, replayed.stderr
     assert "2 of 2 replies identical" in replayed.stdout
     with Store() as store:

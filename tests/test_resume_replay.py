@@ -64,13 +64,31 @@ def test_replay_reproduces_sampled_replies_exactly(smollm_gguf: Path, home: Path
     assert replayed.returncode == 0, replayed.stderr
     assert "2 of 2 replies identical" in replayed.stdout
     assert "│" in replayed.stdout  # side by side
-    copy = last_conversation()
-    assert copy.replay_of == original.id
-    assert [m.content for m in copy.messages] == [m.content for m in original.messages]
+    assert f"replay saved as branch 2 of 2 of {original.short_id}" in replayed.stdout
+    branched = last_conversation()
+    assert branched.id == original.id and branched.replay_of is None
+    assert [m.content for m in branched.messages] == [m.content for m in original.messages]
+    # nothing was overwritten: the saved replies stay, the replay branches off at reply 1
+    assert len(branched.tree) == 7
+    saved_uids = {m.uid for m in original.messages}
+    assert saved_uids < {m.uid for m in branched.tree}
+    assert branched.messages[0].uid == original.messages[0].uid  # the same first question
+    assert branched.messages[1].uid != original.messages[1].uid
+    assert branched.messages[1].parent == original.messages[0].uid
 
     fresh = run_cli("replay", original.id[:8], "--style", "simple", "--new-seeds")
     assert fresh.returncode == 0
     assert "differs" in fresh.stdout and "diff: " in fresh.stdout
+    assert "branch 3 of 3" in fresh.stdout
+    shown = last_conversation()  # the branch the replay made is the one shown now
+
+    linked = run_cli("replay", original.id[:8], "--style", "simple", "--new-conversation")
+    assert linked.returncode == 0, linked.stderr
+    assert "2 of 2 replies identical" in linked.stdout
+    copy = last_conversation()
+    assert copy.id != original.id and copy.replay_of == original.id
+    assert [m.content for m in copy.messages] == [m.content for m in shown.messages]
+    assert len(copy.tree) == 4
 
 
 @pytest.mark.real_model
@@ -130,10 +148,21 @@ async def test_replay_in_the_tui(home: Path) -> None:
         assert backend.requests[1].generation.seed is None
         await pilot.press("escape")
         assert screen.session.conversation is not None
-        assert screen.session.conversation.replay_of == conv.id
+        assert screen.session.conversation.id == conv.id  # a branch, not a copy
         assert screen.session.generation.seed is None  # settings restored afterwards
-    copy = last_conversation()
-    assert [m.content for m in copy.messages] == ["q1", "same answer", "q2", "new answer"]
+        views = screen.transcript.views
+        assert [v.text for v in views] == ["q1", "same answer", "q2", "new answer"]
+        assert "‹ 2/2 ›" in views[1].label_text
+        views[1].focus()
+        await pilot.press("alt+left")  # the saved replies are still there
+        await wait_for(pilot, lambda: screen.transcript.views[3].text == "old answer")
+        assert "‹ 1/2 ›" in screen.transcript.views[1].label_text
+    saved = last_conversation()
+    assert saved.id == conv.id
+    assert [m.content for m in saved.messages] == ["q1", "same answer", "q2", "old answer"]
+    assert sorted(m.content for m in saved.tree) == sorted(
+        ["q1", "same answer", "q2", "old answer", "same answer", "q2", "new answer"]
+    )
 
 
 async def test_tui_resume_shows_the_history(home: Path) -> None:

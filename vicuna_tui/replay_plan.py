@@ -1,8 +1,9 @@
 """Replaying a saved conversation through the current model: the plan and the run,
 with no UI (the ``replay`` command and the TUI both drive a ``ReplayRun``).
 
-A conversation replay sends the saved user turns, in order, as a new conversation
-linked to the original (``replay_of``).  Unless told otherwise it reuses each saved
+A conversation replay sends the saved user turns, in order, as a new branch of the
+conversation (``ChatSession.branch_for_replay``), or as a new conversation linked to
+the original (``replay_of``).  Unless told otherwise it reuses each saved
 reply's seed, so with the same model and settings (or greedy decoding) the replies
 come out exactly as saved.  ``compare`` pairs old and new replies with a word diff.
 """

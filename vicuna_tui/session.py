@@ -402,6 +402,24 @@ class ChatSession:
         self.save()
         return True
 
+    def branch_for_replay(self) -> bool:
+        """Show the path only down to its first user message, so that a replay's first
+        reply becomes a branch beside the saved one and its later turns follow that
+        branch.  False when no user message is shown."""
+        index = next((i for i, m in enumerate(self.messages) if m.role == USER), None)
+        if index is None:
+            return False
+        self._back_to(index + 1)
+        return True
+
+    def replay_turn(self, text: str) -> ChatRequest:
+        """A replay's next turn: ``text`` as the next user message, unless the path shown
+        already ends with that message waiting for its reply (a replay's first turn)."""
+        if self.awaiting_reply and self.messages[-1].content == text:
+            self.save()
+            return self._request()
+        return self.add_user(text)
+
     def retry_pending(self) -> ChatRequest | None:
         """A request for a user message still waiting for its reply (e.g. after a failure)."""
         return self._request() if self.awaiting_reply else None

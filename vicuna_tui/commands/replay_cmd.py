@@ -22,15 +22,16 @@ from vicuna_tui.frontends.linechat import reply_record
 from vicuna_tui.questions import read_questions
 from vicuna_tui.replay_plan import ReplayRun
 from vicuna_tui.session import ChatSession
-from vicuna_tui.store import Store
+from vicuna_tui.store import Conversation, Store
 from vicuna_tui.textsafe import json_line, terminal_safe
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vicuna-tui replay",
-        description="Send a saved conversation's user turns again (as a new, linked "
-        "conversation) and compare old and new replies; or answer a JSONL question set.",
+        description="Send a saved conversation's user turns again (as a new branch of "
+        "it, beside the saved replies) and compare old and new replies; or answer a JSONL "
+        "question set.",
     )
     parser.add_argument("source", help="a conversation id (prefix, or last), or FILE.jsonl")
     parser.add_argument(
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--new-seeds",
         action="store_true",
         help="draw fresh seeds instead of reusing each saved reply's seed",
+    )
+    parser.add_argument(
+        "--new-conversation",
+        action="store_true",
+        help="save the replay as a new conversation linked to the original, instead of "
+        "as a branch of it",
     )
     parser.add_argument(
         "--style", choices=("simple", "tui"), help="simple (default off a terminal) or tui"
@@ -88,18 +95,41 @@ def _conversation(args: argparse.Namespace) -> int:
         session = runtime.new_session(
             resolved, store, warn=lambda text: say(stderr, f"warning: {text}")
         )
-        session.replay_of = original.id
+        if args.new_conversation:
+            session.replay_of = original.id
+        else:
+            session.show(original)
+            session.update_settings(
+                template=resolved.template, system_message=resolved.system_message
+            )
+            session.branch_for_replay()
+        first_reply = len(session.messages)  # where the first new reply goes
         _replay(args, run, session, resolved)
         _report(run.comparisons, stdout)
-        new_id = session.conversation.id if session.conversation else "?"
         say(
             stdout,
-            f"replay saved as {new_id[:8]} (replay of {original.short_id}): "
-            f"{run.identical} of {len(run.comparisons)} replies identical",
+            f"{_where_saved(session, original, first_reply)}: {run.identical} of "
+            f"{len(run.comparisons)} replies identical",
         )
         return 0
     finally:
         store.close()
+
+
+def _where_saved(session: ChatSession, original: Conversation, first_reply: int) -> str:
+    """Where the replay went: a new linked conversation, or which branch of the original."""
+    if session.replay_of is not None:
+        new_id = session.conversation.id if session.conversation else "?"
+        return f"replay saved as {new_id[:8]} (replay of {original.short_id})"
+    if first_reply >= len(session.messages):
+        return f"replay of {original.short_id}: no reply came back"
+    which, count = session.branch_at(first_reply)
+    if count == 1:
+        return f"replay saved in {original.short_id} (it had no saved reply to branch from)"
+    return (
+        f"replay saved as branch {which} of {count} of {original.short_id}, "
+        "beside the saved replies"
+    )
 
 
 def _replay(
@@ -122,7 +152,7 @@ def _replay(
             say(stdout, f"USER: {step.prompt}")
             stdout.write("ASSISTANT: ")
             stdout.flush()
-            result = driver.ask(session.add_user(step.prompt), show)
+            result = driver.ask(session.replay_turn(step.prompt), show)
             say(stdout)
             run.record(session.record_result(result))
             if isinstance(result, ReplyFailed):

@@ -1,4 +1,5 @@
-"""Replaying a saved chat in the TUI: its user turns, sent again as a new linked chat.
+"""Replaying a saved chat in the TUI: its user turns, sent again as a new branch of it
+(the first new reply beside the saved one, ``‹ 2/2 ›``; Alt+Left shows the saved path).
 
 The run itself (which turn, which seed, how each compares) is ``replay_plan.ReplayRun``,
 the same one the ``replay`` command drives.
@@ -18,7 +19,7 @@ class ReplayControl(ModelControl):
         await self.start_replay(self.reuse_seeds)
 
     async def start_replay(self, reuse_seeds: bool = True) -> None:
-        """Send this chat's user turns again, as a new chat linked to it."""
+        """Send this chat's user turns again, as a new branch of it."""
         conv = self.session.conversation
         calls = self.host.store_calls
         if conv is None or calls is None:
@@ -40,18 +41,23 @@ class ReplayControl(ModelControl):
             return
         run = ReplayRun(original, self.session.generation, reuse_seeds)
         self.replaying = run
-        self.session.new_chat()
-        self.session.replay_of = run.original.id
-        await self.transcript.show([])
-        self.notify(f"Replaying {len(run.plan)} turn(s) of “{run.original.title}”; Esc stops.")
+        self.session.show(original)
+        self.session.generation = run.base
+        self.session.branch_for_replay()
+        await self.show_path()
+        self.notify(
+            f"Replaying {len(run.plan)} turn(s) of “{run.original.title}” as a new branch "
+            "(the saved replies stay); Esc stops."
+        )
         await self._replay_send(run)
 
     async def _replay_send(self, run: ReplayRun) -> None:
         step = run.current
         assert step is not None
         self.session.generation = run.settings()
-        request = self.session.add_user(step.prompt)
-        await self.transcript.add("user", step.prompt)
+        request = self.session.replay_turn(step.prompt)
+        if len(self.transcript.views) < len(self.session.messages):
+            await self.transcript.add("user", step.prompt)
         await self._start_reply(request)
 
     async def _reply_finished(self, text: str, *, stopped: bool) -> None:
@@ -78,3 +84,4 @@ class ReplayControl(ModelControl):
             self.app.push_screen(
                 ReplayScreen(f"Replay of “{run.original.title}”", run.comparisons, note)
             )
+        self.mark_branches()

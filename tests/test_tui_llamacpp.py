@@ -140,3 +140,65 @@ async def test_a_crash_of_the_llamacpp_process_is_explained_and_reload_retries(
         await send(pilot, QUESTION)
         await reply_done(pilot)
         assert "capital" in screen.transcript.views[-1].text
+
+
+async def test_the_context_meter_and_prompt_view_follow_the_branch_shown(
+    home: Path, smollm_gguf: Path
+) -> None:
+    from textual.widgets import TextArea
+
+    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.tui.screens.dialogs import PromptViewScreen
+
+    app = make_app(
+        lambda load: LlamaCppBackend(load),
+        load=LoadSettings(model_path=str(smollm_gguf), device="cpu"),
+        max_new_tokens=24,
+        temperature=0,
+    )
+    async with run_test(app, size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, QUESTION)
+        await reply_done(pilot)
+        await send(pilot, "And of Italy?")
+        await reply_done(pilot)
+        long_reply = screen.session.messages[-1]
+        assert long_reply.prompt_tokens is not None and long_reply.new_tokens
+        long_context = long_reply.prompt_tokens + long_reply.new_tokens
+        assert f"ctx {long_context}/" in status_text(screen)
+
+        # a new branch from the first question: one short turn
+        screen.transcript.views[0].focus()
+        await pilot.press("f7")
+        screen.prompt.set_text("Which city is the capital of Germany?")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(screen.session.messages) == 2)
+        await reply_done(pilot)
+        short_reply = screen.session.messages[-1]
+        assert short_reply.prompt_tokens is not None
+        short_context = short_reply.prompt_tokens + (short_reply.new_tokens or 0)
+        assert short_context < long_context
+        assert f"ctx {short_context}/" in status_text(screen)
+
+        # back to the first branch: the meter and the next prompt are that branch's
+        screen.transcript.views[0].focus()
+        await pilot.press("alt+left")
+        await wait_for(pilot, lambda: len(screen.transcript.views) == 4)
+        assert f"ctx {long_context}/" in status_text(screen)
+        screen.prompt.focus()
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: showing(app, PromptViewScreen))
+        prompt = shown(app, PromptViewScreen).query_one("#prompt-text", TextArea).text
+        assert "And of Italy?" in prompt and "Germany" not in prompt
+        await pilot.press("escape")
+
+        # and on the other branch, the other way round
+        screen.transcript.views[0].focus()
+        await pilot.press("alt+right")
+        await wait_for(pilot, lambda: len(screen.transcript.views) == 2)
+        assert f"ctx {short_context}/" in status_text(screen)
+        screen.prompt.focus()
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: showing(app, PromptViewScreen))
+        prompt = shown(app, PromptViewScreen).query_one("#prompt-text", TextArea).text
+        assert "Germany" in prompt and "Italy" not in prompt

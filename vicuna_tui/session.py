@@ -292,6 +292,14 @@ class ChatSession:
     def last_reply(self) -> SavedMessage | None:
         return next((m for m in reversed(self.messages) if m.role == ASSISTANT), None)
 
+    def context_used(self) -> int | None:
+        """How much of the model's context the last reply on the path shown used (its
+        prompt and its own tokens), as saved with it; None before any reply."""
+        reply = self.last_reply()
+        if reply is None or reply.prompt_tokens is None:
+            return None
+        return reply.prompt_tokens + (reply.new_tokens or 0)
+
     def _back_to(self, index: int) -> None:
         """Show the path only up to ``index`` (what follows stays, as a branch)."""
         del self.messages[index:]

@@ -31,6 +31,7 @@ class ChatActions(ReplayControl):
         self.session.new_chat()
         self.editing = False
         await self.transcript.show([])
+        self.status.set_context(None)
         self.sidebar.current_id = None
         self.sidebar.reload()
         self.prompt.focus()
@@ -70,6 +71,7 @@ class ChatActions(ReplayControl):
         label = f"Assistant · {conv.model_name or 'unknown model'}"
         await self.transcript.show(self.session.messages, model_label=label)
         self.mark_branches()
+        self.status.set_context(self.session.context_used())
         self.settings.set_generation(
             self.session.generation, self.session.template, self.session.system_message
         )

@@ -124,6 +124,7 @@ class ChatScreenBase(Screen[None]):
 
     def _after_change(self) -> None:
         self.mark_branches()
+        self.status.set_context(self.session.context_used())
         if self.session.conversation is not None:
             self.sidebar.current_id = self.session.conversation.id
         self.sidebar.reload()

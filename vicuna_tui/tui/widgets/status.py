@@ -106,6 +106,12 @@ class StatusBar(Horizontal):
         self.notice = f"⚠ {dropped} old turn(s) dropped to fit the context" if dropped else ""
         self.refresh_text()
 
+    def set_context(self, used: int | None) -> None:
+        """The context the path shown has used (it follows branch switches)."""
+        if used != self.context_used:
+            self.context_used = used
+            self.refresh_text()
+
     def refresh_text(self) -> None:
         parts: list[str] = []
         info = self.info

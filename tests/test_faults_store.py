@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -14,7 +15,7 @@ from helpers import ScriptedBackend, run_cli
 from tui_helpers import make_app, ready, reply_done, run_test, send, status_text, wait_for
 
 from vicuna_tui import runtime
-from vicuna_tui.store import SavedMessage, Store, backups
+from vicuna_tui.store import Battle, SavedMessage, Store, backups
 
 CONVERSATIONS = 150
 TURNS = 3  # user + assistant each
@@ -131,6 +132,48 @@ def test_damage_gets_a_message_and_repair_saves_what_is_readable(home: Path, kin
     if saved:
         assert run_cli("sessions", "search", "wool").returncode == 0
         assert run_cli("sessions", "rename", "last", "after repair").returncode == 0
+
+
+def test_repair_keeps_arena_votes_and_the_judgment_files_listed(home: Path) -> None:
+    path = fill()
+    with Store() as store:
+        chats = store.conversations()
+        for number, vote in enumerate(["a", "b", "tie", None]):
+            store.save_battle(
+                Battle(
+                    f"battle-{number}",
+                    "llama",
+                    "alpaca",
+                    chats[2 * number].id,
+                    chats[2 * number + 1].id,
+                    swapped=number % 2 == 1,
+                    turns=number + 1,
+                    vote=vote,
+                    settings={"max_new_tokens": 64},
+                )
+            )
+        store.remember_evaluation("/judged/mt_bench_single.jsonl", "single", "gpt-4")
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = store.battles()
+    damage(path, "header")
+    repaired = run_cli("sessions", "repair", "--yes")
+    no_traceback(repaired)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "and 4 arena battles (with their votes) and 1 judgment files listed" in (repaired.stdout)
+    with Store() as store:
+        assert store.battles() == before  # every field, the links to both chats too
+        [listed] = store.evaluation_files()
+    assert (listed.path, listed.mode, listed.judge) == (
+        "/judged/mt_bench_single.jsonl",
+        "single",
+        "gpt-4",
+    )
+    board = run_cli("arena", "results", "--json", "--rounds", "20")
+    assert board.returncode == 0, board.stderr
+    data = json.loads(board.stdout)
+    assert data["battles"] == 3  # the three voted
+    wins = {row["model"]: (row["wins"], row["losses"], row["ties"]) for row in data["models"]}
+    assert wins == {"llama": (1, 1, 1), "alpaca": (1, 1, 1)}
 
 
 def test_repair_of_a_healthy_database_changes_nothing(home: Path) -> None:

@@ -84,6 +84,11 @@ def _repair(yes: bool) -> int:
         f"saved {result.conversations} conversations and {result.messages} messages "
         f"into a new {result.path}"
     )
+    if result.battles or result.evaluation_files:
+        out(
+            f"  and {result.battles} arena battles (with their votes) and "
+            f"{result.evaluation_files} judgment files listed"
+        )
     if not result.readable:
         out("  nothing in the file could be read as a SQLite database")
     elif result.header_rebuilt:
@@ -98,11 +103,9 @@ def _repair(yes: bool) -> int:
             f"  {result.orphans} conversations were rebuilt from their messages "
             "(their titles end in “(recovered)”)"
         )
-    if result.unreadable_conversations or result.unreadable_messages:
-        out(
-            f"lost: {result.unreadable_conversations} conversation rows and "
-            f"{result.unreadable_messages} message rows could not be read"
-        )
+    lost = _lost(result)
+    if lost:
+        out(f"lost: {lost} could not be read")
     elif result.readable and not result.short_by:
         out("lost: nothing that SQLite could still reach")
     if result.kept_at:
@@ -111,6 +114,19 @@ def _repair(yes: bool) -> int:
     if line:
         out(f"{line} (if it has more than the repair saved)")
     return 0
+
+
+def _lost(result: salvage.RepairReport) -> str:
+    """The rows a repair could not read, in words ('' when none)."""
+    parts = []
+    if result.unreadable_conversations or result.unreadable_messages:
+        parts.append(
+            f"{result.unreadable_conversations} conversation rows and "
+            f"{result.unreadable_messages} message rows"
+        )
+    if result.unreadable_battles:
+        parts.append(f"{result.unreadable_battles} arena battle rows")
+    return ", and ".join(parts)
 
 
 def _list_backups() -> int:

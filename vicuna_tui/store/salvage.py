@@ -1,9 +1,10 @@
 """Checking a conversation database, and saving what can be read from a damaged one.
 
 ``check`` runs SQLite's integrity check.  ``repair`` copies the damaged file aside,
-reads every conversation and message that SQLite can still reach (row by row where a
-whole-table read fails), writes them into a new database and puts it in place.  The
-damaged file is kept beside it under a dated name; nothing is ever deleted.
+reads every conversation, message, arena battle and judgment-file entry that SQLite can
+still reach (row by row where a whole-table read fails), writes them into a new
+database and puts it in place.  The damaged file is kept beside it under a dated name;
+nothing is ever deleted.
 
 A damaged header (the first 100 bytes) is rebuilt on the working copy, trying each
 page size, since the rest of the file is often intact.
@@ -24,6 +25,7 @@ from typing import Any
 
 from vicuna_tui import locations
 from vicuna_tui.store.backups import set_aside
+from vicuna_tui.store.battles import BATTLE_COLUMNS
 from vicuna_tui.store.connection import probe_read_only
 from vicuna_tui.store.database import Store
 from vicuna_tui.store.errors import StoreError, explain
@@ -59,6 +61,9 @@ class RepairReport:
     unreadable_conversations: int = 0
     unreadable_messages: int = 0
     orphans: int = 0  # conversations rebuilt from messages whose conversation was lost
+    battles: int = 0  # arena battles (their votes) carried over
+    evaluation_files: int = 0  # the judgment files the evaluation screen lists
+    unreadable_battles: int = 0
     header_rebuilt: bool = False
     readable: bool = True  # False: nothing in the file could be read as SQLite
     short_by: int = 0  # bytes missing from the end, going by the header (cut short)
@@ -206,37 +211,117 @@ def _value(row: sqlite3.Row, name: str) -> Any:
 # --- writing the new database ---------------------------------------------------------
 
 
-def _write(
-    target: Path, conversations: Iterable[sqlite3.Row], messages: list[sqlite3.Row]
-) -> tuple[int, int, int, int]:
-    """(conversations, messages, orphan conversations, messages refused) written."""
+@dataclass
+class _Readable:
+    """What could be read from the damaged file, table by table."""
+
+    conversations: list[sqlite3.Row] = field(default_factory=list)
+    messages: list[sqlite3.Row] = field(default_factory=list)
+    battles: list[sqlite3.Row] = field(default_factory=list)
+    evaluation_files: list[sqlite3.Row] = field(default_factory=list)
+    unreadable: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Written:
+    conversations: int = 0
+    messages: int = 0
+    orphans: int = 0
+    refused_messages: int = 0
+    battles: int = 0
+    refused_battles: int = 0
+    evaluation_files: int = 0
+
+
+def _write(target: Path, found: _Readable) -> _Written:
+    """Write what was read into a new database at ``target``."""
     with Store(target) as store:
         db = store.db
         db.execute("BEGIN")
-        known = _write_conversations(db, conversations)
-        saved_conversations = len(known)
-        orphans = _write_orphans(db, messages, known)
-        written = refused = 0
-        placed: set[str] = set()  # the uids written, so that children find their parent
-        previous: dict[Any, str] = {}  # each conversation's last message (old stores)
-        for row in sorted(messages, key=_tree_order):
-            values = {f: _value(row, f) for f in _MSG_FIELDS}
-            if values["settings"] is not None:
-                try:
-                    json.loads(values["settings"])
-                except (TypeError, ValueError):
-                    values["settings"] = None
-            _place(values, placed, previous)
-            try:
-                _insert(db, "messages", values)
-                written += 1
-                placed.add(values["uid"])
-                previous[values["conversation_id"]] = values["uid"]
-            except sqlite3.IntegrityError:
-                refused += 1
+        known = _write_conversations(db, found.conversations)
+        done = _Written(conversations=len(known))
+        done.orphans = _write_orphans(db, found.messages, known)
+        done.messages, done.refused_messages = _write_messages(db, found.messages)
+        done.battles, done.refused_battles = _write_battles(db, found.battles, known)
+        done.evaluation_files = _write_evaluation_files(db, found.evaluation_files)
         db.execute("COMMIT")
         db.execute("PRAGMA journal_mode = DELETE")
-    return saved_conversations, written, orphans, refused
+    return done
+
+
+def _write_messages(db: sqlite3.Connection, messages: list[sqlite3.Row]) -> tuple[int, int]:
+    """(written, refused): parents before children, each branch kept."""
+    written = refused = 0
+    placed: set[str] = set()  # the uids written, so that children find their parent
+    previous: dict[Any, str] = {}  # each conversation's last message (old stores)
+    for row in sorted(messages, key=_tree_order):
+        values = {f: _value(row, f) for f in _MSG_FIELDS}
+        if not _is_json(values["settings"]):
+            values["settings"] = None
+        _place(values, placed, previous)
+        try:
+            _insert(db, "messages", values)
+            written += 1
+            placed.add(values["uid"])
+            previous[values["conversation_id"]] = values["uid"]
+        except sqlite3.IntegrityError:
+            refused += 1
+    return written, refused
+
+
+_VOTES = frozenset({"a", "b", "tie", "bothbad"})
+
+
+def _write_battles(
+    db: sqlite3.Connection, rows: Iterable[sqlite3.Row], known: set[str]
+) -> tuple[int, int]:
+    """(written, refused): each battle with its vote; a conversation of it that was lost
+    is left out of it (as deleting one does)."""
+    written = refused = 0
+    for row in rows:
+        values = {c: _value(row, c) for c in BATTLE_COLUMNS}
+        if not all(isinstance(values[c], str) and values[c] for c in ("id", "model_a", "model_b")):
+            refused += 1
+            continue
+        for side in ("conversation_a", "conversation_b"):
+            if values[side] not in known:
+                values[side] = None
+        values["created_at"] = values["created_at"] or now()
+        values["updated_at"] = values["updated_at"] or values["created_at"]
+        values["blind"] = 1 if values["blind"] is None else values["blind"]
+        values["swapped"] = values["swapped"] or 0
+        values["turns"] = values["turns"] or 0
+        if values["vote"] not in _VOTES:
+            values["vote"] = values["voted_at"] = None
+        values["settings"] = values["settings"] if _is_json(values["settings"]) else "{}"
+        try:
+            _insert(db, "battles", values)
+            written += 1
+        except sqlite3.IntegrityError:
+            refused += 1
+    return written, refused
+
+
+def _write_evaluation_files(db: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> int:
+    """The judgment files listed (pointers to files, which are not in the database)."""
+    written = 0
+    for row in rows:
+        values = {c: _value(row, c) for c in ("path", "mode", "judge", "questions", "updated_at")}
+        if not all(isinstance(values[c], str) for c in ("path", "mode", "judge")):
+            continue
+        values["updated_at"] = values["updated_at"] or now()
+        with contextlib.suppress(sqlite3.IntegrityError):
+            _insert(db, "evaluation_files", values)
+            written += 1
+    return written
+
+
+def _is_json(text: Any) -> bool:
+    try:
+        json.loads(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _tree_order(row: sqlite3.Row) -> tuple[Any, int, int]:
@@ -309,8 +394,8 @@ def _write_orphans(db: sqlite3.Connection, messages: list[sqlite3.Row], known: s
 
 
 def repair(path: Path | None = None) -> RepairReport:
-    """Save every readable conversation and message of ``path`` into a new database
-    in its place; the damaged file is kept beside it."""
+    """Save every readable conversation, message, arena battle and judgment-file entry
+    of ``path`` into a new database in its place; the damaged file is kept beside it."""
     path = path or locations.database_path()
     if not path.exists():
         raise StoreError(f"there is no database at {path}", "nothing to repair")
@@ -319,27 +404,17 @@ def repair(path: Path | None = None) -> RepairReport:
     except OSError as exc:
         raise explain(exc, path) from None
     try:
-        conversations: list[sqlite3.Row] = []
-        messages: list[sqlite3.Row] = []
-        unreadable_c = unreadable_m = 0
+        found = _Readable()
         rebuilt = False
         readable = True
         short_by = _short_by(path)
         try:
             work, rebuilt = _working_copy(path, scratch)
-            db = _connect(work)
-            try:
-                tables = _tables(db)
-                if "conversations" in tables:
-                    conversations, unreadable_c = _rows(db, "conversations")
-                if "messages" in tables:
-                    messages, unreadable_m = _rows(db, "messages")
-            finally:
-                db.close()
+            _read(work, found)
         except sqlite3.DatabaseError:
             readable = False  # an empty new database; the old file is kept
         fresh = scratch / "repaired.db"
-        saved_c, saved_m, orphans, refused = _write(fresh, conversations, messages)
+        done = _write(fresh, found)
         kept = set_aside(path, "damaged")
         shutil.move(str(fresh), str(path))
         locations.private_file(path)
@@ -347,15 +422,33 @@ def repair(path: Path | None = None) -> RepairReport:
         raise explain(exc, path) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    unreadable = found.unreadable
     return RepairReport(
         path=path,
         kept_at=kept,
-        conversations=saved_c,
-        messages=saved_m,
-        unreadable_conversations=unreadable_c,
-        unreadable_messages=unreadable_m + refused,
-        orphans=orphans,
+        conversations=done.conversations,
+        messages=done.messages,
+        unreadable_conversations=unreadable.get("conversations", 0),
+        unreadable_messages=unreadable.get("messages", 0) + done.refused_messages,
+        orphans=done.orphans,
+        battles=done.battles,
+        evaluation_files=done.evaluation_files,
+        unreadable_battles=unreadable.get("battles", 0) + done.refused_battles,
         header_rebuilt=rebuilt,
         readable=readable,
         short_by=short_by,
     )
+
+
+def _read(work: Path, found: _Readable) -> None:
+    """Every readable row of each table the store keeps, into ``found``."""
+    db = _connect(work)
+    try:
+        tables = _tables(db)
+        for table in ("conversations", "messages", "battles", "evaluation_files"):
+            if table in tables:
+                rows, unreadable = _rows(db, table)
+                setattr(found, table, rows)
+                found.unreadable[table] = unreadable
+    finally:
+        db.close()

@@ -318,12 +318,21 @@ async def test_conversations_pane_lists_filters_and_opens(
             conv = store.create_conversation(title=title)
             store.add_message(conv.id, _msg("user", f"about {title}"))
             store.add_message(conv.id, _msg("assistant", f"answer on {title}"))
+        for run, title in (("mt_bench/m", "mt_bench/m · 81"), ("arena", "Rust? · arena A")):
+            store.create_conversation(title=title, run=run)
     app = make_app(lambda load: ScriptedBackend())
     async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         options = screen.sidebar.query_one("#chat-list", OptionList)
         titles = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
-        assert titles == ["Rust traits", "Pasta recipe", "Rust lifetimes"]  # newest first
+        # newest first; bench answers and arena sides kept apart from people's own chats
+        assert titles == [
+            "Rust traits",
+            "Pasta recipe",
+            "Rust lifetimes",
+            "and 2 bench and arena chat(s): type to find them",
+        ]
+        assert options.get_option_at_index(3).disabled
         await pilot.press("ctrl+f")
         listings = len(seen(app, StoreReply))
         # a pause long enough that no loaded machine types slower than it
@@ -331,9 +340,14 @@ async def test_conversations_pane_lists_filters_and_opens(
         await pilot.press(*"rust")
         await wait_for(pilot, lambda: len(seen(app, StoreReply)) > listings)  # the listing
         await settled(pilot)
-        assert options.option_count == 2
+        assert [str(options.get_option_at_index(i).prompt) for i in range(3)] == [
+            "Rust? · arena A",  # a filter finds them too
+            "Rust traits",
+            "Rust lifetimes",
+        ]
         # four keys, one query: the filter runs once typing pauses, on the store's thread
         assert len(seen(app, StoreReply)) - listings == 1
+        options.highlighted = 1
         await pilot.press("enter")
         await wait_for(pilot, lambda: bool(screen.transcript.views))
         assert [v.text for v in screen.transcript.views] == [

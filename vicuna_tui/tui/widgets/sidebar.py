@@ -2,6 +2,8 @@
 
 Typing filters by title, and also searches message text (FTS) once the filter has
 two or more characters; the query runs on the store's thread once typing pauses.
+With no filter it lists people's own chats: the conversations of bench runs and arena
+battles are kept apart (a line says how many), and a filter finds them too.
 """
 
 from __future__ import annotations
@@ -13,19 +15,23 @@ from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from vicuna_tui.store import Conversation, SearchHit, Store
+from vicuna_tui.store import ALL_RUNS, Conversation, SearchHit, Store
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.messages import ConversationChosen, StoreReply
 from vicuna_tui.tui.plain import plain
 from vicuna_tui.tui.store_calls import StoreCalls
 
-Listing = tuple[list[Conversation], list[SearchHit]]
+# The chats listed, the messages found, and how many chats of runs are kept apart.
+Listing = tuple[list[Conversation], list[SearchHit], int]
 
 
 def _listing(store: Store, query: str) -> Listing:
-    """The chats whose title matches, and the messages that do (on the store's thread)."""
-    conversations = store.conversations(limit=500, title_filter=query)
-    return conversations, store.search(query) if len(query) >= 2 else []
+    """The chats whose title matches, and the messages that do (on the store's thread);
+    with no query, people's own chats only."""
+    if query:
+        conversations = store.conversations(limit=500, title_filter=query, run=ALL_RUNS)
+        return conversations, store.search(query) if len(query) >= 2 else [], 0
+    return store.conversations(limit=500, run=None), [], sum(store.runs().values())
 
 
 class Sidebar(Vertical):
@@ -69,7 +75,7 @@ class Sidebar(Vertical):
     def _show(self, asked: int, found: Listing) -> None:
         if asked != self._asked:
             return  # a newer listing is on its way
-        conversations, hits = found
+        conversations, hits, kept_apart = found
         option_list = self.query_one("#chat-list", OptionList)
         option_list.clear_options()
         seen = {c.id for c in conversations}
@@ -82,6 +88,9 @@ class Sidebar(Vertical):
                 if hit.message_uid:
                     self.hit_messages[hit.conversation_id] = hit.message_uid
                 options.append(Option(plain(f"{hit.title}\n  {snippet}"), id=hit.conversation_id))
+        if kept_apart:
+            note = f"and {kept_apart} bench and arena chat(s): type to find them"
+            options.append(Option(plain(note), id=None, disabled=True))
         option_list.add_options(options)
         if self.current_id is not None and self.current_id in seen:
             option_list.highlighted = next(

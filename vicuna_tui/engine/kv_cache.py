@@ -1,6 +1,7 @@
 """The local backend's KV cache between turns: keep the longest shared prefix, so a new
 turn prefills only its new tokens; with --compile, a preallocated (static) cache that
-is rewound instead of rebuilt."""
+is rewound instead of rebuilt; on a CPU, a spare cache for the branch left last when a
+full context of it is small."""
 
 from __future__ import annotations
 
@@ -94,3 +95,23 @@ class KVCache:
             elif length is not None:
                 layer.cumulative_length = keep
         return keep
+
+
+SPARE_CACHE_MAX = 512 * 2**20  # a second KV cache of a full context, at most
+
+
+def spare_cache_fits(loaded: Any, model: Any) -> bool:
+    """A second KV cache only on a CPU, and only when a full context of it is small."""
+    if str(loaded.device) != "cpu":
+        return False
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    width = getattr(config, "hidden_size", None)
+    if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(width, int)):
+        return False
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or width // heads
+    element = 2 if loaded.dtype in ("float16", "bfloat16") else 4
+    size = layers * kv_heads * head_dim * loaded.context_length * 2 * element
+    return bool(size <= SPARE_CACHE_MAX)

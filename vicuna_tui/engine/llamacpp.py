@@ -19,14 +19,10 @@ Torch and transformers are never imported here.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import json
 import secrets
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +53,7 @@ from vicuna_tui.engine.gguf_fit import (
 )
 from vicuna_tui.engine.llamacpp_server import (
     CompletionStream,
+    LoopbackRoutes,
     Reply,
     SignalHandlers,
     generation_error,
@@ -103,9 +100,8 @@ class LlamaCppBackend(HoldsModel):
         self._info: ModelInfo | None = None
         self._auto_template = "vicuna_v1.1"
         self._chat_template: templates.ChatTemplate | None = None
-        self._address: tuple[str, int] = ("127.0.0.1", 0)
         self._key = ""
-        self._http: http.client.HTTPConnection | None = None
+        self._routes: LoopbackRoutes | None = None
         # The prompt each slot last saw, and when it was last used (KV caches kept per
         # branch: gguf_fit.branch_slots).
         self._slots: list[list[int]] = [[]]
@@ -202,8 +198,7 @@ class LlamaCppBackend(HoldsModel):
             raise load_error(path, info) from exc
         finally:
             saved.restore()  # llama.cpp installs its own SIGINT/SIGTERM handlers
-        address = urllib.parse.urlparse(self._server.listening_address)
-        self._address = (address.hostname or "127.0.0.1", address.port or 0)
+        self._routes = LoopbackRoutes(self._server.listening_address, self._key)
 
     def _choose_template(self, info: gguf_file.GGUFInfo, name: str, notes: list[str]) -> str:
         """The prompt template for ``auto``: the GGUF's own, or one named for the model."""
@@ -239,46 +234,19 @@ class LlamaCppBackend(HoldsModel):
         server, self._server = self._server, None
         self._info = None
         self._slots, self._used = [[]], [0]
-        if self._http is not None:
-            with contextlib.suppress(OSError):
-                self._http.close()
-            self._http = None
+        if self._routes is not None:
+            self._routes.close()
+            self._routes = None
         del server  # llama.cpp stops its loop and frees the model
 
     # -- tokens --------------------------------------------------------------------------
-
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        """One call to the library's own HTTP routes (tokenize), over loopback, with
-        the key only this process knows."""
-        payload = json.dumps(body)
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self._key}"}
-        for attempt in range(2):
-            if self._http is None:
-                self._http = http.client.HTTPConnection(*self._address, timeout=60)
-            try:
-                self._http.request("POST", path, payload, headers)
-                response = self._http.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException):
-                self._http.close()
-                self._http = None
-                if attempt:
-                    raise GenerationError(
-                        "llama.cpp's tokenizer did not answer", "load the model again"
-                    ) from None
-                continue
-            if response.status != 200:
-                raise GenerationError(
-                    f"llama.cpp refused {path} ({response.status})", "load the model again"
-                )
-            return json.loads(data)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def tokenize(self, text: str, renderer: templates.PromptRenderer) -> list[int]:
         # As on the transformers path: named templates leave BOS to the tokenizer, chat
         # templates write their own special tokens.
         add_special = not isinstance(renderer, templates.ChatTemplate)
-        result = self._post(
+        assert self._routes is not None, "the model is not loaded"
+        result = self._routes.post(
             "/tokenize", {"content": text, "add_special": add_special, "parse_special": True}
         )
         return [int(t) for t in result["tokens"]]

@@ -1,13 +1,18 @@
 """Talking to llama.cpp in this process: xllamacpp's completion handler as an iterator,
-its errors, and the signal handlers it replaces."""
+its own HTTP routes over loopback (the tokenizer), its errors, and the signal handlers
+it replaces."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import http.client
+import json
 import os
 import queue
 import signal
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +28,47 @@ from vicuna_tui.engine.events import (
 from vicuna_tui.engine.prompting import PreparedPrompt, ReplyTally
 from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.errors import GenerationError, VicunaError
+
+
+class LoopbackRoutes:
+    """The library's own HTTP routes (tokenize), over loopback, with a key only this
+    process knows; one connection, opened again once if it drops."""
+
+    def __init__(self, listening_address: str, key: str) -> None:
+        address = urllib.parse.urlparse(listening_address)
+        self._address = (address.hostname or "127.0.0.1", address.port or 0)
+        self._key = key
+        self._http: http.client.HTTPConnection | None = None
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        payload = json.dumps(body)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self._key}"}
+        for attempt in range(2):
+            if self._http is None:
+                self._http = http.client.HTTPConnection(*self._address, timeout=60)
+            try:
+                self._http.request("POST", path, payload, headers)
+                response = self._http.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if attempt:
+                    raise GenerationError(
+                        "llama.cpp's tokenizer did not answer", "load the model again"
+                    ) from None
+                continue
+            if response.status != 200:
+                raise GenerationError(
+                    f"llama.cpp refused {path} ({response.status})", "load the model again"
+                )
+            return json.loads(data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        if self._http is not None:
+            with contextlib.suppress(OSError):
+                self._http.close()
+            self._http = None
 
 
 class CompletionStream:

@@ -28,7 +28,7 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
-from vicuna_tui.engine.kv_cache import STATIC_CAP, KVCache
+from vicuna_tui.engine.kv_cache import STATIC_CAP, KVCache, spare_cache_fits
 from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompting import (
     PreparedPrompt,
@@ -396,23 +396,3 @@ def _generation_failure(exc: Exception) -> VicunaError:
     return GenerationError(
         f"generation failed: {type(exc).__name__}: {exc}", "run with --debug for details"
     )
-
-
-SPARE_CACHE_MAX = 512 * 2**20  # a second KV cache of a full context, at most
-
-
-def spare_cache_fits(loaded: Any, model: Any) -> bool:
-    """A second KV cache only on a CPU, and only when a full context of it is small."""
-    if str(loaded.device) != "cpu":
-        return False
-    config = getattr(model, "config", None)
-    layers = getattr(config, "num_hidden_layers", None)
-    heads = getattr(config, "num_attention_heads", None)
-    width = getattr(config, "hidden_size", None)
-    if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(width, int)):
-        return False
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or width // heads
-    element = 2 if loaded.dtype in ("float16", "bfloat16") else 4
-    size = layers * kv_heads * head_dim * loaded.context_length * 2 * element
-    return bool(size <= SPARE_CACHE_MAX)

@@ -12,11 +12,10 @@ loses at most the reply in flight.  Two processes may share the database
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from vicuna_tui.store.battles import BattleQueries
 from vicuna_tui.store.connection import MEMORY, open_read_only, open_writable, refuse_newer
 from vicuna_tui.store.errors import StoreError, explain, translated
 from vicuna_tui.store.evaluations import EvaluationQueries
+from vicuna_tui.store.importing import ImportQueries
 from vicuna_tui.store.records import (
     ALL_RUNS,
     CONVERSATION_COLUMNS,
@@ -35,7 +35,6 @@ from vicuna_tui.store.records import (
     AllRuns,
     Conversation,
     SavedMessage,
-    SearchHit,
     conversation_from_row,
     conversation_row,
     linked,
@@ -44,9 +43,10 @@ from vicuna_tui.store.records import (
     message_row,
     now,
 )
+from vicuna_tui.store.search import SearchQueries
 
 
-class Store(EvaluationQueries, BattleQueries):
+class Store(EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
     """The conversation database.  One connection per Store; one thread at a time uses it.
 
     ``read_only`` opens it without writing anything, not even SQLite's shared-memory
@@ -368,68 +368,3 @@ class Store(EvaluationQueries, BattleQueries):
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (now(), conversation_id)
             )
         return int(count)
-
-    @translated
-    def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over every message; words are matched as prefixes."""
-        words = [w for w in text.replace('"', " ").split() if w]
-        if not words:
-            return []
-        query = " ".join(f'"{w}"*' for w in words)
-        try:
-            uid = "m.uid" if self.version >= 6 else "NULL"  # an old store, read-only
-            rows = self.db.execute(
-                f"SELECT m.conversation_id, c.title, m.position, m.role, {uid}, "
-                "snippet(messages_fts, 0, '«', '»', '…', 12) AS snip "
-                "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
-                "JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE messages_fts MATCH ? ORDER BY c.updated_at DESC, m.position LIMIT ?",
-                (query, limit),
-            ).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot search for {text!r}: {exc}", "try plain words") from None
-        return [SearchHit(r[0], r[1], r[2], r[3], r[5], r[4]) for r in rows]
-
-    def import_conversation(
-        self, conv: Conversation, messages: Sequence[SavedMessage], *, as_tree: bool = False
-    ) -> str:
-        """Insert a whole conversation in one transaction (all or nothing), as a new one.
-        ``as_tree``: the messages' parents make the tree (None: a root); otherwise each
-        follows the message before it.  Every message gets a new uid (a file imported
-        twice makes two conversations)."""
-        stamp = now()
-        fresh = {m.uid: uuid.uuid4().hex for m in messages}
-        rows: list[SavedMessage] = []
-        depth: dict[str, int] = {}
-        for index, msg in enumerate(messages):
-            parent: str | None
-            if as_tree:  # a parent not (yet) in the file: a root, nothing lost
-                placed = msg.parent is not None and fresh.get(msg.parent, "") in depth
-                parent = fresh[msg.parent] if placed and msg.parent is not None else None
-            else:
-                parent = rows[index - 1].uid if index else None
-            position = depth[parent] + 1 if parent is not None else 0
-            row = dataclasses.replace(
-                msg,
-                uid=fresh[msg.uid],
-                parent=parent,
-                position=position,
-                created_at=msg.created_at or stamp,
-            )
-            depth[row.uid] = position
-            rows.append(row)
-        leaf = fresh.get(conv.active_leaf or "") or (rows[-1].uid if rows else None)
-        copy = dataclasses.replace(
-            conv,
-            id=uuid.uuid4().hex,
-            created_at=conv.created_at or stamp,
-            updated_at=conv.updated_at or stamp,
-            backend=conv.backend or "local",
-            replay_of=None,
-            active_leaf=leaf,
-        )
-        with self.transaction() as db:
-            db.execute(INSERT_CONVERSATION, conversation_row(copy))
-            for row in rows:
-                db.execute(INSERT_MESSAGE, message_row(copy.id, row))
-        return copy.id

@@ -1,0 +1,72 @@
+"""Importing a whole conversation (a file from ``sessions import``, or a chat from
+FastChat's ``!!load``) as a new one, in one transaction: a query that ``Store`` takes
+on."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+from vicuna_tui.store.records import (
+    INSERT_CONVERSATION,
+    INSERT_MESSAGE,
+    Conversation,
+    SavedMessage,
+    conversation_row,
+    message_row,
+    now,
+)
+
+
+class ImportQueries:
+    if TYPE_CHECKING:  # what Store provides
+
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def import_conversation(
+        self, conv: Conversation, messages: Sequence[SavedMessage], *, as_tree: bool = False
+    ) -> str:
+        """Insert a whole conversation in one transaction (all or nothing), as a new one.
+        ``as_tree``: the messages' parents make the tree (None: a root); otherwise each
+        follows the message before it.  Every message gets a new uid (a file imported
+        twice makes two conversations)."""
+        stamp = now()
+        fresh = {m.uid: uuid.uuid4().hex for m in messages}
+        rows: list[SavedMessage] = []
+        depth: dict[str, int] = {}
+        for index, msg in enumerate(messages):
+            parent: str | None
+            if as_tree:  # a parent not (yet) in the file: a root, nothing lost
+                placed = msg.parent is not None and fresh.get(msg.parent, "") in depth
+                parent = fresh[msg.parent] if placed and msg.parent is not None else None
+            else:
+                parent = rows[index - 1].uid if index else None
+            position = depth[parent] + 1 if parent is not None else 0
+            row = dataclasses.replace(
+                msg,
+                uid=fresh[msg.uid],
+                parent=parent,
+                position=position,
+                created_at=msg.created_at or stamp,
+            )
+            depth[row.uid] = position
+            rows.append(row)
+        leaf = fresh.get(conv.active_leaf or "") or (rows[-1].uid if rows else None)
+        copy = dataclasses.replace(
+            conv,
+            id=uuid.uuid4().hex,
+            created_at=conv.created_at or stamp,
+            updated_at=conv.updated_at or stamp,
+            backend=conv.backend or "local",
+            replay_of=None,
+            active_leaf=leaf,
+        )
+        with self.transaction() as db:
+            db.execute(INSERT_CONVERSATION, conversation_row(copy))
+            for row in rows:
+                db.execute(INSERT_MESSAGE, message_row(copy.id, row))
+        return copy.id

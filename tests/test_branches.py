@@ -61,6 +61,9 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
 
         saved = store.get(conv_id)
         assert len(saved.tree) == 7
+        assert store.branch_counts() == {conv_id: 3}  # two, three and four end branches
+        [row] = run_cli("sessions", "list").stdout.splitlines()
+        assert "  7 msgs" in row and row.endswith("hello  (3 branches)")
         assert [m.content for m in saved.messages] == ["hi", "four"]  # as last shown
         assert [m.position for m in saved.messages] == [0, 1]
 
@@ -86,6 +89,16 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
         assert store.delete_subtree(conv_id, reopened.messages[0].uid) == 5
         left = store.get(conv_id)
         assert [m.content for m in left.messages] == ["hi", "four"] and len(left.tree) == 2
+        single = ChatSession(store)
+        single.add_user("alone")
+        _reply(single, "yes")
+    listed = run_cli("sessions", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert rows[0].endswith("alone") and "branches" not in rows[0]
+    assert "2 msgs" in rows[1] and "branches" not in rows[1]  # one branch left
+    listed_json = json.loads(run_cli("sessions", "list", "--json").stdout)
+    assert [c["branches"] for c in listed_json] == [1, 1]
 
 
 def test_export_all_branches_and_import_keep_the_tree(home: Path, tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ def test_type_a_question_and_read_the_answer(smollm_gguf: Path, home: Path) -> N
         }.items()
     )
     command = (
-        f"env {env} {sys.executable} -m vicuna_tui --temperature 0; echo VICUNA_EXIT=$?; sleep 30"
+        f"env -u COLUMNS -u LINES {env} {sys.executable} -m vicuna_tui --temperature 0; "
+        "echo VICUNA_EXIT=$?; sleep 30"
     )
     tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
     try:

@@ -67,13 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 READING = ("list", "show", "search", "export")
 
 
-def _summary(conv: Conversation) -> dict[str, Any]:
+def _summary(conv: Conversation, branches: int) -> dict[str, Any]:
     return {
         "id": conv.id,
         "title": conv.title,
         "created_at": conv.created_at,
         "updated_at": conv.updated_at,
         "messages": conv.message_count,
+        "branches": branches,
         "model": conv.model_name or conv.model_path,
         "backend": conv.backend,
         "replay_of": conv.replay_of,
@@ -97,8 +98,10 @@ def _run(args: argparse.Namespace, store: Store) -> int:
 def _list(args: argparse.Namespace, store: Store) -> int:
     run: str | AllRuns | None = ALL_RUNS if args.all else args.run
     conversations = store.conversations(limit=args.limit, run=run)
+    branches = store.branch_counts()
     if args.json:
-        sys.stdout.write(json_text([_summary(c) for c in conversations]) + "\n")
+        summaries = [_summary(c, branches.get(c.id, 1)) for c in conversations]
+        sys.stdout.write(json_text(summaries) + "\n")
         return 0
     if not conversations:
         _out(
@@ -110,9 +113,11 @@ def _list(args: argparse.Namespace, store: Store) -> int:
         when = conv.updated_at[:16].replace("T", " ")
         model = conv.model_name or conv.model_path or "?"
         tag = f"[{conv.run}] " if args.all and conv.run else ""
+        count = branches.get(conv.id, 1)
+        forks = f"  ({count} branches)" if count > 1 else ""
         _out(
             f"{conv.short_id}  {when}  {conv.message_count:>3} msgs  {model[:24]:<24}  "
-            f"{tag}{conv.title}"
+            f"{tag}{conv.title}{forks}"
         )
     if run is None:  # people's own chats; say what the bench runs hold
         runs = store.runs()

@@ -246,6 +246,19 @@ class Store(EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
         return [conversation_from_row(row, row["n"]) for row in self.db.execute(sql, params)]
 
     @translated
+    def branch_counts(self) -> dict[str, int]:
+        """How many branches (leaves of the tree) each conversation with messages has
+        ({} for a store older than branches, opened read-only: one branch each)."""
+        if self.version < 6:
+            return {}
+        rows = self.db.execute(
+            "SELECT m.conversation_id, COUNT(*) FROM messages m WHERE NOT EXISTS "
+            "(SELECT 1 FROM messages k WHERE k.conversation_id = m.conversation_id "
+            "AND k.parent = m.uid) GROUP BY m.conversation_id"
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    @translated
     def runs(self) -> dict[str, int]:
         """Each bench run's name and how many conversations it holds, newest first."""
         rows = self.db.execute(

@@ -296,6 +296,32 @@ async def test_two_identical_models_are_allowed_with_a_warning(home: Path) -> No
         await wait_for(pilot, lambda: any("same model" in t for t in toasts(app)))
 
 
+@pytest.mark.parametrize(
+    ("store", "reason", "shown"),
+    [
+        (True, None, None),
+        (False, None, "NOT SAVING (--no-save)"),
+        (False, "cannot write \x1b[2J[red]/data", "NOT SAVING (cannot write [2J[red]/data)"),
+    ],
+)
+async def test_the_head_says_when_battles_are_not_saved(
+    home: Path, store: bool, reason: str | None, shown: str | None
+) -> None:
+    app = arena_app(
+        {"one": ScriptedBackend(name="one"), "two": ScriptedBackend(name="two")},
+        save=store,
+        not_saving=reason,
+    )
+    async with run_test(app, size=(160, 36)) as pilot:
+        screen = await both_ready(pilot)
+        head = str(screen.query_one("#arena-head").render())
+        assert "Arena · battle 1" in head
+        if shown is None:
+            assert "NOT SAVING" not in head
+        else:
+            assert shown in head and "\x1b" not in head
+
+
 @pytest.mark.parametrize("blind", [False])
 async def test_named_mode_shows_the_names_at_once(home: Path, blind: bool) -> None:
     app = arena_app(

@@ -98,6 +98,7 @@ def main(argv: Sequence[str]) -> int:
             one_at_a_time=one_at_a_time,
             debug=args.debug,
             labels=[describe_side(c) for c in arena.chunks],
+            not_saving=problem.message if problem is not None else None,
         ).run_arena()
     finally:
         if store is not None:

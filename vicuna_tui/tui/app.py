@@ -314,6 +314,7 @@ class VicunaApp(LiteralNotifications):
                     one_at_a_time=one_at_a_time,
                     debug=self.engine_debug,
                     settings={"given": [choice.first, choice.second]},
+                    not_saving=self.session.not_saving,
                 )
             )
 

@@ -31,6 +31,7 @@ class ArenaApp(LiteralNotifications):
         debug: bool = False,
         swapped: bool | None = None,
         labels: Sequence[str] = (),
+        not_saving: str | None = None,
     ) -> None:
         super().__init__()
         self.store_calls = StoreCalls(store) if store is not None else None
@@ -43,6 +44,7 @@ class ArenaApp(LiteralNotifications):
             debug=debug,
             swapped=lambda: swapped,
             settings={"given": list(labels)},
+            not_saving=not_saving,
         )
 
     def on_mount(self) -> None:

@@ -46,9 +46,13 @@ class ArenaBase(Screen[None]):
         debug: bool = False,
         swapped: Callable[[], bool | None] = lambda: None,
         settings: dict[str, Any] | None = None,
+        not_saving: str | None = None,
     ) -> None:
         super().__init__()
         self.store_calls = store_calls
+        # Why the battles are not saved (the store could not be opened), shown in the
+        # head; "--no-save" when asked; None while they are saved.
+        self.not_saving = not_saving or (None if store_calls is not None else "--no-save")
         self.blind = blind
         self.one_at_a_time = one_at_a_time
         self.sides = [ArenaSide(i, r, factory, self, debug=debug) for i, r in enumerate(sides)]
@@ -117,10 +121,11 @@ class ArenaBase(Screen[None]):
     def _show_head(self) -> None:
         mode = "blind" if self.blind else "named"
         order = " · one model at a time" if self.one_at_a_time else ""
+        saving = f" · NOT SAVING ({self.not_saving})" if self.not_saving else ""
         self.query_one("#arena-head", Static).update(
             plain(
-                f"Arena · battle {self.battles} · {mode}{order} · Alt+A / Alt+B / Alt+T / "
-                "Alt+X vote · Esc stops · Ctrl+N new battle · F9 leaderboard · F10 close"
+                f"Arena · battle {self.battles} · {mode}{order}{saving} · Alt+A / Alt+B / "
+                "Alt+T / Alt+X vote · Esc stops · Ctrl+N new battle · F9 leaderboard · F10 close"
             )
         )
 

@@ -180,25 +180,22 @@ async def test_the_context_meter_and_prompt_view_follow_the_branch_shown(
         assert short_context < long_context
         assert f"ctx {short_context}/" in status_text(screen)
 
-        # back to the first branch: the meter and the next prompt are that branch's
-        screen.transcript.views[0].focus()
-        await pilot.press("alt+left")
-        await wait_for(pilot, lambda: len(screen.transcript.views) == 4)
-        assert f"ctx {long_context}/" in status_text(screen)
-        screen.prompt.focus()
-        await pilot.press("f4")
-        await wait_for(pilot, lambda: showing(app, PromptViewScreen))
-        prompt = shown(app, PromptViewScreen).query_one("#prompt-text", TextArea).text
-        assert "And of Italy?" in prompt and "Germany" not in prompt
-        await pilot.press("escape")
+        async def switch_and_read_prompt(key: str, views: int) -> str:
+            screen.transcript.views[0].focus()
+            await pilot.press(key)
+            await wait_for(pilot, lambda: len(screen.transcript.views) == views)
+            screen.prompt.focus()
+            await pilot.press("f4")
+            await wait_for(pilot, lambda: showing(app, PromptViewScreen))
+            text = shown(app, PromptViewScreen).query_one("#prompt-text", TextArea).text
+            await pilot.press("escape")
+            return text
 
+        # back to the first branch: the meter and the next prompt are that branch's
+        prompt = await switch_and_read_prompt("alt+left", 4)
+        assert f"ctx {long_context}/" in status_text(screen)
+        assert "And of Italy?" in prompt and "Germany" not in prompt
         # and on the other branch, the other way round
-        screen.transcript.views[0].focus()
-        await pilot.press("alt+right")
-        await wait_for(pilot, lambda: len(screen.transcript.views) == 2)
+        prompt = await switch_and_read_prompt("alt+right", 2)
         assert f"ctx {short_context}/" in status_text(screen)
-        screen.prompt.focus()
-        await pilot.press("f4")
-        await wait_for(pilot, lambda: showing(app, PromptViewScreen))
-        prompt = shown(app, PromptViewScreen).query_one("#prompt-text", TextArea).text
         assert "Germany" in prompt and "Italy" not in prompt

@@ -60,7 +60,6 @@ class ReplyStream(ChatScreenBase):
         stats = done.stats
         self.status.set_state("")
         self.status.reply_stats(
-            context_used=stats.prompt_tokens + stats.new_tokens,
             tokens_per_second=stats.tokens_per_second,
             ttft=stats.time_to_first_token,
             dropped=stats.dropped_turns,

@@ -91,12 +91,10 @@ class StatusBar(Horizontal):
     def reply_stats(
         self,
         *,
-        context_used: int | None,
         tokens_per_second: float | None,
         ttft: float | None,
         dropped: int,
     ) -> None:
-        self.context_used = context_used
         speed = []
         if tokens_per_second:
             speed.append(f"{tokens_per_second:.1f} tok/s")

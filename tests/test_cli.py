@@ -195,3 +195,18 @@ def test_library_warnings_go_to_the_log_not_the_terminal(home: Path) -> None:
     log = home / "log" / "engine.log"
     assert "FutureWarning: past_key_values is deprecated" in log.read_text()
     assert log.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.real_model
+def test_the_readmes_first_example_answers_right(smollm_gguf: Path, home: Path) -> None:
+    """The pipe example a new user copies from the README, on the default model (the
+    packaged GGUF), exactly as written there."""
+    readme = (Path(REPO) / "README.md").read_text(encoding="utf-8")
+    line = next(ln for ln in readme.splitlines() if "| vicuna-tui" in ln and "-p -" in ln)
+    command = line.split("#")[0].strip()
+    question = command.split('"')[1]
+    flags = command.split("| vicuna-tui", 1)[1].split()
+    result = run_cli(*flags, input=question + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout, (command, result.stdout)
+    assert len(result.stdout) < 400  # an answer, not a loop to the token limit

@@ -38,6 +38,27 @@ class Resolved:
     config: config_mod.Config
     theme: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Where each setting came from: "flag", "conversation", "profile" or "config" (a
+    # setting not named here is the built-in default).  Only the settings pane's edits
+    # and ``config set`` write config.toml: a flag lasts for its run.
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> dict[str, Any]:
+        """The settings this run's command line gave, by name, as resolved."""
+        values: dict[str, Any] = {}
+        for name, source in self.sources.items():
+            if source != "flag":
+                continue
+            if name in LOAD_FIELDS:
+                values[name] = getattr(self.load, name)
+            elif name in GENERATION_FIELDS:
+                values[name] = getattr(self.generation, name)
+            elif name == "template":
+                values[name] = self.template
+            elif name == "system_message":
+                values[name] = self.system_message
+        return values
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,13 +104,20 @@ def resolve(
     cfg = cfg or config_mod.load()
     warnings: list[str] = []
     base: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if cfg.error is not None:
         warnings.append(f"{cfg.error.message}\n  hint: {cfg.error.hint}")
     else:
         base = cfg.settings(getattr(args, "profile", None))
+        profile = cfg.profiles.get(getattr(args, "profile", None) or "", {})
+        sources.update({k: "profile" if k in profile else "config" for k in base})
     if conversation is not None:
-        base.update(conversation_values(conversation))
-    merged = {**base, **flag_values(args)}
+        saved = conversation_values(conversation)
+        base.update(saved)
+        sources.update(dict.fromkeys(saved, "conversation"))
+    flags = flag_values(args)
+    sources.update(dict.fromkeys(flags, "flag"))
+    merged = {**base, **flags}
     load = LoadSettings(**{k: merged[k] for k in LOAD_FIELDS if k in merged})
     gen_values = {k: merged[k] for k in GENERATION_FIELDS if k in merged}
     if "stop" in gen_values:
@@ -121,6 +149,7 @@ def resolve(
         config=cfg,
         theme=merged.get("theme"),
         warnings=warnings,
+        sources=sources,
     )
 
 
@@ -177,4 +206,5 @@ def new_session(
         warn=warn,
         not_saving=not_saving,
         writer=writer,
+        pinned=resolved.flags,
     )

@@ -14,7 +14,7 @@ later change retries the save.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vicuna_tui.engine.events import (
@@ -62,6 +62,7 @@ class ChatSession(SessionBranches):
         warn: Callable[[str], None] | None = None,
         not_saving: str | None = None,
         writer: Writer | None = None,
+        pinned: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store  # for reads (open); None in the TUI, which reads on its thread
         self._writer = writer or (direct_writer(store) if store is not None else None)
@@ -73,6 +74,9 @@ class ChatSession(SessionBranches):
         self.system_message = system_message
         self.load = load or LoadSettings()
         self.endpoint = endpoint
+        # This run's command-line settings: they beat a saved chat's when one is opened
+        # (``--resume ID --max-new-tokens 300``, or a chat picked in the TUI).
+        self.pinned = dict(pinned or {})
         self.model_info: ModelInfo | None = None
         self.conversation: Conversation | None = None
         self.messages: list[SavedMessage] = []  # the active path: what the model sees
@@ -192,7 +196,23 @@ class ChatSession(SessionBranches):
         self.system_message = conv.system_message
         if conv.generation:
             self.generation = generation_from_dict(conv.generation, self.generation)
+        self._apply_pinned()
         return conv
+
+    def _apply_pinned(self) -> None:
+        """Lay this run's flags over the settings a saved chat brought."""
+        pinned = self.pinned
+        sampling = {k: v for k, v in pinned.items() if hasattr(self.generation, k)}
+        if sampling:
+            self.generation = dataclasses.replace(self.generation, **sampling)
+        if "template" in pinned:
+            self.template = pinned["template"]
+        if "system_message" in pinned:
+            self.system_message = pinned["system_message"]
+
+    def unpin(self, name: str) -> None:
+        """A setting edited in the UI is no longer this run's flag."""
+        self.pinned.pop(name, None)
 
     @property
     def title(self) -> str:

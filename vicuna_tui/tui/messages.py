@@ -74,6 +74,15 @@ class GenerationChanged(Message):
         self.edit = edit
 
 
+class KeepFlags(Message):
+    """Keep this run's command-line settings in config.toml (the settings pane's
+    button): a flag lasts for its run unless kept."""
+
+    def __init__(self, values: dict[str, object]) -> None:
+        super().__init__()
+        self.values = values
+
+
 @dataclass(frozen=True)
 class LoadChoice:
     """What the settings pane's Reload asks for."""

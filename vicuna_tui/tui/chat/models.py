@@ -12,7 +12,12 @@ from vicuna_tui.engine.hub import GGUFChoiceError
 from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import RemoteSettings
 from vicuna_tui.tui.chat.branches import ChatBranches
-from vicuna_tui.tui.messages import EngineCallResult, GenerationChanged, ReloadRequested
+from vicuna_tui.tui.messages import (
+    EngineCallResult,
+    GenerationChanged,
+    KeepFlags,
+    ReloadRequested,
+)
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.screens.dialogs import ErrorScreen, PickScreen
 
@@ -67,6 +72,8 @@ class ModelControl(ChatBranches):
     @on(GenerationChanged)
     def _generation(self, message: GenerationChanged) -> None:
         edit = message.edit
+        self.session.unpin(edit.name)  # an edit here outlives the run's flag
+        self.settings.unflag(edit.name)
         if edit.name == "template":
             self.session.update_settings(template=str(edit.value))
         elif edit.name == "system_message":
@@ -123,14 +130,33 @@ class ModelControl(ChatBranches):
             base = self.remote or self.host.resolved.remote or RemoteSettings(choice.endpoint)
             remote = dataclasses.replace(base, endpoint=choice.endpoint, model=choice.remote_model)
         await self.stop_reply("Stopped the reply (it is kept) to reload the model.")
+        before, before_remote = self.model.load, self.model.remote
         self.model = self.model.reloading(choice.load, remote)
         self.status.set_state("reloading…")
         self._engine_started = True
         self.host.load_model(choice.load, remote)
-        saved: dict[str, object] = {name: getattr(choice.load, name) for name in choice.shown}
-        saved["endpoint"] = choice.endpoint
-        saved["remote_model"] = choice.remote_model if remote is not None else None
-        self.host.save_settings(saved)
+        # What the pane changed is remembered; a value it shows unchanged (a flag's) is not.
+        saved: dict[str, object] = {
+            name: getattr(choice.load, name)
+            for name in choice.shown
+            if getattr(choice.load, name) != getattr(before, name)
+        }
+        for name in saved:
+            self.settings.unflag(name)
+        was = (before_remote.endpoint, before_remote.model) if before_remote else (None, None)
+        now = (choice.endpoint, choice.remote_model if remote is not None else None)
+        if now != was:
+            saved["endpoint"], saved["remote_model"] = now
+        if saved:
+            self.host.save_settings(saved)
+
+    @on(KeepFlags)
+    def _keep_flags(self, message: KeepFlags) -> None:
+        for name in message.values:
+            self.session.unpin(name)
+        self.host.save_settings(dict(message.values))
+        names = ", ".join(message.values)
+        self.notify(f"Kept in config.toml: {names}", timeout=4)
 
     def action_show_prompt(self) -> None:
         if not self.model_ready:

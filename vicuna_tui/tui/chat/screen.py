@@ -70,6 +70,7 @@ class ChatScreen(ChatActions):
                 session.template,
                 session.system_message,
                 remote=self.host.resolved.remote,
+                flags=session.pinned,
                 id="settings",
             )
         yield StatusBar(id="status", memory_probe=self.host.memory_probe)

@@ -31,6 +31,7 @@ from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.tui.messages import (
     GenerationChanged,
+    KeepFlags,
     LoadChoice,
     ReloadRequested,
     SettingEdit,
@@ -104,9 +105,13 @@ class SettingsPane(Vertical):
         system_message: str | None,
         *,
         remote: RemoteSettings | None = None,
+        flags: dict[str, Any] | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
+        # This run's command-line settings still in force: marked at their fields, and
+        # written to config.toml only when "Keep these flags" is pressed.
+        self.flags = dict(flags or {})
         self.load = load
         self.nothing_loaded = False
         self.remote = remote
@@ -117,8 +122,12 @@ class SettingsPane(Vertical):
 
     # -- building ----------------------------------------------------------------------
 
+    def _label(self, name: str) -> str:
+        label = LABELS.get(name, name)
+        return f"{label} · flag, this run only" if name in self.flags else label
+
     def _field(self, name: str, spec: FieldSpec, value: Any) -> ComposeResult:
-        yield Static(plain(LABELS.get(name, name)), classes="field-label")
+        yield Static(plain(self._label(name)), classes="field-label", id=f"label-{name}")
         yield Input(
             _text(value),
             id=f"set-{name}",
@@ -130,6 +139,9 @@ class SettingsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(plain("Settings"), classes="pane-title")
+        with Vertical(id="flags-box"):
+            yield Static(plain(self._flags_text()), id="flags-text")
+            yield Button("Keep these flags", id="keep-flags")
         with VerticalScroll(id="settings-fields"):
             yield from self._fields()
         # Outside the scrolling fields, so it is always in view.
@@ -194,6 +206,30 @@ class SettingsPane(Vertical):
         for name in SAMPLING:
             yield from self._field(name, GENERATION_FIELDS[name], values[name])
 
+    def _flags_text(self) -> str:
+        names = ", ".join(LABELS.get(n, n).lower() for n in self.flags)
+        return f"From this run's flags (not saved): {names}"
+
+    def _show_flags(self) -> None:
+        box = self.query_one("#flags-box")
+        box.display = bool(self.flags)
+        self.query_one("#flags-text", Static).update(plain(self._flags_text()))
+        for name in (*SAMPLING, *LOAD_INPUTS):
+            for label in self.query(f"#label-{name}").results(Static):
+                label.update(plain(self._label(name)))
+
+    def unflag(self, name: str) -> None:
+        """``name`` was edited here: it is no longer this run's flag."""
+        if name in self.flags:
+            del self.flags[name]
+            self._show_flags()
+
+    @on(Button.Pressed, "#keep-flags")
+    def _keep_flags(self) -> None:
+        values, self.flags = dict(self.flags), {}
+        self._show_flags()
+        self.post_message(KeepFlags(values))
+
     # -- state from the app ------------------------------------------------------------
 
     def model_changed(self, state: ModelState) -> None:
@@ -234,6 +270,7 @@ class SettingsPane(Vertical):
 
     def on_mount(self) -> None:
         self._show_backend()
+        self._show_flags()
         self.watch(self.screen, "model", self.model_changed, init=False)
 
     def _chosen_backend(self) -> str:
@@ -328,6 +365,9 @@ class SettingsPane(Vertical):
             and event.validation_result.is_valid
         ):
             value = GENERATION_FIELDS[name].parse(event.value)
+            if value == getattr(self.generation, name):
+                return  # the field was filled in (at mount, or from a chat): no edit
+            self.generation = dataclasses.replace(self.generation, **{name: value})
             self.post_message(GenerationChanged(SettingEdit(name, value)))
 
     @on(Input.Submitted, "#set-system_message")

@@ -106,7 +106,7 @@ async def test_a_blind_battle_votes_then_names_and_saves(home: Path) -> None:
         assert screen.pane("A").title_text() == "Model A"  # still hidden
         assert metas(screen, "A") == ["", "2 tokens"]  # no speeds: they would tell
 
-        await pilot.press("alt+b")
+        await pilot.press("b")
         await wait_for(pilot, lambda: "20.0 tok/s" in metas(screen, "A")[-1])
         assert screen.pane("A").title_text() == "Model A · two (transformers float32)"
         assert any("Voted: B is better" in t for t in toasts(app))
@@ -415,7 +415,7 @@ async def test_a_server_against_a_local_model(home: Path) -> None:
             await ask(pilot, "Hello?")
             assert texts(screen, "B") == ["Hello?", "Hello from the server."]
             assert texts(screen, "A") == ["Hello?", "Local reply."]
-            await pilot.press("alt+b")
+            await pilot.press("b")
             assert "stub-model" in screen.pane("B").title_text()
         assert stub.requests[-1]["messages"][-1] == {"role": "user", "content": "Hello?"}
 
@@ -443,3 +443,28 @@ async def test_esc_one_at_a_time_stops_the_side_answering_and_skips_the_other(
             "cancelled",
             "cancelled",
         ]
+
+
+async def test_a_plain_letter_votes_only_in_the_empty_input_after_both_replies(
+    home: Path,
+) -> None:
+    """``b`` votes once both replies are in and the input is empty; before that, or
+    after other text, it is just typed."""
+    backends = {
+        "one": ScriptedBackend([["I am", " one."]], name="one"),
+        "two": ScriptedBackend([["I am", " two."]], name="two"),
+    }
+    app = arena_app(backends)
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = await both_ready(pilot)
+        await pilot.press("b")  # nothing to vote on yet: typed
+        assert screen.prompt.text == "b"
+        assert screen.battle.vote is None
+        screen.prompt.set_text("")
+        await ask(pilot, "Who are you?")
+        await pilot.press("x", "y")  # "x" votes "both bad"; "y" is typed
+        assert screen.battle.vote == "bothbad"
+        assert screen.prompt.text == "y"
+        await pilot.press("a")  # the input is not empty: typed, the vote stays
+        assert screen.prompt.text == "ya"
+        assert screen.battle.vote == "bothbad"

@@ -30,7 +30,13 @@ from vicuna_tui.tui.plain import plain
 from vicuna_tui.tui.store_calls import StoreCalls
 from vicuna_tui.tui.widgets.composer import PromptInput
 
-VOTE_KEYS = {"a": "alt+a", "b": "alt+b", "tie": "alt+t", "bothbad": "alt+x"}
+# A vote is one key, as Chatbot Arena's buttons are one click: typed into the empty
+# input once both replies are in (else the letter is typed as usual).  Alt+A, Alt+T and
+# Alt+X stay as aliases; Alt+B does not, since a terminal that sends Alt as an ESC prefix
+# sends ESC b, which is Ctrl+Left (one word left) for every terminal program.
+VOTE_KEYS = {"a": "a", "b": "b", "tie": "t", "bothbad": "x"}
+VOTE_ALIASES = {"a": "alt+a", "tie": "alt+t", "bothbad": "alt+x"}
+VOTE_HELP = "a / b / t (tie) / x (both bad) in the empty input vote"
 VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "bothbad": "Both are bad"}
 
 
@@ -124,8 +130,8 @@ class ArenaBase(Screen[None]):
         saving = f" · NOT SAVING ({self.not_saving})" if self.not_saving else ""
         self.query_one("#arena-head", Static).update(
             plain(
-                f"Arena · battle {self.battles} · {mode}{order}{saving} · Alt+A / Alt+B / "
-                "Alt+T / Alt+X vote · Esc stops · Ctrl+N new battle · F9 leaderboard · F10 close"
+                f"Arena · battle {self.battles} · {mode}{order}{saving} · {VOTE_HELP} · "
+                "Esc stops · Ctrl+N new battle · F9 leaderboard · F10 close"
             )
         )
 

@@ -117,8 +117,7 @@ class ArenaReplies(ArenaBase):
             self._update_votes()
             if self.battle.can_vote() is None and self.battle.vote is None:
                 self.notify(
-                    "Both replies are in: which is better? "
-                    "Alt+A, Alt+B, Alt+T (tie) or Alt+X (both bad)."
+                    "Both replies are in: which is better? Type a or b, t (tie) or x (both bad)."
                 )
 
     async def action_stop(self) -> None:

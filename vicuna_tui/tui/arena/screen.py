@@ -11,6 +11,7 @@ answers and unloads in turn.
 from __future__ import annotations
 
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -25,7 +26,7 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyFailed,
 )
-from vicuna_tui.tui.arena.base import VOTE_KEYS, VOTE_LABELS
+from vicuna_tui.tui.arena.base import VOTE_ALIASES, VOTE_KEYS, VOTE_LABELS
 from vicuna_tui.tui.arena.pane import ArenaPane
 from vicuna_tui.tui.arena.replies import ArenaReplies
 from vicuna_tui.tui.arena.side import FAILED, LOADING, READY, ArenaSide
@@ -39,8 +40,12 @@ class ArenaScreen(ArenaReplies):
         Binding("escape", "stop", "Stop both", priority=True),
         Binding("ctrl+n", "new_battle", "New battle", priority=True),
         *(
-            Binding(key, f"vote('{vote}')", VOTE_LABELS[vote], priority=True)
+            Binding(key, f"key_vote('{vote}')", VOTE_LABELS[vote], priority=True)
             for vote, key in VOTE_KEYS.items()
+        ),
+        *(
+            Binding(key, f"vote('{vote}')", VOTE_LABELS[vote], show=False, priority=True)
+            for vote, key in VOTE_ALIASES.items()
         ),
         Binding("f9", "results", "Leaderboard"),
         Binding("f10", "close", "Close"),
@@ -53,9 +58,10 @@ class ArenaScreen(ArenaReplies):
                 yield ArenaPane(letter)
         with Horizontal(id="vote-bar"):
             for vote, label in VOTE_LABELS.items():
-                key = VOTE_KEYS[vote].replace("alt+", "Alt+").upper().replace("ALT+", "Alt+")
-                yield Button(plain(f"{label} ({key})"), id=f"vote-{vote}", disabled=True)
-        yield PromptInput(id="arena-prompt")
+                yield Button(
+                    plain(f"{label} ({VOTE_KEYS[vote]})"), id=f"vote-{vote}", disabled=True
+                )
+        yield PromptInput(id="arena-prompt", passes=self._votes_now)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -144,6 +150,22 @@ class ArenaScreen(ArenaReplies):
     async def _vote_button(self, event: Button.Pressed) -> None:
         if event.button.id and event.button.id.startswith("vote-"):
             await self.action_vote(event.button.id.removeprefix("vote-"))
+
+    def _votes_now(self, key: str) -> bool:
+        """Whether ``key`` is a vote now (else the input types it)."""
+        return (
+            key in VOTE_KEYS.values()
+            and not self.prompt.text
+            and self.battle.can_vote() is None
+            and self.battle.vote is None
+        )
+
+    async def action_key_vote(self, vote: str) -> None:
+        """A plain letter votes only in the empty input once both replies are in;
+        otherwise it is typed as usual."""
+        if not self._votes_now(VOTE_KEYS[vote]):
+            raise SkipAction()
+        await self.action_vote(vote)
 
     async def action_vote(self, vote: str) -> None:
         revealed = self.battle.revealed

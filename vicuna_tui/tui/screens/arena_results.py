@@ -55,7 +55,7 @@ class ArenaResultsScreen(Screen[None]):
     def _show(self, result: tuple[list[Standing], int]) -> None:
         self.rows, battles = result
         if not self.rows:
-            self._say("No votes yet: vote in a battle (Alt+A, Alt+B, Alt+T, Alt+X).")
+            self._say("No votes yet: vote in a battle (a, b, t or x once both replies are in).")
             return
         self._say(f"{battles} voted battles, {len(self.rows)} models")
         self.query_one(RatingChart).show(self.rows)

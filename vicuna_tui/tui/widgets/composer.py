@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from textual import events
 from textual.widgets import TextArea
@@ -22,6 +22,7 @@ class PromptInput(TextArea):
         *,
         send_key: str = "enter",
         newline_keys: Sequence[str] = ("ctrl+j", "shift+enter"),
+        passes: Callable[[str], bool] | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(
@@ -36,6 +37,14 @@ class PromptInput(TextArea):
         self.newline_keys = tuple(newline_keys)
         self.prompt_history: list[str] = []
         self._recall: int | None = None
+        # Keys the input leaves to the screen's bindings for now (the arena's one-letter
+        # votes, in the empty input once both replies are in); it types all others.
+        self.passes = passes
+
+    def check_consume_key(self, key: str, character: str | None = None) -> bool:
+        if self.passes is not None and self.passes(key):
+            return False
+        return super().check_consume_key(key, character)
 
     def remember(self, text: str) -> None:
         if text.strip() and (not self.prompt_history or self.prompt_history[-1] != text):

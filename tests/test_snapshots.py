@@ -183,3 +183,33 @@ def test_an_arena_battle_before_the_vote(snap_compare: Any, home: Path) -> None:
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def _focus_and_edit(theme: str) -> tuple[Any, Any]:
+    backend = ScriptedBackend([["A llama is a camelid."], ["Llamas hum."]])
+
+    async def run_before(pilot: Any) -> None:
+        pilot.app.theme = theme
+        await loaded(pilot)
+        await ask(pilot, "Tell me about llamas.")
+        chat = pilot.app.chat
+        await wait_for(pilot, lambda: len(backend.requests) == 1 and chat.streaming is None)
+        await ask(pilot, "And alpacas?")
+        await wait_for(pilot, lambda: len(backend.requests) == 2 and chat.streaming is None)
+        await pilot.press("shift+tab")  # the input -> the last message
+        await wait_for(pilot, lambda: pilot.app.focused is chat.transcript.views[-1])
+        chat.begin_edit(0, "Tell me about camels.")  # edit mode, as F7 on message 1
+        chat.transcript.views[1].focus()  # a focused reply while editing
+        await settle(pilot)
+
+    return make_chat_app(lambda load: backend), run_before
+
+
+def test_focus_and_edit_mode_are_visible_in_two_themes(snap_compare: Any, home: Path) -> None:
+    """A focused message has its own box and title; edit mode its own border and title:
+    distinct from a user message and the normal prompt in textual-dark (where $accent
+    is $warning) and in a light theme."""
+    for theme in ("textual-dark", "textual-light"):
+        app, run_before = _focus_and_edit(theme)
+        app.notify = lambda *args, **kwargs: None
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before), theme

@@ -29,7 +29,7 @@ class ChatActions(ReplayControl):
     async def action_new_chat(self) -> None:
         await self.stop_reply("Stopped the reply (it is kept) to start a new chat.")
         self.session.new_chat()
-        self.editing = False
+        self.end_edit()
         await self.transcript.show([])
         self.status.set_context(None)
         self.sidebar.current_id = None

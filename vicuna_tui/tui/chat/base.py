@@ -122,6 +122,23 @@ class ChatScreenBase(Screen[None]):
         for index in range(min(len(views), len(self.session.messages))):
             views[index].set_branch(*self.session.branch_at(index))
 
+    EDIT_TITLE = "✎ editing message {n}: Enter resends it as a new branch · Esc cancels"
+
+    def begin_edit(self, index: int, text: str) -> None:
+        """Edit mode: marked on the prompt (its colour and its title) until it ends."""
+        self.editing = True
+        self.editing_at = index
+        self.prompt.add_class("editing")
+        self.prompt.border_title = self.EDIT_TITLE.format(n=index + 1)
+        self.prompt.set_text(text)
+        self.prompt.focus()
+
+    def end_edit(self) -> None:
+        self.editing = False
+        self.editing_at = None
+        self.prompt.remove_class("editing")
+        self.prompt.border_title = None
+
     def _after_change(self) -> None:
         self.mark_branches()
         self.status.set_context(self.session.context_used())

@@ -35,16 +35,35 @@ class ChatBranches(ReplyStream):
             views[focus].focus()
             views[focus].scroll_visible()
 
+    def on_message_view_typed(self, message: MessageView.Typed) -> None:
+        """Typing while a message has focus: the text goes to the input."""
+        if self.prompt.disabled:
+            return
+        self.prompt.focus()
+        self.prompt.insert(message.character)
+
     async def action_branch_previous(self) -> None:
         await self._step(-1)
 
     async def action_branch_next(self) -> None:
         await self._step(1)
 
+    def _branch_index(self) -> int | None:
+        """The message a branch key acts on: the one focused, else the last one that has
+        other branches (from the input, ``‹ 2/2 ›`` on an edited message is what the
+        user sees), else the last."""
+        focused = self.app.focused
+        if isinstance(focused, MessageView) and focused in self.transcript.views:
+            return self._chosen_index()
+        for index in range(len(self.session.messages) - 1, -1, -1):
+            if self.session.branch_at(index)[1] > 1:
+                return index
+        return self._chosen_index()
+
     async def _step(self, step: int) -> None:
         if self.busy_writing():
             return
-        index = self._chosen_index()
+        index = self._branch_index()
         if index is None:
             self.notify("There are no messages yet.")
             return
@@ -70,11 +89,7 @@ class ChatBranches(ReplyStream):
         if index is None or index < 0:
             self.notify("There is no message to edit yet.")
             return
-        self.editing = True
-        self.editing_at = index
-        self.prompt.add_class("editing")
-        self.prompt.set_text(self.session.messages[index].content)
-        self.prompt.focus()
+        self.begin_edit(index, self.session.messages[index].content)
         self.notify(
             "Editing a message: Enter sends it as a new branch (the old one stays), "
             "Esc leaves it as it was."

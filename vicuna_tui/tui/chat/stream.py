@@ -105,10 +105,8 @@ class ReplyStream(ChatScreenBase):
         self.prompt.remember(text)
         self.prompt.set_text("")
         if self.editing:
-            self.editing = False
-            self.prompt.remove_class("editing")
             index = self.editing_at if self.editing_at is not None else 0
-            self.editing_at = None
+            self.end_edit()
             views = len(self.transcript.views)
             request = self.session.edit_at(index, text)
             await self.transcript.drop_last(views - index)
@@ -167,9 +165,7 @@ class ReplyStream(ChatScreenBase):
         if self.streaming is not None:
             self.host.engine.cancel()
         elif self.editing:
-            self.editing = False
-            self.editing_at = None
-            self.prompt.remove_class("editing")
+            self.end_edit()
             self.prompt.set_text("")
         else:
             self.prompt.focus()
@@ -194,11 +190,8 @@ class ReplyStream(ChatScreenBase):
         if text is None:
             self.notify("There is no message to edit yet.")
             return
-        self.editing = True
-        self.editing_at = max(i for i, m in enumerate(self.session.messages) if m.role == "user")
-        self.prompt.add_class("editing")
-        self.prompt.set_text(text)
-        self.prompt.focus()
+        last = max(i for i, m in enumerate(self.session.messages) if m.role == "user")
+        self.begin_edit(last, text)
         self.notify(
             "Editing your last message: Enter resends it as a new branch (the old one "
             "stays), Esc leaves it as it was."

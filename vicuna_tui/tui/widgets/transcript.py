@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 
+from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
@@ -48,7 +51,21 @@ def describe_stats(message: SavedMessage, *, timing: bool = True) -> str:
 
 
 class MessageView(Vertical, can_focus=True):
-    """One message.  Focus it (Tab / click) to copy it with the copy-message key."""
+    """One message.  Focus it (Tab / Shift+Tab / click) to act on it: copy, edit, delete,
+    and Left / Right for its branches.  Text typed while it has focus goes to the input
+    (``Typed``), never nowhere; Esc takes focus back to the input."""
+
+    BINDINGS = [
+        Binding("left", "screen.branch_previous", "Previous branch", show=False),
+        Binding("right", "screen.branch_next", "Next branch", show=False),
+    ]
+
+    class Typed(Message):
+        """A printable key pressed while a message had focus: it belongs in the input."""
+
+        def __init__(self, character: str) -> None:
+            super().__init__()
+            self.character = character
 
     def __init__(self, role: str, text: str = "", *, label: str = "") -> None:
         super().__init__(classes=f"message {role}")
@@ -57,6 +74,20 @@ class MessageView(Vertical, can_focus=True):
         self.label = label or ("You" if role == "user" else "Assistant")
         self.branch = (1, 1)  # which of how many siblings it is
         self.stream: MarkdownStream | None = None
+
+    FOCUS_TITLE = "focused · ←/→ branch · F6 copy · F7 edit · F8 delete · Esc back to typing"
+
+    def on_focus(self) -> None:
+        self.border_title = self.FOCUS_TITLE
+
+    def on_blur(self) -> None:
+        self.border_title = None
+
+    def on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character and event.key != "question_mark":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Typed(event.character))
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self._heading()), classes="role")

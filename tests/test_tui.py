@@ -401,11 +401,23 @@ async def test_help_and_command_palette(home: Path) -> None:
         await ready(pilot)
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
-        text = str(app.screen.query_one("#help-keys").render())
-        for words in ("Regenerate the last reply", "Ctrl+R", "Copy a code block", "Ctrl+Q"):
-            assert words in text
+        cells = [str(s.render()) for s in app.screen.query("#help-keys Static")]
+        keys, what = cells[0::2], cells[1::2]
+        for words in ("Regenerate the last reply", "Copy a code block", "Move focus on"):
+            assert any(words in w for w in what), what
+        for key in ("Ctrl+R", "Ctrl+Q", "F1 or ?", "Ctrl+Del or F12", "Alt+←"):
+            assert key in keys, keys
+        assert not any("_" in k or k[:1] == "f" for k in keys), keys  # no question_mark, f12
+        # A wrapped description stays in its column, right of every key.
+        key_x = {s.region.x for s in app.screen.query("#help-keys .help-key")}
+        what_x = {s.region.x for s in app.screen.query("#help-keys .help-what")}
+        assert len(key_x) == 1 and len(what_x) == 1 and min(what_x) > max(key_x)
         await pilot.press("escape")
-        commands = [c.title for c in app.get_system_commands(app.chat)]
+        palette = list(app.get_system_commands(app.chat))
+        helps = [c.help for c in palette]
+        assert "Key: F8" in helps and "Key: Ctrl+O" in helps
+        assert not any("delete_turn" in h or "(f8)" in h for h in helps), helps
+        commands = [c.title for c in palette]
         for title in (
             "Regenerate the last reply",
             "Stop the reply (keeps it)",

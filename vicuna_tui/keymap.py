@@ -47,10 +47,46 @@ ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("copy_message", "f6", "Copy a message", show=False, priority=True),
     KeyAction("copy_code", "ctrl+o", "Copy a code block", show=False),
     KeyAction("export_chat", "ctrl+s", "Export the chat to Markdown", show=False),
-    KeyAction("focus_next", "tab", "Next pane", binding=False),
-    KeyAction("focus_previous", "shift+tab", "Previous pane", binding=False),
+    KeyAction(
+        "focus_next", "tab", "Move focus on: the input, the messages, the panes", binding=False
+    ),
+    KeyAction(
+        "focus_previous",
+        "shift+tab",
+        "Move focus back (from the input: the last message)",
+        binding=False,
+    ),
     KeyAction("help", "f1,question_mark", "Help"),
     KeyAction("quit", "ctrl+q", "Quit (keeps a reply in progress)", "Quit"),
 )
 
 DEFAULT_KEYS: dict[str, str] = {a.action: a.key for a in ACTIONS}
+
+
+_KEY_NAMES = {
+    "question_mark": "?",
+    "escape": "Esc",
+    "delete": "Del",
+    "left": "←",
+    "right": "→",
+    "up": "↑",
+    "down": "↓",
+    "pageup": "PgUp",
+    "pagedown": "PgDn",
+}
+
+
+def human_key(keys: str) -> str:
+    """A binding as a person writes it: ``f1,question_mark`` -> ``F1 or ?``,
+    ``ctrl+delete,f12`` -> ``Ctrl+Del or F12``."""
+
+    def one(key: str) -> str:
+        parts = []
+        for part in key.split("+"):
+            name = _KEY_NAMES.get(part)
+            if name is None:
+                name = part.upper() if len(part) == 1 or part[0] == "f" else part.capitalize()
+            parts.append(name)
+        return "+".join(parts)
+
+    return " or ".join(one(k.strip()) for k in keys.split(",") if k.strip())

@@ -23,7 +23,7 @@ from vicuna_tui.engine.events import EngineEvent, ReplyDelta
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.errors import VicunaError
-from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.keymap import ACTIONS, human_key
 from vicuna_tui.store import Store, StoreError
 from vicuna_tui.tui.chat import ChatScreen
 from vicuna_tui.tui.chat.host import ChatHost
@@ -249,10 +249,11 @@ class VicunaApp(LiteralNotifications):
             self.show_evaluations,
         )
         for action in ACTIONS:
-            key = self.keys.get(action.action, action.key).split(",")[0]
+            if not action.binding:
+                continue  # the input's own keys (send, newline, focus): not commands
             yield SystemCommand(
                 action.description,
-                f"{action.action} ({key})",
+                f"Key: {human_key(self.keys.get(action.action, action.key))}",
                 lambda name=action.action: self._run_chat_action(name),
             )
 

@@ -1,19 +1,29 @@
-"""The help screen (F1 or ?): every action and its key."""
+"""The help screen (F1 or ?): every action and its key, and how focus moves."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from vicuna_tui.keymap import ACTIONS
+from vicuna_tui.keymap import ACTIONS, human_key
 from vicuna_tui.tui.plain import plain
 
+FOCUS_ROWS = (
+    ("Esc", "Back to the input from a message (and cancels an edit)"),
+    ("← / →", "On a focused message: its previous / next branch"),
+    ("Typing", "On a focused message: the text goes to the input"),
+    ("Up", "Earlier prompts (in an empty input)"),
+    ("Ctrl+P", "Command palette (every action)"),
+    ("Shift+Enter", "Newline, where the terminal reports it"),
+)
 
-def key_label(key: str) -> str:
-    return "+".join(part.capitalize() if len(part) > 1 else part.upper() for part in key.split("+"))
+
+def help_rows(keys: dict[str, str]) -> list[tuple[str, str]]:
+    rows = [(human_key(keys.get(a.action, a.key)), a.description) for a in ACTIONS]
+    return rows + list(FOCUS_ROWS)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -26,14 +36,16 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box", classes="dialog"):
             yield Static(plain("Keys"), classes="dialog-title")
-            with VerticalScroll():
-                rows = [(key_label(self.keys.get(a.action, a.key)), a.description) for a in ACTIONS]
-                rows += [
-                    ("Ctrl+P", "Command palette (every action)"),
-                    ("Shift+Enter", "Newline, where the terminal reports it"),
-                    ("Up", "Earlier prompts (in an empty input)"),
-                ]
-                width = max(len(k) for k, _ in rows) + 2
-                text = "\n".join(f"{k:<{width}}{d}" for k, d in rows)
-                yield Static(plain(text), id="help-keys")
+            yield Static(
+                plain(
+                    "F6, F7, F8 and ←/→ act on the focused message (boxed, with its keys in "
+                    "its title), else the last one. Tab and Shift+Tab move the focus."
+                ),
+                classes="dim",
+            )
+            # Two columns: a wrapped description stays in its own column.
+            with VerticalScroll(), Grid(id="help-keys"):
+                for key, description in help_rows(self.keys):
+                    yield Static(plain(key), classes="help-key")
+                    yield Static(plain(description), classes="help-what")
             yield Static(plain("Esc closes"), classes="dim")

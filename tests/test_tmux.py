@@ -138,7 +138,9 @@ def test_an_arena_battle_on_both_local_backends(
         # blind: neither the names nor the speeds are on screen before the vote
         for telling in ("llama.cpp", "transformers", "tok/s", "SmolLM2"):
             assert telling not in shown, telling
-        tmux(socket, "send-keys", "-t", "chat", "M-a")
+        # "b", as a terminal sends it, votes in the empty input (Alt+B arrives as ESC b,
+        # which is Ctrl+Left: it never voted)
+        tmux(socket, "send-keys", "-t", "chat", "-H", "62")
         shown = screen_until(socket, "Model A ·")
         assert "llama.cpp Q4_1" in shown and "transformers float32" in shown
         screen_until(socket, "tok/s")
@@ -151,7 +153,7 @@ def test_an_arena_battle_on_both_local_backends(
 
     with Store() as store:
         [battle] = store.battles()
-    assert battle.vote == "a" and battle.turns == 1
+    assert battle.vote == "b" and battle.turns == 1
     names = sorted([battle.model_a, battle.model_b])
     assert names[0].startswith("SmolLM2-135M-Instruct") and names[0].endswith("(llama.cpp Q4_1)")
     assert names[1].startswith("SmolLM2-135M-Instruct")

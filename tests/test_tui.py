@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import ScriptedBackend
@@ -22,6 +23,7 @@ from tui_helpers import (
 )
 
 from vicuna_tui import config as config_mod
+from vicuna_tui.engine.events import ModelInfo
 from vicuna_tui.errors import ModelNotFoundError
 from vicuna_tui.store import Store
 from vicuna_tui.tui.messages import StoreReply
@@ -570,3 +572,70 @@ async def test_keys_typed_right_after_the_search_key_go_to_the_filter(home: Path
         await settled(pilot)
         assert screen.sidebar.filter_text == "ge"
         assert screen.prompt.text == ""
+
+
+def test_progress_text_names_the_stage_and_never_shows_a_bar_for_one_step() -> None:
+    from vicuna_tui.tui.widgets.status import progress_text
+
+    assert progress_text("loading", 0, 0) == "loading the model…"
+    assert progress_text("importing torch", 0, 1) == "importing torch…"
+    assert progress_text("loading weights", 1, 4) == "loading weights 1/4 ▕███░░░░░░░░░▏ 25%"
+    assert progress_text("loading weights", 9, 4).endswith("▕████████████▏ 100%")
+
+
+async def test_load_progress_is_shown_whole_in_the_status_line(home: Path) -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Slow(ScriptedBackend):
+        def load(self, progress: Any = None) -> ModelInfo:
+            assert callable(progress)
+            progress("loading weights", 1, 3)
+            release.wait(30)
+            return super().load(progress)
+
+    app = make_app(lambda load: Slow())
+    async with run_test(app, size=SIZE) as pilot:
+        screen = app.screen
+        expected = "loading weights 1/3 ▕████░░░░░░░░▏ 33%"
+        try:
+            await wait_for(pilot, lambda: expected in status_line(screen))
+            # the whole line fits: nothing of it is cut at the right edge
+            text_widget = screen.query_one("#status-text")
+            assert text_widget.content_region.width >= len(status_line(screen))
+            assert "loading: " not in status_line(screen)
+        finally:
+            release.set()
+        await ready(pilot)
+        assert "loading weights" not in status_line(screen)
+
+
+def status_line(screen: object) -> str:
+    from vicuna_tui.tui.widgets.status import StatusBar
+
+    bar = screen.query_one(StatusBar)  # type: ignore[attr-defined]
+    return str(bar.query_one("#status-text").render())
+
+
+async def test_the_settings_fields_are_built_when_first_shown_from_what_the_pane_was_told(
+    home: Path,
+) -> None:
+    import dataclasses
+
+    from vicuna_tui.engine.settings import GenerationSettings
+
+    app = make_app(lambda load: ScriptedBackend())
+    async with run_test(app, size=SIZE) as pilot:
+        screen = await ready(pilot)
+        pane = screen.settings
+        assert not pane.built and not pane.display  # the first frame did not pay for it
+        told = dataclasses.replace(GenerationSettings(), temperature=0.25)
+        pane.set_generation(told, "chatml", "Be brief.")
+        await pilot.press("f3")
+        assert pane.built and pane.display
+        assert screen.query_one("#set-temperature", Input).value == "0.25"
+        assert screen.query_one("#set-system_message", Input).value == "Be brief."
+        assert screen.query_one("#set-template", Select).value == "chatml"
+        assert isinstance(screen.focused, Input) and screen.focused in pane.query(Input)
+        assert screen.query_one("#reload").disabled  # nothing edited

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on
-from textual.widgets import Input, Markdown
+from textual.widgets import Input
 
 from vicuna_tui.store import Conversation, Store, StoreError
 from vicuna_tui.tui.chat.replay_control import ReplayControl
@@ -15,6 +16,9 @@ from vicuna_tui.tui.messages import ConversationChosen, StoreFailed
 from vicuna_tui.tui.screens.dialogs import ConfirmScreen, PickScreen, TextInputScreen
 from vicuna_tui.tui.screens.help import HelpScreen
 from vicuna_tui.tui.widgets.transcript import MessageView, code_blocks
+
+if TYPE_CHECKING:
+    from textual.widgets import Markdown
 
 
 class ChatActions(ReplayControl):
@@ -143,9 +147,12 @@ class ChatActions(ReplayControl):
         self.sidebar.display = True
         self.sidebar.focus_filter()
 
-    def action_toggle_settings(self) -> None:
+    async def action_toggle_settings(self) -> None:
         pane = self.settings
-        pane.display = not pane.display
+        if pane.display:
+            pane.display = False
+        else:
+            await pane.reveal()
         if pane.display:
             enabled = [field for field in pane.query(Input) if not field.disabled]
             if enabled:
@@ -237,7 +244,6 @@ class ChatActions(ReplayControl):
     async def action_quit(self) -> None:
         await self.app.action_quit()
 
-    @on(Markdown.LinkClicked)
-    def _link(self, event: Markdown.LinkClicked) -> None:
+    def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
         event.stop()
         self.notify(f"Link: {event.href}", title="Not opened", timeout=8)

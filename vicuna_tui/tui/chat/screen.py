@@ -78,7 +78,6 @@ class ChatScreen(ChatActions):
 
     async def on_mount(self) -> None:
         self.model = ModelState(self.session.load, self.host.resolved.remote)
-        self.settings.display = False
         self.prompt.focus()
         if self.initial_conversation:
             await self.open_conversation(self.initial_conversation)

@@ -1,5 +1,10 @@
 """The settings pane: model and device, prompt, and sampling.
 
+The pane is hidden at start, and its forty-odd fields are built the first time it is
+shown (``reveal``): building them cost the first frame about a fifth of a second.  Until
+then the pane keeps what it is told (the loaded model, the chat's sampling) and the
+fields are composed from it.
+
 Every field is checked by the same specs as the command line and config.toml; a bad
 value is refused at the field, with the allowed range.  Sampling, template and system
 prompt apply to the next reply.  Model and device changes wait for "Reload model",
@@ -119,6 +124,22 @@ class SettingsPane(Vertical):
         self.template = template
         self.system_message = system_message
         self.devices: tuple[str, ...] = ()
+        self.models: tuple[str, ...] = ()  # the server's models, once known
+
+    @property
+    def built(self) -> bool:
+        """Whether the fields exist yet (they are built the first time the pane shows)."""
+        return bool(self.query(SettingsFields))
+
+    async def reveal(self) -> None:
+        """Show the pane, building its fields the first time."""
+        if not self.built:
+            await self.mount(SettingsFields(self), before="#reload")
+            self._show_backend()
+            self._show_flags()
+            self.set_devices(self.devices)
+            self._update_reload()
+        self.display = True
 
     # -- building ----------------------------------------------------------------------
 
@@ -142,8 +163,7 @@ class SettingsPane(Vertical):
         with Vertical(id="flags-box"):
             yield Static(plain(self._flags_text()), id="flags-text")
             yield Button("Keep these flags", id="keep-flags")
-        with VerticalScroll(id="settings-fields"):
-            yield from self._fields()
+        # The fields (SettingsFields) are mounted here by reveal().
         # Outside the scrolling fields, so it is always in view.
         yield Button("Reload model", id="reload", disabled=True, variant="primary")
 
@@ -157,9 +177,11 @@ class SettingsPane(Vertical):
         )
         yield Static(plain("Server model"), classes="field-label")
         current = self.remote.model if self.remote and self.remote.model else None
+        models = self.models if self.remote is not None and self.models else ()
+        options = [(m, m) for m in models] or ([(current, current)] if current else [])
         yield Select(
-            [(current, current)] if current else [],
-            value=current or Select.NULL,
+            options,
+            value=current if current and any(current == v for _, v in options) else Select.NULL,
             allow_blank=True,
             prompt="(the server's only model)",
             id="set-remote_model",
@@ -214,6 +236,8 @@ class SettingsPane(Vertical):
         box = self.query_one("#flags-box")
         box.display = bool(self.flags)
         self.query_one("#flags-text", Static).update(plain(self._flags_text()))
+        if not self.built:
+            return
         for name in (*SAMPLING, *LOAD_INPUTS):
             for label in self.query(f"#label-{name}").results(Static):
                 label.update(plain(self._label(name)))
@@ -243,6 +267,8 @@ class SettingsPane(Vertical):
     def set_devices(self, devices: tuple[str, ...]) -> None:
         """Enable only the devices this machine has."""
         self.devices = devices
+        if not self.built:
+            return
         for device in ("cuda", "mps", "cpu"):
             button = self.query_one(f"#device-{device}", RadioButton)
             button.disabled = bool(devices) and device not in devices
@@ -254,6 +280,10 @@ class SettingsPane(Vertical):
         self.load = load
         self.remote = remote
         self.nothing_loaded = False
+        self.models = models
+        if not self.built:
+            self._update_reload()
+            return
         if remote is not None and models:
             select = self.query_one("#set-remote_model", Select)
             with self.prevent(Select.Changed):
@@ -269,7 +299,7 @@ class SettingsPane(Vertical):
         self._update_reload()
 
     def on_mount(self) -> None:
-        self._show_backend()
+        self.display = False
         self._show_flags()
         self.watch(self.screen, "model", self.model_changed, init=False)
 
@@ -292,6 +322,8 @@ class SettingsPane(Vertical):
         self.generation = generation
         self.template = template
         self.system_message = system_message
+        if not self.built:
+            return
         values = dataclasses.asdict(generation)
         with self.prevent(Input.Changed, Select.Changed):
             for name in SAMPLING:
@@ -334,6 +366,9 @@ class SettingsPane(Vertical):
         return values
 
     def _update_reload(self) -> None:
+        if not self.built:  # nothing edited yet: Reload retries only a failed load
+            self.query_one("#reload", Button).disabled = not self.nothing_loaded
+            return
         pending = self._pending_load()
         current: dict[str, Any] = dataclasses.asdict(self.load)
         current["engine"] = self.load.backend
@@ -404,3 +439,14 @@ class SettingsPane(Vertical):
             return
         choice = LoadChoice(load, endpoint if remote else None, remote_model, tuple(pending))
         self.post_message(ReloadRequested(choice))
+
+
+class SettingsFields(VerticalScroll):
+    """The pane's fields, composed from what the pane holds when it is first shown."""
+
+    def __init__(self, pane: SettingsPane) -> None:
+        super().__init__(id="settings-fields")
+        self.pane = pane
+
+    def compose(self) -> ComposeResult:
+        yield from self.pane._fields()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import ProgressBar, Static
+from textual.widgets import Static
 
 from vicuna_tui.engine.events import ModelInfo
 from vicuna_tui.tui.model_state import ModelState
@@ -35,6 +35,21 @@ def human_bytes(count: int) -> str:
     return f"{value:.1f} GB"  # pragma: no cover
 
 
+def progress_text(stage: str, done: int, total: int, width: int = 12) -> str:
+    """A stage of a long wait as one line of text: ``loading weights 120/290 ▕███░░▏ 41%``.
+
+    A stage without steps (importing torch, a connection) shows only its name: a bar
+    for one step would sit at 0 % until it ended.  Text, not a ProgressBar widget: it
+    cannot be cut off, and the first frame does not pay for that widget."""
+    name = "loading the model" if stage in ("", "loading") else stage
+    if total <= 1:
+        return f"{name}…"
+    done = max(0, min(done, total))
+    filled = round(width * done / total)
+    bar = "█" * filled + "░" * (width - filled)
+    return f"{name} {done}/{total} ▕{bar}▏ {100 * done // total}%"
+
+
 class StatusBar(Horizontal):
     def __init__(
         self, *, memory_probe: Callable[[], int] | None = None, id: str | None = None
@@ -51,18 +66,12 @@ class StatusBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self.state), id="status-text")
-        yield ProgressBar(id="load-progress", show_eta=False)
 
     def on_mount(self) -> None:
-        self.query_one(ProgressBar).display = False
         self.watch(self.screen, "model", self.model_changed, init=False)
 
     def progress(self, stage: str, done: int, total: int) -> None:
-        bar = self.query_one(ProgressBar)
-        bar.display = True
-        bar.update(total=max(total, 1), progress=done)
-        count = f" {done}/{total}" if total > 1 else ""
-        self.state = f"loading: {stage}{count}"
+        self.state = progress_text(stage, done, total)
         self.refresh_text()
 
     def model_changed(self, state: ModelState) -> None:
@@ -75,13 +84,11 @@ class StatusBar(Horizontal):
     def loaded(self, info: ModelInfo) -> None:
         self.info = info
         self.state = ""
-        self.query_one(ProgressBar).display = False
         self.refresh_text()
 
     def failed(self, message: str) -> None:
         self.info = None
         self.state = f"no model: {message}"
-        self.query_one(ProgressBar).display = False
         self.refresh_text()
 
     def set_state(self, text: str) -> None:

@@ -8,18 +8,24 @@ replies are not opened by clicking; the URL is shown instead.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Markdown, Static
-from textual.widgets._markdown import MarkdownStream
+from textual.widgets import Static
 
 from vicuna_tui.store import SavedMessage
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.plain import plain
+
+if TYPE_CHECKING:
+    # Imported where a reply is first drawn: Markdown (markdown-it, Pygments) costs the
+    # first frame of a new chat about 50 ms.
+    from textual.widgets import Markdown
+    from textual.widgets._markdown import MarkdownStream
 
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 
@@ -94,6 +100,8 @@ class MessageView(Vertical, can_focus=True):
         if self.role == "user":
             yield Static(plain(self.text), classes="body")
         else:
+            from textual.widgets import Markdown
+
             yield Markdown(self.text, open_links=False, classes="body")
         yield Static(plain(""), classes="meta")
 
@@ -119,11 +127,13 @@ class MessageView(Vertical, can_focus=True):
 
     @property
     def markdown(self) -> Markdown:
+        from textual.widgets import Markdown
+
         return self.query_one(Markdown)
 
     def start_stream(self) -> None:
         self.add_class("streaming")
-        self.stream = Markdown.get_stream(self.markdown)
+        self.stream = self.markdown.get_stream(self.markdown)
 
     def add_text(self, delta: str) -> str:
         """Record streamed text without drawing it yet; returns it made terminal-safe."""

@@ -189,6 +189,15 @@ def test_every_key_works_as_terminal_bytes(terminal: Terminal, home: Path) -> No
     t.send(ESC)
     t.until("Key: F8", gone=True)
 
+    t.type("an unsent draft")  # Ctrl+Q over a draft asks first; Esc keeps it
+    t.until(re.compile(r"▊ an unsent draft"))
+    t.send(CTRL["q"])
+    t.until("unsent message in the input")
+    t.send(ESC)
+    t.until("unsent message in the input", gone=True)
+    assert "an unsent draft" in t.screen()
+    t.send(CTRL["u"])
+
     t.send(CTRL["q"])
     t.until("VICUNA_EXIT=0")
     assert not (home / "config" / "config.toml").exists()

@@ -639,3 +639,52 @@ async def test_the_settings_fields_are_built_when_first_shown_from_what_the_pane
         assert screen.query_one("#set-template", Select).value == "chatml"
         assert isinstance(screen.focused, Input) and screen.focused in pane.query(Input)
         assert screen.query_one("#reload").disabled  # nothing edited
+
+
+async def test_a_regenerated_reply_shows_its_branch_number_while_it_streams(home: Path) -> None:
+    backend = ScriptedBackend([["first"], ["sec", "ond", " reply"]])
+    app = make_app(lambda load: backend)
+    async with run_test(app, size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "hello")
+        await reply_done(pilot)
+        backend.pause_after = 1
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, backend.paused.is_set)
+        streaming = screen.transcript.views[-1]
+        assert "streaming" in streaming.classes
+        assert "‹ 2/2 ›" in str(streaming.query_one(".role").render())
+        backend.gate.set()
+        await reply_done(pilot)
+        assert "‹ 2/2 ›" in str(screen.transcript.views[-1].query_one(".role").render())
+
+
+async def test_quit_over_an_unsent_draft_asks_first(home: Path) -> None:
+    app = make_app(lambda load: ScriptedBackend())
+    async with run_test(app, size=SIZE) as pilot:
+        screen = await ready(pilot)
+        screen.prompt.insert("a long question I have not sent")
+        await pilot.press("ctrl+q")
+        await settled(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmScreen) and "unsent message" in dialog.question
+        await pilot.press("escape")  # back to the draft, nothing lost
+        await settled(pilot)
+        assert app.screen is not dialog and app.is_running
+        assert screen.prompt.text == "a long question I have not sent"
+        await pilot.press("ctrl+q")
+        await settled(pilot)
+        await pilot.press("ctrl+q")  # again: quits
+        await pilot.pause()
+        assert app._exit  # the app is ending, by its own quit
+    assert app.return_code == 0
+
+
+async def test_quit_with_an_empty_input_does_not_ask(home: Path) -> None:
+    app = make_app(lambda load: ScriptedBackend())
+    async with run_test(app, size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app._exit and not isinstance(app.screen, ConfirmScreen)
+    assert app.return_code == 0

@@ -206,6 +206,10 @@ async def test_a_side_that_does_not_load_leaves_the_other_usable(home: Path) -> 
     async with run_test(app, size=(120, 36)) as pilot:
         screen = await both_ready(pilot)
         assert "did not load: no model at /nowhere" in screen.pane("B").status_text()
+        card = screen.pane("B").transcript.welcome_text()  # why, not "both models answer"
+        assert "Model B did not load: no model at /nowhere" in card and "check the path" in card
+        assert "both models answer" not in card
+        assert "both models answer" in screen.pane("A").transcript.welcome_text()
         assert any(
             "Model B did not load" in t and "other side stays usable" in t for t in toasts(app)
         )
@@ -219,6 +223,7 @@ async def test_a_side_that_does_not_load_leaves_the_other_usable(home: Path) -> 
         broken.load_error = None  # fixed: a new battle tries the side again
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: screen.sides[1].state == "ready")
+        assert "did not load" not in screen.pane("B").transcript.welcome_text()
         await ask(pilot, "Both now?")
         assert texts(screen, "B") == ["Both now?", "Hello there."]
 
@@ -468,3 +473,40 @@ async def test_a_plain_letter_votes_only_in_the_empty_input_after_both_replies(
         await pilot.press("a")  # the input is not empty: typed, the vote stays
         assert screen.prompt.text == "ya"
         assert screen.battle.vote == "bothbad"
+
+
+async def test_a_blind_battle_shows_the_same_loading_on_both_sides_and_holds_prompts(
+    home: Path,
+) -> None:
+    release = threading.Event()
+
+    class Slow(ScriptedBackend):
+        def load(self, progress: Any = None) -> Any:
+            release.wait(30)
+            return super().load(progress)
+
+    app = arena_app(
+        {"one": ScriptedBackend([["Quick."]], name="one"), "two": Slow([["Slow."]], name="two")},
+        swapped=False,
+    )
+    async with run_test(app, size=(120, 36)) as pilot:
+        screen = screen_of(app)
+        try:
+            await wait_for(pilot, lambda: screen.sides[0].state == "ready")
+            await pilot.pause()
+            a, b = screen.pane("A").status_text(), screen.pane("B").status_text()
+            assert a == b == "loading the models… (1 of 2 ready)"  # neither gives itself away
+            screen.prompt.set_text("Who is first?")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert screen.prompt.text == "Who is first?"  # held, not lost
+            assert texts(screen, "A") == [] and texts(screen, "B") == []
+            assert any("still loading (1 of 2 ready)" in t for t in toasts(app))
+        finally:
+            release.set()
+        await both_ready(pilot)
+        await pilot.pause()
+        assert screen.pane("A").status_text() == screen.pane("B").status_text() == "ready"
+        await ask(pilot, "Who is first?")
+        assert texts(screen, "A") == ["Who is first?", "Quick."]
+        assert texts(screen, "B") == ["Who is first?", "Slow."]

@@ -106,6 +106,13 @@ class SessionBranches:
         siblings = tree.siblings(self.tree, message)
         return siblings.index(message) + 1, len(siblings)
 
+    def coming_branch(self) -> tuple[int, int]:
+        """(which, of how many) the reply being written now will be: a new last branch
+        beside the replies already under the same message."""
+        parent = self.messages[-1].uid if self.messages else None
+        count = len(tree.children(self.tree, parent)) + 1
+        return count, count
+
     def siblings_at(self, index: int) -> list[SavedMessage]:
         """The message at ``index`` and its siblings (the other branches there)."""
         return tree.siblings(self.tree, self.messages[index])

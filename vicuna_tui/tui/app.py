@@ -68,6 +68,7 @@ class VicunaApp(LiteralNotifications):
         self._deltas: list[ReplyDelta] = []
         self.keys = resolved.config.key_bindings()
         self._config_warned = False
+        self._asking_to_quit = False  # the "unsent message" question is showing
         self._theme_ready = False
         # The database is used on its own thread only (StoreCalls), never on this one.
         self.store_calls = StoreCalls(store) if store is not None else None
@@ -190,8 +191,28 @@ class VicunaApp(LiteralNotifications):
             self.save_settings({"theme": theme})
 
     async def action_quit(self) -> None:
-        self.chat.keep_partial_reply()
-        self.exit(0)
+        """Quit; over an unsent draft it asks first (Ctrl+Q again, or y, quits)."""
+        draft = self.chat.prompt.text.strip() if self.chat.is_mounted else ""
+        if draft and not self._asking_to_quit:
+            self._asking_to_quit = True
+
+            def answered(quit_anyway: bool | None) -> None:
+                self._asking_to_quit = False
+                if quit_anyway:
+                    self._end_now()
+
+            lines = draft.count("\n") + 1
+            what = f"{len(draft)} characters" + (f", {lines} lines" if lines > 1 else "")
+            self.push_screen(
+                ConfirmScreen(
+                    f"Quit with an unsent message in the input ({what})? It is not saved. "
+                    "Ctrl+Q again or y quits; Esc goes back to it.",
+                    yes="Quit",
+                ),
+                answered,
+            )
+            return
+        self._end_now()
 
     def on_unmount(self) -> None:
         self.engine.shutdown(timeout=5)

@@ -23,7 +23,7 @@ from vicuna_tui.engine.events import (
 from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Store, StoreError
 from vicuna_tui.tui.arena.pane import ArenaPane
-from vicuna_tui.tui.arena.side import ArenaSide, SideFactory
+from vicuna_tui.tui.arena.side import FAILED, LOADING, READY, ArenaSide, SideFactory
 from vicuna_tui.tui.messages import StoreFailed, StoreReply
 from vicuna_tui.tui.pacing import FramePacer
 from vicuna_tui.tui.plain import plain
@@ -145,6 +145,22 @@ class ArenaBase(Screen[None]):
             button = self.query_one(f"#vote-{vote}", Button)
             button.disabled = why is not None
             button.variant = "primary" if self.battle.vote == vote else "default"
+
+    def blind_loading(self) -> bool:
+        """A blind battle whose models are not both loaded yet: both panes show the same
+        status, and prompts wait, so which side is ready first cannot tell them apart."""
+        return (
+            not self.battle.revealed
+            and not self.one_at_a_time
+            and any(s.state == LOADING for s in self.sides)
+        )
+
+    def _show_blind_loading(self) -> None:
+        ready = sum(s.state == READY for s in self.sides)
+        text = f"loading the models… ({ready} of 2 ready)" if self.blind_loading() else "ready"
+        for side in self.sides:
+            if side.state != FAILED:
+                self.pane_of(side.index).set_status(text)
 
     def _letter(self, side: ArenaSide) -> str:
         return next(x for x in LETTERS if self.battle.side_of(x) == side.index)

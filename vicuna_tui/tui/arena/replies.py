@@ -11,7 +11,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.errors import ModelProcessLost
 from vicuna_tui.tui.arena.base import ArenaBase
-from vicuna_tui.tui.arena.side import FAILED, ArenaSide, SideStream
+from vicuna_tui.tui.arena.side import FAILED, READY, ArenaSide, SideStream
 from vicuna_tui.tui.messages import PromptSubmitted
 from vicuna_tui.tui.widgets.transcript import describe_stats
 
@@ -21,6 +21,15 @@ class ArenaReplies(ArenaBase):
     async def _submitted(self, message: PromptSubmitted) -> None:
         if any(s.stream is not None for s in self.sides):
             self.notify("The replies are being written: Esc stops them first.", severity="warning")
+            return
+        if self.blind_loading():
+            ready = sum(s.state == READY for s in self.sides)
+            self.notify(
+                f"The models are still loading ({ready} of 2 ready). In a blind battle "
+                "both start together, so the first ready cannot give either away; your "
+                "prompt stays in the input.",
+                severity="warning",
+            )
             return
         usable = [s for s in self.sides if s.state != FAILED]
         if not usable:

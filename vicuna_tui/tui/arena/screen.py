@@ -89,7 +89,10 @@ class ArenaScreen(ArenaReplies):
         event = message.event
         pane = self.pane_of(side.index)
         if isinstance(event, LoadProgress):  # a stage may name the engine: not when blind
-            pane.set_status(f"loading: {event.stage}…" if self.battle.revealed else "loading…")
+            if self.battle.revealed:
+                pane.set_status(f"loading: {event.stage}…")
+            else:
+                self._show_blind_loading()
         elif isinstance(event, ModelReady):
             self._ready(side, event)
         elif isinstance(event, LoadFailed):
@@ -115,10 +118,13 @@ class ArenaScreen(ArenaReplies):
     def _ready(self, side: ArenaSide, event: ModelReady) -> None:
         side.state = READY
         side.info = event.info
+        self.pane_of(side.index).transcript.reset_welcome()  # a failed load's words go
         for session in [self.battle.sessions[side.index]]:
             session.set_model(event.info)
-        shown = "" if not self.battle.revealed else f": {event.info.describe()}"
-        self.pane_of(side.index).set_status(f"ready{shown}")
+        if self.battle.revealed:
+            self.pane_of(side.index).set_status(f"ready: {event.info.describe()}")
+        else:
+            self._show_blind_loading()
         for notice in event.info.notices:
             self._notice(f"Model {self._letter(side)}: {notice}")
         self._show_titles()
@@ -132,6 +138,12 @@ class ArenaScreen(ArenaReplies):
             )
 
     async def _load_failed(self, side: ArenaSide, event: LoadFailed) -> None:
+        # Its pane says why, in place of the "both models answer" card.
+        self.pane_of(side.index).transcript.set_welcome(
+            f"⚠ Model {self._letter(side)} did not load: {event.error.message}",
+            how_to=event.error.hint or "",
+        )
+        self._show_blind_loading()
         other = self.sides[1 - side.index]
         hint = f" ({event.error.hint})" if event.error.hint else ""
         keeps = "The other side stays usable; " if other.state != FAILED else ""

@@ -122,6 +122,7 @@ class ReplyStream(ChatScreenBase):
         view = await self.transcript.add(
             "assistant", label=f"Assistant · {info.name}" if info else "Assistant"
         )
+        view.set_branch(*self.session.coming_branch())  # ‹ 3/3 › while it is written
         view.start_stream()
         self.streaming = Streaming(request.request_id, view)
         self.host.take_deltas()  # nothing from an earlier reply

@@ -185,11 +185,21 @@ class Transcript(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    def set_welcome(self, status: str) -> None:
-        """The empty chat's text: ``status`` (e.g. what is loading) and how to start."""
+    def set_welcome(self, status: str, *, how_to: str | None = None) -> None:
+        """The empty chat's text: ``status`` (e.g. what is loading) and how to start
+        (``how_to``, else the transcript's own; empty for none)."""
         welcome = self.query("#welcome")
+        how = self.how_to if how_to is None else how_to
         if welcome:
-            welcome.first(Static).update(plain(f"{status}\n\n{self.how_to}"))
+            welcome.first(Static).update(plain(f"{status}\n\n{how}" if how else status))
+
+    def reset_welcome(self) -> None:
+        """The empty chat's text back to how to start."""
+        for welcome in self.query("#welcome").results(Static):
+            welcome.update(plain(self.how_to))
+
+    def welcome_text(self) -> str:
+        return "".join(str(w.render()) for w in self.query("#welcome").results(Static))
 
     def _show_welcome(self, shown: bool) -> None:
         for welcome in self.query("#welcome"):

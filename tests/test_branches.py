@@ -101,6 +101,57 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
     assert [c["branches"] for c in listed_json] == [1, 1]
 
 
+def test_switching_back_to_a_branch_restores_the_choice_below_it(
+    home: Path, tmp_path: Path
+) -> None:
+    #   q1 ─ a1 ─ q2 ─ b1      b1 and b2 answer q2; q1e is q1 edited (F7)
+    #                 └ b2
+    #   q1e ─ c
+    with Store() as store:
+        session = ChatSession(store)
+        session.add_user("q1")
+        _reply(session, "a1")
+        session.add_user("q2")
+        _reply(session, "b1")
+        session.regenerate()
+        _reply(session, "b2")
+        assert session.switch_branch(3, -1)  # the user goes back to b1 ...
+        assert session.edit_at(0, "q1e") is not None  # ... then edits the first question
+        _reply(session, "c")
+        assert [m.content for m in session.messages] == ["q1e", "c"]
+        assert session.switch_branch(0, -1)  # back to the first question
+        assert [m.content for m in session.messages] == ["q1", "a1", "q2", "b1"]  # not b2
+        newest = tree.latest_leaf(session.tree, session.messages[0].uid)
+        assert newest != session.messages[-1].uid  # the old rule (the newest leaf) gave b2
+        assert session.switch_branch(0, +1) and session.switch_branch(0, -1)
+        assert [m.content for m in session.messages][-1] == "b1"
+        conv_id = session.conversation.id if session.conversation else ""
+    # the choice is stored: reopened, and carried through export and import
+    with Store() as store:
+        assert [m.content for m in store.get(conv_id).messages][-1] == "b1"
+        reopened = ChatSession(store)
+        reopened.open(conv_id)
+        assert reopened.switch_branch(0, +1)
+        assert [m.content for m in reopened.messages] == ["q1e", "c"]
+        assert reopened.switch_branch(0, -1)
+        assert [m.content for m in reopened.messages][-1] == "b1"
+        assert reopened.switch_branch(3, +1)  # b2 chosen now ...
+        assert reopened.switch_branch(0, +1) and reopened.switch_branch(0, -1)
+        assert [m.content for m in reopened.messages][-1] == "b2"  # ... and remembered
+        assert reopened.switch_branch(3, -1)
+    out = tmp_path / "tree.json"
+    exported = run_cli(
+        "sessions", "export", conv_id, "--format", "json", "--all-branches", "-o", str(out)
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert run_cli("sessions", "import", str(out)).returncode == 0
+    with Store() as store:
+        copy = ChatSession(store)
+        copy.open(store.resolve("last"))
+        assert copy.switch_branch(0, +1) and copy.switch_branch(0, -1)
+        assert [m.content for m in copy.messages][-1] == "b1"
+
+
 def test_export_all_branches_and_import_keep_the_tree(home: Path, tmp_path: Path) -> None:
     with Store() as store:
         session = ChatSession(store)

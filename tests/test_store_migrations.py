@@ -102,6 +102,7 @@ def test_store_upgrades_every_older_version_and_reads_it(tmp_path: Path, version
         first, reply = conv.messages
         assert (first.parent, reply.parent) == (None, first.uid)
         assert conv.active_leaf == reply.uid and len(conv.tree) == 2
+        assert first.chosen_child == reply.uid  # v8: the way down the branch shown
         # full-text search covers the rows written before the upgrade
         assert [hit.conversation_id for hit in store.search("llamas")] == ["c0ffee"]
 

@@ -259,6 +259,8 @@ class ChatSession(SessionBranches):
     def _append(self, message: SavedMessage) -> SavedMessage:
         """``message`` after the last one shown (a new branch if that one has others)."""
         message.parent = self.messages[-1].uid if self.messages else None
+        if self.messages:
+            self.messages[-1].chosen_child = message.uid  # the branch shown below it
         message.position = len(self.messages)
         self.messages.append(message)
         self.tree.append(message)

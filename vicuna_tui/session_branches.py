@@ -33,7 +33,9 @@ class SessionBranches:
         def awaiting_reply(self) -> bool: ...
 
     def _back_to(self, index: int) -> None:
-        """Show the path only up to ``index`` (what follows stays, as a branch)."""
+        """Show the path only up to ``index`` (what follows stays, as a branch, and the
+        way down it is remembered)."""
+        tree.remember_path(self.messages)
         del self.messages[index:]
         self._active_changed = True
 
@@ -118,16 +120,19 @@ class SessionBranches:
         return tree.siblings(self.tree, self.messages[index])
 
     def switch_branch(self, index: int, step: int) -> bool:
-        """Show the sibling ``step`` away from the message at ``index`` (and, below it,
-        the newest branch).  False when there is none that way."""
+        """Show the sibling ``step`` away from the message at ``index`` and, below it,
+        the branch last shown there (the newest where none was).  False when there is
+        none that way."""
         if not 0 <= index < len(self.messages):
             return False
         siblings = tree.siblings(self.tree, self.messages[index])
         where = siblings.index(self.messages[index]) + step
         if not 0 <= where < len(siblings):
             return False
-        leaf = tree.latest_leaf(self.tree, siblings[where].uid)
+        tree.remember_path(self.messages)  # the way back down to what is shown now
+        leaf = tree.remembered_leaf(self.tree, siblings[where].uid)
         self.messages = tree.path_to(self.tree, leaf)
+        tree.remember_path(self.messages)
         self._active_changed = True
         self.save()
         return True
@@ -138,11 +143,13 @@ class SessionBranches:
         return self.switch_branch(index, number - which)
 
     def show_branch_of(self, uid: str) -> bool:
-        """Show the branch that holds message ``uid`` (a search hit), down to its newest
-        leaf.  False if the message is not in this chat."""
+        """Show the branch that holds message ``uid`` (a search hit), and below it the
+        branch last shown there.  False if the message is not in this chat."""
         if not any(m.uid == uid for m in self.tree):
             return False
-        self.messages = tree.path_to(self.tree, tree.latest_leaf(self.tree, uid))
+        tree.remember_path(self.messages)
+        self.messages = tree.path_to(self.tree, tree.remembered_leaf(self.tree, uid))
+        tree.remember_path(self.messages)
         self._active_changed = True
         self.save()
         return True

@@ -32,6 +32,7 @@ from vicuna_tui.store.records import (
     CONVERSATION_COLUMNS,
     INSERT_CONVERSATION,
     INSERT_MESSAGE,
+    REMEMBER_PATH,
     AllRuns,
     Conversation,
     SavedMessage,
@@ -335,6 +336,11 @@ class Store(EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
                 "UPDATE conversations SET updated_at = ?, active_leaf = ? WHERE id = ?",
                 (stamp, message.uid, conversation_id),
             )
+            if message.parent is not None:  # the newest branch there is the one shown
+                db.execute(
+                    "UPDATE messages SET chosen_child = ? WHERE uid = ? AND conversation_id = ?",
+                    (message.uid, message.parent, conversation_id),
+                )
         message.id = cursor.lastrowid
         return message
 
@@ -356,11 +362,13 @@ class Store(EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
         return row[0] if row else None
 
     def set_active(self, conversation_id: str, leaf: str | None) -> None:
-        """Remember the branch shown: the path down to ``leaf``."""
+        """Remember the branch shown: the path down to ``leaf``, and on that path the
+        choice made below each message (so that coming back to it restores the way down)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE conversations SET active_leaf = ? WHERE id = ?", (leaf, conversation_id)
             )
+            db.execute(REMEMBER_PATH, (leaf, conversation_id))
 
     def delete_subtree(self, conversation_id: str, uid: str) -> int:
         """Delete a message and every message below it (every branch after it); returns

@@ -50,6 +50,7 @@ class ImportQueries:
                 msg,
                 uid=fresh[msg.uid],
                 parent=parent,
+                chosen_child=fresh.get(msg.chosen_child or ""),
                 position=position,
                 created_at=msg.created_at or stamp,
             )

@@ -173,6 +173,19 @@ _V7 = """
         CREATE INDEX battles_voted ON battles (vote, created_at);
 """
 
+# Branches remember the way down: each message names the child last shown below it, so
+# that switching back to a branch shows the choice made there, not its newest reply.
+# Every conversation's active path is filled in.
+_V8 = """
+        ALTER TABLE messages ADD COLUMN chosen_child TEXT;
+        WITH RECURSIVE up(uid, parent) AS (
+            SELECT m.uid, m.parent FROM conversations c JOIN messages m ON m.uid = c.active_leaf
+            UNION SELECT m.uid, m.parent FROM messages m JOIN up ON m.uid = up.parent
+        )
+        UPDATE messages SET chosen_child = (SELECT up.uid FROM up WHERE up.parent = messages.uid)
+        WHERE uid IN (SELECT parent FROM up WHERE parent IS NOT NULL);
+"""
+
 
 class Migration(NamedTuple):
     """One step of the schema: ``name`` says what it adds; ``script`` is its SQL."""
@@ -191,6 +204,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("bench runs and judgment files", _V5),
     Migration("branches: messages as a tree", _V6),
     Migration("arena battles", _V7),
+    Migration("branches remember the way down", _V8),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

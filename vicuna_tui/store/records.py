@@ -49,6 +49,7 @@ class SavedMessage:
     settings: dict[str, Any] | None = None  # the sampling settings it was made with
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # its name in the tree
     parent: str | None = None  # the message it follows (None: the first of a branch)
+    chosen_child: str | None = None  # the message last shown below it (its branch)
 
 
 @dataclass
@@ -114,6 +115,7 @@ MESSAGE_COLUMNS = (
     "settings",
     "uid",
     "parent",
+    "chosen_child",
 )
 
 
@@ -203,6 +205,17 @@ INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(MESSAGE_INSERT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(MESSAGE_INSERT_COLUMNS))})"
 )
+
+# On the path from a leaf up to its root, each message's chosen_child becomes the next
+# message down: the way back to this branch.  Parameters: the leaf, the conversation.
+REMEMBER_PATH = """
+    WITH RECURSIVE up(uid, parent) AS (
+        SELECT uid, parent FROM messages WHERE uid = ?1 AND conversation_id = ?2
+        UNION SELECT m.uid, m.parent FROM messages m JOIN up ON m.uid = up.parent
+    )
+    UPDATE messages SET chosen_child = (SELECT up.uid FROM up WHERE up.parent = messages.uid)
+    WHERE conversation_id = ?2 AND uid IN (SELECT parent FROM up WHERE parent IS NOT NULL)
+"""
 
 
 def message_row(conversation_id: str, message: SavedMessage) -> tuple[Any, ...]:

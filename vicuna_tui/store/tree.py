@@ -7,6 +7,7 @@ nothing here reads the disk."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from vicuna_tui.store.records import SavedMessage
@@ -32,6 +33,28 @@ def latest_leaf(tree: Sequence[SavedMessage], start: str | None) -> str | None:
         return start
     order = {m.uid: i for i, m in enumerate(tree)}
     return max(leaves, key=lambda m: order[m.uid]).uid
+
+
+def remembered_leaf(tree: Sequence[SavedMessage], start: str) -> str:
+    """The leaf reached from ``start`` by following, at each message, the child last
+    shown below it (``chosen_child``); where no choice is known, or it is gone, the
+    newest leaf below."""
+    by_uid = {m.uid: m for m in tree}
+    has_children = {m.parent for m in tree}
+    node, seen = start, set()
+    while node in has_children and node not in seen:
+        seen.add(node)
+        chosen = by_uid[node].chosen_child if node in by_uid else None
+        if chosen is None or chosen not in by_uid or by_uid[chosen].parent != node:
+            return latest_leaf(tree, node) or node
+        node = chosen
+    return node
+
+
+def remember_path(path: Sequence[SavedMessage]) -> None:
+    """Mark, on each message of ``path``, the next one as the child chosen below it."""
+    for above, below in itertools.pairwise(path):
+        above.chosen_child = below.uid
 
 
 def path_to(tree: Sequence[SavedMessage], leaf: str | None) -> list[SavedMessage]:

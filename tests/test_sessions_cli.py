@@ -57,6 +57,31 @@ def test_list_show_search(home: Path) -> None:
     assert run_cli("sessions", "search", "zebra").returncode == 1
 
 
+def test_search_says_where_it_stopped_and_goes_on(home: Path) -> None:
+    with Store() as store:
+        for n in range(60):
+            conv = store.create_conversation(model_name="m", template="vicuna_v1.1")
+            store.add_message(conv.id, SavedMessage(role="user", content=f"wool number {n}"))
+    first = run_cli("sessions", "search", "wool")
+    assert first.returncode == 0, first.stderr
+    assert len(first.stdout.splitlines()) == 2 * 50  # a line and its snippet, per hit
+    assert "stopped at 50 hits (1–50); there are more:" in first.stderr
+    assert first.stderr.rstrip().endswith("vicuna-tui sessions search wool --from 51")
+    rest = run_cli("sessions", "search", "wool", "--from", "51")
+    assert len(rest.stdout.splitlines()) == 2 * 10 and rest.stderr == ""
+
+    def ids(text: str) -> set[str]:
+        return {line.split()[0] for line in text.splitlines()[::2]}
+
+    assert len(ids(first.stdout) | ids(rest.stdout)) == 60  # every hit once, none twice
+    ten = run_cli("sessions", "search", "wool", "-n", "10", "--from", "55")
+    assert len(ten.stdout.splitlines()) == 2 * 6 and ten.stderr == ""
+    past = run_cli("sessions", "search", "wool", "--from", "61")
+    assert past.returncode == 1 and "no matches from hit 61 on" in past.stdout
+    bad = run_cli("sessions", "search", "wool", "--from", "0")
+    assert bad.returncode == 2 and "not a whole number of at least 1" in bad.stderr
+
+
 def test_rename_and_delete(home: Path) -> None:
     conv_id = seed_store()
     assert run_cli("sessions", "rename", conv_id[:5], "Camelids", "101").returncode == 0

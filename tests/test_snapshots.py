@@ -37,6 +37,9 @@ def snapshot_app(backend_factory: Any) -> Any:
 
 async def settle(pilot: Any) -> None:
     app = pilot.app
+    chat = getattr(app, "chat", None)
+    if chat is not None and chat.is_mounted:
+        await wait_for(pilot, lambda: chat.sidebar.up_to_date)  # its count shown
     app.clear_notifications()
     # The chat is a pushed screen: App.query would search only the default one.
     for area in app.screen.query("TextArea, Input"):

@@ -29,7 +29,7 @@ from vicuna_tui.store import Store
 from vicuna_tui.tui.messages import StoreReply
 from vicuna_tui.tui.screens.dialogs import ConfirmScreen, ErrorScreen
 from vicuna_tui.tui.screens.help import HelpScreen
-from vicuna_tui.tui.widgets.sidebar import Sidebar
+from vicuna_tui.tui.widgets.sidebar import PAGE, Sidebar
 from vicuna_tui.tui.widgets.transcript import MessageView
 
 SIZE = (120, 40)
@@ -356,6 +356,47 @@ async def test_conversations_pane_lists_filters_and_opens(
             "about Rust traits",
             "answer on Rust traits",
         ]
+
+
+async def test_conversations_pane_counts_and_pages_through_every_chat(home: Path) -> None:
+    with Store() as store:
+        for n in range(PAGE + 50):
+            store.create_conversation(title=f"chat {n:03}")
+        store.create_conversation(title="bench answer", run="mt_bench/m")
+    app = make_app(lambda load: ScriptedBackend())
+    async with run_test(app, size=SIZE) as pilot:
+        screen = await ready(pilot)
+        options = screen.sidebar.query_one("#chat-list", OptionList)
+
+        def prompts() -> list[str]:
+            return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+        await wait_for(pilot, lambda: options.option_count > 0)
+        title = screen.sidebar.query_one("#chats-title", Static)
+        assert str(title.render()) == f"Chats · {PAGE + 50}"  # people's own, not the bench's
+        assert prompts()[0] == f"chat {PAGE + 49:03}" and len(prompts()) == PAGE + 2
+        assert prompts()[-2:] == [
+            "↓ 50 more chats: Enter shows them",
+            "and 1 bench and arena chat(s): type to find them",
+        ]
+        options.focus()
+        await pilot.press("end")  # the keys reach the last line: the next page comes
+        await wait_for(pilot, lambda: options.option_count == PAGE + 51)
+        assert prompts()[-2:] == ["chat 000", "and 1 bench and arena chat(s): type to find them"]
+        assert options.highlighted is not None
+        assert prompts()[options.highlighted] == f"chat {49:03}"  # where the line was
+
+        # a filter starts again at one page, and says how many match
+        screen.sidebar.query_one("#chat-filter", Input).value = "chat 1"
+        await wait_for(pilot, lambda: str(title.render()) == "Chats · 100 match")
+        assert len(prompts()) == 100 and not any(p.startswith("↓") for p in prompts())
+        # scrolling to the end (the mouse wheel) brings the next page too
+        screen.sidebar.query_one("#chat-filter", Input).value = "chat"
+        await wait_for(pilot, lambda: str(title.render()) == f"Chats · {PAGE + 50} match")
+        assert prompts()[-1] == "↓ 50 more chats: Enter shows them"
+        await pilot.pause()
+        options.scroll_end(animate=False)
+        await wait_for(pilot, lambda: options.option_count == PAGE + 50)
 
 
 def _msg(role: str, content: str):  # type: ignore[no-untyped-def]

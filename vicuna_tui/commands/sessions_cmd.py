@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="id, unambiguous prefix, or last")
     p = sub.add_parser("search", help="full-text search over every message")
     p.add_argument("text", nargs="+")
+    p.add_argument(
+        "-n", "--limit", type=_positive, default=50, help="show at most N hits (default 50)"
+    )
+    p.add_argument(
+        "--from", dest="start", type=_positive, default=1, help="start at hit N (default 1)"
+    )
     p = sub.add_parser("rename", help="give a conversation a new title")
     p.add_argument("id")
     p.add_argument("title", nargs="+")
@@ -155,14 +161,33 @@ def _show(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _search(args: argparse.Namespace, store: Store) -> int:
-    hits = store.search(" ".join(args.text))
+    words = " ".join(args.text)
+    found = store.search(words, limit=args.limit + 1, offset=args.start - 1)
+    hits = found[: args.limit]
     if not hits:
-        _out("no matches")
+        _out("no matches" if args.start == 1 else f"no matches from hit {args.start} on")
         return 1
     for hit in hits:
         _out(f"{hit.conversation_id[:8]}  #{hit.position:<3} {hit.role:<9}  {hit.title}")
         _out(f"    {' '.join(hit.snippet.split())}")
+    if len(found) > args.limit:  # said on stderr: stdout stays the hits alone
+        last = args.start + len(hits) - 1
+        more = shlex.join(["vicuna-tui", "sessions", "search", *args.text, "--from", str(last + 1)])
+        print(
+            f"stopped at {len(hits)} hits ({args.start}–{last}); there are more: {more}",
+            file=sys.stderr,
+        )
     return 0
 
 

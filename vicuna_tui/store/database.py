@@ -27,13 +27,12 @@ from vicuna_tui.store.connection import MEMORY, open_read_only, open_writable, r
 from vicuna_tui.store.errors import StoreError, explain, translated
 from vicuna_tui.store.evaluations import EvaluationQueries
 from vicuna_tui.store.importing import ImportQueries
+from vicuna_tui.store.listing import ListingQueries
 from vicuna_tui.store.records import (
-    ALL_RUNS,
     CONVERSATION_COLUMNS,
     INSERT_CONVERSATION,
     INSERT_MESSAGE,
     REMEMBER_PATH,
-    AllRuns,
     Conversation,
     SavedMessage,
     conversation_from_row,
@@ -47,7 +46,7 @@ from vicuna_tui.store.records import (
 from vicuna_tui.store.search import SearchQueries
 
 
-class Store(EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
+class Store(ListingQueries, EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
     """The conversation database.  One connection per Store; one thread at a time uses it.
 
     ``read_only`` opens it without writing anything, not even SQLite's shared-memory
@@ -216,57 +215,6 @@ class Store(EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
         conv.messages = tree.path_to(conv.tree, conv.active_leaf)
         conv.message_count = len(conv.tree)
         return conv
-
-    @translated
-    def conversations(
-        self, limit: int | None = None, title_filter: str = "", run: str | AllRuns | None = ALL_RUNS
-    ) -> list[Conversation]:
-        """Newest first, with message counts; ``title_filter`` matches a title substring;
-        ``run`` keeps those of one bench run (None: people's own chats; ALL_RUNS: every one)."""
-        sql = (
-            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n "
-            "FROM conversations c"
-        )
-        where: list[str] = []
-        params: list[Any] = []
-        if title_filter:
-            where.append("c.title LIKE ? ESCAPE '\\'")
-            escaped = title_filter.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.append(f"%{escaped}%")
-        if run is None:
-            where.append("c.run IS NULL")
-        elif isinstance(run, str):
-            where.append("c.run = ?")
-            params.append(run)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY c.updated_at DESC, c.rowid DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [conversation_from_row(row, row["n"]) for row in self.db.execute(sql, params)]
-
-    @translated
-    def branch_counts(self) -> dict[str, int]:
-        """How many branches (leaves of the tree) each conversation with messages has
-        ({} for a store older than branches, opened read-only: one branch each)."""
-        if self.version < 6:
-            return {}
-        rows = self.db.execute(
-            "SELECT m.conversation_id, COUNT(*) FROM messages m WHERE NOT EXISTS "
-            "(SELECT 1 FROM messages k WHERE k.conversation_id = m.conversation_id "
-            "AND k.parent = m.uid) GROUP BY m.conversation_id"
-        ).fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    @translated
-    def runs(self) -> dict[str, int]:
-        """Each bench run's name and how many conversations it holds, newest first."""
-        rows = self.db.execute(
-            "SELECT run, COUNT(*) FROM conversations WHERE run IS NOT NULL "
-            "GROUP BY run ORDER BY MAX(updated_at) DESC"
-        ).fetchall()
-        return {r[0]: r[1] for r in rows}
 
     @translated
     def latest_id(self) -> str | None:

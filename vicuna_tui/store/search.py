@@ -18,8 +18,9 @@ class SearchQueries:
         def version(self) -> int: ...
 
     @translated
-    def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over every message; words are matched as prefixes."""
+    def search(self, text: str, limit: int = 50, offset: int = 0) -> list[SearchHit]:
+        """Full-text search over every message, newest chat first; words are matched as
+        prefixes.  At most ``limit`` hits, after skipping ``offset`` (the pages before)."""
         words = [w for w in text.replace('"', " ").split() if w]
         if not words:
             return []
@@ -31,8 +32,9 @@ class SearchQueries:
                 "snippet(messages_fts, 0, '«', '»', '…', 12) AS snip "
                 "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
                 "JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE messages_fts MATCH ? ORDER BY c.updated_at DESC, m.position LIMIT ?",
-                (query, limit),
+                "WHERE messages_fts MATCH ? ORDER BY c.updated_at DESC, m.position "
+                "LIMIT ? OFFSET ?",
+                (query, limit, offset),
             ).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot search for {text!r}: {exc}", "try plain words") from None

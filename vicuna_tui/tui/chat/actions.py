@@ -156,7 +156,10 @@ class ChatActions(ReplayControl):
         if pane.display:
             enabled = [field for field in pane.query(Input) if not field.disabled]
             if enabled:
-                enabled[0].focus()
+                # Scrolled into view once laid out: fields built just now have no place
+                # yet, and focus's own scroll would then move the pane by chance.
+                enabled[0].focus(scroll_visible=False)
+                self.call_after_refresh(enabled[0].scroll_visible, animate=False)
 
         else:
             self.prompt.focus()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -12,7 +13,13 @@ from helpers import ask, run_cli
 
 from vicuna_tui.engine import gguf_file, templates
 from vicuna_tui.engine.backends import engine_for
-from vicuna_tui.engine.events import ChatRequest, ReplyDone
+from vicuna_tui.engine.events import (
+    ChatRequest,
+    PrefillProgress,
+    ReplyDelta,
+    ReplyDone,
+    ReplyStarted,
+)
 from vicuna_tui.engine.llamacpp import LlamaCppBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.store import Store
@@ -99,6 +106,27 @@ def test_cancel_during_a_long_prefill(llama: LlamaCppBackend) -> None:
     done = events[-1]
     assert isinstance(done, ReplyDone) and done.finish_reason == "cancelled"
     assert done.text == "" and calls == [chunk]  # one chunk, then stopped
+
+
+def test_a_long_prefill_says_how_far_it_got(llama: LlamaCppBackend) -> None:
+    chunk = llama.prefill_chunk
+    long = " ".join(f"word{i}" for i in range(chunk))  # about 4 chunks
+    request = ChatRequest(turns=(("user", long),), generation=GREEDY)
+    events = list(llama.generate(request, threading.Event()))
+    started = next(e for e in events if isinstance(e, ReplyStarted))
+    progress = [e for e in events if isinstance(e, PrefillProgress)]
+    total = started.prompt_tokens
+    assert total > 3 * chunk
+    done = [p.done for p in progress]
+    assert len(done) >= 3 and {p.total for p in progress} == {total}
+    assert done[0] == started.cached_tokens + chunk  # the part cached before, then chunks
+    assert all(b - a == chunk for a, b in itertools.pairwise(done))
+    assert total - chunk <= done[-1] < total  # the last chunk is the reply's own request
+    first_delta = next(i for i, e in enumerate(events) if isinstance(e, ReplyDelta))
+    assert events.index(progress[-1]) < first_delta  # all of it before the reply
+    assert isinstance(events[-1], ReplyDone)
+    again = list(llama.generate(request, threading.Event()))  # cached now: nothing to read
+    assert not any(isinstance(e, PrefillProgress) for e in again)
 
 
 def test_multi_turn_reuses_the_prompt_cache(llama: LlamaCppBackend) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 from helpers import ask
 
-from vicuna_tui.engine.events import ChatRequest
+from vicuna_tui.engine.events import ChatRequest, PrefillProgress, ReplyDone, ReplyStarted
 from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings
 
@@ -106,6 +107,49 @@ def test_kv_cache_reuse_gives_the_same_tokens_as_a_fresh_prefill(backend: LocalB
     assert reused == fresh
     assert fresh_cached == [0, 0, 0]
     assert reused_cached[0] == 0 and reused_cached[1] > 0 and reused_cached[2] > reused_cached[1]
+
+
+def test_a_long_prompt_is_read_in_chunks_with_progress_and_the_same_reply(
+    backend: LocalBackend,
+) -> None:
+    notes = " ".join(f"note {i}: the llama number {i} eats grass." for i in range(30))
+    turns = (("user", f"{notes}\nWhat do the llamas eat?"),)
+    gen = GenerationSettings(temperature=0.0, max_new_tokens=12)
+    request = ChatRequest(turns=turns, generation=gen)
+    default, chunk = backend.prefill_chunk, 128  # small chunks: a short prompt is enough
+    backend.prefill_chunk = chunk
+    try:
+        events = list(backend.generate(request, threading.Event()))
+    finally:
+        backend.prefill_chunk = default
+    progress = [e for e in events if isinstance(e, PrefillProgress)]
+    total = next(e for e in events if isinstance(e, ReplyStarted)).prompt_tokens
+    assert 2 * chunk + 1 < total < default  # chunked at 128, one forward at the default
+    assert [p.done for p in progress] == list(range(chunk, total - 1, chunk))
+    assert {p.total for p in progress} == {total}
+    chunked = events[-1]
+    assert isinstance(chunked, ReplyDone) and "grass" in chunked.text
+
+    backend.reset_cache()
+    whole = list(backend.generate(request, threading.Event()))  # one forward: 512 a chunk
+    assert not any(isinstance(e, PrefillProgress) for e in whole)
+    assert whole[-1].text == chunked.text  # type: ignore[union-attr]
+
+    # Esc during the reading stops at the next chunk, before any token
+    backend.reset_cache()
+    cancel = threading.Event()
+    stopped = []
+    backend.prefill_chunk = chunk
+    try:
+        for event in backend.generate(request, cancel):
+            stopped.append(event)
+            if isinstance(event, PrefillProgress):
+                cancel.set()
+    finally:
+        backend.prefill_chunk = default
+    assert [type(e).__name__ for e in stopped] == ["ReplyStarted", "PrefillProgress", "ReplyDone"]
+    last = stopped[-1]
+    assert isinstance(last, ReplyDone) and last.finish_reason == "cancelled"
 
 
 def test_fast_path_matches_plain_transformers_generate(

@@ -199,3 +199,45 @@ async def test_the_context_meter_and_prompt_view_follow_the_branch_shown(
         prompt = await switch_and_read_prompt("alt+right", 2)
         assert f"ctx {short_context}/" in status_text(screen)
         assert "Germany" in prompt and "Italy" not in prompt
+
+
+async def test_a_long_prompt_shows_how_far_its_reading_got_and_esc_stops_it(
+    home: Path, smollm_gguf: Path
+) -> None:
+    app = make_app(
+        lambda load: ProcessBackend(load),
+        load=LoadSettings(model_path=str(smollm_gguf), device="cpu"),
+        max_new_tokens=12,
+    )
+    notes = " ".join(f"note {i}: the llama number {i} eats grass." for i in range(45))
+    async with run_test(app, size=(120, 40)) as pilot:
+        screen = await ready(pilot)
+        states: list[str] = []
+        set_state = screen.status.set_state
+
+        def record(text: str) -> None:
+            states.append(text)
+            set_state(text)
+
+        screen.status.set_state = record  # type: ignore[method-assign]
+        await send(pilot, f"{notes}\nWhat do the llamas eat?")
+        await reply_done(pilot)
+        reading = [s for s in states if s.startswith("reading the chat, tokens ")]
+        assert len(reading) >= 2, states  # read 256 tokens at a time
+        first = reading[0]
+        total = int(first.split("/")[1].split()[0])
+        assert total > 512 and first.endswith("% · Esc stops") and "▕" in first
+        assert [int(s.split("/")[0].split()[-1]) for s in reading] == sorted(
+            int(s.split("/")[0].split()[-1]) for s in reading
+        )  # tokens read, going up
+        assert "grass" in screen.transcript.views[-1].text
+        assert "tok/s" in status_text(screen) and "reading" not in status_text(screen)
+
+        # Esc while it reads: stopped at the next chunk, before any token
+        states.clear()
+        await send(pilot, f"{notes} Once more: what do the llamas eat?")
+        await wait_for(pilot, lambda: any(s.startswith("reading the chat") for s in states))
+        await pilot.press("escape")
+        await reply_done(pilot)
+        reply = screen.transcript.views[-1]
+        assert reply.text == "" and "stopped" in str(reply.query_one(".meta", Static).render())

@@ -114,6 +114,17 @@ class ReplyStarted:
 
 
 @dataclass(frozen=True)
+class PrefillProgress:
+    """A long prompt being read in (prefilled) a chunk at a time: ``done`` of its
+    ``total`` tokens are in the cache.  Sent after each chunk but the last; a cancel
+    waits for at most one chunk."""
+
+    request_id: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class ReplyDelta:
     request_id: int
     text: str
@@ -155,6 +166,7 @@ EngineEvent = (
     | LoadFailed
     | Notice
     | ReplyStarted
+    | PrefillProgress
     | ReplyDelta
     | ReplyDone
     | ReplyFailed

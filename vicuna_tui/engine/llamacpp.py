@@ -23,7 +23,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
     ModelInfo,
+    PrefillProgress,
     PromptPreview,
     ReplyDelta,
     ReplyDone,
@@ -305,7 +306,9 @@ class LlamaCppBackend(HoldsModel):
             seed,
         )
         sampling = self.sampling(request, seed)
-        cached_first = self._prefill(prepared.ids, predicted, fresh, sampling, cancel, slot)
+        cached_first = yield from self._prefill(
+            request.request_id, prepared.ids, predicted, fresh, sampling, cancel, slot
+        )
         reply = Reply(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started, started)
         body = {
             "prompt": prepared.ids,
@@ -348,16 +351,18 @@ class LlamaCppBackend(HoldsModel):
 
     def _prefill(
         self,
+        request_id: int,
         ids: list[int],
         cached: int,
         fresh: bool,
         sampling: dict[str, Any],
         cancel: threading.Event,
         slot: int = 0,
-    ) -> int | None:
+    ) -> Generator[PrefillProgress, None, int | None]:
         """Prefill a long prompt ``self.prefill_chunk`` tokens at a time, so that a cancel
-        waits for one chunk, not the whole prompt.  Returns the tokens the first chunk
-        found cached, or None when there was nothing to chunk."""
+        waits for one chunk, not the whole prompt, saying how far it got after each.
+        Returns the tokens the first chunk found cached, or None when there was nothing
+        to chunk."""
         found: int | None = None
         end = cached + self.prefill_chunk
         while end < len(ids) - 1 and not cancel.is_set():
@@ -375,5 +380,6 @@ class LlamaCppBackend(HoldsModel):
                 raise generation_error(result)
             if found is None:
                 found = int((result.get("timings") or {}).get("cache_n") or 0)
+            yield PrefillProgress(request_id, end, len(ids))
             end += self.prefill_chunk
         return found

@@ -12,7 +12,7 @@ import inspect
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from vicuna_tui.engine import sampling, templates
@@ -23,6 +23,7 @@ from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
     ModelInfo,
+    PrefillProgress,
     PromptPreview,
     ReplyDelta,
     ReplyDone,
@@ -45,6 +46,10 @@ from vicuna_tui.errors import (
     VicunaError,
 )
 
+# Tokens per prefill forward.  A cancel waits for one chunk at most; BENCHMARKS.md
+# ("prefill in chunks") measures what reading a long prompt in chunks costs.
+PREFILL_CHUNK = 512
+
 
 class LocalBackend(HoldsModel):
     """Owns one model.  Every method runs on the engine thread."""
@@ -65,6 +70,9 @@ class LocalBackend(HoldsModel):
         self._step: Any = None  # the compiled single-token forward, with --compile
         self.grow_cache = True  # on the CPU fast path, a KV cache that grows in place
         self.fast_step = True  # and a plain LLaMA's own single-token forward (fastpath)
+        # Tokens per prefill forward: a cancel waits for at most one chunk, and each one
+        # says how far the reading got (PrefillProgress).
+        self.prefill_chunk = PREFILL_CHUNK
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -264,7 +272,7 @@ class LocalBackend(HoldsModel):
         )
         reply = ReplyTally(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started)
         try:
-            tokens = self._decode(prepared, cached, gen, seed, cancel)
+            tokens = self._decode(request.request_id, prepared, cached, gen, seed, cancel)
             yield from self._read(tokens, request.request_id, stop_ids, decoder, reply, cancel)
         except VicunaError:
             self.reset_cache()
@@ -281,16 +289,19 @@ class LocalBackend(HoldsModel):
 
     @staticmethod
     def _read(
-        tokens: Iterator[int],
+        tokens: Iterator[int | PrefillProgress],
         request_id: int,
         stop_ids: set[int],
         decoder: IncrementalDecoder,
         reply: ReplyTally,
         cancel: threading.Event,
-    ) -> Iterator[ReplyDelta]:
+    ) -> Iterator[ReplyDelta | PrefillProgress]:
         """The reply's text, token by token, up to a stop token or string, a cancel or
         the length limit (``reply.finish`` says which)."""
         for token in tokens:
+            if isinstance(token, PrefillProgress):
+                yield token
+                continue
             reply.tick()
             if token in stop_ids:
                 reply.finish = FINISH_STOP
@@ -306,12 +317,15 @@ class LocalBackend(HoldsModel):
 
     def _decode(
         self,
+        request_id: int,
         prepared: PreparedPrompt,
         cached: int,
         gen: GenerationSettings,
         seed: int | None,
         cancel: threading.Event,
-    ) -> Iterator[int]:
+    ) -> Iterator[int | PrefillProgress]:
+        """The reply's tokens, after reading in the prompt's new part (a chunk at a time
+        when it is long, with a PrefillProgress after each chunk but the last)."""
         import torch
 
         model = self._loaded.model
@@ -322,7 +336,6 @@ class LocalBackend(HoldsModel):
             generator = torch.Generator(device=device).manual_seed(seed)
         history = torch.tensor([prepared.ids], device=device) if processors else None
         feed_ids = prepared.ids[cached:]
-        feed = torch.tensor([feed_ids], device=device)
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
         fast_path = getattr(model, "_vicuna_fast_groups", None) is not None  # CPU fast path
         step = None  # the fast path's own single-token forward, with the growing cache
@@ -335,6 +348,8 @@ class LocalBackend(HoldsModel):
                 step = getattr(model, "_vicuna_step", None)
         try:
             with torch.inference_mode():
+                feed_ids = yield from self._prefill(request_id, prepared, feed_ids, extra, cancel)
+                feed = torch.tensor([feed_ids], device=device)
                 for _ in range(prepared.max_new_tokens):
                     if cancel.is_set():
                         return
@@ -359,6 +374,30 @@ class LocalBackend(HoldsModel):
                 from vicuna_tui.engine import fastpath
 
                 fastpath.release(model)
+
+    def _prefill(
+        self,
+        request_id: int,
+        prepared: PreparedPrompt,
+        feed_ids: list[int],
+        extra: dict[str, Any],
+        cancel: threading.Event,
+    ) -> Generator[PrefillProgress, None, list[int]]:
+        """Read a long prompt's new part into the cache ``prefill_chunk`` tokens at a
+        time, saying how far it got after each chunk; stops early on a cancel.  Returns
+        the part left for the first forward that gives the next token."""
+        import torch
+
+        model, device = self._loaded.model, self._loaded.input_device
+        chunk, total = self.prefill_chunk, len(prepared.ids)
+        while len(feed_ids) > chunk + 1 and not cancel.is_set():
+            part = feed_ids[:chunk]
+            out = self._forward(model, torch.tensor([part], device=device), chunk, extra)
+            self.kv.value = fastpath_output_cache(out)
+            self.kv.ids.extend(part)
+            feed_ids = feed_ids[chunk:]
+            yield PrefillProgress(request_id, total - len(feed_ids), total)
+        return feed_ids
 
     def _forward(self, model: Any, feed: Any, count: int, extra: dict[str, Any]) -> Any:
         """The model's forward over ``count`` new tokens, on the static cache (and the

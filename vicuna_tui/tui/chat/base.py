@@ -33,6 +33,7 @@ class Streaming:
 
     request_id: int
     view: MessageView
+    reading: bool = False  # the status shows the prompt being read in (a long prefill)
 
 
 class ChatScreenBase(Screen[None]):

@@ -21,6 +21,7 @@ from vicuna_tui.engine.events import (
     LoadProgress,
     ModelReady,
     Notice,
+    PrefillProgress,
     PromptPreview,
     ReplyDone,
     ReplyFailed,
@@ -34,7 +35,7 @@ from vicuna_tui.tui.screens.dialogs import PromptViewScreen
 from vicuna_tui.tui.widgets.composer import PromptInput
 from vicuna_tui.tui.widgets.settings import SettingsPane
 from vicuna_tui.tui.widgets.sidebar import Sidebar
-from vicuna_tui.tui.widgets.status import StatusBar
+from vicuna_tui.tui.widgets.status import StatusBar, progress_text
 from vicuna_tui.tui.widgets.transcript import Transcript
 
 
@@ -119,6 +120,22 @@ class ChatScreen(ChatActions):
             if self.is_attached and not getattr(self.app, "_exit", False):
                 raise
 
+    def _reply_begins(self, event: ReplyStarted | PrefillProgress) -> None:
+        """The reply streaming now has started, or is reading its prompt in."""
+        if not self.streaming or event.request_id != self.streaming.request_id:
+            return
+        if isinstance(event, PrefillProgress):  # a long prompt: how far, and how to stop
+            self.streaming.reading = True
+            stage = progress_text("reading the chat, tokens", event.done, event.total)
+            self.status.set_state(f"{stage} · Esc stops")
+            return
+        self.status.set_state("writing…")
+        if event.dropped_turns:
+            self.notify(
+                f"{event.dropped_turns} old turn(s) left out to fit the model's context",
+                severity="warning",
+            )
+
     async def handle_event(self, event: EngineEvent) -> None:
         # Reply text does not come this way: _draw_reply takes it a frame at a time.
         if isinstance(event, LoadProgress):
@@ -127,14 +144,8 @@ class ChatScreen(ChatActions):
             self._model_ready(event)
         elif isinstance(event, LoadFailed):
             self._load_failed(event)
-        elif isinstance(event, ReplyStarted):
-            if self.streaming and event.request_id == self.streaming.request_id:
-                self.status.set_state("writing…")
-                if event.dropped_turns:
-                    self.notify(
-                        f"{event.dropped_turns} old turn(s) left out to fit the model's context",
-                        severity="warning",
-                    )
+        elif isinstance(event, (ReplyStarted, PrefillProgress)):
+            self._reply_begins(event)
         elif isinstance(event, ReplyDone):
             await self._finish(event)
         elif isinstance(event, ReplyFailed):

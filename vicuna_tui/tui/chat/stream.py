@@ -35,6 +35,9 @@ class ReplyStream(ChatScreenBase):
         self._frame_timer = None
         text = self._pending_text()
         if text and self.streaming is not None:
+            if self.streaming.reading:  # the prompt is in: the reply has begun
+                self.streaming.reading = False
+                self.status.set_state("writing…")
             await self.streaming.view.write(text)
         wait = self._pacer.next()
         if self.streaming is not None:

@@ -23,6 +23,9 @@ GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=64)
 def make(script: list[int], **kwargs: object) -> LocalBackend:
     backend = LocalBackend(LoadSettings())
     backend.attach(fake_loaded(script, **kwargs))  # type: ignore[arg-type]
+    # The fake answers one scripted token per forward, so the prompt is read in one
+    # forward here (test_real_model checks reading it in chunks).
+    backend.prefill_chunk = 10**6
     return backend
 
 

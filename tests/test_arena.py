@@ -239,6 +239,18 @@ def test_arena_without_a_terminal_says_how(home: Path, tmp_path: Path) -> None:
     result = run_cli("arena", "--model-path", str(model), "--model-path", str(model))
     assert result.returncode == 2
     assert "the arena needs a terminal" in result.stderr and "arena results" in result.stderr
+    assert "settings differ" not in result.stderr
+    # sides given their own lengths and temperatures: said before the battle
+    differ = run_cli(
+        "arena",
+        *("--model-path", str(model), "--max-new-tokens", "80"),
+        *("--model-path", str(model), "--max-new-tokens", "60", "--temperature", "0.2"),
+    )
+    assert (
+        "warning: the two sides' settings differ (temperature: first 0.7, second 0.2; "
+        "max new tokens: first 80, second 60), so a vote weighs them as well as the models"
+        in differ.stderr
+    )
 
 
 def test_two_models_too_big_for_memory_are_named_before_loading(home: Path, tmp_path: Path) -> None:
@@ -261,10 +273,12 @@ def test_arena_results_from_known_votes(home: Path) -> None:
         for n, vote in enumerate(known):
             store.save_battle(Battle(f"b{n}", vote.model_a, vote.model_b, vote=vote.vote))
         store.save_battle(Battle("evil", "\x1b[2Jx", "[red]y", vote=None))
+        store.save_battle(Battle("same", "x", "x", vote="a"))  # rates nothing: left out
     result = run_cli("arena", "results", "--json", "--rounds", "50")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["battles"] == 5
+    assert data["battles"] == 5 and data["left_out_same_model"] == 1
+    assert sum(row["games"] for row in data["models"]) == 2 * 5  # what the table counts
     top = data["models"][0]
     assert (top["model"], top["wins"], top["losses"], top["ties"], top["both_bad"]) == (
         "x",
@@ -279,7 +293,11 @@ def test_arena_results_from_known_votes(home: Path) -> None:
     assert table.returncode == 0
     first = table.stdout.splitlines()[1].split()
     assert first[:3] == ["1", "x", "1060"] and "60.0%" in first
-    assert "5 voted battles" in table.stdout and "\x1b" not in table.stdout
+    assert (
+        "5 voted battles counted; 1 more left out: the same model on both sides rates nothing."
+        in table.stdout
+    )
+    assert "\x1b" not in table.stdout
 
 
 def test_each_side_takes_its_own_flags_and_shares_the_rest(home: Path) -> None:

@@ -82,6 +82,22 @@ def test_search_says_where_it_stopped_and_goes_on(home: Path) -> None:
     assert bad.returncode == 2 and "not a whole number of at least 1" in bad.stderr
 
 
+def test_arena_chats_are_listed_as_arena_chats_not_bench_ones(home: Path) -> None:
+    with Store() as store:
+        store.create_conversation(title="mine")
+        store.create_conversation(title="mt_bench/m · 81", run="mt_bench/m")
+        sides = [store.create_conversation(title=f"Hi · arena {s}", run="arena") for s in "AB"]
+    listed = run_cli("sessions", "list").stdout
+    assert "and 1 bench conversation(s), kept apart:" in listed
+    assert "arena   (vicuna-tui sessions list --run arena)" not in listed  # not a bench run
+    assert (
+        "and 2 arena chat(s), two to a battle: vicuna-tui sessions list --run arena; "
+        "the votes: vicuna-tui arena results" in listed
+    )
+    shown = run_cli("sessions", "show", sides[0].id).stdout
+    assert "arena: one side of a battle" in shown and "bench run" not in shown
+
+
 def test_rename_and_delete(home: Path) -> None:
     conv_id = seed_store()
     assert run_cli("sessions", "rename", conv_id[:5], "Camelids", "101").returncode == 0

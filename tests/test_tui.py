@@ -332,7 +332,7 @@ async def test_conversations_pane_lists_filters_and_opens(
             "Rust traits",
             "Pasta recipe",
             "Rust lifetimes",
-            "and 2 bench and arena chat(s): type to find them",
+            "and 1 bench answer and 1 arena chat: type to find them",
         ]
         assert options.get_option_at_index(3).disabled
         await pilot.press("ctrl+f")
@@ -377,12 +377,12 @@ async def test_conversations_pane_counts_and_pages_through_every_chat(home: Path
         assert prompts()[0] == f"chat {PAGE + 49:03}" and len(prompts()) == PAGE + 2
         assert prompts()[-2:] == [
             "↓ 50 more chats: Enter shows them",
-            "and 1 bench and arena chat(s): type to find them",
+            "and 1 bench answer: type to find them",
         ]
         options.focus()
         await pilot.press("end")  # the keys reach the last line: the next page comes
         await wait_for(pilot, lambda: options.option_count == PAGE + 51)
-        assert prompts()[-2:] == ["chat 000", "and 1 bench and arena chat(s): type to find them"]
+        assert prompts()[-2:] == ["chat 000", "and 1 bench answer: type to find them"]
         assert options.highlighted is not None
         assert prompts()[options.highlighted] == f"chat {49:03}"  # where the line was
 

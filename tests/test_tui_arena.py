@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import ScriptedBackend
-from textual.widgets import Button, DataTable
+from textual.widgets import Button, DataTable, Static
 from tui_helpers import run_test, showing, wait_for
 
 from vicuna_tui import config as config_mod
@@ -170,7 +170,7 @@ async def test_the_leaderboard_shows_known_votes(home: Path) -> None:
         assert cells == table_rows(leaderboard(known))
         # p = (3 wins + 1 tie / 2 + 1 / 2) / (5 + 1) = 2/3: x is 400·log10(2) / 2 above 1000
         assert cells[0][1:3] == ("x", "1060") and cells[0][5:8] == ("3", "1", "1")
-        assert "5 voted battles, 2 models" in str(
+        assert "5 voted battles counted, 2 models" in str(
             results.query_one("#arena-results-summary").render()
         )
 
@@ -339,10 +339,42 @@ async def test_named_mode_shows_the_names_at_once(home: Path, blind: bool) -> No
         screen = await both_ready(pilot)
         await wait_for(pilot, lambda: "one" in screen.pane("A").title_text())
         assert "ready: one on cpu" in screen.pane("A").status_text()
+        assert "differ" not in str(screen.query_one("#arena-head", Static).render())
+
+
+async def test_different_settings_are_warned_of_and_each_sides_shown_after_the_vote(
+    home: Path,
+) -> None:
+    longer = dataclasses.replace(
+        resolved("two"), generation=GenerationSettings(temperature=0.5, max_new_tokens=60)
+    )
+    backends = {"one": ScriptedBackend(name="one"), "two": ScriptedBackend(name="two")}
+    app = ArenaApp(
+        [resolved("one"), longer],
+        Store(),
+        factory=lambda r: backends[str(r.load.model_path)],
+        swapped=False,
+    )
+    async with run_test(app, size=(160, 40)) as pilot:
+        screen = await both_ready(pilot)
+        head = str(screen.query_one("#arena-head", Static).render())
+        assert (
+            "⚠ The sides' settings differ: temperature: A 0, B 0.5; max new tokens: A 16, B 60"
+            in head
+        )
+        assert any("the vote weighs them as well as the models" in t for t in toasts(app))
+        await ask(pilot, "Hi")
+        assert "max new tokens" not in screen.pane("A").status_text()  # blind: not yet
+        await pilot.press("a")
+        await wait_for(pilot, lambda: screen.battle.vote == "a")
+        first, second = (screen.pane(x).status_text() for x in "AB")
+        assert "one on cpu" in first and "temperature 0 · max new tokens 16" in first
+        assert "two on cpu" in second and "temperature 0.5 · max new tokens 60" in second
+        assert "template vicuna_v1.1 (auto)" in second
 
 
 async def test_the_chat_opens_an_arena_from_the_palette_and_back(home: Path) -> None:
-    from textual.widgets import Input
+    from textual.widgets import Input, OptionList, Select, Static
     from tui_helpers import make_app, ready
 
     from vicuna_tui.tui.chat import ChatScreen
@@ -358,14 +390,24 @@ async def test_the_chat_opens_an_arena_from_the_palette_and_back(home: Path) -> 
         await ready(pilot)
         app.show_arena_setup()
         await wait_for(pilot, lambda: showing(app, ArenaSetupScreen))
-        app.screen.query_one("#arena-first", Input).value = "left"
-        app.screen.query_one("#arena-second", Input).value = "right"
-        await pilot.click("#start")
+        setup = app.screen
+        labels = [str(w.render()) for w in setup.query(".field-label")]
+        assert labels == ["First model", "Second model"]
+        hint = setup.query_one("#arena-setup-hint", Static)
+        assert hint.region.height >= 2 and "http://host:8000/v1 MODEL" in str(hint.render())
+        setup.query_one("#arena-first", Input).value = "left"
+        await pilot.click("#start")  # the second is missing: said, and focused
+        error = str(setup.query_one("#arena-setup-error", Static).render())
+        assert error == "Give the second model: a path, Hub id, profile name or server URL."
+        assert app.focused is setup.query_one("#arena-second", Input)
+        setup.query_one("#arena-second-engine", Select).value = "llamacpp"
+        await pilot.press(*"right", "enter")  # typed where the focus went, and sent
         await wait_for(pilot, lambda: showing(app, ArenaScreen))
         arena = app.screen
         assert isinstance(arena, ArenaScreen)
         await wait_for(pilot, lambda: all(s.state == "ready" for s in arena.sides))
         assert arena.sides[0].resolved.load.model_path == "left"
+        assert [s.resolved.load.backend for s in arena.sides] == ["auto", "llamacpp"]
         await ask_on(pilot, arena, "Hello?")
         assert sorted(texts(arena, "A") + texts(arena, "B")) == sorted(
             ["Hello?", "Left here.", "Hello?", "Right here."]
@@ -373,6 +415,14 @@ async def test_the_chat_opens_an_arena_from_the_palette_and_back(home: Path) -> 
         await pilot.press("f10")  # back to the chat, which kept its model
         await wait_for(pilot, lambda: showing(app, ChatScreen))
         assert app.chat.model_ready
+        listed = app.chat.sidebar.query_one("#chat-list", OptionList)
+
+        def last_line() -> str:
+            count = listed.option_count
+            return str(listed.get_option_at_index(count - 1).prompt) if count else ""
+
+        # the chat list counts the battle's two chats, as arena chats
+        await wait_for(pilot, lambda: last_line() == "and 2 arena chats: type to find them")
 
 
 async def ask_on(pilot: Any, screen: ArenaScreen, text: str) -> None:

@@ -17,10 +17,11 @@ from typing import Any
 
 from vicuna_tui.arena.ratings import VOTE_WORDS, VOTES
 from vicuna_tui.engine.events import ChatRequest, ModelInfo
+from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.session import ChatSession
-from vicuna_tui.store import Battle, Store, StoreError, make_title, now
+from vicuna_tui.store import ARENA_RUN, Battle, Store, StoreError, make_title, now
 
-RUN = "arena"
+RUN = ARENA_RUN
 LETTERS = ("A", "B")
 
 # Hands a store job to whatever writes (at once, or on the TUI's store thread).
@@ -36,6 +37,35 @@ def arena_name(info: ModelInfo) -> str:
         return f"{info.name} (llama.cpp {info.quantization or 'gguf'})"
     quant = f" {info.quantization}" if info.quantization else ""
     return f"{info.name} (transformers {info.dtype}{quant})"
+
+
+def setting_words(
+    gen: GenerationSettings, template: str, system_message: str | None
+) -> dict[str, str]:
+    """A side's sampling, reply length, template (as asked for: "auto" follows each
+    model) and system message, in words."""
+    return {
+        "temperature": f"{gen.temperature:g}",
+        "top-p": f"{gen.top_p:g}",
+        "top-k": str(gen.top_k) if gen.top_k else "off",
+        "repetition penalty": f"{gen.repetition_penalty:g}",
+        "max new tokens": str(gen.max_new_tokens),
+        "seed": "random" if gen.seed is None else str(gen.seed),
+        "stop strings": ", ".join(repr(s) for s in gen.stop) or "none",
+        "template": template,
+        "system message": "the template's" if system_message is None else repr(system_message[:40]),
+    }
+
+
+def differences(
+    first: dict[str, str], second: dict[str, str], names: tuple[str, str] = ("A", "B")
+) -> list[str]:
+    """Each setting two sides do not share, as "max new tokens: A 80, B 60"."""
+    return [
+        f"{name}: {names[0]} {first[name]}, {names[1]} {second[name]}"
+        for name in first
+        if first[name] != second[name]
+    ]
 
 
 class ArenaBattle:
@@ -92,6 +122,27 @@ class ArenaBattle:
         """Both sides run the same model the same way (votes then only weigh sampling)."""
         first, second = (s.model_info for s in self.sessions)
         return first is not None and second is not None and arena_name(first) == arena_name(second)
+
+    def settings_shown(self, letter: str) -> dict[str, str]:
+        """What shapes the replies of the side shown as ``letter``, in words."""
+        session = self.session(letter)
+        return setting_words(session.generation, session.template, session.system_message)
+
+    def differences(self) -> list[str]:
+        """Each setting the two sides do not share, as "max new tokens: A 80, B 60"."""
+        return differences(self.settings_shown("A"), self.settings_shown("B"))
+
+    def describe_settings(self, letter: str) -> str:
+        """The side's settings in one short line (those at their usual values left out
+        but temperature, length and template)."""
+        shown = self.settings_shown(letter)
+        session = self.session(letter)
+        if session.template == "auto" and session.model_info is not None:
+            shown["template"] = f"{session.resolved_template} (auto)"
+        usual = {"top-p": "1", "top-k": "off", "repetition penalty": "1", "seed": "random"}
+        usual |= {"stop strings": "none", "system message": "the template's"}
+        parts = [f"{name} {value}" for name, value in shown.items() if usual.get(name) != value]
+        return " · ".join(parts)
 
     # -- the prompt and the vote ---------------------------------------------------------
 

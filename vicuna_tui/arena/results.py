@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from vicuna_tui.arena.ratings import Standing, Vote, leaderboard
@@ -15,16 +15,35 @@ def votes_of(battles: Sequence[Battle]) -> list[Vote]:
     return [Vote(b.model_a, b.model_b, b.vote) for b in battles if b.vote is not None]
 
 
-def standings(store: Store, *, rounds: int = 200, seed: int = 0) -> tuple[list[Standing], int]:
-    """The leaderboard, and how many battles were voted on."""
+@dataclass(frozen=True)
+class Results:
+    """The leaderboard, the voted battles it counts, and the voted battles it leaves
+    out: those with the same model on both sides, which rate nothing."""
+
+    rows: list[Standing]
+    counted: int
+    same_model: int
+
+    def summary(self) -> str:
+        """One line: what the table counts and what it left out."""
+        text = f"{self.counted} voted battle{'s' if self.counted != 1 else ''} counted"
+        if self.same_model:
+            text += f"; {self.same_model} more left out: the same model on both sides rates nothing"
+        return text
+
+
+def standings(store: Store, *, rounds: int = 200, seed: int = 0) -> Results:
+    """The leaderboard from every voted battle in the store."""
     votes = votes_of(store.battles(voted_only=True))
-    return leaderboard(votes, rounds=rounds, seed=seed), len(votes)
+    same = sum(v.model_a == v.model_b for v in votes)
+    return Results(leaderboard(votes, rounds=rounds, seed=seed), len(votes) - same, same)
 
 
-def as_json(rows: Sequence[Standing], battles: int) -> dict[str, Any]:
+def as_json(results: Results) -> dict[str, Any]:
     return {
-        "battles": battles,
-        "models": [{**asdict(r), "win_rate": r.win_rate} for r in rows],
+        "battles": results.counted,
+        "left_out_same_model": results.same_model,
+        "models": [{**asdict(r), "win_rate": r.win_rate} for r in results.rows],
     }
 
 

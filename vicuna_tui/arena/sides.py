@@ -54,9 +54,10 @@ def describe_side(flags: Sequence[str]) -> str:
     return f"{kind} {value}"
 
 
-def typed_side(text: str, cfg: config_mod.Config) -> argparse.Namespace:
+def typed_side(text: str, cfg: config_mod.Config, engine: str = "auto") -> argparse.Namespace:
     """A side as typed in the TUI: a profile's name, an ``http(s)://`` server URL and
-    its model's name, or anything a ``--model-path`` takes."""
+    its model's name, or anything a ``--model-path`` takes, run by ``engine`` (auto,
+    transformers or llamacpp; as ``--backend``)."""
     text = text.strip()
     if not text:
         raise SettingsError("a side of the arena is empty", "type a model path, Hub id or URL")
@@ -65,4 +66,6 @@ def typed_side(text: str, cfg: config_mod.Config) -> argparse.Namespace:
     if text.startswith(("http://", "https://")):
         endpoint, _, model = text.partition(" ")
         return argparse.Namespace(endpoint=endpoint, remote_model=model.strip() or None)
+    if engine != "auto":
+        return argparse.Namespace(model_path=text, backend=engine)
     return argparse.Namespace(model_path=text)

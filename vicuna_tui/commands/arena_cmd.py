@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vicuna_tui import runtime
+from vicuna_tui.arena.battle import differences, setting_words
 from vicuna_tui.arena.fit import check_fit, share_cores
 from vicuna_tui.arena.results import HEADERS, as_json, standings, table_rows
 from vicuna_tui.arena.sides import describe_side, split_sides
@@ -76,6 +77,15 @@ def main(argv: Sequence[str]) -> int:
     sides, args = arena.sides, arena.args
     for warning in dict.fromkeys(w for side in sides for w in side.warnings):
         say(sys.stderr, f"warning: {warning}")
+    first, second = (setting_words(s.generation, s.template, s.system_message) for s in sides)
+    differ = differences(first, second, names=("first", "second"))
+    if differ:
+        say(
+            sys.stderr,
+            f"warning: the two sides' settings differ ({'; '.join(differ)}), so a vote "
+            "weighs them as well as the models; give the flags before the first side to "
+            "share them",
+        )
     one_at_a_time = args.one_at_a_time or _ask_one_at_a_time(sides)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise SettingsError(
@@ -138,12 +148,15 @@ def _results(argv: Sequence[str]) -> int:
     if args.rounds < 0:
         raise SettingsError("--rounds must be 0 or more", "e.g. --rounds 1000")
     with Store.for_reading() as store:
-        rows, battles = standings(store, rounds=args.rounds)
+        results = standings(store, rounds=args.rounds)
+    rows = results.rows
     if args.json:
-        out(json.dumps(as_json(rows, battles), ensure_ascii=False))
+        out(json.dumps(as_json(results), ensure_ascii=False))
         return 0
     if not rows:
         out("No arena votes yet: `vicuna-tui arena --model-path A --model-path B`, then vote.")
+        if results.same_model:
+            out(results.summary() + ".")
         return 0
     cells = [HEADERS, *table_rows(rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(HEADERS))]
@@ -155,7 +168,7 @@ def _results(argv: Sequence[str]) -> int:
             )
         )
     out(
-        f"{battles} voted battles. rating: Bradley–Terry, ties count half; 95% interval from "
+        f"{results.summary()}. rating: Bradley–Terry, ties count half; 95% interval from "
         f"{args.rounds} bootstrap rounds; elo: online, K=4."
     )
     return 0

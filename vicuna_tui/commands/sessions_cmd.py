@@ -18,7 +18,7 @@ from vicuna_tui import formats
 from vicuna_tui.commands import sessions_care as care
 from vicuna_tui.commands.console import confirmed
 from vicuna_tui.commands.console import out as _out
-from vicuna_tui.store import ALL_RUNS, AllRuns, Conversation, Store, tree
+from vicuna_tui.store import ALL_RUNS, ARENA_RUN, AllRuns, Conversation, Store, tree
 from vicuna_tui.textsafe import json_text
 
 
@@ -125,13 +125,20 @@ def _list(args: argparse.Namespace, store: Store) -> int:
             f"{conv.short_id}  {when}  {conv.message_count:>3} msgs  {model[:24]:<24}  "
             f"{tag}{conv.title}{forks}"
         )
-    if run is None:  # people's own chats; say what the bench runs hold
+    if run is None:  # people's own chats; say what the bench runs and the arena hold
         runs = store.runs()
+        arena = runs.pop(ARENA_RUN, 0)
         if runs:
             _out("")
             _out(f"and {sum(runs.values())} bench conversation(s), kept apart:")
             for name, count in runs.items():
                 _out(f"  {count:>4}  {name}   (vicuna-tui sessions list --run {shlex.quote(name)})")
+        if arena:
+            _out("")
+            _out(
+                f"and {arena} arena chat(s), two to a battle: vicuna-tui sessions list "
+                f"--run {ARENA_RUN}; the votes: vicuna-tui arena results"
+            )
     return 0
 
 
@@ -141,7 +148,9 @@ def _show(args: argparse.Namespace, store: Store) -> int:
     _out(f"model: {conv.model_name or conv.model_path or '?'}   template: {conv.template}")
     if conv.replay_of:
         _out(f"replay of: {conv.replay_of}")
-    if conv.run:
+    if conv.run == ARENA_RUN:
+        _out("arena: one side of a battle (the votes: vicuna-tui arena results)")
+    elif conv.run:
         _out(f"bench run: {conv.run}")
     for message in conv.messages:
         _out("")

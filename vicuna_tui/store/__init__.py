@@ -6,7 +6,7 @@ can go wrong, and ``backups`` / ``salvage`` the database's care.  It imports not
 from the engine or the front ends.
 """
 
-from vicuna_tui.store.battles import Battle
+from vicuna_tui.store.battles import ARENA_RUN, Battle
 from vicuna_tui.store.database import Store
 from vicuna_tui.store.errors import REPAIR_HINT, StoreError, explain
 from vicuna_tui.store.migrations import SCHEMA_VERSION
@@ -25,6 +25,7 @@ from vicuna_tui.store.records import (
 
 __all__ = [
     "ALL_RUNS",
+    "ARENA_RUN",
     "CONVERSATION_COLUMNS",
     "MESSAGE_COLUMNS",
     "REPAIR_HINT",

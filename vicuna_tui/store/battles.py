@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 from vicuna_tui.store.errors import translated
 from vicuna_tui.store.records import now
 
+# The bench run that each side's conversation of a battle is filed under: kept apart
+# from people's own chats, and listed as arena chats.
+ARENA_RUN = "arena"
+
 BATTLE_COLUMNS = (
     "id",
     "created_at",

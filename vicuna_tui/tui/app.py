@@ -291,15 +291,21 @@ class VicunaApp(LiteralNotifications):
     def show_arena_setup(self) -> None:
         from vicuna_tui.tui.screens.arena_setup import ArenaSetupScreen
 
-        self.push_screen(ArenaSetupScreen(self.session.load.model_path or ""), self._arena_chosen)
+        load = self.session.load
+        self.push_screen(ArenaSetupScreen(load.model_path or "", load.backend), self._arena_chosen)
 
     def _arena_chosen(self, choice: ArenaChoice | None) -> None:
         if choice is None:
             return
         try:
             sides = [
-                runtime.resolve(typed_side(text, self.resolved.config), cfg=self.resolved.config)
-                for text in (choice.first, choice.second)
+                runtime.resolve(
+                    typed_side(text, self.resolved.config, engine), cfg=self.resolved.config
+                )
+                for text, engine in (
+                    (choice.first, choice.first_engine),
+                    (choice.second, choice.second_engine),
+                )
             ]
         except VicunaError as exc:
             self.notify(
@@ -337,7 +343,8 @@ class VicunaApp(LiteralNotifications):
                     debug=self.engine_debug,
                     settings={"given": [choice.first, choice.second]},
                     not_saving=self.session.not_saving,
-                )
+                ),
+                lambda _: self.chat.sidebar.reload(),  # it lists the new arena chats
             )
 
         if fit.fits:

@@ -128,12 +128,20 @@ class ArenaBase(Screen[None]):
         mode = "blind" if self.blind else "named"
         order = " · one model at a time" if self.one_at_a_time else ""
         saving = f" · NOT SAVING ({self.not_saving})" if self.not_saving else ""
-        self.query_one("#arena-head", Static).update(
-            plain(
-                f"Arena · battle {self.battles} · {mode}{order}{saving} · {VOTE_HELP} · "
-                "Esc stops · Ctrl+N new battle · F9 leaderboard · F10 close"
-            )
+        head = (
+            f"Arena · battle {self.battles} · {mode}{order}{saving} · {VOTE_HELP} · "
+            "Esc stops · Ctrl+N new battle · F9 leaderboard · F10 close"
         )
+        differences = self.battle.differences()
+        if differences:  # a vote would weigh the settings as well as the models
+            head += "\n⚠ The sides' settings differ: " + "; ".join(differences)
+        self.query_one("#arena-head", Static).update(plain(head))
+
+    def ready_status(self, index: int) -> str:
+        """A loaded side's status once names may be shown: the model, and its settings."""
+        side = self.sides[index]
+        what = side.info.describe() if side.info is not None else "ready"
+        return f"ready: {what} · {self.battle.describe_settings(self._letter(side))}"
 
     def _show_titles(self) -> None:
         for letter in LETTERS:

@@ -68,6 +68,15 @@ class ArenaScreen(ArenaReplies):
         self._show_head()
         self._show_titles()
         self.prompt.focus()
+        differences = self.battle.differences()
+        if differences:
+            self.notify(
+                "The two sides' settings differ, so the vote weighs them as well as the "
+                f"models: {'; '.join(differences)}. Give both the same flags to compare "
+                "the models alone.",
+                severity="warning",
+                timeout=12,
+            )
         if self.one_at_a_time:
             for side in self.sides:
                 self.pane_of(side.index).set_status(
@@ -122,7 +131,7 @@ class ArenaScreen(ArenaReplies):
         for session in [self.battle.sessions[side.index]]:
             session.set_model(event.info)
         if self.battle.revealed:
-            self.pane_of(side.index).set_status(f"ready: {event.info.describe()}")
+            self.pane_of(side.index).set_status(self.ready_status(side.index))
         else:
             self._show_blind_loading()
         for notice in event.info.notices:
@@ -194,8 +203,8 @@ class ArenaScreen(ArenaReplies):
                 await self.pane(letter).transcript.show(self.battle.session(letter).messages)
         self._show_titles()
         for side in self.sides:
-            if side.info is not None and side.state == READY:
-                self.pane_of(side.index).set_status(f"ready: {side.info.describe()}")
+            if side.info is not None and side.state == READY:  # its model and settings
+                self.pane_of(side.index).set_status(self.ready_status(side.index))
         self._update_votes()
         self.prompt.focus()  # a vote by its button: typing goes on in the input
         names = " · ".join(f"{x}: {self.battle.name(x)}" for x in LETTERS)
@@ -228,7 +237,7 @@ class ArenaScreen(ArenaReplies):
     def action_close(self) -> None:
         """Back to the chat when the arena was opened from it; else quit."""
         if len(self.app.screen_stack) > 2:
-            self.app.pop_screen()
+            self.dismiss(None)  # the chat's callback brings its list up to date
         else:
             self.app.exit(0)
 

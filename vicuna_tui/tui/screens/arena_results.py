@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from vicuna_tui.arena.ratings import Standing
-from vicuna_tui.arena.results import HEADERS, standings, table_rows
+from vicuna_tui.arena.results import HEADERS, Results, standings, table_rows
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.messages import StoreFailed, StoreReply
 from vicuna_tui.tui.plain import plain
@@ -52,12 +52,13 @@ class ArenaResultsScreen(Screen[None]):
     def on_store_failed(self, message: StoreFailed) -> None:
         self._say(f"Could not read the battles: {message.error.message}")
 
-    def _show(self, result: tuple[list[Standing], int]) -> None:
-        self.rows, battles = result
+    def _show(self, result: Results) -> None:
+        self.rows = result.rows
         if not self.rows:
-            self._say("No votes yet: vote in a battle (a, b, t or x once both replies are in).")
+            empty = "No votes yet: vote in a battle (a, b, t or x once both replies are in)."
+            self._say(f"{empty} {result.summary()}." if result.same_model else empty)
             return
-        self._say(f"{battles} voted battles, {len(self.rows)} models")
+        self._say(f"{result.summary()}, {len(self.rows)} models")
         self.query_one(RatingChart).show(self.rows)
         table = self.query_one(DataTable)
         table.clear(columns=True)

@@ -20,7 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from vicuna_tui.store import ALL_RUNS, Conversation, SearchHit, Store
+from vicuna_tui.store import ALL_RUNS, ARENA_RUN, Conversation, SearchHit, Store
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.messages import ConversationChosen, StoreReply
 from vicuna_tui.tui.plain import plain
@@ -42,7 +42,8 @@ class Listing:
     total: int
     hits: list[SearchHit]
     more_hits: bool
-    kept_apart: int
+    bench_apart: int  # bench answers
+    arena_apart: int  # arena chats, two to a battle
 
 
 def _listing(store: Store, query: str, pages: int) -> Listing:
@@ -52,14 +53,16 @@ def _listing(store: Store, query: str, pages: int) -> Listing:
     chats = store.conversations(limit=PAGE * pages + 1, title_filter=query, run=run)
     total = store.count_conversations(title_filter=query, run=run)
     hits = store.search(query, limit=HIT_PAGE * pages + 1) if len(query) >= 2 else []
-    kept_apart = 0 if query else sum(store.runs().values())
+    runs = {} if query else store.runs()
+    arena = runs.pop(ARENA_RUN, 0)
     return Listing(
         chats[: PAGE * pages],
         len(chats) > PAGE * pages,
         total,
         hits[: HIT_PAGE * pages],
         len(hits) > HIT_PAGE * pages,
-        kept_apart,
+        sum(runs.values()),
+        arena,
     )
 
 
@@ -180,8 +183,16 @@ class Sidebar(Vertical):
         self._more = bool(more)
         if more:
             options.append(Option(plain(f"↓ {' and '.join(more)}: Enter shows them"), id=MORE))
-        if found.kept_apart:
-            note = f"and {found.kept_apart} bench and arena chat(s): type to find them"
+        apart = [
+            f"{count} {what}{'s' if count != 1 else ''}"
+            for count, what in (
+                (found.bench_apart, "bench answer"),
+                (found.arena_apart, "arena chat"),
+            )
+            if count
+        ]
+        if apart:
+            note = f"and {' and '.join(apart)}: type to find them"
             options.append(Option(plain(note), id=None, disabled=True))
         return options
 

@@ -143,9 +143,9 @@ class ChatActions(ReplayControl):
             done,
         )
 
-    def action_search(self) -> None:
+    async def action_search(self) -> None:
         self.sidebar.display = True
-        self.sidebar.focus_filter()
+        await self.sidebar.focus_filter()
 
     async def action_toggle_settings(self) -> None:
         pane = self.settings

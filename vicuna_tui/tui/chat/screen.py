@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from vicuna_tui.engine.events import (
     EngineEvent,
@@ -75,7 +75,9 @@ class ChatScreen(ChatActions):
                 id="settings",
             )
         yield StatusBar(id="status", memory_probe=self.host.memory_probe)
-        yield Footer()
+        # The footer's place: the Footer itself (some 70 ms to build and draw) and the
+        # chat list's widgets come just after the first frame (_after_first_frame).
+        yield Static(id="footer-slot")
 
     async def on_mount(self) -> None:
         self.model = ModelState(self.session.load, self.host.resolved.remote)
@@ -99,6 +101,10 @@ class ChatScreen(ChatActions):
 
     async def _after_first_frame(self) -> None:
         self._start_engine()
+        await self.sidebar.build()
+        with self.app.batch_update():  # one frame: the footer takes its slot's place
+            await self.mount(Footer(), before="#footer-slot")
+            await self.query_one("#footer-slot").remove()
         if self.replay_on_start:
             await self.start_replay(self.reuse_seeds)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual import on
-from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -95,27 +95,39 @@ class Sidebar(Vertical):
         self.pages = 1  # pages shown of the listing (back to one when the filter changes)
         self._more = False  # the last line offers more
         self._keep_at: int | None = None  # the line to highlight once more are shown
+        self.built = False  # its widgets are mounted just after the first frame
 
-    def compose(self) -> ComposeResult:
-        yield Static(plain("Chats"), classes="pane-title", id="chats-title")
-        yield Input(placeholder="Filter or search…", id="chat-filter")
-        yield ChatList(id="chat-list")
+    async def build(self) -> None:
+        """Mount the pane's widgets and list the chats.  Called once the first frame is
+        on screen: the pane's place is kept from the start, so nothing moves."""
+        if self.built:
+            return
+        widgets: list[Widget] = [
+            Static(plain("Chats"), classes="pane-title", id="chats-title"),
+            Input(placeholder="Filter or search…", id="chat-filter"),
+            ChatList(id="chat-list"),
+        ]
         if self.calls is None:
             why = terminal_safe(self.not_saving) if self.not_saving else "--no-save"
-            yield Static(plain(f"Not saving ({why})"), classes="dim", id="not-saving")
+            widgets.append(Static(plain(f"Not saving ({why})"), classes="dim", id="not-saving"))
+        await self.mount_all(widgets)
+        self.built = True
+        self.reload()
 
     @property
     def up_to_date(self) -> bool:
-        """The listing shown is the last one asked for (none is on its way)."""
-        return self._shown == self._asked or self.calls is None
+        """The pane is built and the listing shown is the last one asked for."""
+        return self.built and (self._shown == self._asked or self.calls is None)
 
     @property
     def filter_text(self) -> str:
-        return self.query_one("#chat-filter", Input).value.strip()
+        return self.query_one("#chat-filter", Input).value.strip() if self.built else ""
 
     def reload(self) -> None:
         """Re-read the store (after a change) keeping the filter and the highlight."""
         self._filter_timer = None
+        if not self.built:
+            return  # build() lists the chats
         if self.calls is None:
             self.query_one("#chat-list", OptionList).clear_options()
             return
@@ -199,9 +211,6 @@ class Sidebar(Vertical):
     def on_store_reply(self, message: StoreReply) -> None:
         message.callback()
 
-    def on_mount(self) -> None:
-        self.reload()
-
     @on(ChatList.ReachedEnd)
     def _scrolled_to_end(self) -> None:
         self.show_more()
@@ -237,7 +246,8 @@ class Sidebar(Vertical):
             chosen = event.option.id
             self.post_message(ConversationChosen(chosen, self.hit_messages.get(chosen)))
 
-    def focus_filter(self) -> None:
+    async def focus_filter(self) -> None:
         # At once, not after a refresh as Input.focus() does: keys typed right behind
         # the search key are already queued, and belong to the filter.
+        await self.build()
         self.screen.set_focus(self.query_one("#chat-filter", Input))

@@ -197,7 +197,9 @@ def main() -> None:
     body = (
         "Fresh processes on this machine, bytecode compiled as pip does. Target: the first "
         "frame within 0.5 s. The floor row is what Textual itself costs here (importing it "
-        "and drawing one Input), taken turn about with the TUI rows. The first "
+        "and drawing one Input), taken turn about with the TUI rows. The first frame is "
+        "the chat: its transcript, input and status bar, with the chat list's and the "
+        "footer's places kept; their widgets are mounted just after it. The first "
         "frame does not wait for torch (tests/test_startup.py checks that no torch or "
         "transformers module is imported by then); the first token does, and importing "
         f"torch and transformers' LLaMA code alone takes {float(import_cost.stdout):.2f} s "

@@ -47,7 +47,7 @@ from vicuna_tui.errors import (
 )
 
 # Tokens per prefill forward.  A cancel waits for one chunk at most; BENCHMARKS.md
-# ("prefill in chunks") measures what reading a long prompt in chunks costs.
+# ("Reading a long prompt in chunks") measures what that costs: nothing measurable.
 PREFILL_CHUNK = 512
 
 

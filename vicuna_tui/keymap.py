@@ -57,7 +57,12 @@ ACTIONS: tuple[KeyAction, ...] = (
         binding=False,
     ),
     KeyAction("help", "f1,question_mark", "Help"),
-    KeyAction("quit", "ctrl+q", "Quit (keeps a reply in progress)", "Quit"),
+    KeyAction(
+        "quit",
+        "ctrl+q",
+        "Quit (keeps a reply in progress; asks first over an unsent message)",
+        "Quit",
+    ),
 )
 
 DEFAULT_KEYS: dict[str, str] = {a.action: a.key for a in ACTIONS}

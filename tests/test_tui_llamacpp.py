@@ -22,6 +22,7 @@ from tui_helpers import (
 from vicuna_tui.engine.process import ProcessBackend
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.store import Store
+from vicuna_tui.tui.widgets.transcript import MessageView
 
 pytestmark = pytest.mark.real_model
 QUESTION = "Which city is the capital of France?"
@@ -202,7 +203,7 @@ async def test_the_context_meter_and_prompt_view_follow_the_branch_shown(
 
 
 async def test_a_long_prompt_shows_how_far_its_reading_got_and_esc_stops_it(
-    home: Path, smollm_gguf: Path
+    home: Path, smollm_gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(
         lambda load: ProcessBackend(load),
@@ -212,14 +213,14 @@ async def test_a_long_prompt_shows_how_far_its_reading_got_and_esc_stops_it(
     notes = " ".join(f"note {i}: the llama number {i} eats grass." for i in range(45))
     async with run_test(app, size=(120, 40)) as pilot:
         screen = await ready(pilot)
-        states: list[str] = []
-        set_state = screen.status.set_state
+        states: list[str] = []  # what a reply's line under it said, in turn
+        set_meta = MessageView.set_meta
 
-        def record(text: str) -> None:
+        def record(view: MessageView, text: str) -> None:
             states.append(text)
-            set_state(text)
+            set_meta(view, text)
 
-        screen.status.set_state = record  # type: ignore[method-assign]
+        monkeypatch.setattr(MessageView, "set_meta", record)
         await send(pilot, f"{notes}\nWhat do the llamas eat?")
         await reply_done(pilot)
         reading = [s for s in states if s.startswith("reading the chat, tokens ")]
@@ -232,6 +233,7 @@ async def test_a_long_prompt_shows_how_far_its_reading_got_and_esc_stops_it(
         )  # tokens read, going up
         assert "grass" in screen.transcript.views[-1].text
         assert "tok/s" in status_text(screen) and "reading" not in status_text(screen)
+        assert "reading" not in str(screen.transcript.views[-1].query_one(".meta", Static).render())
 
         # Esc while it reads: stopped at the next chunk, before any token
         states.clear()

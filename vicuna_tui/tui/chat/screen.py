@@ -133,7 +133,8 @@ class ChatScreen(ChatActions):
         if isinstance(event, PrefillProgress):  # a long prompt: how far, and how to stop
             self.streaming.reading = True
             stage = progress_text("reading the chat, tokens", event.done, event.total)
-            self.status.set_state(f"{stage} · Esc stops")
+            self.streaming.view.set_meta(f"{stage} · Esc stops")  # where the reply will be
+            self.status.set_state(f"reading {event.done * 100 // event.total}%")
             return
         self.status.set_state("writing…")
         if event.dropped_turns:

@@ -37,6 +37,7 @@ class ReplyStream(ChatScreenBase):
         if text and self.streaming is not None:
             if self.streaming.reading:  # the prompt is in: the reply has begun
                 self.streaming.reading = False
+                self.streaming.view.set_meta("")
                 self.status.set_state("writing…")
             await self.streaming.view.write(text)
         wait = self._pacer.next()

@@ -291,8 +291,9 @@ class VicunaApp(LiteralNotifications):
     def show_arena_setup(self) -> None:
         from vicuna_tui.tui.screens.arena_setup import ArenaSetupScreen
 
-        load = self.session.load
-        self.push_screen(ArenaSetupScreen(load.model_path or "", load.backend), self._arena_chosen)
+        load, info = self.session.load, self.session.model_info
+        first = load.model_path or (info.path if info is not None else "")  # the default's
+        self.push_screen(ArenaSetupScreen(first or "", load.backend), self._arena_chosen)
 
     def _arena_chosen(self, choice: ArenaChoice | None) -> None:
         if choice is None:

@@ -68,15 +68,6 @@ class ArenaScreen(ArenaReplies):
         self._show_head()
         self._show_titles()
         self.prompt.focus()
-        differences = self.battle.differences()
-        if differences:
-            self.notify(
-                "The two sides' settings differ, so the vote weighs them as well as the "
-                f"models: {'; '.join(differences)}. Give both the same flags to compare "
-                "the models alone.",
-                severity="warning",
-                timeout=12,
-            )
         if self.one_at_a_time:
             for side in self.sides:
                 self.pane_of(side.index).set_status(

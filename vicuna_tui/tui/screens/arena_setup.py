@@ -15,10 +15,11 @@ from vicuna_tui.tui.plain import plain
 
 HINT = (
     "Each side: a model folder, a .gguf file or a Hub id; a profile name from config.toml; "
-    "or a server, as http://host:8000/v1 MODEL. The engine is for a local model."
+    "or a server, as http://host:8000/v1 MODEL. The engine is for a local model (auto: "
+    "llama.cpp for a .gguf, transformers for the rest)."
 )
 ENGINES = (
-    ("engine: auto (llama.cpp for .gguf)", "auto"),
+    ("engine: auto", "auto"),  # llama.cpp for a .gguf, transformers for the rest
     ("engine: transformers", "transformers"),
     ("engine: llama.cpp", "llamacpp"),
 )

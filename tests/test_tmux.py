@@ -143,6 +143,11 @@ def test_an_arena_battle_on_both_local_backends(
         tmux(socket, "send-keys", "-t", "chat", "-H", "62")
         shown = screen_until(socket, "Model A ·")
         assert "llama.cpp Q4_1" in shown and "transformers float32" in shown
+        # the notice is a line under the head, and no toast covers B's revealed name
+        lines = shown.splitlines()
+        titles = next(i for i, line in enumerate(lines) if "Model A ·" in line)
+        assert "Model B · SmolLM2-135M-Instruct" in lines[titles], lines[titles]
+        assert any("Voted: B is better." in line for line in lines[:titles])
         screen_until(socket, "tok/s")
         tmux(socket, "send-keys", "-t", "chat", "C-q")
         screen_until(socket, "VICUNA_EXIT=0")

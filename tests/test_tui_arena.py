@@ -110,6 +110,10 @@ async def test_a_blind_battle_votes_then_names_and_saves(home: Path) -> None:
         await wait_for(pilot, lambda: "20.0 tok/s" in metas(screen, "A")[-1])
         assert screen.pane("A").title_text() == "Model A · two (transformers float32)"
         assert any("Voted: B is better" in t for t in toasts(app))
+        # said on a line of its own under the head, not in a toast over B's title
+        notice = screen.query_one("#arena-notice", Static)
+        assert notice.display and str(notice.render()).startswith("Voted: B is better.")
+        assert notice.region.y < screen.pane("B").region.y
         await pilot.click("#vote-tie")  # changed, by its button
         assert screen.battle.vote == "tie"
         assert screen.query_one("#vote-tie", Button).variant == "primary"

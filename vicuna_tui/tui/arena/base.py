@@ -72,6 +72,7 @@ class ArenaBase(Screen[None]):
         self._requests: dict[int, ChatRequest] = {}
         self._warned_identical = False
         self.held_notices: list[str] = []  # a blind battle's model notices, until the vote
+        self._notice_timer: Timer | None = None  # clears the notice line
 
     def _session(self, side: int) -> ChatSession:
         return runtime.new_session(

@@ -15,6 +15,7 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.widgets import Button, Footer, Static
 
 from vicuna_tui.arena.battle import LETTERS, VoteRefused
@@ -53,6 +54,7 @@ class ArenaScreen(ArenaReplies):
 
     def compose(self) -> ComposeResult:
         yield Static(id="arena-head")
+        yield Static(id="arena-notice")  # notices, in a line of their own
         with Horizontal(id="arena-panes"):
             for letter in LETTERS:
                 yield ArenaPane(letter)
@@ -63,6 +65,32 @@ class ArenaScreen(ArenaReplies):
                 )
         yield PromptInput(id="arena-prompt", passes=self._votes_now)
         yield Footer()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A notice goes on the line under the head, not in a toast: in the arena a
+        toast would cover a pane's title, where the names are revealed.  (It is still
+        the app's notification, kept in its list; the toast itself is hidden here.)"""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        line = self.query_one("#arena-notice", Static)
+        line.update(plain(("⚠ " if severity != "information" else "") + message))
+        line.set_class(severity != "information", "warning")
+        line.display = True
+        if self._notice_timer is not None:
+            self._notice_timer.stop()
+        wait = timeout if timeout is not None else self.app.NOTIFICATION_TIMEOUT
+        self._notice_timer = self.set_timer(max(wait, 8.0), self._clear_notice)
+
+    def _clear_notice(self) -> None:
+        self._notice_timer = None
+        self.query_one("#arena-notice", Static).display = False
 
     def on_mount(self) -> None:
         self._show_head()

@@ -109,10 +109,15 @@ def test_cancel_during_a_long_prefill(llama: LlamaCppBackend) -> None:
 
 
 def test_a_long_prefill_says_how_far_it_got(llama: LlamaCppBackend) -> None:
-    chunk = llama.prefill_chunk
+    default, chunk = llama.prefill_chunk, 64  # small chunks: a short prompt is enough
     long = " ".join(f"word{i}" for i in range(chunk))  # about 4 chunks
     request = ChatRequest(turns=(("user", long),), generation=GREEDY)
-    events = list(llama.generate(request, threading.Event()))
+    llama.prefill_chunk = chunk
+    try:
+        events = list(llama.generate(request, threading.Event()))
+        again = list(llama.generate(request, threading.Event()))  # cached: nothing to read
+    finally:
+        llama.prefill_chunk = default
     started = next(e for e in events if isinstance(e, ReplyStarted))
     progress = [e for e in events if isinstance(e, PrefillProgress)]
     total = started.prompt_tokens
@@ -125,7 +130,6 @@ def test_a_long_prefill_says_how_far_it_got(llama: LlamaCppBackend) -> None:
     first_delta = next(i for i, e in enumerate(events) if isinstance(e, ReplyDelta))
     assert events.index(progress[-1]) < first_delta  # all of it before the reply
     assert isinstance(events[-1], ReplyDone)
-    again = list(llama.generate(request, threading.Event()))  # cached now: nothing to read
     assert not any(isinstance(e, PrefillProgress) for e in again)
 
 

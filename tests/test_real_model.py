@@ -112,7 +112,7 @@ def test_kv_cache_reuse_gives_the_same_tokens_as_a_fresh_prefill(backend: LocalB
 def test_a_long_prompt_is_read_in_chunks_with_progress_and_the_same_reply(
     backend: LocalBackend,
 ) -> None:
-    notes = " ".join(f"note {i}: the llama number {i} eats grass." for i in range(30))
+    notes = " ".join(f"note {i}: the llama number {i} eats grass." for i in range(20))
     turns = (("user", f"{notes}\nWhat do the llamas eat?"),)
     gen = GenerationSettings(temperature=0.0, max_new_tokens=12)
     request = ChatRequest(turns=turns, generation=gen)

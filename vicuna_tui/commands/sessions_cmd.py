@@ -16,7 +16,7 @@ from typing import Any
 
 from vicuna_tui import formats
 from vicuna_tui.commands import sessions_care as care
-from vicuna_tui.commands.console import confirmed
+from vicuna_tui.commands.console import confirmed, say
 from vicuna_tui.commands.console import out as _out
 from vicuna_tui.store import ALL_RUNS, ARENA_RUN, AllRuns, Conversation, Store, tree
 from vicuna_tui.textsafe import json_text
@@ -193,9 +193,8 @@ def _search(args: argparse.Namespace, store: Store) -> int:
     if len(found) > args.limit:  # said on stderr: stdout stays the hits alone
         last = args.start + len(hits) - 1
         more = shlex.join(["vicuna-tui", "sessions", "search", *args.text, "--from", str(last + 1)])
-        print(
-            f"stopped at {len(hits)} hits ({args.start}–{last}); there are more: {more}",
-            file=sys.stderr,
+        say(
+            sys.stderr, f"stopped at {len(hits)} hits ({args.start}–{last}); there are more: {more}"
         )
     return 0
 

@@ -293,7 +293,7 @@ class VicunaApp(LiteralNotifications):
 
         load, info = self.session.load, self.session.model_info
         first = load.model_path or (info.path if info is not None else "")  # the default's
-        self.push_screen(ArenaSetupScreen(first or "", load.backend), self._arena_chosen)
+        self.push_screen(ArenaSetupScreen(first, load.backend), self._arena_chosen)
 
     def _arena_chosen(self, choice: ArenaChoice | None) -> None:
         if choice is None:

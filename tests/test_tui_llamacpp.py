@@ -243,3 +243,24 @@ async def test_a_long_prompt_shows_how_far_its_reading_got_and_esc_stops_it(
         await reply_done(pilot)
         reply = screen.transcript.views[-1]
         assert reply.text == "" and "stopped" in str(reply.query_one(".meta", Static).render())
+
+
+async def test_a_quantized_kv_cache_answers_and_the_status_bar_says_so(
+    home: Path, smollm_gguf: Path
+) -> None:
+    app = make_app(
+        lambda load: ProcessBackend(load),
+        load=LoadSettings(
+            model_path=str(smollm_gguf), device="cpu", kv_type="q8_0", prompt_cache_mib=16
+        ),
+        max_new_tokens=12,
+    )
+    async with run_test(app, size=(160, 40)) as pilot:
+        screen = await ready(pilot)
+        status = status_text(screen)
+        assert "KV q8_0" in status and "prompt cache 0/16 MiB" in status
+        await send(pilot, QUESTION)
+        await reply_done(pilot)
+        assert screen.transcript.views[-1].text.strip()  # it answers
+        status = status_text(screen)
+        assert "KV q8_0" in status and "tok/s" in status and "/16 MiB" in status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vicuna_tui.engine.settings import BACKENDS, DEVICES, DTYPES
+from vicuna_tui.engine.settings import BACKENDS, DEVICES, DTYPES, KV_TYPES
 
 
 def _switch(group: argparse._ArgumentGroup, flag: str, text: str) -> None:
@@ -35,13 +35,27 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     _switch(g, "--load-8bit", "8-bit weights (bitsandbytes; cuda and cpu)")
     _switch(g, "--load-4bit", "4-bit weights (bitsandbytes; cuda and cpu)")
     _switch(g, "--cpu-offloading", "put what does not fit on the GPU(s) in CPU RAM")
-    g.add_argument("--threads", help="CPU threads (default: cores - 1)")
+    g.add_argument(
+        "--threads",
+        help="CPU threads (default: every core for large GGUFs; else the cores other "
+        "processes leave free, measured before each reply)",
+    )
     g.add_argument(
         "--gpu-layers",
         help="llama.cpp: layers to put on the GPU (default: all, where there is one)",
     )
     g.add_argument(
         "--context", help="llama.cpp: context size in tokens (default: the model's, at most 4096)"
+    )
+    g.add_argument(
+        "--kv-type",
+        choices=KV_TYPES,
+        help="llama.cpp: KV cache precision (default f16; q8_0 halves its memory)",
+    )
+    g.add_argument(
+        "--prompt-cache-mib",
+        help="llama.cpp: MiB of RAM for prompts set aside, answered again from there "
+        "(default: sized to the model and the free memory; 0 = off)",
     )
     _switch(g, "--compile", "torch.compile the decode step (slow to start, faster after)")
     g.add_argument("--profile", help="a [profiles.NAME] section of config.toml")

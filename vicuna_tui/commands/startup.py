@@ -18,6 +18,9 @@ def announce(info: ModelInfo, stream: TextIO, template: str) -> None:
     say(stream, f"  from: {info.source}")
     context = f"{info.context_length} tokens" if info.context_length else "as the server sets"
     say(stream, f"  template: {template}   context: {context}")
+    if info.engine == "llamacpp" and info.kv_type:
+        cache = f"up to {info.prompt_cache_mib} MiB" if info.prompt_cache_mib else "off"
+        say(stream, f"  KV cache: {info.kv_type}   prompt cache: {cache}")
     for notice in info.notices:
         say(stream, f"  note: {notice}")
 

@@ -39,6 +39,8 @@ class ModelInfo:
     engine: str = "transformers"  # what runs a local model: transformers or llamacpp
     threads: int | None = None
     gpu_layers: int | None = None
+    kv_type: str | None = None  # llama.cpp: the KV cache's precision
+    prompt_cache_mib: int | None = None  # llama.cpp: the bound on prompts set aside
 
     @property
     def placement(self) -> str:
@@ -78,6 +80,8 @@ class ReplyStats:
     total_time: float = 0.0
     seed: int | None = None
     dropped_turns: int = 0
+    threads: int | None = None  # the CPU threads that decoded it (they follow the load)
+    prompt_cache_bytes: int | None = None  # llama.cpp: prompts set aside, after the reply
 
 
 @dataclass(frozen=True)

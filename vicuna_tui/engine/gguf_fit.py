@@ -37,15 +37,48 @@ def devices(xllamacpp: Any) -> list[dict[str, Any]]:
         return []
 
 
-def kv_cache_bytes(info: gguf_file.GGUFInfo, context: int) -> int:
-    """The KV cache of a ``context``-token context (K and V in f16)."""
+# Bytes per cached K or V element: f16, and ggml's blocks of 32 (a scale and the values).
+KV_ELEMENT_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+
+
+def kv_cache_bytes(info: gguf_file.GGUFInfo, context: int, kv_type: str = "f16") -> int:
+    """The KV cache of a ``context``-token context (K and V in ``kv_type``)."""
     meta, arch = info.metadata, info.architecture
     blocks = info.block_count or 0
     heads = meta.get(f"{arch}.attention.head_count") or 1
     kv_heads = meta.get(f"{arch}.attention.head_count_kv") or heads
     width = meta.get(f"{arch}.embedding_length") or 0
     head_dim = meta.get(f"{arch}.attention.key_length") or (width // max(1, int(heads)))
-    return context * blocks * int(kv_heads) * int(head_dim) * 2 * 2
+    elements = context * blocks * int(kv_heads) * int(head_dim) * 2
+    return int(elements * KV_ELEMENT_BYTES.get(kv_type, 2.0))
+
+
+# llama.cpp sets aside the KV state of a prompt when another takes its slot, and answers
+# it again from there (switching chats, bench questions with a shared system prompt).
+PROMPT_CACHE_CONTEXTS = 4  # room for this many full contexts: a few chats
+PROMPT_CACHE_SHARE = 0.25  # and at most this share of the memory free after the model
+PROMPT_CACHE_MAX_MIB = 8192  # llama.cpp's own default, the most we choose
+
+
+def prompt_cache_mib(
+    info: gguf_file.GGUFInfo, context: int, kv_type: str, gpu_layers: int, fixed: int | None
+) -> int:
+    """MiB of RAM for prompts set aside: ``fixed`` (--prompt-cache-mib), or a few full
+    contexts, at most a quarter of the memory that stays free once the model is in."""
+    if fixed is not None:
+        return fixed
+    import psutil
+
+    free = psutil.virtual_memory().available - model_bytes(info, context, kv_type, gpu_layers)
+    room = max(0, free) * PROMPT_CACHE_SHARE
+    want = PROMPT_CACHE_CONTEXTS * kv_cache_bytes(info, context, kv_type)
+    return int(min(want, room, PROMPT_CACHE_MAX_MIB * 2**20) // 2**20)
+
+
+def model_bytes(info: gguf_file.GGUFInfo, context: int, kv_type: str, gpu_layers: int) -> int:
+    """RAM the model needs: its weights and KV cache, less the share on a GPU."""
+    need = info.tensor_bytes + kv_cache_bytes(info, context, kv_type)
+    return int(need * _on_cpu(info, gpu_layers))
 
 
 def _on_cpu(info: gguf_file.GGUFInfo, gpu_layers: int) -> float:
@@ -57,7 +90,9 @@ BRANCH_CACHE_SHARE = 0.1  # of the memory free, the most the second cache may ta
 BRANCH_CACHE_MAX = 512 * 2**20  # and at most this: a 7B model without GQA keeps one
 
 
-def branch_slots(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> int:
+def branch_slots(
+    info: gguf_file.GGUFInfo, context: int, gpu_layers: int, kv_type: str = "f16"
+) -> int:
     """How many KV caches to keep, so that switching back to the branch left last
     finds it cached: two on a CPU when the second is small (at most BRANCH_CACHE_MAX,
     and a tenth of the memory free), else one; a GPU's memory is left to the model."""
@@ -66,24 +101,48 @@ def branch_slots(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> int
     if gpu_layers > 0:
         return 1
     room = min(psutil.virtual_memory().available * BRANCH_CACHE_SHARE, BRANCH_CACHE_MAX)
-    return BRANCH_SLOTS if kv_cache_bytes(info, context) <= room else 1
+    return BRANCH_SLOTS if kv_cache_bytes(info, context, kv_type) <= room else 1
 
 
-def check_memory(info: gguf_file.GGUFInfo, context: int, gpu_layers: int) -> None:
-    """Refuse a model that cannot fit in the memory this machine has free."""
-    import psutil
+def check_memory(
+    info: gguf_file.GGUFInfo,
+    context: int,
+    gpu_layers: int,
+    kv_type: str = "f16",
+    prompt_cache: int = 0,
+    free: int | None = None,
+) -> None:
+    """Refuse a model that cannot fit in the memory this machine has free: its weights
+    and KV cache (less what goes to a GPU) and the prompt cache (``prompt_cache`` MiB)."""
+    if free is None:
+        import psutil
 
-    kv_bytes = kv_cache_bytes(info, context)
-    need = int((info.tensor_bytes + kv_bytes) * _on_cpu(info, gpu_layers))
-    free = psutil.virtual_memory().available
+        free = int(psutil.virtual_memory().available)
+    kv_bytes = kv_cache_bytes(info, context, kv_type)
+    on_cpu = _on_cpu(info, gpu_layers)
+    need = model_bytes(info, context, kv_type, gpu_layers) + prompt_cache * 2**20
     if need > free:
+        parts = [
+            f"{size(info.tensor_bytes * on_cpu)} of weights",
+            f"{size(kv_bytes * on_cpu)} of {kv_type} KV cache for a {context}-token context",
+        ]
+        if prompt_cache:
+            parts.append(f"{size(prompt_cache * 2**20)} of prompt cache")
+        fixes = ["a smaller --context"]
+        if kv_type == "f16":
+            fixes.append("--kv-type q8_0 (half the KV cache)")
+        if prompt_cache:
+            fixes.append("a smaller --prompt-cache-mib (0 = off)")
+        fixes += ["a smaller quantization (e.g. Q4_K_M)", "layers on a GPU with --gpu-layers"]
         raise OutOfMemoryError(
-            f"{info.path.name} needs about {need / 2**30:.1f} GiB of memory "
-            f"({info.tensor_bytes / 2**30:.1f} GiB of weights, {kv_bytes / 2**30:.1f} GiB for "
-            f"a {context}-token context); {free / 2**30:.1f} GiB is free",
-            "pick a smaller quantization (e.g. Q4_K_M), a smaller --context, "
-            "or put layers on a GPU with --gpu-layers",
+            f"{info.path.name} needs about {size(need)} of memory "
+            f"({', '.join(parts)}); {size(free)} is free",
+            "try " + ", ".join(fixes),
         )
+
+
+def size(count: float) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 def load_error(path: Path, info: gguf_file.GGUFInfo) -> VicunaError:

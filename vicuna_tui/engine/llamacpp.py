@@ -19,6 +19,7 @@ Torch and transformers are never imported here.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sys
 import threading
@@ -29,7 +30,6 @@ from typing import Any
 
 from vicuna_tui.engine import gguf_file, sources, templates
 from vicuna_tui.engine.backend import HoldsModel
-from vicuna_tui.engine.devices import cpu_cores, default_threads
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -47,10 +47,12 @@ from vicuna_tui.engine.gguf_fit import (
     branch_slots,
     check_memory,
     context_size,
+    kv_cache_bytes,
     load_error,
     notices,
     placement,
     prefill_chunk,
+    prompt_cache_mib,
 )
 from vicuna_tui.engine.llamacpp_server import (
     CompletionStream,
@@ -63,9 +65,11 @@ from vicuna_tui.engine.llamacpp_server import (
     server_params,
 )
 from vicuna_tui.engine.progress import Progress
+from vicuna_tui.engine.prompt_cache import HostPromptCache
 from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, switch_cache
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.textstream import StopMatcher
+from vicuna_tui.engine.threads import ThreadPlanner, sleeping_waits_pay, use_sleeping_waits
 from vicuna_tui.errors import (
     DeviceError,
     GenerationError,
@@ -94,10 +98,10 @@ class LlamaCppBackend(HoldsModel):
     ) -> None:
         self.settings = settings
         self.native_log = native_log  # let llama.cpp write its log to stderr
-        # Prefill is compute-bound and gains from every core (BENCHMARKS.md); decode is
-        # bound by memory and keeps a core free.
-        self.prefill_threads = prefill_threads
+        self.prefill_threads = prefill_threads  # default: as many as decode (threads.py)
         self._server: Any = None
+        self._params: Any = None  # llama.cpp's parameters, kept to rebuild the context
+        self._planner: ThreadPlanner | None = None
         self._info: ModelInfo | None = None
         self._auto_template = "vicuna_v1.1"
         self._chat_template: templates.ChatTemplate | None = None
@@ -106,6 +110,10 @@ class LlamaCppBackend(HoldsModel):
         # The prompt each slot last saw, and when it was last used (KV caches kept per
         # branch: gguf_fit.branch_slots).
         self._slots: list[list[int]] = [[]]
+        # What each slot holds for llama.cpp (prompt, then the reply as -1s), and the
+        # prompts it set aside in RAM (prompt_cache.py).
+        self._held: list[list[int]] = [[]]
+        self._host_cache = HostPromptCache(0, 0)
         self._used: list[int] = [0]
         self._turn = 0
         self._fresh = False  # the next request must not reuse the prompt cache
@@ -135,23 +143,31 @@ class LlamaCppBackend(HoldsModel):
     def load(self, progress: Progress | None = None) -> ModelInfo:
         report = progress or (lambda stage, done, total: None)
         self._check_settings()  # the file itself is read (and checked) once, below
-        try:
-            import xllamacpp
-        except ImportError:
-            raise GenerationError(*NEEDS_XLLAMACPP) from None
         settings = self.settings
         source = sources.resolve_gguf(
             settings.model_path, settings.revision, settings.gguf_file, report
         )
         info = gguf_file.read(source.path)
+        # Before llama.cpp's OpenMP runtime loads: it reads its wait policy once.
+        sleeping = sleeping_waits_pay(info.tensor_bytes, info.block_count) and use_sleeping_waits()
+        try:
+            import xllamacpp
+        except ImportError:
+            raise GenerationError(*NEEDS_XLLAMACPP) from None
         report("loading with llama.cpp", 0, 1)
         notes = notices(settings, info)
         gpu_layers, device = placement(settings, xllamacpp, info)
         context = context_size(settings, info, notes)
-        check_memory(info, context, gpu_layers)
-        slots = branch_slots(info, context, gpu_layers)
+        cache_mib = prompt_cache_mib(
+            info, context, settings.kv_type, gpu_layers, settings.prompt_cache_mib
+        )
+        check_memory(info, context, gpu_layers, settings.kv_type, cache_mib)
+        slots = branch_slots(info, context, gpu_layers, settings.kv_type)
         self.prefill_chunk = prefill_chunk(info, gpu_layers)
-        threads = settings.threads or default_threads()
+        if self._planner is not None:
+            self._planner.close()
+        self._planner = ThreadPlanner(settings.threads, adaptive=not sleeping and not gpu_layers)
+        threads = self._planner.current.threads
 
         self._key = secrets.token_urlsafe(24)  # the library's HTTP port is ours alone
         params = server_params(
@@ -159,14 +175,17 @@ class LlamaCppBackend(HoldsModel):
             source.path,
             context=context,
             threads=threads,
-            prefill_threads=self.prefill_threads or max(threads, cpu_cores()),
+            prefill_threads=self.prefill_threads or threads,
             gpu_layers=gpu_layers,
             one_gpu=settings.num_gpus == 1,
             native_log=self.native_log,
             key=self._key,
             slots=slots,
+            kv_type=settings.kv_type,
+            prompt_cache_mib=cache_mib,
         )
         self._start(xllamacpp, params, source.path, info)
+        self._params = params
         template = self._choose_template(
             info, source.hub_id or settings.model_path or source.name, notes
         )
@@ -187,8 +206,14 @@ class LlamaCppBackend(HoldsModel):
             engine=ENGINE,
             threads=threads,
             gpu_layers=gpu_layers,
+            kv_type=settings.kv_type,
+            prompt_cache_mib=cache_mib,
         )
         self._slots, self._used = [[] for _ in range(slots)], [0] * slots
+        self._held = [[] for _ in range(slots)]
+        self._host_cache = HostPromptCache(
+            cache_mib * 2**20, kv_cache_bytes(info, 1, settings.kv_type)
+        )
         return self._info
 
     def _start(self, xllamacpp: Any, params: Any, path: Path, info: gguf_file.GGUFInfo) -> None:
@@ -196,6 +221,12 @@ class LlamaCppBackend(HoldsModel):
         try:
             self._server = xllamacpp.Server(params)
         except RuntimeError as exc:
+            if self.settings.kv_type != "f16":
+                raise SettingsError(
+                    f"llama.cpp could not start with a {self.settings.kv_type} KV cache for "
+                    f"{path.name} (this build or this model cannot quantize it)",
+                    "use --kv-type f16, or run with --debug to see llama.cpp's reasons",
+                ) from exc
             raise load_error(path, info) from exc
         finally:
             saved.restore()  # llama.cpp installs its own SIGINT/SIGTERM handlers
@@ -221,6 +252,31 @@ class LlamaCppBackend(HoldsModel):
             notes.append(notice)
         return template
 
+    def _follow_load(self) -> None:
+        """Rebuild llama.cpp's context when the cores free for decoding changed (only
+        for small models, where that takes a fraction of a second: threads.py)."""
+        choice = self._planner.before_reply() if self._planner is not None else None
+        if choice is None or self._server is None or self._info is None:
+            return
+        import xllamacpp
+
+        self._params.cpuparams.n_threads = choice.threads
+        self._params.cpuparams_batch.n_threads = self.prefill_threads or choice.threads
+        self.unload_server()
+        path = Path(self._info.path)
+        self._start(xllamacpp, self._params, path, gguf_file.read(path))
+        self._info = dataclasses.replace(self._info, threads=choice.threads)
+        self._slots, self._used = [[] for _ in self._slots], [0] * len(self._slots)
+        self._held = [[] for _ in self._slots]
+        self._host_cache.clear()
+
+    def unload_server(self) -> None:
+        server, self._server = self._server, None
+        if self._routes is not None:
+            self._routes.close()
+            self._routes = None
+        del server  # llama.cpp stops its loop and frees the model
+
     def cancel(self) -> None:
         """Nothing to close: the token callback sees the cancel event."""
 
@@ -232,13 +288,12 @@ class LlamaCppBackend(HoldsModel):
         self._fresh = True
 
     def unload(self) -> None:
-        server, self._server = self._server, None
+        self.unload_server()
         self._info = None
+        if self._planner is not None:
+            self._planner.close()
+        self._planner = None
         self._slots, self._used = [[]], [0]
-        if self._routes is not None:
-            self._routes.close()
-            self._routes = None
-        del server  # llama.cpp stops its loop and frees the model
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -290,11 +345,13 @@ class LlamaCppBackend(HoldsModel):
         started = time.perf_counter()
         if self._server is None:
             raise GenerationError("no model is loaded", "wait for the model to load")
+        self._follow_load()
         prepared = self.prepare(request)
         gen = request.generation
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(31))
         fresh, self._fresh = self._fresh, False
         slot = self._pick_slot(prepared.ids)
+        self._host_cache.before_request(self._held[slot], prepared.ids)
         predicted = 0 if fresh else common_prefix(self._slots[slot], prepared.ids)
         predicted = min(predicted, len(prepared.ids) - 1)
         yield ReplyStarted(
@@ -331,9 +388,13 @@ class LlamaCppBackend(HoldsModel):
             if tail:
                 yield ReplyDelta(request.request_id, tail)
         self._slots[slot] = list(prepared.ids)
+        self._held[slot] = [*prepared.ids, *[-1] * reply.count]
         self._turn += 1
         self._used[slot] = self._turn
         stats = reply.llama_stats(prepared, cached_first, predicted, seed)
+        stats = dataclasses.replace(
+            stats, threads=self.info.threads, prompt_cache_bytes=self._host_cache.held
+        )
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
 
     def _pick_slot(self, ids: list[int]) -> int:

@@ -160,10 +160,13 @@ def server_params(
     native_log: bool,
     key: str,
     slots: int = 1,
+    kv_type: str = "f16",
+    prompt_cache_mib: int = 0,
 ) -> Any:
     """llama.cpp's parameters for one chat: ``slots`` slots, each with its prompt cache
     and room for the whole context (one KV pool of ``slots`` contexts), never cleared
-    while idle: the branch shown and the one left before it."""
+    while idle: the branch shown and the one left before it.  Prompts set aside go to
+    a host cache of ``prompt_cache_mib`` MiB (0: none)."""
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     params.n_ctx = context
@@ -178,6 +181,15 @@ def server_params(
     params.cpuparams_batch.n_threads = prefill_threads
     params.n_gpu_layers = gpu_layers
     params.cache_prompt = True
+    params.cache_ram_mib = prompt_cache_mib
+    if prompt_cache_mib == 0:
+        params.cache_idle_slots = False
+    if kv_type != "f16":
+        kind = getattr(xllamacpp.ggml_type, f"GGML_TYPE_{kv_type.upper()}")
+        params.cache_type_k = kind
+        params.cache_type_v = kind
+        # a quantized V cache needs flash attention in llama.cpp
+        params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
     params.verbosity = 3 if native_log else -1
     params.warmup = False
     params.api_keys = [key]

@@ -69,7 +69,7 @@ def load(
     device = pick_device(settings.device, torch)
     dtype = resolve_dtype(settings.dtype, device, torch)
     if device == "cpu":
-        torch.set_num_threads(settings.threads or default_threads())
+        torch.set_num_threads(settings.threads or default_threads())  # until attach measures
     elif settings.threads:
         torch.set_num_threads(settings.threads)
     kwargs = _placement(settings, device, dtype, torch)

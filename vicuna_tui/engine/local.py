@@ -40,6 +40,7 @@ from vicuna_tui.engine.prompting import (
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
+from vicuna_tui.engine.threads import ThreadPlanner
 from vicuna_tui.errors import (
     GenerationError,
     OutOfMemoryError,
@@ -73,6 +74,7 @@ class LocalBackend(HoldsModel):
         # Tokens per prefill forward: a cancel waits for at most one chunk, and each one
         # says how far the reading got (PrefillProgress).
         self.prefill_chunk = PREFILL_CHUNK
+        self._planner: ThreadPlanner | None = None  # CPU threads that follow the load
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -128,6 +130,14 @@ class LocalBackend(HoldsModel):
             devices=tuple(available_devices(torch)),
         )
         self._spare = KVCache(reuse=self._reuse) if spare_cache_fits(loaded, model) else None
+        if self._planner is not None:
+            self._planner.close()
+        self._planner = None
+        if str(loaded.device) == "cpu":
+            # torch changes its thread count between replies at no cost (threads.py)
+            self._planner = ThreadPlanner(self.settings.threads, adaptive=True)
+            torch.set_num_threads(self._planner.current.threads)
+            self._info = dataclasses.replace(self._info, threads=self._planner.current.threads)
         self.reset_cache()
         if self.settings.compile:
             self.use_static_cache(compile=True)
@@ -157,6 +167,9 @@ class LocalBackend(HoldsModel):
         self._step = None
         self.kv.unload()
         self._spare = None
+        if self._planner is not None:
+            self._planner.close()
+            self._planner = None
 
         try:
             import gc
@@ -254,6 +267,7 @@ class LocalBackend(HoldsModel):
         loaded = self._loaded
         if loaded is None:
             raise GenerationError("no model is loaded", "wait for the model to load")
+        threads = self._follow_load()
         prepared = self.prepare(request)
         gen = request.generation
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(62))
@@ -284,8 +298,19 @@ class LocalBackend(HoldsModel):
             tail = reply.flush(decoder.flush())
             if tail:
                 yield ReplyDelta(request.request_id, tail)
-        stats = reply.stats(prepared, cached, seed)
+        stats = dataclasses.replace(reply.stats(prepared, cached, seed), threads=threads)
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
+
+    def _follow_load(self) -> int | None:
+        """The CPU threads for this reply: the cores free now, unless --threads."""
+        if self._planner is None:
+            return None
+        choice = self._planner.before_reply()
+        if choice is not None:
+            import torch
+
+            torch.set_num_threads(choice.threads)
+        return self._planner.current.threads
 
     @staticmethod
     def _read(

@@ -17,6 +17,7 @@ from vicuna_tui.errors import SettingsError
 DEVICES = ("auto", "cuda", "mps", "cpu")
 BACKENDS = ("auto", "transformers", "llamacpp")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+KV_TYPES = ("f16", "q8_0", "q4_0")
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(GiB|GB|MiB|MB|TiB|TB)\s*$", re.IGNORECASE)
 _GPUS_RE = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
 
@@ -144,7 +145,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "threads",
             int,
-            "CPU threads (default: cores - 1)",
+            "CPU threads (default: measured, see the README)",
             optional=True,
             minimum=1,
             maximum=1024,
@@ -181,6 +182,23 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             optional=True,
             minimum=64,
             maximum=10_000_000,
+            reload=True,
+        ),
+        FieldSpec(
+            "kv_type",
+            str,
+            "llama.cpp: KV cache precision (q8_0 halves its memory)",
+            choices=KV_TYPES,
+            reload=True,
+        ),
+        FieldSpec(
+            "prompt_cache_mib",
+            int,
+            "llama.cpp: MiB of RAM for prompts set aside (default: sized to the model "
+            "and the free memory; 0 = off)",
+            optional=True,
+            minimum=0,
+            maximum=1_048_576,
             reload=True,
         ),
     )
@@ -239,6 +257,8 @@ class LoadSettings:
     gguf_file: str | None = None
     gpu_layers: int | None = None
     context: int | None = None
+    kv_type: str = "f16"
+    prompt_cache_mib: int | None = None
 
     def check(self) -> None:
         """Refuse combinations that cannot work, before anything is loaded."""

@@ -61,6 +61,10 @@ def stats_line(stats: ReplyStats, finish: str) -> str:
         parts.append(f"first token {stats.time_to_first_token:.2f} s")
     if stats.tokens_per_second is not None:
         parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+    if stats.threads is not None:
+        parts.append(f"{stats.threads} thread{'' if stats.threads == 1 else 's'}")
+    if stats.prompt_cache_bytes is not None:
+        parts.append(f"prompt cache {stats.prompt_cache_bytes / 2**20:.0f} MiB")
     if stats.dropped_turns:
         parts.append(f"{stats.dropped_turns} old turn(s) dropped to fit the context")
     parts.append(finish)
@@ -97,6 +101,8 @@ def reply_record(
             "total_time": stats.total_time,
             "seed": stats.seed,
             "dropped_turns": stats.dropped_turns,
+            "threads": stats.threads,
+            "prompt_cache_bytes": stats.prompt_cache_bytes,
         },
     }
 

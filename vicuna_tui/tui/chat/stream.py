@@ -67,6 +67,8 @@ class ReplyStream(ChatScreenBase):
             tokens_per_second=stats.tokens_per_second,
             ttft=stats.time_to_first_token,
             dropped=stats.dropped_turns,
+            threads=stats.threads,
+            prompt_cache=stats.prompt_cache_bytes,
         )
         self._probe_memory()
         self._after_change()

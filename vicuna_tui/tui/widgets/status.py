@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 
 from textual.app import ComposeResult
@@ -61,6 +62,7 @@ class StatusBar(Horizontal):
         self.gpu_memory: int | None = None
         self.context_used: int | None = None
         self.speed = ""
+        self.prompt_cache: int | None = None  # bytes of prompts llama.cpp set aside
         self.notice = ""
         self.not_saving: str | None = None  # why the chat is not being saved
 
@@ -101,7 +103,12 @@ class StatusBar(Horizontal):
         tokens_per_second: float | None,
         ttft: float | None,
         dropped: int,
+        threads: int | None = None,
+        prompt_cache: int | None = None,
     ) -> None:
+        self.prompt_cache = prompt_cache
+        if threads is not None and self.info is not None and threads != self.info.threads:
+            self.info = dataclasses.replace(self.info, threads=threads)  # they follow the load
         speed = []
         if tokens_per_second:
             speed.append(f"{tokens_per_second:.1f} tok/s")
@@ -117,12 +124,23 @@ class StatusBar(Horizontal):
             self.context_used = used
             self.refresh_text()
 
+    def _llama_memory(self, info: ModelInfo) -> list[str]:
+        """A quantized KV cache, and what the prompt cache holds of its bound."""
+        parts = []
+        if info.kv_type and info.kv_type != "f16":
+            parts.append(f"KV {info.kv_type}")
+        if info.prompt_cache_mib:
+            held = (self.prompt_cache or 0) / 2**20
+            parts.append(f"prompt cache {held:.0f}/{info.prompt_cache_mib} MiB")
+        return parts
+
     def refresh_text(self) -> None:
         parts: list[str] = []
         info = self.info
         if info is not None:
             if info.engine == "llamacpp":
                 parts += [info.name, "llama.cpp", info.quantization or "gguf", info.placement]
+                parts += self._llama_memory(info)
             else:
                 precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
                 parts += [info.name, info.device, precision]

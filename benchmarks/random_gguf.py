@@ -2,7 +2,7 @@
 tokenizer, Q4_0 weights of random nibbles with a small scale.  The text they write is
 noise; their speed, memory and load paths are those of a real model of that shape.
 
-    python benchmarks/random_gguf.py 1b|7b     # prints the path (made once, then cached)
+    python benchmarks/random_gguf.py 500m|1b|7b     # prints the path (made once, then cached)
 
 Files are made on demand under .cache/bench-models/ and never committed.  No test
 depends on them.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT, smollm_gguf
 
@@ -33,6 +34,7 @@ class Shape:
 
 
 SHAPES = {
+    "500m": Shape("500m", layers=24, hidden=1024, ffn=2816, heads=16, kv_heads=16),  # Qwen-ish
     "1b": Shape("1b", layers=22, hidden=2048, ffn=5632, heads=32, kv_heads=4),  # TinyLlama
     "7b": Shape("7b", layers=32, hidden=4096, ffn=11008, heads=32, kv_heads=32),  # Llama-2
 }
@@ -55,11 +57,11 @@ def make(name: str) -> Path:
     return path
 
 
-def _tokenizer_fields() -> list[tuple[str, object, object]]:
+def _tokenizer_fields() -> list[tuple[str, Any, Any]]:
     import gguf
 
     reader = gguf.GGUFReader(smollm_gguf())
-    kept = []
+    kept: list[tuple[str, Any, Any]] = []
     for key, field in reader.fields.items():
         if key.startswith("tokenizer."):
             kept.append((key, field.types, field.contents()))
@@ -86,15 +88,17 @@ def _write(shape: Shape, path: Path) -> None:
     vocab = 0
     for key, types, value in _tokenizer_fields():
         if types[0] == gguf.GGUFValueType.ARRAY:
-            writer.add_array(key, value)  # type: ignore[arg-type]
+            writer.add_array(key, value)
             if key == "tokenizer.ggml.tokens":
-                vocab = len(value)  # type: ignore[arg-type]
+                vocab = len(value)
         else:
             writer.add_key_value(key, value, types[0])
     writer.add_vocab_size(vocab)
 
     kv = shape.hidden // shape.heads * shape.kv_heads
-    tensors: list[tuple[str, tuple[int, int] | int]] = [("token_embd.weight", (vocab, shape.hidden))]
+    tensors: list[tuple[str, tuple[int, int] | int]] = [
+        ("token_embd.weight", (vocab, shape.hidden))
+    ]
     for i in range(shape.layers):
         b = f"blk.{i}."
         tensors += [
@@ -118,7 +122,10 @@ def _write(shape: Shape, path: Path) -> None:
             rows, cols = dims
             nbytes = rows * cols // BLOCK * BLOCK_BYTES
             writer.add_tensor_info(
-                name, (rows, cols // BLOCK * BLOCK_BYTES), np.dtype(np.uint8), nbytes,
+                name,
+                (rows, cols // BLOCK * BLOCK_BYTES),
+                np.dtype(np.uint8),
+                nbytes,
                 raw_dtype=gguf.GGMLQuantizationType.Q4_0,
             )
     writer.write_header_to_file()

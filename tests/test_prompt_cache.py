@@ -87,7 +87,7 @@ def test_the_prompt_cache_stays_under_its_bound_and_we_say_what_it_holds(
     # Each question's state is about 2 MiB: the bound of 8 MiB holds three of them.
     assert max(mib for _, mib in states) <= 8
     assert states[-1][0] >= 2  # it did keep prompts, up to the bound
-    for (prompts, mib), ours in zip(states, held):
+    for (_, mib), ours in zip(states, held, strict=True):
         assert ours is not None
         assert abs(ours / 2**20 - mib) <= 0.05 * mib + 0.1, (states, held)
 

@@ -41,6 +41,7 @@ def test_free_cores_counts_a_core_busy_more_than_half_the_time_as_taken() -> Non
 def test_sleeping_waits_only_for_models_with_large_layers() -> None:
     demo = 98 * 2**20  # the demo GGUF: 30 layers of about 3 MB
     assert not sleeping_waits_pay(demo, 30)
+    assert not sleeping_waits_pay(232 * 2**20, 24)  # a 500M Q4_0: sleeping costs 26%
     assert sleeping_waits_pay(660 * 2**20, 22)  # a 1B Q4_0
     assert sleeping_waits_pay(3872 * 2**20, 32)  # a 7B Q4_0
 

@@ -11,7 +11,8 @@ What was measured on a 2-core machine decides the rule:
 - OpenMP threads that sleep at a barrier instead of spinning (``OMP_WAIT_POLICY``
   passive) cost nothing when each layer is large (1B: 15.0 tok/s idle) and make every
   core the right choice under load too (8.4). On a small model a layer's work is
-  shorter than waking a thread, so sleeping costs two thirds of the speed (demo: 37).
+  shorter than waking a thread, so sleeping costs two thirds of the speed (demo: 37),
+  and a quarter at 500M.
 
 So: a model with large layers decodes on every core with sleeping waits, whatever the
 load.  A small one decodes on the cores that other processes leave free, measured at
@@ -33,9 +34,9 @@ from pathlib import Path
 
 from vicuna_tui.engine.devices import cpu_cores
 
-# Bytes of weights per layer from which sleeping waits are free (measured: 3.3 MB per
-# layer costs 70% of the speed, 7 MB 3%, 30 MB nothing).
-PASSIVE_LAYER_BYTES = 6 * 2**20
+# Bytes of weights per layer from which sleeping waits are free (measured on 2 cores:
+# 3.3 MB a layer loses 70% of the speed, 9.7 MB 26%, 30 MB nothing).
+PASSIVE_LAYER_BYTES = 20 * 2**20
 WAIT_POLICY = "OMP_WAIT_POLICY"
 TICK = 0.5  # seconds between readings of the machine's load
 RECENT = 0.3  # the newest reading at least this old starts the window of a choice

@@ -1,0 +1,183 @@
+"""Decode threads at scale: our default against llama.cpp called directly with 1 thread
+and with every core, on an idle machine and with one CPU hog beside it.
+
+    python benchmarks/threads.py [--models demo,1b,7b] [--tokens 64] [--runs 3]
+
+Each cell runs in a fresh process (llama.cpp's OpenMP runtime reads its wait policy once,
+when it loads): a warm-up reply, then ``--runs`` replies of ``--tokens`` tokens forced to
+full length from the same 8-token prompt; the figure is llama.cpp's own decode rate
+(timings.predicted_per_second), median of the runs.  The hog is `python -c 'while 1:
+pass'`, started before the cell and killed by its PID after it.  The transformers rows
+run the demo model's safetensors conversion on the CPU fast path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from _common import ROOT, smollm_folder, smollm_gguf, table, write_section
+
+CELL = r"""
+import json, statistics, sys, threading
+kind, path = sys.argv[1], sys.argv[2]
+threads, tokens, runs = (int(value) for value in sys.argv[3:6])
+rates = []
+if kind == "direct":
+    import xllamacpp
+    params = xllamacpp.CommonParams()
+    params.model.path = path
+    params.n_ctx = 1024
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.verbosity = -1
+    params.warmup = False
+    server = xllamacpp.Server(params)
+    for i in range(runs + 1):
+        result = server.handle_completions({"prompt": [1, 2, 3, 4, 5, 6, 7, 8],
+            "max_tokens": tokens, "temperature": 0, "top_k": 1, "ignore_eos": True,
+            "cache_prompt": False})
+        if i:
+            rates.append(result["timings"]["predicted_per_second"])
+    used = threads
+else:
+    from vicuna_tui.engine.backends import local_backend
+    from vicuna_tui.engine.events import ChatRequest, ReplyDone
+    from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+    backend = local_backend(LoadSettings(model_path=path, device="cpu", threads=threads or None,
+                                         backend="llamacpp" if kind == "ours" else "transformers"))
+    backend.load()
+    backend.ignore_eos = True
+    request = ChatRequest(turns=(("user", "Tell me a long story about the sea."),),
+                          generation=GenerationSettings(temperature=0, max_new_tokens=tokens))
+    for i in range(runs + 1):
+        backend.reset_cache()
+        for event in backend.generate(request, threading.Event()):
+            if isinstance(event, ReplyDone):
+                if i:
+                    rates.append(event.stats.tokens_per_second)
+                used = event.stats.threads
+print(json.dumps({"rate": statistics.median(rates), "threads": used}))
+"""
+
+
+@contextmanager
+def hog(on: bool) -> Iterator[None]:
+    if not on:
+        yield
+        return
+    process = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def cell(kind: str, path: str, threads: int, tokens: int, runs: int, busy: bool) -> Any:
+    with hog(busy):
+        result = subprocess.run(
+            [sys.executable, "-c", CELL, kind, path, str(threads), str(tokens), str(runs)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=1800,
+        )
+    if result.returncode:
+        raise SystemExit(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def plural(threads: int) -> str:
+    return f"{threads} thread{'' if threads == 1 else 's'}"
+
+
+def model_path(name: str) -> str:
+    if name == "demo":
+        return str(smollm_gguf())
+    from random_gguf import make
+
+    return str(make(name))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="demo,500m,1b,7b")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-transformers", action="store_true")
+    args = parser.parse_args()
+    from vicuna_tui.engine.devices import cpu_cores
+
+    cores = cpu_cores()
+    rows = []
+    for name in args.models.split(","):
+        path = model_path(name)
+        tokens = args.tokens if name != "7b" else max(8, args.tokens // 4)
+        for busy in (False, True):
+            ours = cell("ours", path, 0, tokens, args.runs, busy)
+            one = cell("direct", path, 1, tokens, args.runs, busy)
+            every = cell("direct", path, cores, tokens, args.runs, busy)
+            best = max(one["rate"], every["rate"])
+            rows.append(
+                [
+                    f"{name} (llama.cpp)",
+                    "one CPU hog" if busy else "idle",
+                    f"{ours['rate']:.1f} ({plural(ours['threads'])})",
+                    f"{one['rate']:.1f}",
+                    f"{every['rate']:.1f}",
+                    f"{ours['rate'] / best:.2f}",
+                ]
+            )
+            print(rows[-1], file=sys.stderr)
+    if not args.no_transformers:
+        folder = str(smollm_folder())
+        for busy in (False, True):
+            ours = cell("transformers", folder, 0, args.tokens, args.runs, busy)
+            one = cell("transformers", folder, 1, args.tokens, args.runs, busy)
+            every = cell("transformers", folder, cores, args.tokens, args.runs, busy)
+            best = max(one["rate"], every["rate"])
+            rows.append(
+                [
+                    "demo (transformers, float32)",
+                    "one CPU hog" if busy else "idle",
+                    f"{ours['rate']:.1f} ({plural(ours['threads'])})",
+                    f"{one['rate']:.1f}",
+                    f"{every['rate']:.1f}",
+                    f"{ours['rate'] / best:.2f}",
+                ]
+            )
+            print(rows[-1], file=sys.stderr)
+    body = (
+        f"Decode tok/s, {args.tokens} tokens forced to full length ({max(8, args.tokens // 4)} "
+        f"at 7B), median of {args.runs} after a warm-up, each cell in a fresh process. "
+        "Our default picks the threads itself (engine/threads.py); llama.cpp direct is "
+        "xllamacpp's server with its own defaults at 1 thread and at every core "
+        f"({cores}). The models other than the demo are random-weight Llama shapes "
+        "(benchmarks/random_gguf.py): their text is noise, their cost is real. "
+        "The transformers rows call torch.set_num_threads directly in place of llama.cpp.\n\n"
+        + table(
+            [
+                "model",
+                "machine",
+                "ours (default)",
+                "1 thread",
+                "every core",
+                "ours ÷ the better",
+            ],
+            rows,
+        )
+        + "\n\nTarget: ≥ 0.95 in every row."
+    )
+    write_section("threads", "Decode threads, idle and under load", body)
+
+
+if __name__ == "__main__":
+    main()

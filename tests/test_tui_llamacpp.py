@@ -264,3 +264,29 @@ async def test_a_quantized_kv_cache_answers_and_the_status_bar_says_so(
         assert screen.transcript.views[-1].text.strip()  # it answers
         status = status_text(screen)
         assert "KV q8_0" in status and "tok/s" in status and "/16 MiB" in status
+
+
+async def test_the_status_bar_says_before_sending_how_many_old_turns_will_drop(
+    home: Path, smollm_gguf: Path
+) -> None:
+    """A small context: typing a long message near its end shows "sending drops N old
+    turns" (the engine's own preview), and sending drops exactly that many."""
+    app = make_app(
+        lambda load: ProcessBackend(load),
+        load=LoadSettings(model_path=str(smollm_gguf), device="cpu", context=256),
+        max_new_tokens=30,
+    )
+    async with run_test(app, size=(200, 40)) as pilot:
+        screen = await ready(pilot)
+        for question in ("Name a colour.", "Name a fruit."):
+            await send(pilot, question)
+            await reply_done(pilot)
+        assert "sending drops" not in status_text(screen)
+        screen.prompt.set_text("Tell me about " + "the sea and the sky, " * 20)
+        await wait_for(pilot, lambda: "sending drops" in status_text(screen))
+        forecast = screen.forecast.dropped
+        assert forecast >= 1
+        await pilot.press("enter")
+        await reply_done(pilot)
+        turns = "turn(s)"
+        assert f"⚠ {forecast} old {turns} dropped to fit the context" in status_text(screen)

@@ -17,6 +17,7 @@ from textual.screen import Screen
 
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.session import ChatSession
+from vicuna_tui.tui.chat.forecast import DropForecast
 from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.pacing import FramePacer
@@ -61,6 +62,13 @@ class ChatScreenBase(Screen[None]):
         self.model = ModelState(session.load)
         self._engine_started = False
         self._pacer = FramePacer()
+        # Whether sending the draft will drop old turns (a preview, asked while typing).
+        self.forecast = DropForecast(
+            session,
+            lambda request: self.host.engine.preview(request),
+            lambda dropped: self.status.set_forecast(dropped),
+            lambda delay, callback: self.set_timer(delay, callback),
+        )
 
     def watch_model(self, state: ModelState) -> None:
         self.session.load = state.load  # the conversation records what it was made with
@@ -143,10 +151,19 @@ class ChatScreenBase(Screen[None]):
     def _after_change(self) -> None:
         self.mark_branches()
         self.status.set_context(self.session.context_used())
+        self.draft_changed()
         if self.session.conversation is not None:
             self.sidebar.current_id = self.session.conversation.id
         self.sidebar.reload()
         self._show_saving()
+
+    def draft_changed(self) -> None:
+        """Ask again whether sending the draft drops old turns (only while idle)."""
+        ready = self.model_ready and self.streaming is None and not self.model.remote
+        if ready:
+            self.forecast.draft_changed(self.prompt.text, ready=True)
+        else:
+            self.forecast.clear()
 
     def _show_saving(self) -> None:
         if self.status.not_saving != self.session.not_saving:

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Static, TextArea
 
 from vicuna_tui.engine.events import (
     EngineEvent,
@@ -108,6 +108,10 @@ class ChatScreen(ChatActions):
         if self.replay_on_start:
             await self.start_replay(self.reuse_seeds)
 
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        if isinstance(event.text_area, PromptInput):
+            self.draft_changed()
+
     async def on_store_reply(self, message: StoreReply) -> None:
         """A store call finished: run what was to follow, here on the UI thread."""
         result = message.callback()
@@ -158,6 +162,8 @@ class ChatScreen(ChatActions):
         elif isinstance(event, ReplyFailed):
             await self._failed(event)
         elif isinstance(event, PromptPreview):
+            if self.forecast.answered(event):
+                return
             self.app.push_screen(
                 PromptViewScreen(
                     self.session.resolved_template, event.text, event.tokens, event.dropped_turns

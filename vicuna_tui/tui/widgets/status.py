@@ -63,6 +63,7 @@ class StatusBar(Horizontal):
         self.context_used: int | None = None
         self.speed = ""
         self.prompt_cache: int | None = None  # bytes of prompts llama.cpp set aside
+        self.forecast = 0  # old turns that sending the draft would drop
         self.notice = ""
         self.not_saving: str | None = None  # why the chat is not being saved
 
@@ -118,20 +119,37 @@ class StatusBar(Horizontal):
         self.notice = f"⚠ {dropped} old turn(s) dropped to fit the context" if dropped else ""
         self.refresh_text()
 
+    def set_forecast(self, dropped: int) -> None:
+        if dropped != self.forecast:
+            self.forecast = dropped
+            self.refresh_text()
+
     def set_context(self, used: int | None) -> None:
         """The context the path shown has used (it follows branch switches)."""
         if used != self.context_used:
             self.context_used = used
             self.refresh_text()
 
-    def _llama_memory(self, info: ModelInfo) -> list[str]:
-        """A quantized KV cache, and what the prompt cache holds of its bound."""
+    def _prompt_cache(self) -> list[str]:
+        """What llama.cpp's prompt cache holds of its bound (last: the first part a narrow
+        terminal cuts)."""
+        info = self.info
+        if info is None or info.engine != "llamacpp" or not info.prompt_cache_mib:
+            return []
+        held = (self.prompt_cache or 0) / 2**20
+        return [f"prompt cache {held:.0f}/{info.prompt_cache_mib} MiB"]
+
+    def _context_parts(self, info: ModelInfo) -> list[str]:
+        """The context used, and the old turns that sending the draft would drop."""
         parts = []
-        if info.kv_type and info.kv_type != "f16":
-            parts.append(f"KV {info.kv_type}")
-        if info.prompt_cache_mib:
-            held = (self.prompt_cache or 0) / 2**20
-            parts.append(f"prompt cache {held:.0f}/{info.prompt_cache_mib} MiB")
+        if self.context_used:
+            limit = f"/{info.context_length}" if info.context_length else ""
+            parts.append(f"ctx {self.context_used}{limit}")
+        elif info.context_length and info.backend == "local":
+            parts.append(f"ctx {info.context_length}")
+        if self.forecast:
+            turns = "turn" if self.forecast == 1 else "turns"
+            parts.append(f"⚠ sending drops {self.forecast} old {turns}")
         return parts
 
     def refresh_text(self) -> None:
@@ -140,7 +158,8 @@ class StatusBar(Horizontal):
         if info is not None:
             if info.engine == "llamacpp":
                 parts += [info.name, "llama.cpp", info.quantization or "gguf", info.placement]
-                parts += self._llama_memory(info)
+                if info.kv_type and info.kv_type != "f16":
+                    parts.append(f"KV {info.kv_type}")
             else:
                 precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
                 parts += [info.name, info.device, precision]
@@ -149,11 +168,7 @@ class StatusBar(Horizontal):
                     parts.append(f"GPU {human_bytes(self.gpu_memory)}")
                 else:
                     parts.append(f"RSS {human_bytes(self.memory_probe())}")
-            if self.context_used:
-                limit = f"/{info.context_length}" if info.context_length else ""
-                parts.append(f"ctx {self.context_used}{limit}")
-            elif info.context_length and info.backend == "local":
-                parts.append(f"ctx {info.context_length}")
+            parts += self._context_parts(info)
 
         if self.speed:
             parts.append(self.speed)
@@ -163,4 +178,5 @@ class StatusBar(Horizontal):
             parts.append(self.notice)
         if self.not_saving:
             parts.append("⚠ not saving")
+        parts += self._prompt_cache()
         self.query_one("#status-text", Static).update(plain(" · ".join(parts)))

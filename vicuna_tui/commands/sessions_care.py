@@ -103,17 +103,29 @@ def _repair(yes: bool) -> int:
             f"  {result.orphans} conversations were rebuilt from their messages "
             "(their titles end in “(recovered)”)"
         )
-    lost = _lost(result)
-    if lost:
-        out(f"lost: {lost} could not be read")
-    elif result.readable and not result.short_by:
-        out("lost: nothing that SQLite could still reach")
+    _say_lost(result)
     if result.kept_at:
         out(f"the damaged file is kept at {result.kept_at}")
     line = _backup_line()
     if line:
         out(f"{line} (if it has more than the repair saved)")
     return 0
+
+
+def _say_lost(result: salvage.RepairReport) -> None:
+    lost = _lost(result)
+    missing = result.missing_conversations + result.missing_messages
+    if lost:
+        out(f"lost: {lost} could not be read")
+    elif result.readable and not result.short_by and not missing:
+        out("lost: nothing that SQLite could still reach")
+    if missing:
+        out(
+            f"missing: {result.missing_conversations} conversation rows and "
+            f"{result.missing_messages} message rows below the newest ones: deleted "
+            "earlier, or lost to the damage (`sessions backups` lists copies that may "
+            "hold them)"
+        )
 
 
 def _lost(result: salvage.RepairReport) -> str:

@@ -35,6 +35,9 @@ class Readable:
     battles: list[sqlite3.Row] = field(default_factory=list)
     evaluation_files: list[sqlite3.Row] = field(default_factory=list)
     unreadable: dict[str, int] = field(default_factory=dict)
+    # row ids below the newest that a whole scan did not return: deleted, or lost to a
+    # damaged page that SQLite skips without an error
+    missing: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

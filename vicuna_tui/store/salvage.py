@@ -57,6 +57,8 @@ class RepairReport:
     battles: int = 0  # arena battles (their votes) carried over
     evaluation_files: int = 0  # the judgment files the evaluation screen lists
     unreadable_battles: int = 0
+    missing_conversations: int = 0  # row ids below the newest the scan did not return
+    missing_messages: int = 0
     header_rebuilt: bool = False
     readable: bool = True  # False: nothing in the file could be read as SQLite
     short_by: int = 0  # bytes missing from the end, going by the header (cut short)
@@ -165,10 +167,14 @@ def _short_by(path: Path) -> int:
     return missing if valid and missing > 0 else 0
 
 
-def _rows(db: sqlite3.Connection, table: str) -> tuple[list[sqlite3.Row], int]:
-    """Every readable row of ``table`` and how many row ids could not be read."""
+def _rows(db: sqlite3.Connection, table: str) -> tuple[list[sqlite3.Row], int, int]:
+    """Every readable row of ``table``, how many row ids could not be read, and how
+    many below the newest a whole scan did not return (deleted, or on a page SQLite
+    skipped)."""
     with contextlib.suppress(sqlite3.DatabaseError):
-        return db.execute(f"SELECT rowid AS _rowid, * FROM {table}").fetchall(), 0
+        whole = db.execute(f"SELECT rowid AS _rowid, * FROM {table}").fetchall()
+        newest = max((row["_rowid"] for row in whole), default=0)
+        return whole, 0, newest - len(whole)
     top: int | None = None
     with contextlib.suppress(sqlite3.DatabaseError):
         top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
@@ -194,7 +200,7 @@ def _rows(db: sqlite3.Connection, table: str) -> tuple[list[sqlite3.Row], int]:
     # Past the last row found (when the end is not known) a failure is no evidence of
     # a row: count only the failures below it.
     unreadable = len(failed) if top is not None else sum(1 for r in failed if r < last_found)
-    return rows, unreadable
+    return rows, unreadable, 0
 
 
 def repair(path: Path | None = None) -> RepairReport:
@@ -238,6 +244,8 @@ def repair(path: Path | None = None) -> RepairReport:
         battles=done.battles,
         evaluation_files=done.evaluation_files,
         unreadable_battles=unreadable.get("battles", 0) + done.refused_battles,
+        missing_conversations=found.missing.get("conversations", 0),
+        missing_messages=found.missing.get("messages", 0),
         header_rebuilt=rebuilt,
         readable=readable,
         short_by=short_by,
@@ -251,8 +259,9 @@ def _read(work: Path, found: Readable) -> None:
         tables = _tables(db)
         for table in ("conversations", "messages", "battles", "evaluation_files"):
             if table in tables:
-                rows, unreadable = _rows(db, table)
+                rows, unreadable, missing = _rows(db, table)
                 setattr(found, table, rows)
                 found.unreadable[table] = unreadable
+                found.missing[table] = missing
     finally:
         db.close()

@@ -8,7 +8,7 @@ questions of about 300 tokens through one backend (as `bench` does) and report t
 process's resident memory, anonymous and file-backed, after the first question and
 after the last, with the cache bound at its default, at a small bound, and at
 llama.cpp's own 8 GiB.  "KV type" rows compare f16 and q8_0: peak anonymous memory,
-decode tok/s (128 tokens), prefill tok/s (about 1,000 tokens, cold), and whether the
+decode tok/s (128 tokens), prefill tok/s (a prompt of about 2,300 tokens, cold), and whether the
 greedy reply is the same as f16's.
 """
 

@@ -189,12 +189,14 @@ def test_a_load_error_in_the_child_comes_back_and_the_child_exits(
     assert backend.pid is None
 
 
-def test_the_status_bar_memory_counts_the_model_process() -> None:
+def test_the_status_bar_memory_counts_the_model_process(tmp_path: Path) -> None:
+    """Anonymous memory of a child counts; a mapped file it reads is shown apart."""
+    import mmap
     import subprocess
 
-    from vicuna_tui.tui.widgets.status import process_rss
+    from vicuna_tui.tui.widgets.status import memory_text, process_memory
 
-    before = process_rss()
+    before, _ = process_memory()
     child = subprocess.Popen(
         [
             sys.executable,
@@ -207,10 +209,20 @@ def test_the_status_bar_memory_counts_the_model_process() -> None:
     )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        assert process_rss() - before > 190_000_000
+        assert process_memory()[0] - before > 190_000_000
     finally:
         child.kill()
         child.wait()
+    data = tmp_path / "weights.bin"
+    data.write_bytes(b"w" * 64 * 2**20)
+    anonymous, mapped = process_memory()
+    with data.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        assert sum(view[i] for i in range(0, len(view), 4096)) > 0  # every page touched
+        more_anonymous, more_mapped = process_memory()
+    assert more_mapped - mapped > 60 * 2**20  # the file's pages: not counted as held
+    assert more_anonymous - anonymous < 16 * 2**20
+    assert memory_text((2**30, 3 * 2**30)) == "RAM 1.0 GB + 3.0 GB file"
+    assert memory_text(123 * 2**20) == "RAM 123 MB"
 
 
 async def test_tui_after_the_model_process_dies_says_so_and_reloads(

@@ -75,7 +75,7 @@ def test_the_tui_saves_the_partial_reply_and_stops_the_model(
     )
     tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
     try:
-        screen_until(socket, "RSS")  # loaded
+        screen_until(socket, "RAM ")  # loaded
         children = model_processes(home)
         assert children, "the model is not in its own process"
         tmux(socket, "send-keys", "-t", "chat", LONG)

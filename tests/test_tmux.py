@@ -57,7 +57,7 @@ def test_type_a_question_and_read_the_answer(smollm_gguf: Path, home: Path) -> N
     tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
     try:
         screen_until(socket, "Message the model")  # the first frame, before the model
-        shown = screen_until(socket, "RSS")  # the status bar once the model is loaded
+        shown = screen_until(socket, "RAM ")  # the status bar once the model is loaded
         assert "llama.cpp" in shown and "Q4_1" in shown
         assert "Type a message and press Enter" in shown  # the first screen says how
         assert model_processes(home), "the model is not in its own process"

@@ -111,11 +111,11 @@ def _foreground(coloured: str, marker: str) -> str:
 def test_every_key_works_as_terminal_bytes(terminal: Terminal, home: Path) -> None:
     t = terminal
     t.until("Message the model")
-    shown = t.until("RSS")  # loaded
+    shown = t.until("RAM ")  # loaded
     # The "Model loaded" notice sits at the top, clear of the input and the status bar.
     if "Model loaded" in shown:
         assert _row(shown, "Model loaded") < _row(shown, "Message the model") - 5
-    status = shown.splitlines()[_row(shown, "RSS")]
+    status = shown.splitlines()[_row(shown, "RAM ")]
     assert "▌" not in status
 
     t.type("Which city is the capital of France?")

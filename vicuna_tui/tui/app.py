@@ -49,7 +49,7 @@ class VicunaApp(LiteralNotifications):
         conversation_id: str | None = None,
         backend_factory: BackendFactory | None = None,
         remote_factory: Callable[[RemoteSettings], Backend] | None = None,
-        memory_probe: Callable[[], int] | None = None,
+        memory_probe: Callable[[], int | tuple[int, int]] | None = None,
         debug: bool = False,
         replay: bool = False,
         reuse_seeds: bool = True,

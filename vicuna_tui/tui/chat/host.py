@@ -29,7 +29,7 @@ class ChatHost(Protocol):
     resolved: Resolved
     store_calls: StoreCalls | None  # None: not saving
     not_saving_hint: str | None
-    memory_probe: Callable[[], int] | None
+    memory_probe: Callable[[], int | tuple[int, int]] | None
 
     @property
     def engine(self) -> EngineControl: ...

@@ -15,16 +15,34 @@ from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
 
-def process_rss() -> int:
-    """Resident memory of this process and its children (the model runs in one)."""
+def process_memory() -> tuple[int, int]:
+    """(anonymous, file-backed) resident memory of this process and its children (the
+    model runs in one).  Anonymous memory is what the model really holds: weights
+    llama.cpp copied into its own layout, the KV cache, torch's tensors.  File-backed
+    pages are the mapped model file, which the kernel can drop and read again."""
     import psutil
 
+    anonymous = mapped = 0
     me = psutil.Process()
-    total = int(me.memory_info().rss)
-    for child in me.children(recursive=True):
+    for process in [me, *me.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):  # it just exited
-            total += int(child.memory_info().rss)
-    return total
+            info = process.memory_info()
+            shared = int(getattr(info, "shared", 0))  # Linux: file pages and shmem
+            anonymous += int(info.rss) - shared
+            mapped += shared
+    return anonymous, mapped
+
+
+MAPPED_SHOWN = 32 * 2**20  # the mapped file is named once it is this large
+
+
+def memory_text(probe: int | tuple[int, int]) -> str:
+    """ "RAM 5.8 GB + 3.7 GB file": what the model holds, and its mapped file apart."""
+    anonymous, mapped = (probe, 0) if isinstance(probe, int) else probe
+    text = f"RAM {human_bytes(anonymous)}"
+    if mapped >= MAPPED_SHOWN:
+        text += f" + {human_bytes(mapped)} file"
+    return text
 
 
 def human_bytes(count: int) -> str:
@@ -53,10 +71,13 @@ def progress_text(stage: str, done: int, total: int, width: int = 12) -> str:
 
 class StatusBar(Horizontal):
     def __init__(
-        self, *, memory_probe: Callable[[], int] | None = None, id: str | None = None
+        self,
+        *,
+        memory_probe: Callable[[], int | tuple[int, int]] | None = None,
+        id: str | None = None,
     ) -> None:
         super().__init__(id=id)
-        self.memory_probe = memory_probe or process_rss
+        self.memory_probe = memory_probe or process_memory
         self.info: ModelInfo | None = None
         self.state = "starting…"
         self.gpu_memory: int | None = None
@@ -167,7 +188,7 @@ class StatusBar(Horizontal):
                 if self.gpu_memory is not None and info.device.startswith("cuda"):
                     parts.append(f"GPU {human_bytes(self.gpu_memory)}")
                 else:
-                    parts.append(f"RSS {human_bytes(self.memory_probe())}")
+                    parts.append(memory_text(self.memory_probe()))
             parts += self._context_parts(info)
 
         if self.speed:

@@ -34,9 +34,13 @@ if kind == "direct":
     params.warmup = False
     server = xllamacpp.Server(params)
     loaded = time.perf_counter()
-    result = server.handle_completions({"prompt": "Hello, who are you?", "max_tokens": 8,
-                                        "temperature": 0, "top_k": 1})
-    first = result["timings"]["prompt_ms"] / 1000
+    ids = json.loads(sys.argv[3])  # the prompt ids our backend sent
+    asked = time.perf_counter()
+    chunks = []
+    server.handle_completions({"prompt": ids, "max_tokens": 8, "temperature": 0,
+                               "top_k": 1, "stream": True},
+                              lambda chunk: chunks.append(time.perf_counter()) and False)
+    first = chunks[0] - asked
 else:
     from vicuna_tui.engine.llamacpp import LlamaCppBackend
     from vicuna_tui.engine.events import ChatRequest, ReplyDone
@@ -46,6 +50,7 @@ else:
     loaded = time.perf_counter()
     request = ChatRequest(turns=(("user", "Hello, who are you?"),),
                           generation=GenerationSettings(temperature=0, max_new_tokens=8))
+    ids = backend.prepare(request).ids
     for event in backend.generate(request, threading.Event()):
         if isinstance(event, ReplyDone):
             first = event.stats.time_to_first_token
@@ -54,13 +59,16 @@ for line in open("/proc/self/status"):
     name, _, value = line.partition(":")
     if name in ("VmHWM", "RssAnon", "RssFile"):
         status[name] = int(value.split()[0]) * 1024
-print(json.dumps({"load": loaded - start, "first": first, **status}))
+print(json.dumps({"load": loaded - start, "first": first, "ids": ids, **status}))
 """
 
 
-def cell(kind: str, path: str) -> dict:  # type: ignore[type-arg]
+def cell(kind: str, path: str, ids: list[int] | None = None) -> dict:  # type: ignore[type-arg]
     result = subprocess.run(
-        [sys.executable, "-c", CELL, kind, path], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", CELL, kind, path, json.dumps(ids or [])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     if result.returncode:
         raise SystemExit(result.stderr[-3000:])
@@ -86,9 +94,9 @@ def main() -> None:
         info = gguf_file.read(make(name))
         expected = info.tensor_bytes + kv_cache_bytes(info, 4096)
         path_bytes = make(name).stat().st_size
-        subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)  # warm cache
+        ours = cell("ours", path)  # a warm-up: the page cache, and the prompt's ids
         for kind in ("direct", "ours"):
-            got = cell(kind, path)
+            got = cell(kind, path, ours["ids"])
             rows.append(
                 [
                     f"{name} ({gib(path_bytes)} file)",
@@ -104,9 +112,10 @@ def main() -> None:
             print(rows[-1], file=sys.stderr)
     body = (
         "One-shot on random-weight Llama shapes (benchmarks/random_gguf.py), context 4096, "
-        "2 threads, page cache warm; each row a fresh process. Load is from the start of "
-        "the process's work to a model ready to answer; first token is the prompt's "
-        "reading time.\n\n"
+        "2 threads, page cache warm (a run before the rows); each row a fresh process. "
+        "Load is from the start of the process's work to a model ready to answer; first "
+        "token is from the request to the first streamed token, on the same prompt ids "
+        "(our chat template's rendering of one short question).\n\n"
         + table(
             [
                 "model",

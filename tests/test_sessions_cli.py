@@ -225,3 +225,42 @@ def test_broken_import_says_why_and_imports_nothing(
     assert "Traceback" not in result.stderr
     with Store() as store:
         assert store.conversations() == []
+
+
+def test_export_never_replaces_or_follows_a_link_without_being_told(
+    home: Path, tmp_path: Path
+) -> None:
+    conv_id = seed_store()
+    target = tmp_path / "mine.md"
+    target.write_text("my notes\n")
+    target.chmod(0o644)
+
+    def export(path: Path, *extra: str) -> tuple[int, str]:
+        result = run_cli("sessions", "export", conv_id, "-o", str(path), *extra)
+        assert "Traceback" not in result.stderr
+        return result.returncode, result.stderr
+
+    code, said = export(target)
+    assert code == 2 and "already exists" in said and "--force" in said
+    assert target.read_text() == "my notes\n"  # untouched
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    code, said = export(link, "--force")
+    assert code == 2 and "symbolic link" in said
+    assert target.read_text() == "my notes\n"
+    code, said = export(tmp_path)
+    assert code == 2 and "is a folder" in said and "chat.md" in said
+    code, said = export(tmp_path / "no" / "such" / "x.md")
+    assert code == 2 and "does not exist" in said
+    code, said = export(target, "--force")  # asked for: replaced, private
+    assert code == 0 and target.read_text().startswith("#")
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+
+def test_replay_checks_its_answer_file_before_the_model_loads(home: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question_id": 1, "turns": ["hi"]}\n')
+    for output, said in ((tmp_path, "is a folder"), (tmp_path / "no" / "a.jsonl", "not exist")):
+        result = run_cli("replay", str(questions), "-o", str(output), "--model-path", "nowhere")
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and "loading" not in result.stderr

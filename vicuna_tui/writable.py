@@ -62,3 +62,25 @@ def fix_for(problem: str) -> str:
     if "full" in problem:
         return "free some disk space"
     return "make it writable, or set VICUNA_TUI_HOME to a folder you can write"
+
+
+def output_problem(
+    path: Path, *, replace: bool, example: str = "chat.md"
+) -> tuple[str, str] | None:
+    """(problem, fix) when ``path`` may not be written as an output file: a folder, a
+    link, a missing folder, an existing file without ``replace``, or a file system
+    that refuses; None when it may."""
+    if path.is_symlink():
+        return (
+            f"{path} is a symbolic link, and vicuna-tui does not write through links",
+            "give the path it points to, or another name",
+        )
+    if path.is_dir():
+        return f"{path} is a folder", f"give a file name in it, e.g. {path / example}"
+    if not path.parent.is_dir():
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        return f"the folder {path.parent} {what}", "create it first, or choose another folder"
+    if path.exists() and not replace:
+        return f"{path} already exists", "add --force to replace it, or choose another name"
+    problem = write_problem(path)
+    return (problem, fix_for(problem)) if problem else None

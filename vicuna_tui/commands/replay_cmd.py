@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from vicuna_tui import locations, runtime
+from vicuna_tui import locations, runtime, writable
 from vicuna_tui import replay_plan as replay_mod
 from vicuna_tui.commands.console import say
 from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
 from vicuna_tui.commands.startup import ask_turns, load_model
 from vicuna_tui.engine.events import ModelInfo, ReplyFailed
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.frontends.driver import Driver, describe_failure
 from vicuna_tui.frontends.linechat import reply_record
 from vicuna_tui.questions import read_questions
@@ -186,6 +187,10 @@ def _question_set(args: argparse.Namespace) -> int:
         if args.output
         else path.with_name(path.name.removesuffix(".jsonl") + ".answers.jsonl")
     )
+    # Before the model loads: a folder, a link or a missing folder is said at once.
+    refused = writable.output_problem(output, replace=True, example="answers.jsonl")
+    if refused:
+        raise SettingsError(f"cannot write the answers: {refused[0]}", refused[1])
     resolved = runtime.resolve(args)
     for warning in resolved.warnings:
         say(stderr, f"warning: {warning}")

@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui import formats
+from vicuna_tui import formats, writable
 from vicuna_tui.commands import sessions_care as care
 from vicuna_tui.commands.console import confirmed, say
 from vicuna_tui.commands.console import out as _out
+from vicuna_tui.errors import SettingsError
 from vicuna_tui.store import ALL_RUNS, ARENA_RUN, AllRuns, Conversation, Store, tree
 from vicuna_tui.textsafe import json_text
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--format", choices=formats.EXPORT_FORMATS, default="md")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.add_argument("--force", action="store_true", help="replace the --output file if it exists")
     p.add_argument(
         "--all-branches", action="store_true", help="json: every branch, not only the one shown"
     )
@@ -218,11 +220,21 @@ def _delete(args: argparse.Namespace, store: Store) -> int:
 
 
 def _export(args: argparse.Namespace, store: Store) -> int:
+    path = Path(args.output).expanduser() if args.output else None
+    if path is not None:
+        refused = writable.output_problem(path, replace=args.force)
+        if refused:
+            raise SettingsError(f"not exporting: {refused[0]}", refused[1])
     conv = store.get(store.resolve(args.id))
     text = formats.export(conv, args.format, all_branches=args.all_branches)
-    if args.output:
-        path = Path(args.output).expanduser()
-        formats.write_private(path, text)
+    if path is not None:
+        try:
+            if args.force and path.exists():
+                path.unlink()  # a new file, 0600: never another's file rewritten in place
+            formats.write_private(path, text)
+        except OSError as exc:
+            problem = writable.os_error_problem(exc, path)
+            raise SettingsError(f"not exported: {problem}", writable.fix_for(problem)) from None
         _out(f"wrote {path}")
     else:
         sys.stdout.write(text)

@@ -264,3 +264,29 @@ def test_replay_checks_its_answer_file_before_the_model_loads(home: Path, tmp_pa
         result = run_cli("replay", str(questions), "-o", str(output), "--model-path", "nowhere")
         assert result.returncode == 2 and said in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and "loading" not in result.stderr
+
+
+def test_json_nested_ten_thousand_deep_gets_a_message_not_a_traceback(
+    home: Path, tmp_path: Path, smollm_gguf: Path
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 10_000 + "]" * 10_000)
+    questions = tmp_path / "deep.jsonl"
+    questions.write_text('{"turns": ' + "[" * 10_000 + "]" * 10_000 + "}\n")
+    for args in (
+        ("sessions", "import", str(deep)),
+        ("replay", str(questions), "--model-path", str(smollm_gguf)),
+        ("bench", str(questions), "--model-id", "x", "--model-path", str(smollm_gguf)),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert "nests its JSON too deeply" in result.stderr and "Traceback" not in result.stderr
+    # In a piped chat, !!load of such a file is refused and the chat goes on.
+    piped = run_cli(
+        "--model-path", str(smollm_gguf), "--style", "simple", "--temperature", "0",
+        "--max-new-tokens", "4",
+        input=f"!!load {deep}\nSay hi.\n",
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert "nests its JSON too deeply" in piped.stderr
+    assert piped.stdout.strip()  # only the reply: the question after it was answered

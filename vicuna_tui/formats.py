@@ -289,6 +289,11 @@ def read_conversation(path: Path) -> tuple[Conversation, list[SavedMessage]]:
             f"{path} is not valid JSON: {exc}",
             "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
         ) from None
+    except RecursionError:  # e.g. an array 10,000 levels deep
+        raise FormatError(
+            f"{path} nests its JSON too deeply to be a conversation",
+            "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
+        ) from None
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
         data = data[0]  # a one-conversation ShareGPT dump
     if not isinstance(data, dict):

@@ -37,6 +37,11 @@ def read_questions(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]
                 f"{path}:{number} is not JSON ({exc.msg})",
                 'each line must be an object like {"prompt": "..."}',
             ) from None
+        except RecursionError:  # e.g. an array 10,000 levels deep
+            raise QuestionFileError(
+                f"{path}:{number} nests its JSON too deeply to be a question",
+                'each line must be an object like {"prompt": "..."}',
+            ) from None
         if not isinstance(record, dict):
             raise QuestionFileError(
                 f"{path}:{number} is not an object",

@@ -46,7 +46,7 @@ def question_records(path: Path) -> list[dict[str, Any]]:
     for line in text.splitlines():
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not an answer: skipped, as a torn line
             continue
         if isinstance(record, dict) and "question_id" in record:
             out.append(record)

@@ -101,6 +101,8 @@ def parse_prompts(text: str, source: str) -> dict[str, JudgePrompt]:
             record = json.loads(line)
         except ValueError as exc:
             raise JudgePromptError(f"{source}:{number} is not JSON ({exc})", _FIX) from None
+        except RecursionError:
+            raise JudgePromptError(f"{source}:{number} nests too deeply", _FIX) from None
         prompt = _prompt(record, f"{source}:{number}")
         prompts[prompt.name] = prompt
     return prompts

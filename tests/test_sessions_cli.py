@@ -210,7 +210,7 @@ def test_fastchat_save_file_with_a_one_shot_example(home: Path, tmp_path: Path) 
             '{"format": "vicuna-tui/1", "conversation": {}, "messages": [{"role": "x"}]}',
             "has role 'x'",
         ),
-        ("[1, 2]", "does not hold one conversation"),
+        ("[1, 2]", "[conversation 1] is not a conversation object"),
         ('{"hello": 1}', "not a conversation file"),
     ],
 )
@@ -290,3 +290,37 @@ def test_json_nested_ten_thousand_deep_gets_a_message_not_a_traceback(
     assert piped.returncode == 0, piped.stderr
     assert "nests its JSON too deeply" in piped.stderr
     assert piped.stdout.strip()  # only the reply: the question after it was answered
+
+
+def test_a_sharegpt_dataset_imports_every_conversation_and_names_the_bad_ones(
+    home: Path, tmp_path: Path
+) -> None:
+    def chat(question: str, answer: object) -> dict[str, object]:
+        return {
+            "id": question,
+            "conversations": [
+                {"from": "human", "value": question},
+                {"from": "gpt", "value": answer},
+            ],
+        }
+
+    dataset = tmp_path / "sharegpt.json"
+    dataset.write_text(
+        json.dumps([chat("Name a colour.", "Blue."), chat("Broken?", None), chat("Hi?", "Hello.")])
+    )
+    result = run_cli("sessions", "import", str(dataset))
+    assert result.returncode == 0, result.stderr
+    assert "imported 2 conversations (4 messages)" in result.stdout
+    assert f"{dataset} [conversation 2]: turn 2 value must be text, not NoneType" in result.stderr
+    with Store() as store:
+        titles = sorted(c.title for c in store.conversations())
+    assert titles == ["Hi?", "Name a colour."]
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps(chat("Alone?", None)))
+    refused = run_cli("sessions", "import", str(single))
+    assert refused.returncode == 2 and f"{single}: turn 2 value must be text" in refused.stderr
+    # one conversation is what !!load takes: a dataset is pointed to `sessions import`
+    with pytest.raises(formats.FormatError) as caught:
+        formats.read_conversation(dataset)
+    assert "holds 3 conversations" in caught.value.message
+    assert "sessions import" in caught.value.hint

@@ -252,7 +252,7 @@ def from_sharegpt(data: dict[str, Any], where: str) -> tuple[Conversation, list[
         if not isinstance(item, dict):
             raise FormatError(f"{where}: turn {index + 1} must be an object", "fix the file")
         who = item.get("from")
-        text = _text(item.get("value"), f"turn {index + 1} value")
+        text = _text(item.get("value"), f"{where}: turn {index + 1} value")
         if who == "system":
             system = text
         elif who in ("human", "user"):
@@ -274,8 +274,27 @@ def from_sharegpt(data: dict[str, Any], where: str) -> tuple[Conversation, list[
     return conv, [SavedMessage(role=r, content=t) for r, t in pairs]
 
 
-def read_conversation(path: Path) -> tuple[Conversation, list[SavedMessage]]:
-    """Parse a conversation file (our JSON, FastChat or ShareGPT) without writing anything."""
+Parsed = tuple[Conversation, list[SavedMessage]]
+NOT_KNOWN = "import takes our JSON, FastChat !!save JSON or ShareGPT JSON"
+
+
+def read_conversation(path: Path) -> Parsed:
+    """Parse a file of one conversation (our JSON, FastChat or ShareGPT) without
+    writing anything."""
+    found, skipped = read_conversations(path)
+    if len(found) + len(skipped) > 1:
+        raise FormatError(
+            f"{path} holds {len(found) + len(skipped)} conversations; this takes one",
+            f"import them all with `vicuna-tui sessions import {path}`",
+        )
+    if skipped:
+        raise skipped[0][1]
+    return found[0]
+
+
+def read_conversations(path: Path) -> tuple[list[Parsed], list[tuple[int, FormatError]]]:
+    """Parse a conversation file, or a list of them (a ShareGPT dataset): those that
+    parse, and the place (from 1) and fault of those that do not."""
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -285,30 +304,33 @@ def read_conversation(path: Path) -> tuple[Conversation, list[SavedMessage]]:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise FormatError(
-            f"{path} is not valid JSON: {exc}",
-            "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
-        ) from None
+        raise FormatError(f"{path} is not valid JSON: {exc}", NOT_KNOWN) from None
     except RecursionError:  # e.g. an array 10,000 levels deep
         raise FormatError(
-            f"{path} nests its JSON too deeply to be a conversation",
-            "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
+            f"{path} nests its JSON too deeply to be a conversation", NOT_KNOWN
         ) from None
-    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
-        data = data[0]  # a one-conversation ShareGPT dump
-    if not isinstance(data, dict):
-        raise FormatError(
-            f"{path} does not hold one conversation object",
-            "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
-        )
-    where = str(path)
+    if isinstance(data, dict):
+        return [_one(data, str(path))], []
+    if not isinstance(data, list) or not data:
+        raise FormatError(f"{path} does not hold a conversation object", NOT_KNOWN)
+    found: list[Parsed] = []
+    skipped: list[tuple[int, FormatError]] = []
+    for index, item in enumerate(data, start=1):
+        where = f"{path} [conversation {index}]" if len(data) > 1 else str(path)
+        try:
+            if not isinstance(item, dict):
+                raise FormatError(f"{where} is not a conversation object", NOT_KNOWN)
+            found.append(_one(item, where))
+        except FormatError as exc:
+            skipped.append((index, exc))
+    return found, skipped
+
+
+def _one(data: dict[str, Any], where: str) -> Parsed:
     if data.get("format") == OUR_FORMAT:
         return from_ours(data, where)
     if "template_name" in data or ("messages" in data and "roles" in data):
         return from_fastchat(data, where)
     if "conversations" in data:
         return from_sharegpt(data, where)
-    raise FormatError(
-        f"{path} is not a conversation file vicuna-tui knows",
-        "import takes our JSON, FastChat !!save JSON or ShareGPT JSON",
-    )
+    raise FormatError(f"{where} is not a conversation file vicuna-tui knows", NOT_KNOWN)

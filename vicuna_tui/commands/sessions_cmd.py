@@ -241,11 +241,28 @@ def _export(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+SKIPS_SHOWN = 10  # faults named one by one; past that, counted
+
+
 def _import(args: argparse.Namespace, store: Store) -> int:
-    conv, messages = formats.read_conversation(Path(args.file).expanduser())
-    # our JSON names each message's parent: its tree comes back as it was
-    new_id = store.import_conversation(conv, messages, as_tree=any(m.parent for m in messages))
-    _out(f"imported {len(messages)} messages as {new_id[:8]} “{conv.title}”")
+    """One conversation, or every one of a list (a ShareGPT dataset): those that do not
+    parse are skipped and named, the rest imported."""
+    path = Path(args.file).expanduser()
+    found, skipped = formats.read_conversations(path)
+    if not found:
+        raise skipped[0][1]
+    for conv, messages in found:
+        # our JSON names each message's parent: its tree comes back as it was
+        new_id = store.import_conversation(conv, messages, as_tree=any(m.parent for m in messages))
+        if len(found) == 1:
+            _out(f"imported {len(messages)} messages as {new_id[:8]} “{conv.title}”")
+    if len(found) > 1:
+        total = sum(len(messages) for _, messages in found)
+        _out(f"imported {len(found)} conversations ({total} messages) from {path}")
+    for _, fault in skipped[:SKIPS_SHOWN]:
+        say(sys.stderr, f"skipped: {fault.message} ({fault.hint})")
+    if len(skipped) > SKIPS_SHOWN:
+        say(sys.stderr, f"skipped {len(skipped) - SKIPS_SHOWN} more that did not parse")
     return 0
 
 

@@ -93,6 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         if self.stub.mode == "unauthorized":
             return 401, {"error": {"message": "Incorrect API key provided"}}
+        if self.stub.mode == "echo-key":  # a server that quotes the key it was sent
+            sent = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            return 401, {"error": {"message": f"Incorrect API key provided: {sent}"}}
         if self.stub.mode == "error500":
             return 500, {"error": {"message": "CUDA out of memory on worker 2"}}
         if body.get("model") not in self.stub.models:

@@ -172,6 +172,22 @@ def test_http_errors_show_the_servers_message(mode: str, message: str, hint: str
     assert hint in info.value.hint
 
 
+def test_a_server_that_echoes_the_api_key_never_gets_it_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("TEST_KEY", secret)
+    with serve() as (url, stub):
+        backend = RemoteBackend(RemoteSettings(url, api_key_env="TEST_KEY"))
+        backend.load()
+        stub.mode = "echo-key"
+        with pytest.raises(RemoteError) as info:
+            run(backend)
+    shown = f"{info.value.message} {info.value.hint}"
+    assert "Incorrect API key provided: [API key]" in shown
+    assert secret not in shown
+
+
 def engine_events(
     backend: RemoteBackend, req: ChatRequest, cancel_after: int | None = None
 ) -> list[EngineEvent]:

@@ -103,7 +103,7 @@ class RemoteBackend(HoldsModel):
     def _translate(self, exc: Exception, doing: str) -> RemoteError:
         import httpx
 
-        text = str(exc)
+        text = self._redact(str(exc))
         if isinstance(exc, httpx.ConnectTimeout):
             return RemoteError(
                 f"{self.public} did not accept a connection while {doing}",
@@ -136,8 +136,13 @@ class RemoteBackend(HoldsModel):
             f"{type(exc).__name__} while {doing}: {text[:200]}", "run with --debug for details"
         )
 
+    def _redact(self, text: str) -> str:
+        """A server's words with our API key taken out (some echo it back)."""
+        key = self.settings.key()
+        return text.replace(key, "[API key]") if key and len(key) >= 4 else text
+
     def _http_error(self, status: int, body: bytes) -> RemoteError:
-        message = server_message(body, status)
+        message = self._redact(server_message(body, status))
         if status in (401, 403):
             return RemoteError(
                 f"{self.public} refused the request (HTTP {status}): {message}",

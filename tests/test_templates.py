@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from helpers import run_cli
 
 from vicuna_tui.engine.templates import (
     ASSISTANT,
     TEMPLATES,
     USER,
+    ChatTemplate,
     choose_template_name,
     get_template,
 )
@@ -103,3 +109,60 @@ def test_auto_template(
     chosen, text = choose_template_name(name, chat_template, vocab, llama)
     assert chosen == expected
     assert (text is not None) == notice
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        ("{% for i in range(999999999) %}x{% endfor %}", "loops more than 1,000,000 times"),
+        (
+            "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}",
+            "loops more than",
+        ),
+        ("{{ 'x' * 2000000000 }}", "multiplies a value past"),
+        ("{{ [1] * 2000000000 }}", "multiplies a value past"),
+        ("{{ 10 ** 100000000 }}", "power past 64"),
+        ("{% for m in messages %}{{ 'x' * 1000000 }}{% endfor %}" * 20, "writes more than"),
+        ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
+    ],
+)
+def test_a_hostile_chat_template_is_stopped_with_a_way_out(source: str, said: str) -> None:
+    """A GGUF's chat template is code from a stranger: each rendering is bounded in loop
+    steps, repeated text and output, and every failure names the fix."""
+    template = ChatTemplate(source)
+    with pytest.raises(SettingsError) as caught:
+        template.render([("user", "hi")])
+    assert said in caught.value.message
+    assert "--conv-template" in caught.value.hint
+
+
+def test_an_ordinary_chat_template_renders_within_the_budget() -> None:
+    source = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+        "{% for i in range(3) %}.{% endfor %}{{ '-' * 3 }}"
+    )
+    assert ChatTemplate(source).render([("user", "hi")]) == "<|user|>hi...---"
+
+
+def test_a_gguf_whose_template_would_hang_llamacpp_loads_and_says_so(
+    smollm_gguf: Path, tmp_path: Path, home: Path
+) -> None:
+    """llama.cpp is never given the file's template: the load takes its usual time, our
+    sandbox stops the template, and a named template answers."""
+    hostile = tmp_path / "hostile.gguf"
+    subprocess.run(
+        [
+            sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(smollm_gguf),
+            str(hostile), "--chat-template", "{% for i in range(999999999) %}x{% endfor %}",
+        ],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    base = ["--model-path", str(hostile), "-p", "What is 2+2?", "--max-new-tokens", "4"]
+    refused = run_cli(*base, timeout=120)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "chat template was stopped: it loops more than" in refused.stderr
+    assert "--conv-template chatml" in refused.stderr
+    named = run_cli(*base, "--conv-template", "chatml", "--temperature", "0", timeout=120)
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.strip()

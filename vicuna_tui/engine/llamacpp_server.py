@@ -181,6 +181,9 @@ def server_params(
     params.cpuparams_batch.n_threads = prefill_threads
     params.n_gpu_layers = gpu_layers
     params.cache_prompt = True
+    # We send token ids, rendered by our own sandboxed templates: llama.cpp must never
+    # evaluate the file's chat template (a hostile one loops at load, beyond our reach).
+    params.chat_template = "chatml"
     params.cache_ram_mib = prompt_cache_mib
     if prompt_cache_mib == 0:
         params.cache_idle_slots = False

@@ -225,6 +225,15 @@ class TokenizerTemplate:
         return str(result)
 
 
+# A chat template is code from a stranger's file: what one rendering may cost.
+TEMPLATE_STEPS = 1_000_000  # loop steps over range() in one rendering, all loops together
+TEMPLATE_TEXT = 16 * 2**20  # characters one * or ** may make, and a prompt may hold
+
+
+class TemplateBudget(Exception):
+    """A chat template went past what one rendering may cost."""
+
+
 class ChatTemplate:
     """A Jinja chat template read from a model file (a GGUF's ``tokenizer.chat_template``),
     rendered as transformers' ``apply_chat_template`` renders it, without transformers:
@@ -238,6 +247,7 @@ class ChatTemplate:
         self.source = source
         self.bos_token, self.eos_token = bos_token, eos_token
         self._compiled: Any = None
+        self._steps = 0  # loop steps taken by the rendering under way
 
     def default_system_message(self) -> str:
         return ""
@@ -249,7 +259,6 @@ class ChatTemplate:
 
             import jinja2
             from jinja2.ext import loopcontrols
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
 
             def raise_exception(message: str) -> None:
                 raise jinja2.exceptions.TemplateError(message)
@@ -269,9 +278,9 @@ class ChatTemplate:
                     sort_keys=sort_keys,
                 )
 
-            env = ImmutableSandboxedEnvironment(
-                trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-            )
+            sandbox = _bounded_sandbox()
+            env = sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+            env.globals["range"] = self._range
             env.filters["tojson"] = tojson
             env.globals["raise_exception"] = raise_exception
             env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -284,24 +293,70 @@ class ChatTemplate:
                 ) from None
         return self._compiled
 
+    def _range(self, *args: int) -> range:
+        """range(), counted against the rendering's budget of loop steps."""
+        steps = range(*args)
+        self._steps += len(steps)
+        if self._steps > TEMPLATE_STEPS:
+            raise TemplateBudget(f"it loops more than {TEMPLATE_STEPS:,} times")
+        return steps
+
     def render(self, turns: Sequence[Turn], system_message: str | None = None) -> str:
         messages, add_generation_prompt = chat_messages(turns, system_message)
         import jinja2
 
+        self._steps = 0
+        fix = "choose a named template, e.g. --conv-template chatml"
         try:
-            return str(
-                self._template().render(
-                    messages=messages,
-                    add_generation_prompt=add_generation_prompt,
-                    bos_token=self.bos_token,
-                    eos_token=self.eos_token,
-                )
-            )
+            pieces: list[str] = []
+            size = 0
+            for piece in self._template().generate(
+                messages=messages,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            ):
+                size += len(piece)
+                if size > TEMPLATE_TEXT:
+                    raise TemplateBudget(f"it writes more than {TEMPLATE_TEXT:,} characters")
+                pieces.append(piece)
+            return "".join(pieces)
+        except TemplateBudget as exc:
+            raise SettingsError(f"the model's chat template was stopped: {exc}", fix) from None
         except jinja2.TemplateError as exc:
+            raise SettingsError(f"the model's chat template failed: {exc}", fix) from None
+        except (OverflowError, RecursionError, MemoryError, ValueError, TypeError) as exc:
             raise SettingsError(
-                f"the model's chat template failed: {exc}",
-                "choose a named template, e.g. --conv-template chatml",
+                f"the model's chat template failed: {type(exc).__name__}: {exc}", fix
             ) from None
+
+
+def _product(left: Any, right: Any) -> int:
+    """How large ``left * right`` would be: repeated text or lists, or a number."""
+    sized = (str, bytes, list, tuple)
+    if isinstance(left, sized) and isinstance(right, int):
+        return len(left) * right
+    if isinstance(right, sized) and isinstance(left, int):
+        return len(right) * left
+    return 0
+
+
+def _bounded_sandbox() -> Any:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        """No * or ** whose result passes TEMPLATE_TEXT ('x' * 2000000000)."""
+
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "*" and _product(left, right) > TEMPLATE_TEXT:
+                raise TemplateBudget(f"it multiplies a value past {TEMPLATE_TEXT:,}")
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+                raise TemplateBudget("it raises a number to a power past 64")
+            return super().call_binop(context, operator, left, right)
+
+    return BoundedSandbox
 
 
 def get_template(name: str) -> Template:

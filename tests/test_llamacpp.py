@@ -427,3 +427,45 @@ def test_a_second_kv_cache_only_when_it_is_small(smollm_gguf: Path) -> None:
     assert branch_slots(info, 4096, gpu_layers=0) == 2
     assert branch_slots(info, 4096 * 8, gpu_layers=0) == 1  # 750 MiB: over the cap
     assert branch_slots(info, 4096, gpu_layers=31) == 1  # the GPU's memory is the model's
+
+
+def test_the_in_process_server_serves_nothing_we_do_not_use(llama: LlamaCppBackend) -> None:
+    """Its loopback listener: no web page, no slots, no other origin, the key required."""
+    import urllib.error
+    import urllib.request
+
+    base = llama._server.listening_address
+    seen = {}
+    for path in ("/", "/slots", "/props", "/v1/models"):
+        request = urllib.request.Request(base + path, headers={"Origin": "http://evil.example"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                seen[path] = (response.status, response.headers.get("Access-Control-Allow-Origin"))
+        except urllib.error.HTTPError as exc:
+            seen[path] = (exc.code, exc.headers.get("Access-Control-Allow-Origin"))
+    assert all(status in (401, 404) for status, _ in seen.values()), seen
+    assert all(origin != "http://evil.example" for _, origin in seen.values()), seen
+
+
+def test_a_model_that_says_nothing_is_said_to_have_stopped(
+    smollm_gguf: Path, tmp_path: Path, home: Path
+) -> None:
+    """A GGUF whose tensor data is garbage: the header is whole, the reply empty; the
+    user is told why there is no answer, not left with a blank line and exit 0."""
+    import random
+    import shutil
+
+    import gguf
+
+    garbage = tmp_path / "garbage.gguf"
+    shutil.copyfile(smollm_gguf, garbage)
+    offset = gguf.GGUFReader(smollm_gguf).data_offset
+    with garbage.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(random.Random(1).randbytes(garbage.stat().st_size - offset))
+    result = run_cli(
+        "--model-path", str(garbage), "-p", "What is 2+2?", "--temperature", "0",
+        "--max-new-tokens", "8",
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr and not result.stdout.strip()
+    assert "the model stopped at once: its first token was end-of-text" in result.stderr

@@ -252,9 +252,11 @@ def test_export_never_replaces_or_follows_a_link_without_being_told(
     assert code == 2 and "is a folder" in said and "chat.md" in said
     code, said = export(tmp_path / "no" / "such" / "x.md")
     assert code == 2 and "does not exist" in said
-    code, said = export(target, "--force")  # asked for: replaced, private
+    code, said = export(target, "--force")  # asked for: replaced, its mode kept
     assert code == 0 and target.read_text().startswith("#")
-    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+    piped = run_cli("sessions", "export", conv_id, "-o", "-")
+    assert piped.returncode == 0 and piped.stdout.startswith("#")
 
 
 def test_replay_checks_its_answer_file_before_the_model_loads(home: Path, tmp_path: Path) -> None:

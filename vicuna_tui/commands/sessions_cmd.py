@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a conversation as md, json, fastchat or sharegpt")
     p.add_argument("id")
     p.add_argument("--format", choices=formats.EXPORT_FORMATS, default="md")
-    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.add_argument("-o", "--output", help="file to write (default, or -: stdout)")
     p.add_argument("--force", action="store_true", help="replace the --output file if it exists")
     p.add_argument(
         "--all-branches", action="store_true", help="json: every branch, not only the one shown"
@@ -220,7 +220,7 @@ def _delete(args: argparse.Namespace, store: Store) -> int:
 
 
 def _export(args: argparse.Namespace, store: Store) -> int:
-    path = Path(args.output).expanduser() if args.output else None
+    path = Path(args.output).expanduser() if args.output not in (None, "-") else None
     if path is not None:
         refused = writable.output_problem(path, replace=args.force)
         if refused:
@@ -229,9 +229,13 @@ def _export(args: argparse.Namespace, store: Store) -> int:
     text = formats.export(conv, args.format, all_branches=args.all_branches)
     if path is not None:
         try:
+            mode = None
             if args.force and path.exists():
-                path.unlink()  # a new file, 0600: never another's file rewritten in place
+                mode = path.stat().st_mode & 0o777  # the replaced file's mode is kept
+                path.unlink()  # a new file: never another's file rewritten in place
             formats.write_private(path, text)
+            if mode is not None:
+                path.chmod(mode)
         except OSError as exc:
             problem = writable.os_error_problem(exc, path)
             raise SettingsError(f"not exported: {problem}", writable.fix_for(problem)) from None

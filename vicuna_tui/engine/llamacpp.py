@@ -66,7 +66,13 @@ from vicuna_tui.engine.llamacpp_server import (
 )
 from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompt_cache import HostPromptCache
-from vicuna_tui.engine.prompting import PreparedPrompt, common_prefix, fit_prompt, switch_cache
+from vicuna_tui.engine.prompting import (
+    PreparedPrompt,
+    common_prefix,
+    fit_prompt,
+    nothing_said,
+    switch_cache,
+)
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.textstream import StopMatcher
 from vicuna_tui.engine.threads import ThreadPlanner, sleeping_waits_pay, use_sleeping_waits
@@ -395,6 +401,9 @@ class LlamaCppBackend(HoldsModel):
         stats = dataclasses.replace(
             stats, threads=self.info.threads, prompt_cache_bytes=self._host_cache.held
         )
+        silent = nothing_said(reply.text, reply.finish)
+        if silent is not None:
+            yield silent
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
 
     def _pick_slot(self, ids: list[int]) -> int:

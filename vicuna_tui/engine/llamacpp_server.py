@@ -196,6 +196,12 @@ def server_params(
     params.verbosity = 3 if native_log else -1
     params.warmup = False
     params.api_keys = [key]
+    # Its HTTP listener serves our tokenizer calls alone: no web page, no slot listing,
+    # no cross-origin reads for a browser page (llama.cpp keeps /health open, key or not).
+    params.ui = False
+    params.endpoint_slots = False
+    params.cors_origins = "http://127.0.0.1"
+    params.n_threads_http = 1
     if gpu_layers == 0:
         params.no_kv_offload = True
         params.no_op_offload = True

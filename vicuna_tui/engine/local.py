@@ -36,6 +36,7 @@ from vicuna_tui.engine.prompting import (
     ReplyTally,
     common_prefix,
     fit_prompt,
+    nothing_said,
     switch_cache,
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
@@ -299,6 +300,9 @@ class LocalBackend(HoldsModel):
             if tail:
                 yield ReplyDelta(request.request_id, tail)
         stats = dataclasses.replace(reply.stats(prepared, cached, seed), threads=threads)
+        silent = nothing_said(reply.text, reply.finish)
+        if silent is not None:
+            yield silent
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
 
     def _follow_load(self) -> int | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from vicuna_tui.engine import templates
-from vicuna_tui.engine.events import FINISH_LENGTH, ChatRequest, ReplyStats
+from vicuna_tui.engine.events import FINISH_LENGTH, FINISH_STOP, ChatRequest, Notice, ReplyStats
 from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
 from vicuna_tui.errors import PromptTooLongError
 
@@ -148,3 +148,14 @@ class ReplyTally:
             end=time.perf_counter(),
             seed=seed,
         )
+
+
+def nothing_said(text: str, finish: str) -> Notice | None:
+    """A notice for a reply the model ended before writing anything: an empty reply
+    with exit 0 and no word would look like a hang or a bug."""
+    if finish != FINISH_STOP or text.strip():
+        return None
+    return Notice(
+        "the model stopped at once: its first token was end-of-text (try another "
+        "template with --conv-template, a temperature above 0, or check the model file)"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import run_cli
@@ -326,3 +327,25 @@ def test_a_sharegpt_dataset_imports_every_conversation_and_names_the_bad_ones(
         formats.read_conversation(dataset)
     assert "holds 3 conversations" in caught.value.message
     assert "sessions import" in caught.value.hint
+
+
+def test_a_sharegpt_dataset_of_a_thousand_conversations(home: Path, tmp_path: Path) -> None:
+    chats: list[dict[str, Any]] = [
+        {
+            "id": str(n),
+            "conversations": [
+                {"from": "human", "value": f"Question {n}?"},
+                {"from": "gpt", "value": f"Answer {n}."},
+            ],
+        }
+        for n in range(1000)
+    ]
+    chats[500]["conversations"][0]["from"] = "bing"  # one odd entry, as real dumps have
+    dataset = tmp_path / "sharegpt_1000.json"
+    dataset.write_text(json.dumps(chats))
+    result = run_cli("sessions", "import", str(dataset))
+    assert result.returncode == 0, result.stderr
+    assert "imported 999 conversations (1998 messages)" in result.stdout
+    assert "[conversation 501]: turn 1 is from 'bing'" in result.stderr
+    with Store() as store:
+        assert store.count_conversations() == 999

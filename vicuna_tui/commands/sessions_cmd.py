@@ -255,12 +255,15 @@ def _import(args: argparse.Namespace, store: Store) -> int:
     found, skipped = formats.read_conversations(path)
     if not found:
         raise skipped[0][1]
-    for conv, messages in found:
-        # our JSON names each message's parent: its tree comes back as it was
-        new_id = store.import_conversation(conv, messages, as_tree=any(m.parent for m in messages))
-        if len(found) == 1:
-            _out(f"imported {len(messages)} messages as {new_id[:8]} “{conv.title}”")
-    if len(found) > 1:
+    # our JSON names each message's parent: its tree comes back as it was (all in one
+    # transaction: a dataset comes in whole or not at all)
+    made = store.import_conversations(
+        [(conv, messages, any(m.parent for m in messages)) for conv, messages in found]
+    )
+    if len(found) == 1:
+        conv, messages = found[0]
+        _out(f"imported {len(messages)} messages as {made[0][:8]} “{conv.title}”")
+    else:
         total = sum(len(messages) for _, messages in found)
         _out(f"imported {len(found)} conversations ({total} messages) from {path}")
     for _, fault in skipped[:SKIPS_SHOWN]:

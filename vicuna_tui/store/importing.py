@@ -34,40 +34,55 @@ class ImportQueries:
         ``as_tree``: the messages' parents make the tree (None: a root); otherwise each
         follows the message before it.  Every message gets a new uid (a file imported
         twice makes two conversations)."""
-        stamp = now()
-        fresh = {m.uid: uuid.uuid4().hex for m in messages}
-        rows: list[SavedMessage] = []
-        depth: dict[str, int] = {}
-        for index, msg in enumerate(messages):
-            parent: str | None
-            if as_tree:  # a parent not (yet) in the file: a root, nothing lost
-                placed = msg.parent is not None and fresh.get(msg.parent, "") in depth
-                parent = fresh[msg.parent] if placed and msg.parent is not None else None
-            else:
-                parent = rows[index - 1].uid if index else None
-            position = depth[parent] + 1 if parent is not None else 0
-            row = dataclasses.replace(
-                msg,
-                uid=fresh[msg.uid],
-                parent=parent,
-                chosen_child=fresh.get(msg.chosen_child or ""),
-                position=position,
-                created_at=msg.created_at or stamp,
-            )
-            depth[row.uid] = position
-            rows.append(row)
-        leaf = fresh.get(conv.active_leaf or "") or (rows[-1].uid if rows else None)
-        copy = dataclasses.replace(
-            conv,
-            id=uuid.uuid4().hex,
-            created_at=conv.created_at or stamp,
-            updated_at=conv.updated_at or stamp,
-            backend=conv.backend or "local",
-            replay_of=None,
-            active_leaf=leaf,
-        )
+        return self.import_conversations([(conv, messages, as_tree)])[0]
+
+    def import_conversations(
+        self, items: Sequence[tuple[Conversation, Sequence[SavedMessage], bool]]
+    ) -> list[str]:
+        """Several conversations (a dataset) in one transaction: all or none."""
+        made = [_fresh_copy(conv, messages, as_tree=as_tree) for conv, messages, as_tree in items]
         with self.transaction() as db:
-            db.execute(INSERT_CONVERSATION, conversation_row(copy))
-            for row in rows:
-                db.execute(INSERT_MESSAGE, message_row(copy.id, row))
-        return copy.id
+            for copy, rows in made:
+                db.execute(INSERT_CONVERSATION, conversation_row(copy))
+                for row in rows:
+                    db.execute(INSERT_MESSAGE, message_row(copy.id, row))
+        return [copy.id for copy, _ in made]
+
+
+def _fresh_copy(
+    conv: Conversation, messages: Sequence[SavedMessage], *, as_tree: bool
+) -> tuple[Conversation, list[SavedMessage]]:
+    """The conversation and its messages under new ids, placed as a tree."""
+    stamp = now()
+    fresh = {m.uid: uuid.uuid4().hex for m in messages}
+    rows: list[SavedMessage] = []
+    depth: dict[str, int] = {}
+    for index, msg in enumerate(messages):
+        parent: str | None
+        if as_tree:  # a parent not (yet) in the file: a root, nothing lost
+            placed = msg.parent is not None and fresh.get(msg.parent, "") in depth
+            parent = fresh[msg.parent] if placed and msg.parent is not None else None
+        else:
+            parent = rows[index - 1].uid if index else None
+        position = depth[parent] + 1 if parent is not None else 0
+        row = dataclasses.replace(
+            msg,
+            uid=fresh[msg.uid],
+            parent=parent,
+            chosen_child=fresh.get(msg.chosen_child or ""),
+            position=position,
+            created_at=msg.created_at or stamp,
+        )
+        depth[row.uid] = position
+        rows.append(row)
+    leaf = fresh.get(conv.active_leaf or "") or (rows[-1].uid if rows else None)
+    copy = dataclasses.replace(
+        conv,
+        id=uuid.uuid4().hex,
+        created_at=conv.created_at or stamp,
+        updated_at=conv.updated_at or stamp,
+        backend=conv.backend or "local",
+        replay_of=None,
+        active_leaf=leaf,
+    )
+    return copy, rows

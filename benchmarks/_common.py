@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -12,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "BENCHMARKS.md"
@@ -189,3 +191,18 @@ def smollm_gguf() -> Path:
             raise SystemExit("the demo model is missing: run `make test` (or `make run`) first")
         gguf = found[0]
     return gguf
+
+
+def run_cell(code: str, *args: str, timeout: float = 3600) -> Any:
+    """Run ``code`` in a fresh Python process (``sys.argv[1:]`` = ``args``) and return
+    the JSON of the last line it printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    if result.returncode:
+        raise SystemExit(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])

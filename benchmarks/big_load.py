@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
+from typing import Any
 
-from _common import ROOT, table, write_section
+from _common import run_cell, table, write_section
 
 CELL = r"""
 import json, sys, threading, time
@@ -63,16 +63,8 @@ print(json.dumps({"load": loaded - start, "first": first, "ids": ids, **status})
 """
 
 
-def cell(kind: str, path: str, ids: list[int] | None = None) -> dict:  # type: ignore[type-arg]
-    result = subprocess.run(
-        [sys.executable, "-c", CELL, kind, path, json.dumps(ids or [])],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    if result.returncode:
-        raise SystemExit(result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def cell(kind: str, path: str, ids: list[int] | None = None) -> Any:
+    return run_cell(CELL, kind, path, json.dumps(ids or []))
 
 
 def gib(count: float) -> str:

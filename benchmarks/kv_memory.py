@@ -15,11 +15,10 @@ greedy reply is the same as f16's.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
+from typing import Any
 
-from _common import ROOT, smollm_gguf, table, write_section
+from _common import run_cell, smollm_gguf, table, write_section
 
 CELL = r"""
 import json, sys, threading
@@ -80,17 +79,8 @@ print(json.dumps(out))
 """
 
 
-def cell(mode: str, path: str, arg: str, count: int) -> dict:  # type: ignore[type-arg]
-    result = subprocess.run(
-        [sys.executable, "-c", CELL, mode, path, arg, str(count)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=3600,
-    )
-    if result.returncode:
-        raise SystemExit(result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def cell(mode: str, path: str, arg: str, count: int) -> Any:
+    return run_cell(CELL, mode, path, arg, str(count))
 
 
 def mb(count: float) -> str:

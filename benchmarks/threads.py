@@ -14,7 +14,6 @@ run the demo model's safetensors conversion on the CPU fast path.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from _common import ROOT, smollm_folder, smollm_gguf, table, write_section
+from _common import run_cell, smollm_folder, smollm_gguf, table, write_section
 
 CELL = r"""
 import json, statistics, sys, threading
@@ -83,16 +82,30 @@ def hog(on: bool) -> Iterator[None]:
 
 def cell(kind: str, path: str, threads: int, tokens: int, runs: int, busy: bool) -> Any:
     with hog(busy):
-        result = subprocess.run(
-            [sys.executable, "-c", CELL, kind, path, str(threads), str(tokens), str(runs)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=1800,
+        return run_cell(CELL, kind, path, str(threads), str(tokens), str(runs), timeout=1800)
+
+
+def compare(label: str, kind: str, path: str, tokens: int, runs: int, cores: int) -> list[Any]:
+    """Ours, 1 thread and every core, idle and beside a hog: two rows."""
+    rows = []
+    for busy in (False, True):
+        ours = cell(kind, path, 0, tokens, runs, busy)
+        direct = "direct" if kind == "ours" else kind
+        one = cell(direct, path, 1, tokens, runs, busy)
+        every = cell(direct, path, cores, tokens, runs, busy)
+        best = max(one["rate"], every["rate"])
+        rows.append(
+            [
+                label,
+                "one CPU hog" if busy else "idle",
+                f"{ours['rate']:.1f} ({plural(ours['threads'])})",
+                f"{one['rate']:.1f}",
+                f"{every['rate']:.1f}",
+                f"{ours['rate'] / best:.2f}",
+            ]
         )
-    if result.returncode:
-        raise SystemExit(result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        print(rows[-1], file=sys.stderr)
+    return rows
 
 
 def plural(threads: int) -> str:
@@ -119,42 +132,12 @@ def main() -> None:
     cores = cpu_cores()
     rows = []
     for name in args.models.split(","):
-        path = model_path(name)
         tokens = args.tokens if name != "7b" else max(8, args.tokens // 4)
-        for busy in (False, True):
-            ours = cell("ours", path, 0, tokens, args.runs, busy)
-            one = cell("direct", path, 1, tokens, args.runs, busy)
-            every = cell("direct", path, cores, tokens, args.runs, busy)
-            best = max(one["rate"], every["rate"])
-            rows.append(
-                [
-                    f"{name} (llama.cpp)",
-                    "one CPU hog" if busy else "idle",
-                    f"{ours['rate']:.1f} ({plural(ours['threads'])})",
-                    f"{one['rate']:.1f}",
-                    f"{every['rate']:.1f}",
-                    f"{ours['rate'] / best:.2f}",
-                ]
-            )
-            print(rows[-1], file=sys.stderr)
+        rows += compare(f"{name} (llama.cpp)", "ours", model_path(name), tokens, args.runs, cores)
     if not args.no_transformers:
         folder = str(smollm_folder())
-        for busy in (False, True):
-            ours = cell("transformers", folder, 0, args.tokens, args.runs, busy)
-            one = cell("transformers", folder, 1, args.tokens, args.runs, busy)
-            every = cell("transformers", folder, cores, args.tokens, args.runs, busy)
-            best = max(one["rate"], every["rate"])
-            rows.append(
-                [
-                    "demo (transformers, float32)",
-                    "one CPU hog" if busy else "idle",
-                    f"{ours['rate']:.1f} ({plural(ours['threads'])})",
-                    f"{one['rate']:.1f}",
-                    f"{every['rate']:.1f}",
-                    f"{ours['rate'] / best:.2f}",
-                ]
-            )
-            print(rows[-1], file=sys.stderr)
+        label = "demo (transformers, float32)"
+        rows += compare(label, "transformers", folder, args.tokens, args.runs, cores)
     body = (
         f"Decode tok/s, {args.tokens} tokens forced to full length ({max(8, args.tokens // 4)} "
         f"at 7B), median of {args.runs} after a warm-up, each cell in a fresh process. "

@@ -94,6 +94,9 @@ def test_a_busy_process_beside_us_takes_a_core() -> None:
 def test_llamacpp_decode_threads_follow_the_load(smollm_gguf: Path) -> None:
     """The real GGUF: its replies decode on the cores free at their start, and llama.cpp
     is rebuilt when that number changes; the reply says how many it used."""
+    already = CpuLoad().sample(0.5)
+    if already is None or already > 0.3:
+        pytest.skip(f"the machine is busy already ({already} cores): no change to observe")
     backend = LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf), device="cpu"))
     info = backend.load()
     cores = cpu_cores()

@@ -265,3 +265,17 @@ def _read(work: Path, found: Readable) -> None:
                 found.missing[table] = missing
     finally:
         db.close()
+    # Messages that others name (a parent, the child shown, a chat's last message) but
+    # that were not read: lost, whatever the row ids say (the newest rows leave no gap).
+    named = _referenced(found.messages, ("parent", "chosen_child"))
+    named |= _referenced(found.conversations, ("active_leaf",))
+    absent = named - {row["uid"] for row in found.messages}
+    found.missing["messages"] = max(found.missing.get("messages", 0), len(absent))
+
+
+def _referenced(rows: list[sqlite3.Row], columns: tuple[str, ...]) -> set[str]:
+    named: set[str] = set()
+    for row in rows:
+        keys = row.keys()
+        named.update(str(row[c]) for c in columns if c in keys and row[c])
+    return named

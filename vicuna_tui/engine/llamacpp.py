@@ -107,6 +107,7 @@ class LlamaCppBackend(HoldsModel):
         self.prefill_threads = prefill_threads  # default: as many as decode (threads.py)
         self._server: Any = None
         self._params: Any = None  # llama.cpp's parameters, kept to rebuild the context
+        self._gguf: gguf_file.GGUFInfo | None = None  # the file's facts, read at load
         self._planner: ThreadPlanner | None = None
         self._info: ModelInfo | None = None
         self._auto_template = "vicuna_v1.1"
@@ -215,8 +216,8 @@ class LlamaCppBackend(HoldsModel):
             kv_type=settings.kv_type,
             prompt_cache_mib=cache_mib,
         )
-        self._slots, self._used = [[] for _ in range(slots)], [0] * slots
-        self._held = [[] for _ in range(slots)]
+        self._gguf = info
+        self._clear_slots(slots)
         self._host_cache = HostPromptCache(
             cache_mib * 2**20, kv_cache_bytes(info, 1, settings.kv_type)
         )
@@ -269,12 +270,17 @@ class LlamaCppBackend(HoldsModel):
         self._params.cpuparams.n_threads = choice.threads
         self._params.cpuparams_batch.n_threads = self.prefill_threads or choice.threads
         self.unload_server()
-        path = Path(self._info.path)
-        self._start(xllamacpp, self._params, path, gguf_file.read(path))
+        assert self._gguf is not None
+        self._start(xllamacpp, self._params, Path(self._info.path), self._gguf)
         self._info = dataclasses.replace(self._info, threads=choice.threads)
-        self._slots, self._used = [[] for _ in self._slots], [0] * len(self._slots)
-        self._held = [[] for _ in self._slots]
+        self._clear_slots(len(self._slots))
         self._host_cache.clear()
+
+    def _clear_slots(self, count: int) -> None:
+        """``count`` empty slots: nothing cached, nothing held, none used yet."""
+        self._slots = [[] for _ in range(count)]
+        self._held = [[] for _ in range(count)]
+        self._used = [0] * count
 
     def unload_server(self) -> None:
         server, self._server = self._server, None
@@ -299,7 +305,8 @@ class LlamaCppBackend(HoldsModel):
         if self._planner is not None:
             self._planner.close()
         self._planner = None
-        self._slots, self._used = [[]], [0]
+        self._gguf = None
+        self._clear_slots(1)
 
     # -- tokens --------------------------------------------------------------------------
 

@@ -161,7 +161,7 @@ class ChatScreenBase(Screen[None]):
         """Ask again whether sending the draft drops old turns (only while idle)."""
         ready = self.model_ready and self.streaming is None and not self.model.remote
         if ready:
-            self.forecast.draft_changed(self.prompt.text, ready=True)
+            self.forecast.draft_changed(self.prompt.text)
         else:
             self.forecast.clear()
 

@@ -43,14 +43,16 @@ class DropForecast:
         self._draft = ""
         self.dropped = 0
 
-    def draft_changed(self, draft: str, *, ready: bool) -> None:
+    def draft_changed(self, draft: str) -> None:
         """The input changed (or a reply ended): ask again once typing pauses."""
+        self._stop()
         self._draft = draft
+        self._timer = self._schedule(DELAY, self._check)
+
+    def _stop(self) -> None:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        if ready:
-            self._timer = self._schedule(DELAY, self._check)
 
     def _check(self) -> None:
         self._timer = None
@@ -72,7 +74,8 @@ class DropForecast:
         return True
 
     def clear(self) -> None:
-        self.draft_changed("", ready=False)
+        """Nothing to forecast (no model, a reply under way): no question, no warning."""
+        self._stop()
         self._set(0)
 
     def _set(self, dropped: int) -> None:

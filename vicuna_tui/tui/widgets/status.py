@@ -84,6 +84,7 @@ class StatusBar(Horizontal):
         self.context_used: int | None = None
         self.speed = ""
         self.prompt_cache: int | None = None  # bytes of prompts llama.cpp set aside
+        self.threads: int | None = None  # what decoded the last reply (they follow the load)
         self.forecast = 0  # old turns that sending the draft would drop
         self.notice = ""
         self.not_saving: str | None = None  # why the chat is not being saved
@@ -107,6 +108,8 @@ class StatusBar(Horizontal):
 
     def loaded(self, info: ModelInfo) -> None:
         self.info = info
+        self.threads = None
+        self.prompt_cache = None
         self.state = ""
         self.refresh_text()
 
@@ -129,8 +132,7 @@ class StatusBar(Horizontal):
         prompt_cache: int | None = None,
     ) -> None:
         self.prompt_cache = prompt_cache
-        if threads is not None and self.info is not None and threads != self.info.threads:
-            self.info = dataclasses.replace(self.info, threads=threads)  # they follow the load
+        self.threads = threads
         speed = []
         if tokens_per_second:
             speed.append(f"{tokens_per_second:.1f} tok/s")
@@ -178,7 +180,8 @@ class StatusBar(Horizontal):
         info = self.info
         if info is not None:
             if info.engine == "llamacpp":
-                parts += [info.name, "llama.cpp", info.quantization or "gguf", info.placement]
+                shown = dataclasses.replace(info, threads=self.threads or info.threads)
+                parts += [info.name, "llama.cpp", info.quantization or "gguf", shown.placement]
                 if info.kv_type and info.kv_type != "f16":
                     parts.append(f"KV {info.kv_type}")
             else:

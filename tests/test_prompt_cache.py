@@ -138,3 +138,55 @@ def test_the_fit_check_counts_kv_type_and_prompt_cache(smollm_gguf: Path) -> Non
     assert "32 MiB of prompt cache" in message and "90 MiB of f16 KV cache" in message
     assert "--prompt-cache-mib" in message and "--kv-type q8_0" in message
     check_memory(info, 4096, 0, "q8_0", 32, free=free)  # a q8_0 KV cache makes room
+
+
+class _FakeGpuBuild:
+    """What a CUDA build of xllamacpp reports: its devices and their free memory."""
+
+    class ggml_backend_dev_type:
+        GGML_BACKEND_DEVICE_TYPE_CPU = 0
+        GGML_BACKEND_DEVICE_TYPE_GPU = 1
+        GGML_BACKEND_DEVICE_TYPE_IGPU = 2
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+    def get_device_info(self) -> list[dict[str, object]]:
+        return [
+            {"name": "CPU", "type": 0, "memory_free": 2**40},
+            {"name": "CUDA0", "type": 1, "memory_free": self.free},
+        ]
+
+
+def test_the_gpu_fit_check_counts_layers_against_the_gpus_free_memory(
+    smollm_gguf: Path,
+) -> None:
+    from vicuna_tui.engine.gguf_fit import placement
+    from vicuna_tui.engine.settings import LoadSettings
+
+    info = gguf_file.read(smollm_gguf)
+    blocks = (info.block_count or 0) + 1
+    per_layer = (info.tensor_bytes + kv_cache_bytes(info, 4096)) / blocks
+    half = _FakeGpuBuild(int(per_layer * blocks / 2))  # about half the model fits
+    roomy = _FakeGpuBuild(2**40)
+
+    notes: list[str] = []
+    auto = LoadSettings(model_path=str(smollm_gguf))
+    assert placement(auto, roomy, info, 4096, notes) == (blocks, "cuda0") and not notes
+    # Chosen by us: as many layers as fit, the rest on the CPU, and a note says so.
+    layers, device = placement(auto, half, info, 4096, notes)
+    assert 0 < layers < blocks and device == "cuda0"
+    assert layers == int(per_layer * blocks / 2 * 0.9 // per_layer)
+    assert f"{layers} of {blocks} layers fit" in notes[0] and "--gpu-layers N" in notes[0]
+    # Chosen by the user and too many: refused with the numbers and the count that fits.
+    with pytest.raises(OutOfMemoryError) as refused:
+        placement(
+            LoadSettings(model_path=str(smollm_gguf), gpu_layers=blocks), half, info, 4096, []
+        )
+    message = refused.value.message + " " + refused.value.hint
+    assert f"--gpu-layers {blocks}" in message and "of f16 KV cache" in message
+    assert f"try --gpu-layers {layers}" in message and "CUDA0 has" in message
+    # A count that fits is kept as asked; nothing fits: the CPU, and the label says so.
+    fits = LoadSettings(model_path=str(smollm_gguf), gpu_layers=layers)
+    assert placement(fits, half, info, 4096, []) == (layers, "cuda0")
+    assert placement(auto, _FakeGpuBuild(1), info, 4096, []) == (0, "cpu")

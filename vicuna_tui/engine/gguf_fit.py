@@ -178,8 +178,15 @@ def notices(settings: LoadSettings, info: gguf_file.GGUFInfo) -> list[str]:
     return notes
 
 
-def placement(settings: LoadSettings, xllamacpp: Any, info: gguf_file.GGUFInfo) -> tuple[int, str]:
-    """(layers on the GPU, device label) for the settings and this llama.cpp build."""
+def placement(
+    settings: LoadSettings,
+    xllamacpp: Any,
+    info: gguf_file.GGUFInfo,
+    context: int,
+    notes: list[str],
+) -> tuple[int, str]:
+    """(layers on the GPU, device label) for the settings, this llama.cpp build and the
+    memory its GPUs have free."""
     if settings.device == "cpu":
         if settings.gpu_layers:
             raise SettingsError(
@@ -211,8 +218,56 @@ def placement(settings: LoadSettings, xllamacpp: Any, info: gguf_file.GGUFInfo) 
         )
     blocks = (info.block_count or 0) + 1  # the output layer counts as one
     layers = blocks if settings.gpu_layers is None else min(settings.gpu_layers, blocks)
+    used = gpus[: settings.num_gpus] if settings.num_gpus > 1 else gpus[:1]
+    layers = fit_gpu_layers(
+        info, context, settings.kv_type, layers, used, settings.gpu_layers is not None, notes
+    )
     name = str(gpus[0].get("name") or "gpu").lower()
     return layers, name if layers else "cpu"
+
+
+GPU_SHARE = 0.9  # of a GPU's free memory, what the layers may take: the rest is for
+# llama.cpp's compute buffers and the CUDA context
+
+
+def fit_gpu_layers(
+    info: gguf_file.GGUFInfo,
+    context: int,
+    kv_type: str,
+    layers: int,
+    gpus: list[dict[str, Any]],
+    chosen: bool,
+    notes: list[str],
+) -> int:
+    """The layers to offload, checked against the GPUs' free memory: weights and KV cache
+    of each layer. Chosen by the user (--gpu-layers) and too many: refused, naming the
+    number that fits. Chosen by us: as many as fit, the rest on the CPU, with a note."""
+    free = sum(int(gpu.get("memory_free") or 0) for gpu in gpus)
+    if not layers or free <= 0:  # a build that does not report free memory: let it try
+        return layers
+    blocks = (info.block_count or 0) + 1
+    weights, kv = info.tensor_bytes / blocks, kv_cache_bytes(info, context, kv_type) / blocks
+    fit = min(blocks, int(free * GPU_SHARE // max(1.0, weights + kv)))
+    if layers <= fit:
+        return layers
+    where = f"{len(gpus)} GPUs" if len(gpus) > 1 else str(gpus[0].get("name") or "the GPU")
+    if not chosen:
+        notes.append(
+            f"{fit} of {blocks} layers fit in the {size(free)} free on {where}; the rest "
+            "run on the CPU (slower). --gpu-layers N chooses, a smaller --context or "
+            "--kv-type q8_0 makes room"
+        )
+        return fit
+    raise OutOfMemoryError(
+        f"--gpu-layers {layers}: {info.path.name} needs about {size(layers * (weights + kv))} "
+        f"on the GPU ({size(layers * weights)} of weights, {size(layers * kv)} of {kv_type} "
+        f"KV cache for a {context}-token context); {where} has {size(free)} free",
+        f"try --gpu-layers {fit}"
+        + (" (the rest on the CPU)" if fit else " (the CPU only)")
+        + ", a smaller --context"
+        + (", --kv-type q8_0" if kv_type == "f16" else "")
+        + " or a smaller quantization",
+    )
 
 
 def context_size(settings: LoadSettings, info: gguf_file.GGUFInfo, notes: list[str]) -> int:

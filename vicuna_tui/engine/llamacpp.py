@@ -163,8 +163,8 @@ class LlamaCppBackend(HoldsModel):
             raise GenerationError(*NEEDS_XLLAMACPP) from None
         report("loading with llama.cpp", 0, 1)
         notes = notices(settings, info)
-        gpu_layers, device = placement(settings, xllamacpp, info)
         context = context_size(settings, info, notes)
+        gpu_layers, device = placement(settings, xllamacpp, info, context, notes)
         cache_mib = prompt_cache_mib(
             info, context, settings.kv_type, gpu_layers, settings.prompt_cache_mib
         )

@@ -9,6 +9,7 @@ import signal
 import stat
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,105 @@ def test_a_large_log_is_set_aside_at_load(tmp_path: Path, home: Path) -> None:
     assert old.stat().st_size == 9 * 700_000
     assert log.stat().st_size < 2**20
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+# A model whose load never ends (a stuck read, a library call that does not return):
+# put in place in every Python process started with this folder first on PYTHONPATH.
+STUCK_LOAD = """
+import os, time
+from vicuna_tui.engine import backends
+
+class StuckLoad:
+    def __init__(self, settings):
+        self.settings = settings
+    def check(self):
+        pass
+    def load(self, progress=None):
+        with open(os.environ["VICUNA_STUCK_MARK"], "w") as mark:
+            mark.write(str(os.getpid()))
+        while True:
+            time.sleep(0.1)
+    def unload(self):
+        pass
+
+backends.local_backend = lambda settings, **options: StuckLoad(settings)
+"""
+
+
+@pytest.fixture
+def stuck_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
+    """The mark file the stuck load writes its process id into."""
+    folder = tmp_path / "stuck"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(STUCK_LOAD)
+    from helpers import REPO
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), str(REPO)]))
+    mark = tmp_path / "loading.pid"
+    monkeypatch.setenv("VICUNA_STUCK_MARK", str(mark))
+    return mark
+
+
+def _loading_pid(mark: Path) -> int:
+    for _ in range(600):
+        if mark.exists() and mark.read_text():
+            return int(mark.read_text())
+        time.sleep(0.05)
+    raise AssertionError("the model's process never began to load")
+
+
+def _ends(pid: int, within: float = 20.0) -> bool:
+    """Whether the process ``pid`` is gone (or a zombie nobody needs) within ``within`` s."""
+    import psutil
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_quitting_while_the_model_loads_ends_its_process(
+    stuck_load: Path, smollm_gguf: Path
+) -> None:
+    from vicuna_tui.engine.worker import EngineThread
+
+    events: list[Any] = []
+    engine = EngineThread(events.append).start()
+    engine.load(ProcessBackend(LoadSettings(model_path=str(smollm_gguf), device="cpu")))
+    pid = _loading_pid(stuck_load)
+    engine.shutdown(timeout=5)  # what every front end does when it quits
+    assert _ends(pid), "the model's process outlived the front end's quit"
+    assert not engine._thread.is_alive()
+
+
+def test_the_model_process_ends_itself_when_its_front_end_is_gone(
+    stuck_load: Path, smollm_gguf: Path
+) -> None:
+    """A front end killed outright (SIGKILL, a crash) closes the pipe: the child exits
+    after a short grace period even in the middle of a load."""
+    import subprocess
+
+    from vicuna_tui.engine.process import ORPHAN_GRACE
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vicuna_tui.engine.process"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert child.stdin is not None
+        settings = LoadSettings(model_path=str(smollm_gguf), device="cpu")
+        pickle.dump((1, "load", settings), child.stdin)
+        child.stdin.flush()
+        assert _loading_pid(stuck_load) == child.pid
+        child.stdin.close()  # as when the front end's process dies
+        assert child.wait(ORPHAN_GRACE + 20) == 0
+    finally:
+        child.kill()
+        child.wait()

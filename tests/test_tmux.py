@@ -164,3 +164,47 @@ def test_an_arena_battle_on_both_local_backends(
     assert names[1].startswith("SmolLM2-135M-Instruct")
     assert names[1].endswith("(transformers float32)")
     assert battle.settings["threads"] == [max(1, (os.cpu_count() or 2) // 2)] * 2
+
+
+def test_ctrl_q_while_the_model_loads_ends_the_model_process(
+    smollm_gguf: Path, home: Path, tmp_path: Path
+) -> None:
+    """A load that does not end (a stuck read or library call) cannot keep the model's
+    process, and its memory, once the user quits: Ctrl+Q, as the terminal sends it."""
+    from test_process import STUCK_LOAD
+
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()
+    (stuck / "sitecustomize.py").write_text(STUCK_LOAD)
+    mark = tmp_path / "loading.pid"
+    socket = f"vicuna-test-{uuid.uuid4().hex[:8]}"
+    env = " ".join(
+        f"{k}={v}"
+        for k, v in {
+            "VICUNA_TUI_HOME": home,
+            "HF_HUB_OFFLINE": "1",
+            "TERM": "xterm-256color",
+            "PYTHONPATH": f"{stuck}:{REPO}",
+            "VICUNA_STUCK_MARK": mark,
+        }.items()
+    )
+    command = (
+        f"env -u COLUMNS -u LINES {env} {sys.executable} -m vicuna_tui "
+        f"--model-path {smollm_gguf}; echo VICUNA_EXIT=$?; sleep 30"
+    )
+    tmux(socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", command)
+    try:
+        screen_until(socket, "Message the model")
+        deadline = time.monotonic() + 60
+        while not (mark.exists() and mark.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = int(mark.read_text())
+        assert model_processes(home) == [pid]
+        tmux(socket, "send-keys", "-t", "chat", "-H", "11")  # Ctrl+Q: the byte 0x11
+        screen_until(socket, "VICUNA_EXIT=0", timeout=30)
+    finally:
+        tmux(socket, "kill-server")
+    deadline = time.monotonic() + 10
+    while model_processes(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not model_processes(home), "quitting during the load left the model's process"

@@ -17,6 +17,7 @@ the terminal the TUI draws on.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
@@ -44,6 +45,27 @@ from vicuna_tui.errors import GenerationError, ModelProcessLost, VicunaError
 
 LOG_LIMIT = 5 * 2**20
 RELOAD_HINT = "load the model again (Reload model in the settings pane)"
+ORPHAN_GRACE = 3.0  # seconds the child lets a reply stop once the front end is gone
+
+# Every model process this front end started and has not yet seen end.  At exit, any
+# still running is killed: nothing of ours outlives the front end, whatever the model
+# was doing (a load cannot be interrupted from inside).
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _kill_all() -> None:
+    with _LIVE_LOCK:
+        left = list(_LIVE)
+        _LIVE.clear()
+    for process in left:
+        with contextlib.suppress(OSError):
+            process.kill()
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            process.wait(5)
+
+
+atexit.register(_kill_all)
 
 
 def log_path() -> Path:
@@ -115,6 +137,8 @@ class ProcessBackend(HoldsModel):
                 f"could not start the model's process: {exc}",
                 "check that the machine has free memory and processes left",
             ) from exc
+        with _LIVE_LOCK:
+            _LIVE.add(self._process)
 
         def on_progress(value: Any) -> None:
             if progress is not None:
@@ -142,6 +166,14 @@ class ProcessBackend(HoldsModel):
         with contextlib.suppress(OSError, ValueError, GenerationError):
             self._send("cancel", self._sequence, new=False)
 
+    def abort(self) -> None:
+        """End the model's process now, whatever it is doing (any thread): quitting
+        while a model loads, or a process that did not stop when asked."""
+        process = self._process
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
+
     def unload(self) -> None:
         process, self._process, self._info = self._process, None, None
         if process is None:
@@ -156,6 +188,8 @@ class ProcessBackend(HoldsModel):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        with _LIVE_LOCK:
+            _LIVE.discard(process)
         if process.stdout is not None:
             process.stdout.close()
 
@@ -283,6 +317,7 @@ class _Child:
             except (EOFError, OSError, pickle.UnpicklingError):
                 message = None  # the front end is gone: stop any reply, then exit
                 self.cancel.set()
+                self.exit_soon()
             if message is not None and message[1] == "cancel":
                 with self.lock:
                     self.cancelled = max(self.cancelled, message[0])
@@ -292,6 +327,18 @@ class _Child:
             self.requests.put(message)
             if message is None or message[1] == "quit":
                 return
+
+    def exit_soon(self) -> None:
+        """With no front end, nobody will ever read what we make: a reply stops within
+        a token, but a load (or a stuck library call) would hold the model's memory for
+        as long as it runs.  Exit in any case once the grace period is over."""
+
+        def end() -> None:
+            os._exit(0)
+
+        timer = threading.Timer(ORPHAN_GRACE, end)
+        timer.daemon = True
+        timer.start()
 
     def reply(self, kind: str, value: Any) -> None:
         _write(self.outgoing, (self.current, kind, value))

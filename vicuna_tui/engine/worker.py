@@ -82,10 +82,21 @@ class EngineThread:
             backend.cancel()
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the reply in flight, unload, and end the engine thread.  A model still
+        loading cannot be asked to stop: its process is ended at once.  Whatever has not
+        stopped within ``timeout`` seconds is ended too."""
         self.cancel()
+        with self._lock:
+            current = self._current
+        if current is not None and current.kind == "load":
+            _abort(current.payload)
         self._queue.put(None)
-        if self._started:
-            self._thread.join(timeout)
+        if not self._started:
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            _abort(self.backend)
+            self._thread.join(1.0)
 
     def _put(self, command: _Command) -> None:
         with self._lock:
@@ -197,3 +208,10 @@ class EngineThread:
                     "".join(partial),
                 )
             )
+
+
+def _abort(backend: Backend | None) -> None:
+    """End a backend's model at once where it can be (a model in its own process)."""
+    abort = getattr(backend, "abort", None)
+    if abort is not None:
+        abort()

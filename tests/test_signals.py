@@ -54,11 +54,31 @@ def test_a_signal_in_the_pipe_mode_saves_the_partial_reply(
     assert reply.new_tokens is not None and 0 < reply.new_tokens < 400
 
 
+# Closing the terminal mid-reply races Textual's writer thread against the exit: a rare
+# interleaving deadlocked the app (1 run in 9).  More runs: VICUNA_HANGUP_RUNS=20.
+HANGUP_RUNS = int(os.environ.get("VICUNA_HANGUP_RUNS", "2"))
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 @pytest.mark.parametrize("how", ["close the terminal", "SIGTERM"])
 def test_the_tui_saves_the_partial_reply_and_stops_the_model(
     how: str, home: Path, smollm_gguf: Path
 ) -> None:
+    """Beside a CPU hog (the timing users get on a busy machine), every run: the app
+    exits, its model process is gone, and the reply so far is saved."""
+    runs = HANGUP_RUNS if how == "close the terminal" else 1
+    hog = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    try:
+        for run in range(runs):
+            saved = _one_signal_mid_reply(how, home, smollm_gguf)
+            assert saved == run + 1, f"run {run + 1}: the reply was not saved"
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def _one_signal_mid_reply(how: str, home: Path, smollm_gguf: Path) -> int:
+    """Send a long question, signal mid-reply, check the ending; the chats saved."""
     socket = f"vicuna-sig-{uuid.uuid4().hex[:8]}"
     env = " ".join(
         f"{k}={v}"
@@ -94,17 +114,19 @@ def test_the_tui_saves_the_partial_reply_and_stops_the_model(
             tmux(socket, "kill-server")  # the terminal goes away: SIGHUP
     finally:
         tmux(socket, "kill-server")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 60  # the app's own bound is 23 s (tui/terminal.py)
     while (running(app) or model_processes(home)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not running(app), "the app did not exit"
     assert not model_processes(home), "the model's process was left running"
     with Store() as store:
+        chats = store.count_conversations()
         conv = store.get(store.resolve("last"))
     assert [m.role for m in conv.messages] == ["user", "assistant"]
     reply = conv.messages[-1]
     assert reply.finish_reason == "cancelled" and reply.content, repr(reply)
     assert reply.new_tokens is None or reply.new_tokens < 1500
+    return chats
 
 
 def reply_on_screen(socket: str, timeout: float = 120) -> None:

@@ -54,7 +54,8 @@ _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def _kill_all() -> None:
+def end_model_processes() -> None:
+    """Kill every model process this front end started that is still running."""
     with _LIVE_LOCK:
         left = list(_LIVE)
         _LIVE.clear()
@@ -65,7 +66,7 @@ def _kill_all() -> None:
             process.wait(5)
 
 
-atexit.register(_kill_all)
+atexit.register(end_model_processes)
 
 
 def log_path() -> Path:

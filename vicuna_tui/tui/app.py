@@ -3,7 +3,6 @@ reaches the app only through ``chat.host.ChatHost``."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import threading
@@ -167,22 +166,12 @@ class VicunaApp(LiteralNotifications):
         self._theme_ready = True
         for warning in self.resolved.warnings:
             self.notify(warning, severity="error", timeout=12)
-        self._end_on_signals()
+        # SIGTERM and SIGHUP (the terminal closed) end the app as quitting does: the
+        # reply in flight is kept and saved, and the model's process is stopped.
+        self.end_on_signals()
         self.push_screen(self.chat)
 
-    def _end_on_signals(self) -> None:
-        """SIGTERM and SIGHUP (the terminal closed) end the app as quitting does: the
-        reply in flight is kept and saved, and the model's process is stopped."""
-        import asyncio
-        import signal
-
-        loop = asyncio.get_running_loop()
-        for name in ("SIGTERM", "SIGHUP"):
-            if hasattr(signal, name):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(getattr(signal, name), self._end_now)
-
-    def _end_now(self) -> None:
+    def end_now(self) -> None:
         self.chat.keep_partial_reply()
         self.exit(0)
 
@@ -199,7 +188,7 @@ class VicunaApp(LiteralNotifications):
             def answered(quit_anyway: bool | None) -> None:
                 self._asking_to_quit = False
                 if quit_anyway:
-                    self._end_now()
+                    self.end_now()
 
             lines = draft.count("\n") + 1
             what = f"{len(draft)} characters" + (f", {lines} lines" if lines > 1 else "")
@@ -212,14 +201,18 @@ class VicunaApp(LiteralNotifications):
                 answered,
             )
             return
-        self._end_now()
+        self.end_now()
 
     def on_unmount(self) -> None:
-        self.engine.shutdown(timeout=5)
         if self._settings_timer is not None:
             self._settings_timer.stop()
+        self.finish()
+        self.exit_watch.ended()
+
+    def finish(self) -> None:
+        self.engine.shutdown(timeout=5)
         if self._settings_pending:  # what was typed in the last half second, now
-            _write_config(self._settings_pending, lambda exc: None)
+            _write_config(dict(self._settings_pending), lambda exc: None)
         if self.store_calls is not None:
             self.store_calls.close()  # the last reply reaches the disk
 

@@ -48,9 +48,14 @@ class ArenaApp(LiteralNotifications):
         )
 
     def on_mount(self) -> None:
+        self.end_on_signals()
         self.push_screen(self.arena)
 
     def on_unmount(self) -> None:
+        self.finish()
+        self.exit_watch.ended()
+
+    def finish(self) -> None:
         for side in self.arena.sides:
             side.shutdown()
         if self.store_calls is not None:

@@ -3,13 +3,13 @@ errors, which must never become markup or reach the terminal as controls."""
 
 from __future__ import annotations
 
-from textual.app import App
 from textual.notifications import SeverityLevel
 
 from vicuna_tui.textsafe import terminal_safe
+from vicuna_tui.tui.terminal import TerminalApp
 
 
-class LiteralNotifications(App[int]):
+class LiteralNotifications(TerminalApp):
     def notify(
         self,
         message: str,

@@ -7,6 +7,7 @@ Parsing and dispatch import nothing heavy: --help, --version, ``sessions`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -77,34 +78,87 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vicuna_tui import stdio
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    closed = stdio.reopen_closed()
+    given = sys.stdout
+    checked = stdio.CheckedOutput(given)
     try:
-        return _dispatch(args)
+        if 1 in closed:
+            raise stdio.closed_output_error()
+        sys.stdout = checked
+        code = _dispatch(args)
+        checked.flush()  # a full disk shows here, not as a traceback at exit
+        return code
     except VicunaError as exc:
+        if isinstance(exc, stdio.OutputError):
+            stdio.drop_pending_output()
         if debug:
             import traceback
 
             traceback.print_exc()
-        from vicuna_tui.textsafe import terminal_safe
-
-        # Messages may quote a file name, an argument or stored text: nothing in them
-        # may act on the terminal.
-        print(f"error: {terminal_safe(exc.message)}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {terminal_safe(exc.hint)}", file=sys.stderr)
+        _error(exc.message, exc.hint)
         return exc.exit_code
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
     except BrokenPipeError:
+        stdio.drop_pending_output()
         return 0
     except OSError as exc:
         import errno
 
         if exc.errno == errno.EIO:  # the terminal went away (SIGHUP): nothing to tell
             return 129
-        raise
+        return _unexpected(exc, debug)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, a log
+        return _unexpected(exc, debug)
+    finally:
+        if sys.stdout is checked:
+            sys.stdout = given
+
+
+def _error(message: str, hint: str = "") -> None:
+    from vicuna_tui.textsafe import terminal_safe
+
+    # Messages may quote a file name, an argument or stored text: nothing in them may
+    # act on the terminal.  A standard error that cannot be written says nothing.
+    with contextlib.suppress(OSError, ValueError):
+        print(f"error: {terminal_safe(message)}", file=sys.stderr)
+        if hint:
+            print(f"  hint: {terminal_safe(hint)}", file=sys.stderr)
+
+
+EXIT_BUG = 70  # EX_SOFTWARE: something we did not foresee
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    """A failure no code of ours expected: one line for the user, the traceback in the
+    log (and on the screen with --debug), never a wall of Python."""
+    import traceback
+
+    from vicuna_tui import locations
+
+    text = "".join(traceback.format_exception(exc))
+    where = None
+    with contextlib.suppress(OSError):
+        path = locations.log_dir() / "errors.log"
+        locations.ensure_private_dir(path.parent)
+        with locations.open_private(path, append=True) as log:
+            log.write(f"vicuna-tui {__version__}, {' '.join(sys.argv)}\n{text}\n")
+        where = path
+    if debug:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(text)
+    hint = "this is a bug in vicuna-tui; please report it"
+    if where is not None:
+        hint += f", with the traceback from {where}"
+    if not debug:
+        hint += " (--debug shows it here)"
+    _error(f"unexpected failure: {type(exc).__name__}: {exc}", hint)
+    return EXIT_BUG
 
 
 def _dispatch(args: list[str]) -> int:

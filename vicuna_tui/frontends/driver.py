@@ -28,6 +28,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.errors import VicunaError
+from vicuna_tui.stdio import OutputError
 
 
 class ProgressLine:
@@ -112,7 +113,7 @@ class Driver:
                     if writing:
                         try:
                             on_delta(event.text)
-                        except OSError:
+                        except (OSError, OutputError):
                             writing = False
                             self.engine.cancel()
                 elif isinstance(event, ReplyStarted) and on_started is not None:

@@ -14,6 +14,7 @@ later change retries the save.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -405,13 +406,31 @@ class ChatSession(SessionBranches):
 
     def write_failed(self, exc: StoreError, writes: Writes) -> None:
         """A write did not reach the disk: it is tried again with the next change
-        (messages already written are recognised by their uid and left alone)."""
+        (messages already written are recognised by their uid and left alone).  A chat
+        deleted by another program is saved again, whole, as a new chat."""
+        if exc.kind == "gone":
+            self._save_as_new_chat(exc)
+            return
         if writes.create is not None:
             self._created = False
         self._written -= {m.uid for m in writes.messages}
         self._pending_deletes = [*writes.deletes, *self._pending_deletes]
         self._active_changed = True
         self.saved_state.failed(exc)
+
+    def _save_as_new_chat(self, exc: StoreError) -> None:
+        """Everything in memory (every branch, the reply just made) goes into a new
+        conversation with the old one's title and settings; the user is told once."""
+        old = self.conversation
+        if old is None or self.saved_state.stopped:
+            return
+        self.conversation = dataclasses.replace(old, id=uuid.uuid4().hex, messages=[])
+        self._created = False
+        self._written = set()  # the deleted rows took their uids with them
+        self._pending_deletes = []
+        self._active_changed = True
+        self._warn(f"{exc.message}: its {len(self.tree)} messages are saved again as a new chat")
+        self.save()
 
     @property
     def unsaved(self) -> bool:

@@ -91,12 +91,28 @@ class Writes:
     def apply(self, store: Store) -> None:
         if self.create is not None and not store.exists(self.conversation_id):
             store.insert_conversation(self.create)
-        for uid in self.deletes:
-            store.delete_subtree(self.conversation_id, uid)
-        for message in self.messages:
-            store.add_message(self.conversation_id, message, as_given=True)  # a copy
-        if self.active_changed or self.deletes:
-            store.set_active(self.conversation_id, self.active_leaf)
+        elif self.create is None and not store.exists(self.conversation_id):
+            raise chat_gone(self.conversation_id)
+        try:
+            for uid in self.deletes:
+                store.delete_subtree(self.conversation_id, uid)
+            for message in self.messages:
+                store.add_message(self.conversation_id, message, as_given=True)  # a copy
+            if self.active_changed or self.deletes:
+                store.set_active(self.conversation_id, self.active_leaf)
+        except StoreError as exc:
+            if exc.kind == "error" and not store.exists(self.conversation_id):
+                raise chat_gone(self.conversation_id) from exc  # deleted meanwhile
+            raise
+
+
+def chat_gone(conversation_id: str) -> StoreError:
+    return StoreError(
+        f"chat {conversation_id[:8]} was deleted by another program "
+        "(`vicuna-tui sessions delete`, or another vicuna-tui)",
+        "nothing is lost: what this chat holds is saved again as a new chat",
+        kind="gone",
+    )
 
 
 def generation_to_dict(gen: GenerationSettings) -> dict[str, Any]:

@@ -117,6 +117,11 @@ class ChatScreen(ChatActions):
         result = message.callback()
         if inspect.isawaitable(result):
             await result
+        conv = self.session.conversation
+        if conv is not None and self.sidebar.current_id != conv.id:
+            # The chat was saved again under a new id (deleted by another program).
+            self.sidebar.current_id = conv.id
+            self.sidebar.reload()
         self._show_saving()
 
     async def on_engine_message(self, message: EngineMessage) -> None:

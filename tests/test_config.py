@@ -122,3 +122,41 @@ def test_config_commands(home: Path) -> None:
     broken = run_cli("config", "show")
     assert broken.returncode == 2
     assert "not valid TOML" in broken.stderr
+
+
+def test_config_set_keeps_the_users_comments_line_endings_and_bom(home: Path) -> None:
+    """A file written in Notepad: a byte-order mark, CRLF, the user's notes."""
+    path = locations.config_path()
+    locations.ensure_private_dir(path.parent)
+    original = (
+        "# my settings: keep the replies short\r\n"
+        "temperature = 0.5  # warm enough\r\n"
+        "\r\n"
+        "[profiles.fast]\r\n"
+        "# the small model, for quick questions\r\n"
+        "max_new_tokens = 64\r\n"
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + original.encode())
+    assert config_mod.load(path).values["temperature"] == 0.5  # the BOM is tolerated
+    shown = run_cli("config", "show")
+    assert shown.returncode == 0 and "temperature = 0.5" in shown.stdout
+
+    assert run_cli("config", "set", "temperature", "0.2").returncode == 0
+    assert run_cli("config", "set", "profiles.fast.top_p", "0.9").returncode == 0
+    assert run_cli("config", "set", "keys.regenerate", "f5").returncode == 0
+    assert run_cli("config", "unset", "profiles.fast.max_new_tokens").returncode == 0
+
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    text = raw[3:].decode()
+    assert "\n" not in text.replace("\r\n", "")  # every line still ends in CRLF
+    for note in ("# my settings: keep the replies short", "# warm enough", "# the small model"):
+        assert note in text
+    assert text.index("# my settings") < text.index("temperature = 0.2")
+    assert text.index("temperature") < text.index("[profiles.fast]")  # order kept
+    loaded = config_mod.load(path)
+    assert loaded.error is None
+    assert loaded.values["temperature"] == 0.2
+    assert loaded.profiles["fast"] == {"top_p": 0.9}
+    assert loaded.keys["regenerate"] == "f5"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if 1 in closed:
             raise stdio.closed_output_error()
+        _check_home()
         sys.stdout = checked
         code = _dispatch(args)
         checked.flush()  # a full disk shows here, not as a traceback at exit
@@ -118,6 +119,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if sys.stdout is checked:
             sys.stdout = given
+
+
+def _check_home() -> None:
+    from vicuna_tui import locations
+    from vicuna_tui.errors import SettingsError
+
+    problem = locations.home_problem()
+    if problem is not None:
+        raise SettingsError(
+            problem, f"set {locations.HOME_ENV} to a folder (it is made if missing), or unset it"
+        )
 
 
 def _error(message: str, hint: str = "") -> None:

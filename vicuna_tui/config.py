@@ -1,6 +1,7 @@
 """Settings in TOML: ``config.toml`` in the user config folder.
 
-Read with ``tomllib``, written with ``tomli-w``.  Top-level keys are defaults for any
+Read with ``tomllib``; edited with ``tomlkit``, which keeps the user's comments, order,
+line endings and byte-order mark.  Top-level keys are defaults for any
 setting (model, device, sampling, template, theme, remote); ``[profiles.NAME]`` holds
 named model profiles (``--profile NAME``); ``[keys]`` overrides key bindings.
 
@@ -13,11 +14,12 @@ overwrites the broken file.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,7 +144,7 @@ def load(path: Path | None = None) -> Config:
     if not path.exists():
         return Config(path=path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_text(path))
     except tomllib.TOMLDecodeError as exc:
         return Config(
             path=path,
@@ -168,9 +170,9 @@ def load(path: Path | None = None) -> Config:
         )
 
 
-def _write(path: Path, data: Mapping[str, Any]) -> None:
+def _write(path: Path, text: str) -> None:
     try:
-        _write_file(path, data)
+        _write_file(path, text)
     except OSError as exc:
         from vicuna_tui import writable
 
@@ -180,15 +182,13 @@ def _write(path: Path, data: Mapping[str, Any]) -> None:
         ) from None
 
 
-def _write_file(path: Path, data: Mapping[str, Any]) -> None:
-    import tomli_w
-
+def _write_file(path: Path, text: str) -> None:
+    """Replace the file at once (never half written), 0600 in a 0700 folder."""
     locations.ensure_private_dir(path.parent)
-    text = tomli_w.dumps(dict(data))
     fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
@@ -196,10 +196,9 @@ def _write_file(path: Path, data: Mapping[str, Any]) -> None:
         raise
 
 
-def _raw(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    return dict(tomllib.loads(path.read_text(encoding="utf-8")))
+def _read_text(path: Path) -> str:
+    """The file's text; a UTF-8 byte-order mark (Notepad writes one) is not part of it."""
+    return path.read_bytes().decode("utf-8-sig")
 
 
 def set_value(dotted_key: str, value: Any, path: Path | None = None) -> Any:
@@ -217,13 +216,24 @@ def set_values(values: Mapping[str, Any], path: Path | None = None) -> dict[str,
         raise SettingsError(
             f"not writing {path}: {current.error.message}", "fix the file by hand first"
         )
-    data = _raw(path)
-    stored = {key: _put(data, key, value) for key, value in values.items()}
-    _write(path, data)
+    # The user's file is edited, not rewritten: comments, order, blank lines, line
+    # endings and a byte-order mark stay as they were (tomlkit keeps them).
+    import tomlkit
+
+    raw = path.read_bytes() if path.exists() else b""
+    source = raw.decode("utf-8-sig")
+    document = tomlkit.parse(source)
+    stored = {key: _put(document, key, value) for key, value in values.items()}
+    text = tomlkit.dumps(document)
+    if "\r\n" in source:  # new lines follow the file's own endings
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    if raw.startswith(codecs.BOM_UTF8):
+        text = "\ufeff" + text
+    _write(path, text)
     return stored
 
 
-def _put(data: dict[str, Any], dotted_key: str, value: Any) -> Any:
+def _put(data: MutableMapping[str, Any], dotted_key: str, value: Any) -> Any:
     """Set (or with None remove) one setting in the raw TOML data."""
     spec, target, key = _place(data, dotted_key)
     parsed = None if value is None else spec.parse(value)
@@ -234,7 +244,9 @@ def _put(data: dict[str, Any], dotted_key: str, value: Any) -> Any:
     return parsed
 
 
-def _place(data: dict[str, Any], dotted_key: str) -> tuple[FieldSpec, dict[str, Any], str]:
+def _place(
+    data: MutableMapping[str, Any], dotted_key: str
+) -> tuple[FieldSpec, MutableMapping[str, Any], str]:
     """The spec of a dotted key, the table it lives in, and its name there."""
     parts = dotted_key.split(".")
     if len(parts) == 1 or (len(parts) == 3 and parts[0] == "profiles"):

@@ -21,6 +21,17 @@ def _home() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def home_problem() -> str | None:
+    """What is wrong with ``VICUNA_TUI_HOME`` as a folder for everything, or None (it
+    may not exist yet: it is created when first written)."""
+    home = _home()
+    if home is None or home.is_dir() or not os.path.lexists(home):
+        return None
+    if home.is_symlink() and not home.exists():
+        return f"{HOME_ENV} is {home}, a symbolic link that leads nowhere"
+    return f"{HOME_ENV} is {home}, which is a file, where a folder is needed"
+
+
 def _platform_dir(kind: str) -> Path:
     import platformdirs
 

@@ -26,6 +26,8 @@ def existing_folder(path: Path) -> Path:
 def write_problem(path: Path) -> str | None:
     """What stops ``path`` (a file, maybe not created yet) being written, or None."""
     folder = existing_folder(path)
+    if not folder.is_dir():
+        return f"{folder} is a file, where a folder is needed"
     try:
         stat = os.statvfs(folder)
     except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
@@ -61,6 +63,8 @@ def fix_for(problem: str) -> str:
     """The hint that goes with a problem from ``write_problem``."""
     if "full" in problem:
         return "free some disk space"
+    if "where a folder is needed" in problem:
+        return "move or rename that file, or set VICUNA_TUI_HOME to a folder"
     return "make it writable, or set VICUNA_TUI_HOME to a folder you can write"
 
 

@@ -113,11 +113,30 @@ def convert_gguf(path: Path, report: Progress | None = None) -> tuple[Path, bool
     return folder, fresh
 
 
+CONVERTING = ".converting-"  # a conversion's folder until it is complete: .converting-PID-…
+
+
+def sweep_abandoned(root: Path) -> list[Path]:
+    """Remove the half-made folders of conversions whose process is gone (killed, or
+    stopped by Ctrl-C before it could clean up); the ones removed."""
+    import psutil
+
+    removed = []
+    for folder in root.glob(f"{CONVERTING}*"):
+        pid = folder.name[len(CONVERTING) :].split("-", 1)[0]
+        if pid.isdigit() and psutil.pid_exists(int(pid)) and int(pid) != 0:
+            continue  # still being written (or another process with that id: keep it)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def _convert(path: Path, folder: Path, root: Path, digest: str, progress: Progress) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     progress("converting GGUF (once)", 0, 1)
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=root))
+    sweep_abandoned(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{CONVERTING}{os.getpid()}-", dir=root))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)

@@ -5,7 +5,9 @@ GGUFs for transformers are converted by ``gguf_cache``."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,7 @@ def check(model_path: str | None, revision: str | None = None) -> None:
     if path.exists():
         _resolve_local(path)
         return
+    _refuse_broken_link(path)
     if hub.is_hub_id(model_path):
         if hub.cached_snapshot(model_path, revision) is None and hub.hub_offline():
             raise OfflineError(
@@ -91,6 +94,7 @@ def resolve(
     path = Path(model_path).expanduser()
     if path.exists():
         return _resolve_local(path)
+    _refuse_broken_link(path)
     if hub.is_hub_id(model_path):
         cached = hub.cached_snapshot(model_path, revision)
         if cached is not None:
@@ -124,10 +128,40 @@ def resolve(
     )
 
 
+def _refuse_broken_link(path: Path) -> None:
+    """A path that is there but leads nowhere: a link in a loop, or to nothing."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelNotFoundError(
+                f"{path} is a symbolic link in a loop: following it leads back to itself",
+                "point the link at the model's file or folder, or pass the real path",
+            ) from None
+    if path.is_symlink():
+        raise ModelNotFoundError(
+            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist",
+            "point the link at the model's file or folder, or pass the real path",
+        )
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def is_gguf(path: Path) -> bool:
+    """A GGUF file by its first four bytes, whatever its name (a link named "model", a
+    download saved without the extension); the name counts where it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == GGUF_MAGIC
+    except OSError:
+        return path.suffix.lower() == ".gguf"
+
+
 def _resolve_local(path: Path) -> ModelSource:
     path = path.resolve()
     if path.is_file():
-        if path.suffix.lower() == ".gguf":
+        if path.suffix.lower() == ".gguf" or is_gguf(path):
             return ModelSource("gguf", path, path.stem, f"GGUF file {path}")
         raise ModelNotFoundError(
             f"{path} is a file but not a .gguf model",
@@ -217,7 +251,7 @@ def wants_gguf(model_path: str | None, gguf_file: str | None) -> bool:
         return find_packaged_gguf() is not None
     path = Path(model_path).expanduser()
     if path.is_file():
-        return path.suffix.lower() == ".gguf"
+        return path.suffix.lower() == ".gguf" or is_gguf(path)
     if path.is_dir():
         return not (path / "config.json").is_file() and any(path.glob("*.gguf"))
     if hub.is_hub_id(model_path):
@@ -248,6 +282,7 @@ def resolve_gguf(
                 "run it with --backend transformers (or auto), or pass a .gguf file",
             )
         return source
+    _refuse_broken_link(path)
     if hub.is_hub_id(model_path):
         return _hub_gguf(model_path, revision, gguf_file, quiet(progress))
     raise ModelNotFoundError(

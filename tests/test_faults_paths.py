@@ -96,3 +96,64 @@ def test_a_conversion_killed_halfway_leaves_nothing_behind(tmp_path: Path) -> No
     assert sorted(gguf_cache.sweep_abandoned(root)) == sorted([dead, older])
     assert not dead.exists() and not older.exists()
     assert alive.exists() and finished.exists()
+
+
+def test_bench_refuses_a_folder_or_a_link_as_its_answer_file(
+    tmp_path: Path, home: Path, smollm_gguf: Path
+) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"question_id": 1, "category": "x", "turns": ["Hi?"]}\n')
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("someone's file\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    (tmp_path / "answers").mkdir()
+    for output, words in (
+        (tmp_path / "answers", "is a folder"),
+        (link, "is a symbolic link"),
+    ):
+        result = run_cli(
+            "bench", str(questions), "--model-id", "m", "-o", str(output),
+            "--model-path", str(smollm_gguf),
+        )  # fmt: skip
+        text = calm(result)
+        assert result.returncode == 2 and words in text, text
+        assert "loading" not in text  # refused before the model loads
+    assert target.read_text() == "someone's file\n"
+
+
+@pytest.mark.real_model
+def test_save_in_a_chat_never_replaces_a_file_without_force(
+    tmp_path: Path, home: Path, smollm_gguf: Path
+) -> None:
+    existing = tmp_path / "chat.json"
+    existing.write_text("my notes\n")
+    existing.chmod(0o644)
+    target = tmp_path / "target.json"
+    target.write_text("someone's file\n")
+    (tmp_path / "link.json").symlink_to(target)
+    (tmp_path / "folder.json").mkdir()
+    script = "\n".join(
+        [
+            "Hello",
+            f"!!save {existing}",
+            f"!!save {tmp_path / 'link.json'} --force",
+            f"!!save {tmp_path / 'missing' / 'chat.json'}",
+            f"!!save {tmp_path / 'folder.json'}",
+            f"!!save {existing} --force",
+            "Still here?",
+        ]
+    )
+    result = run_cli(
+        "--style", "simple", "--model-path", str(smollm_gguf), "--max-new-tokens", "4",
+        input=script + "\n",
+    )  # fmt: skip
+    text = calm(result)
+    assert result.returncode == 0, text
+    assert f"not saved: {existing} already exists (!!save {existing} --force" in text
+    assert "is a symbolic link" in text and "does not exist" in text and "is a folder" in text
+    assert target.read_text() == "someone's file\n"  # never written through the link
+    assert f"saved to {existing}" in text  # with --force
+    assert '"from": "human"' in existing.read_text() or "Hello" in existing.read_text()
+    assert oct(existing.stat().st_mode & 0o777) == oct(0o644)  # its mode kept
+    assert text.count("[stats]") == 2  # two replies: a refused save never ends the chat

@@ -111,6 +111,19 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def write_output(path: Path, text: str, *, replace: bool) -> None:
+    """Write a file the user named (checked first with ``writable.output_problem``):
+    0600 when new; an existing one, with ``replace``, gives way to a new file that keeps
+    its mode (never another's file rewritten in place)."""
+    mode = None
+    if replace and path.exists():
+        mode = path.stat().st_mode & 0o777
+        path.unlink()
+    write_private(path, text)
+    if mode is not None:
+        path.chmod(mode)
+
+
 def export(conv: Conversation, fmt: str, *, all_branches: bool = False) -> str:
     if all_branches:
         if fmt != "json":

@@ -191,14 +191,16 @@ class _Run:
 
 
 def check_writable(output: Path, what: str) -> None:
-    """Refuse, clearly, a file that cannot be written, before any model loads."""
+    """Refuse, clearly, a file that cannot be written, before any model loads: its
+    folder is made if missing; a folder, a link or a read-only place is refused.  An
+    existing file is added to (a run resumed), never replaced."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         problem = writable.os_error_problem(exc, output)
-    else:
-        problem = writable.write_problem(output) or ""
-    if problem:
         raise SettingsError(
             f"cannot write {what} to {output}: {problem}", writable.fix_for(problem)
-        )
+        ) from None
+    refused = writable.output_problem(output, replace=True, example="answers.jsonl")
+    if refused:
+        raise SettingsError(f"cannot write {what} to {output}: {refused[0]}", refused[1])

@@ -229,13 +229,7 @@ def _export(args: argparse.Namespace, store: Store) -> int:
     text = formats.export(conv, args.format, all_branches=args.all_branches)
     if path is not None:
         try:
-            mode = None
-            if args.force and path.exists():
-                mode = path.stat().st_mode & 0o777  # the replaced file's mode is kept
-                path.unlink()  # a new file: never another's file rewritten in place
-            formats.write_private(path, text)
-            if mode is not None:
-                path.chmod(mode)
+            formats.write_output(path, text, replace=args.force)
         except OSError as exc:
             problem = writable.os_error_problem(exc, path)
             raise SettingsError(f"not exported: {problem}", writable.fix_for(problem)) from None

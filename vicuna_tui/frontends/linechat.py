@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from vicuna_tui import formats
+from vicuna_tui import formats, writable
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     ChatRequest,
@@ -31,7 +31,7 @@ HELP = """commands:
   !!regen         regenerate the last reply (the old one stays, as a branch)
   !!branches      the branches of the last reply (or of the last message)
   !!branch N      show branch N of it instead
-  !!save FILE     save the conversation as FastChat JSON
+  !!save FILE [--force]  save the conversation as FastChat JSON (--force replaces a file)
   !!load FILE     load a conversation (FastChat, ShareGPT or vicuna-tui JSON)
   !!help          this list
 Ctrl-C stops a reply and keeps what was written."""
@@ -342,16 +342,23 @@ class LineChat:
         self._show_all()
 
     def _save(self, arg: str) -> None:
+        force = arg.endswith(" --force") or arg == "--force"
+        arg = arg.removesuffix("--force").strip()
         if not arg:
-            self.renderer.info("usage: !!save FILE")
+            self.renderer.info("usage: !!save FILE [--force]")
             return
         path = Path(arg if "." in Path(arg).name else arg + ".json").expanduser()
+        refused = writable.output_problem(path, replace=force, example="chat.json")
+        if refused:
+            problem, fix = refused
+            fix = fix.replace("add --force", f"!!save {arg} --force")
+            self.renderer.info(f"not saved: {problem} ({fix})")
+            return
+        text = json_text(formats.to_fastchat(self._conversation_snapshot())) + "\n"
         try:
-            formats.write_private(
-                path, json_text(formats.to_fastchat(self._conversation_snapshot())) + "\n"
-            )
+            formats.write_output(path, text, replace=force)
         except OSError as exc:
-            self.renderer.info(f"cannot save {path}: {exc.strerror or exc}")
+            self.renderer.info(f"not saved: {writable.os_error_problem(exc, path)}")
         else:
             self.renderer.info(f"saved to {path}")
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui import locations
+from vicuna_tui import bounded, locations
 from vicuna_tui.engine.templates import ASSISTANT, TEMPLATES, USER
 from vicuna_tui.errors import VicunaError
 from vicuna_tui.store import Conversation, SavedMessage, make_title, now
@@ -309,11 +309,9 @@ def read_conversations(path: Path) -> tuple[list[Parsed], list[tuple[int, Format
     """Parse a conversation file, or a list of them (a ShareGPT dataset): those that
     parse, and the place (from 1) and fault of those that do not."""
     try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FormatError(f"no such file: {path}", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(f"cannot read {path}: {exc}", "check the file") from None
+        raw = bounded.read_text(path, limit=bounded.DATASET_LIMIT, what="conversation file")
+    except bounded.InputError as exc:
+        raise FormatError(exc.message, exc.hint) from None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:

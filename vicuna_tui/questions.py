@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vicuna_tui import bounded
 from vicuna_tui.errors import VicunaError
 
 
@@ -21,11 +22,10 @@ def read_questions(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]
     {"turns": [...]} (several turns, MT-bench style) work too.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise QuestionFileError(f"no such file: {path}", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionFileError(f"cannot read {path}: {exc}", "check the file") from None
+        text = bounded.read_text(path, limit=bounded.LINES_LIMIT, what="question file")
+    except bounded.InputError as exc:
+        raise QuestionFileError(exc.message, exc.hint) from None
+    lines = text.splitlines()
     parsed = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -50,7 +50,7 @@ def load_results(
     models: Sequence[str] | None = None,
     questions: Path | None = None,
 ) -> Results:
-    if not path.is_file():
+    if not path.exists():
         raise SettingsError(f"no such judgment file: {path}", "run `vicuna-tui judge` first")
     records = judgments.read_records(path)
     if not records:

@@ -66,7 +66,7 @@ def main(argv: Sequence[str]) -> int:
         from vicuna_tui.warnlog import send_warnings_to_log
 
         send_warnings_to_log()
-    if args.source.endswith(".jsonl") or Path(args.source).is_file():
+    if args.source.endswith(".jsonl") or Path(args.source).exists():
         return _question_set(args)
     return _conversation(args)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui import locations
+from vicuna_tui import bounded, locations
 from vicuna_tui.errors import SettingsError
 
 
@@ -39,9 +39,9 @@ def question_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot read {path}: {exc}", "check the file") from None
+        text = bounded.read_text(path, limit=bounded.LINES_LIMIT, what="JSONL file")
+    except bounded.InputError as exc:
+        raise SettingsError(exc.message, exc.hint) from None
     out = []
     for line in text.splitlines():
         try:

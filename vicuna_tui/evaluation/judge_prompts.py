@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vicuna_tui import bounded
 from vicuna_tui.errors import SettingsError
 
 OUTPUT_FORMATS = ("[[rating]]", "[[A]]", "[[rating_a,rating_b]]")
@@ -114,11 +115,10 @@ def read_prompts(path: Path | None) -> dict[str, JudgePrompt]:
         text = resources.files("vicuna_tui.evaluation").joinpath("judge_prompts.jsonl")
         return parse_prompts(text.read_text(encoding="utf-8"), "the built-in judge prompts")
     try:
-        content = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JudgePromptError(f"no such judge prompt file: {path}", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JudgePromptError(f"cannot read {path}: {exc}", "check the file") from None
+        content = bounded.read_text(path, limit=bounded.LINES_LIMIT, what="judge prompt file")
+    except bounded.InputError as exc:
+        message = exc.message.replace("no such file:", "no such judge prompt file:")
+        raise JudgePromptError(message, exc.hint) from None
     return parse_prompts(content, str(path))
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vicuna_tui import bounded
 from vicuna_tui.errors import SettingsError
 
 if sys.version_info >= (3, 11):
@@ -45,11 +46,12 @@ def read_temperatures(path: Path) -> Temperatures:
     """FastChat's table, with the file's lines over it.  A bad file is refused whole,
     with the line to fix named."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SettingsError(f"no such temperature file: {path}", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot read {path}: {exc}", "check the file") from None
+        data = tomllib.loads(
+            bounded.read_text(path, limit=bounded.LINES_LIMIT, what="temperature file")
+        )
+    except bounded.InputError as exc:
+        message = exc.message.replace("no such file:", "no such temperature file:")
+        raise SettingsError(message, exc.hint) from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path} is not TOML ({exc})", _EXAMPLE) from None
     table = data.get("temperatures", data)  # a [temperatures] table, or bare lines

@@ -22,6 +22,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.llamacpp import LlamaCppBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.errors import GenerationError
 from vicuna_tui.store import Store
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=40)
@@ -447,15 +448,15 @@ def test_the_in_process_server_serves_nothing_we_do_not_use(llama: LlamaCppBacke
     assert all(origin != "http://evil.example" for _, origin in seen.values()), seen
 
 
-def test_a_model_that_says_nothing_is_said_to_have_stopped(
-    smollm_gguf: Path, tmp_path: Path, home: Path
-) -> None:
-    """A GGUF whose tensor data is garbage: the header is whole, the reply empty; the
-    user is told why there is no answer, not left with a blank line and exit 0."""
+def test_a_damaged_gguf_is_refused_at_load(smollm_gguf: Path, tmp_path: Path, home: Path) -> None:
+    """GGUFs whose header is whole but whose numbers are not: garbage tensor data, and a
+    norm of NaNs.  Their replies were empty (greedy) or noise (sampled) with exit 0; the
+    load now asks for one token's probability and refuses a file that has none."""
     import random
     import shutil
 
     import gguf
+    import numpy as np
 
     garbage = tmp_path / "garbage.gguf"
     shutil.copyfile(smollm_gguf, garbage)
@@ -463,9 +464,40 @@ def test_a_model_that_says_nothing_is_said_to_have_stopped(
     with garbage.open("r+b") as handle:
         handle.seek(offset)
         handle.write(random.Random(1).randbytes(garbage.stat().st_size - offset))
-    result = run_cli(
-        "--model-path", str(garbage), "-p", "What is 2+2?", "--temperature", "0",
-        "--max-new-tokens", "8",
-    )  # fmt: skip
-    assert "Traceback" not in result.stderr and not result.stdout.strip()
-    assert "the model stopped at once: its first token was end-of-text" in result.stderr
+    nan = tmp_path / "nan-norm.gguf"
+    shutil.copyfile(smollm_gguf, nan)
+    reader = gguf.GGUFReader(nan, "r+")
+    norm = next(t for t in reader.tensors if t.name == "output_norm.weight")
+    norm.data[:] = np.nan
+    reader.data.flush()
+    del reader
+    for damaged in (garbage, nan):
+        for temperature in ("0", "0.8"):
+            result = run_cli(
+                "--model-path", str(damaged), "-p", "What is 2+2?",
+                "--temperature", temperature, "--max-new-tokens", "8",
+            )  # fmt: skip
+            assert "Traceback" not in result.stderr and not result.stdout.strip()
+            assert result.returncode == 2, result.stderr
+            assert f"{damaged.name} is damaged: the model's output is not a number" in (
+                result.stderr
+            )
+            assert "download the file again" in result.stderr
+    # The same file whole answers: the check costs one token and refuses nothing good.
+    fine = run_cli("--model-path", str(smollm_gguf), "-p", "What is 2+2?", "--max-new-tokens", "4")
+    assert fine.returncode == 0 and fine.stdout.strip()
+
+
+def test_the_first_logits_of_a_reply_are_checked_on_the_transformers_path() -> None:
+    import torch
+
+    from vicuna_tui.engine.local import FirstLogits
+
+    check = FirstLogits("broken-model")
+    with pytest.raises(GenerationError) as caught:
+        check(torch.tensor([[0.1, float("nan"), 0.3]]))
+    assert "broken-model's output is not a number" in caught.value.message
+    assert "--dtype float32" in caught.value.hint
+    again = FirstLogits("fine-model")
+    again(torch.tensor([[0.1, 0.2]]))
+    again(torch.tensor([[float("inf")]]))  # checked once a reply: the first token only

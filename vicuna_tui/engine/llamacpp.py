@@ -20,6 +20,7 @@ Torch and transformers are never imported here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import sys
 import threading
@@ -79,6 +80,7 @@ from vicuna_tui.engine.threads import ThreadPlanner, sleeping_waits_pay, use_sle
 from vicuna_tui.errors import (
     DeviceError,
     GenerationError,
+    ModelNotFoundError,
     SettingsError,
 )
 
@@ -193,6 +195,7 @@ class LlamaCppBackend(HoldsModel):
         )
         self._start(xllamacpp, params, source.path, info)
         self._params = params
+        self._check_numbers(source.path, info)
         template = self._choose_template(
             info, source.hub_id or settings.model_path or source.name, notes
         )
@@ -238,6 +241,37 @@ class LlamaCppBackend(HoldsModel):
         finally:
             saved.restore()  # llama.cpp installs its own SIGINT/SIGTERM handlers
         self._routes = LoopbackRoutes(self._server.listening_address, self._key)
+
+    def _check_numbers(self, path: Path, info: gguf_file.GGUFInfo) -> None:
+        """One token from a one-token prompt, with its probability: the weights of a
+        damaged file (NaN or inf) give none, and every reply would be noise or nothing.
+        This costs one token's decode at load, which the first reply gets back: the
+        weights it touched are in memory by then (llama.cpp's own warm-up is off)."""
+        assert self._server is not None
+        vocab = max(1, len(info.tokens))
+        first = int(info.metadata.get("tokenizer.ggml.bos_token_id") or 1) % vocab
+        result = self._server.handle_completions(
+            {
+                "prompt": [first],
+                "max_tokens": 1,
+                "n_probs": 1,
+                "temperature": 0,
+                "cache_prompt": False,
+                "id_slot": 0,
+            }
+        )
+        try:
+            logprob = result["choices"][0]["logprobs"]["content"][0]["logprob"]
+        except (KeyError, IndexError, TypeError):
+            return  # an answer of another shape (another llama.cpp): nothing to judge
+        if logprob is None or not math.isfinite(float(logprob)):
+            self.unload()
+            raise ModelNotFoundError(
+                f"{path.name} is damaged: the model's output is not a number (NaN or "
+                "inf), so its replies would be noise or nothing",
+                "download the file again (and compare its sha256 with the one on the "
+                "Hub), or use another quantization of the model",
+            )
 
     def _choose_template(self, info: gguf_file.GGUFInfo, name: str, notes: list[str]) -> str:
         """The prompt template for ``auto``: the GGUF's own, or one named for the model."""

@@ -375,6 +375,7 @@ class LocalBackend(HoldsModel):
                 self.kv.value = fastpath.growing_cache(model)
             if self.kv.value is not None and self.fast_step:
                 step = getattr(model, "_vicuna_step", None)
+        check_first = FirstLogits(self._loaded.source.name)
         try:
             with torch.inference_mode():
                 feed_ids = yield from self._prefill(request_id, prepared, feed_ids, extra, cancel)
@@ -390,6 +391,7 @@ class LocalBackend(HoldsModel):
                         scores = out.logits
                     self.kv.ids.extend(feed_ids)
                     logits = scores[:, -1, :].float()
+                    check_first(logits)
                     if processors:
                         logits = processors(history, logits)
                     token = sampling.next_token(logits, gen, generator)
@@ -464,3 +466,27 @@ def _generation_failure(exc: Exception) -> VicunaError:
     return GenerationError(
         f"generation failed: {type(exc).__name__}: {exc}", "run with --debug for details"
     )
+
+
+class FirstLogits:
+    """Checks a reply's first logits (one sync a reply): a model whose weights are
+    damaged, or overflow in their dtype, gives NaN or inf, and every token after would
+    be noise."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.done = False
+
+    def __call__(self, logits: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        import torch
+
+        if not bool(torch.isfinite(logits).all()):
+            raise GenerationError(
+                f"{self.name}'s output is not a number (NaN or inf): its weights are "
+                "damaged, or overflow in this dtype",
+                "download the model again, or load it in another precision "
+                "(--dtype float32 or bfloat16)",
+            )

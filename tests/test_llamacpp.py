@@ -501,3 +501,14 @@ def test_the_first_logits_of_a_reply_are_checked_on_the_transformers_path() -> N
     again = FirstLogits("fine-model")
     again(torch.tensor([[0.1, 0.2]]))
     again(torch.tensor([[float("inf")]]))  # checked once a reply: the first token only
+
+
+def test_a_reply_ended_before_any_text_is_said_to_have_stopped() -> None:
+    from vicuna_tui.engine.events import FINISH_STOP
+    from vicuna_tui.engine.prompting import nothing_said
+
+    notice = nothing_said("  \n", FINISH_STOP)
+    assert notice is not None and "the model stopped at once" in notice.text
+    assert "--conv-template" in notice.text
+    assert nothing_said("Paris.", FINISH_STOP) is None
+    assert nothing_said("", "length") is None and nothing_said("", "cancelled") is None

@@ -190,3 +190,41 @@ def test_the_gpu_fit_check_counts_layers_against_the_gpus_free_memory(
     fits = LoadSettings(model_path=str(smollm_gguf), gpu_layers=layers)
     assert placement(fits, half, info, 4096, []) == (layers, "cuda0")
     assert placement(auto, _FakeGpuBuild(1), info, 4096, []) == (0, "cpu")
+
+
+@pytest.mark.real_model
+def test_coming_back_to_a_chat_is_read_from_the_prompt_cache(smollm_gguf: Path) -> None:
+    """Three long chats in turn through one backend (two slots): coming back to the
+    first takes its state back from llama.cpp's prompt cache, whole.  The first chunk
+    of a long prompt used to start where the slot's own tokens ended, and llama.cpp
+    then kept only that chunk's share of what it took back."""
+    import threading
+
+    from vicuna_tui.engine.events import ChatRequest, ReplyDone
+    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+
+    backend = LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf), device="cpu"))
+    backend.load()
+    assert backend.prefill_chunk < 600  # the prompts below are read in chunks
+
+    def ask(turns: list[tuple[str, str]]) -> ReplyDone:
+        request = ChatRequest(
+            turns=tuple(turns), generation=GenerationSettings(temperature=0, max_new_tokens=4)
+        )
+        done = [e for e in backend.generate(request, threading.Event()) if isinstance(e, ReplyDone)]
+        turns.append(("assistant", done[0].text))
+        return done[0]
+
+    try:
+        chats = [
+            [("user", f"Chat {c}: " + f"remember the number {c} and the colour blue. " * 60)]
+            for c in range(3)
+        ]
+        first = [ask(chat).stats.prompt_tokens for chat in chats]
+        assert min(first) > 2 * backend.prefill_chunk
+        chats[0].append(("user", "Which number was it?"))
+        back = ask(chats[0]).stats
+        assert back.cached_tokens >= first[0] - 2, (back.cached_tokens, first[0])
+    finally:
+        backend.unload()

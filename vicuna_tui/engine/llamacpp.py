@@ -398,8 +398,11 @@ class LlamaCppBackend(HoldsModel):
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(31))
         fresh, self._fresh = self._fresh, False
         slot = self._pick_slot(prepared.ids)
-        self._host_cache.before_request(self._held[slot], prepared.ids)
-        predicted = 0 if fresh else common_prefix(self._slots[slot], prepared.ids)
+        restored = self._host_cache.before_request(self._held[slot], prepared.ids)
+        # What the slot already holds, or what llama.cpp takes back from its prompt
+        # cache (another chat, come back to): the first prefill chunk starts past it,
+        # so that llama.cpp keeps it all rather than the chunk's share of it.
+        predicted = 0 if fresh else max(restored, common_prefix(self._slots[slot], prepared.ids))
         predicted = min(predicted, len(prepared.ids) - 1)
         yield ReplyStarted(
             request.request_id,

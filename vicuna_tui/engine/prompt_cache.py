@@ -33,29 +33,33 @@ class HostPromptCache:
     def clear(self) -> None:
         self._entries = []
 
-    def before_request(self, slot: list[int], new: list[int]) -> None:
-        """``slot``: the tokens the slot holds (prompt and reply); ``new``: the prompt."""
+    def before_request(self, slot: list[int], new: list[int]) -> int:
+        """``slot``: the tokens the slot holds (prompt and reply); ``new``: the prompt.
+        Returns how many tokens of ``new`` a prompt taken back from the cache already
+        holds (0 when none is): the caller's prompt can start there."""
         if self.limit <= 0 or not slot:
-            return
+            return 0
         kept = common_prefix(slot, new)
         if kept / len(slot) >= SAVE_BELOW:
-            return
+            return 0
         size = len(slot) * self.per_token
         saved = size <= self.limit
         if saved:
             while self._entries and self.held + size > self.limit:
                 self._entries.pop(0)  # llama.cpp makes room, oldest first
             self._entries.append((list(slot), size))
-        self._take_better(slot, kept, new, len(self._entries) - saved)
+        restored = self._take_better(slot, kept, new, len(self._entries) - saved)
         while len(self._entries) > 1 and self.held > self.limit:
             self._entries.pop(0)
+        return restored
 
-    def _take_better(self, slot: list[int], kept: int, new: list[int], older: int) -> None:
-        best, best_keep, best_sim = -1, kept / len(slot), kept / max(1, len(new))
+    def _take_better(self, slot: list[int], kept: int, new: list[int], older: int) -> int:
+        best, best_keep, best_sim, best_shared = -1, kept / len(slot), kept / max(1, len(new)), 0
         for index, (tokens, _) in enumerate(self._entries[:older]):
             shared = common_prefix(tokens, new)
             keep, sim = shared / max(1, len(tokens)), shared / max(1, len(new))
             if keep > best_keep and sim > best_sim:
-                best, best_keep, best_sim = index, keep, sim
+                best, best_keep, best_sim, best_shared = index, keep, sim, shared
         if best >= 0:
             del self._entries[best]
+        return best_shared

@@ -73,7 +73,8 @@ def run(gguf: Path, mib: str, questions: int) -> tuple[int, list[int], list[tupl
         if found:
             assert float(found.group(3)) == bound  # our bound is the one llama.cpp keeps
             last = (int(found.group(1)), float(found.group(2)))
-        elif line == "REPLY DONE":
+        # llama.cpp's threads write to the same stderr: our mark may share a line
+        if "REPLY DONE" in line:
             states.append(last)
     return bound, held, states
 

@@ -17,7 +17,12 @@ class VicunaError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
+        """Two lines, as the line front ends print it: the message, then the hint."""
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    def inline(self) -> str:
+        """One line, for a toast or a note: the message, the hint in brackets."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
 
     def __reduce__(self) -> tuple[object, ...]:
         # Subclasses may take other arguments: rebuild from the state, not from __init__,

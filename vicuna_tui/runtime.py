@@ -106,7 +106,7 @@ def resolve(
     base: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if cfg.error is not None:
-        warnings.append(f"{cfg.error.message}\n  hint: {cfg.error.hint}")
+        warnings.append(str(cfg.error))
     else:
         base = cfg.settings(getattr(args, "profile", None))
         profile = cfg.profiles.get(getattr(args, "profile", None) or "", {})
@@ -156,13 +156,9 @@ def resolve(
 def make_backend(resolved: Resolved, *, debug: bool = False) -> Backend:
     """The backend for a line front end, in this process (``debug``: llama.cpp's own
     log on stderr)."""
-    if resolved.remote is not None:
-        from vicuna_tui.engine.remote import RemoteBackend
+    from vicuna_tui.engine.factory import make_backend as build
 
-        return RemoteBackend(resolved.remote)
-    from vicuna_tui.engine.backends import local_backend
-
-    return local_backend(resolved.load, native_log=debug)
+    return build(resolved.load, resolved.remote, debug=debug)
 
 
 def apply_gpus(load: LoadSettings) -> None:

@@ -53,7 +53,7 @@ class SaveState:
             return
         self.not_saving = exc.message
         if not self._told:
-            self._warn(f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message)
+            self._warn(exc.inline())
             self._told = True
 
     def stop(self, error: StoreError) -> None:
@@ -63,7 +63,7 @@ class SaveState:
             return
         self.stopped = True
         self.not_saving = error.message
-        self._warn(f"not saving this chat: {error.message} (hint: {error.hint})")
+        self._warn(f"not saving this chat: {error.inline()}")
 
 
 @dataclass(frozen=True)

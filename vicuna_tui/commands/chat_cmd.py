@@ -28,9 +28,7 @@ def main(args: argparse.Namespace) -> int:
         send_warnings_to_log()
     store, problem = runtime.open_store(args.no_save)
     if problem is not None:
-        say(sys.stderr, f"warning: not saving this chat: {problem.message}")
-        if problem.hint:
-            say(sys.stderr, f"  hint: {problem.hint}")
+        say(sys.stderr, f"warning: not saving this chat: {problem}")
     conversation = _resumed(args, store, problem)
     resolved = runtime.resolve(args, conversation)
     for warning in resolved.warnings:

@@ -32,7 +32,7 @@ def main(argv: Sequence[str]) -> int:
     if args.action == "show":
         cfg = config_mod.load(path)
         if cfg.error is not None:
-            print(f"error: {cfg.error.message}\n  hint: {cfg.error.hint}", file=sys.stderr)
+            print(f"error: {cfg.error}", file=sys.stderr)
             return 2
         import tomli_w
 

@@ -18,6 +18,7 @@ from vicuna_tui import formats, writable
 from vicuna_tui.commands import sessions_care as care
 from vicuna_tui.commands.console import confirmed, say
 from vicuna_tui.commands.console import out as _out
+from vicuna_tui.engine.events import rate_text
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.store import ALL_RUNS, ARENA_RUN, AllRuns, Conversation, Store, tree
 from vicuna_tui.textsafe import json_text
@@ -167,7 +168,7 @@ def _show(args: argparse.Namespace, store: Store) -> int:
             mark += f" (branch {which.index(message) + 1} of {len(which)})"
         _out(f"{label}{mark}: {message.content}")
         if message.role == "assistant" and message.new_tokens:
-            rate = f", {message.tokens_per_second:.1f} tok/s" if message.tokens_per_second else ""
+            rate = f", {rate_text(message.tokens_per_second)}" if message.tokens_per_second else ""
             _out(f"  ({message.new_tokens} tokens{rate})")
     return 0
 

@@ -70,6 +70,11 @@ class ChatRequest:
     request_id: int = 0
 
 
+def rate_text(tokens_per_second: float) -> str:
+    """A decode rate as every front end shows it."""
+    return f"{tokens_per_second:.1f} tok/s"
+
+
 @dataclass(frozen=True)
 class ReplyStats:
     prompt_tokens: int = 0

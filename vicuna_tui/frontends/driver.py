@@ -161,4 +161,4 @@ def raise_hangup_on_signals() -> None:
 
 
 def describe_failure(error: VicunaError) -> str:
-    return f"error: {error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")
+    return f"error: {error}"

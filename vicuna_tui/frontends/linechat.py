@@ -16,6 +16,7 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyFailed,
     ReplyStats,
+    rate_text,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.errors import VicunaError
@@ -60,7 +61,7 @@ def stats_line(stats: ReplyStats, finish: str) -> str:
     if stats.time_to_first_token is not None:
         parts.append(f"first token {stats.time_to_first_token:.2f} s")
     if stats.tokens_per_second is not None:
-        parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+        parts.append(rate_text(stats.tokens_per_second))
     if stats.threads is not None:
         parts.append(f"{stats.threads} thread{'' if stats.threads == 1 else 's'}")
     if stats.prompt_cache_bytes is not None:

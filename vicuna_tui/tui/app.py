@@ -101,14 +101,14 @@ class VicunaApp(LiteralNotifications):
     def _default_backend(self, load: LoadSettings) -> Backend:
         # The model runs in its own process, so that drawing never holds up its decode
         # loop (one GIL for both cost 10% of the tokens/s); see engine/process.py.
-        from vicuna_tui.engine.process import ProcessBackend
+        from vicuna_tui.engine.factory import make_backend
 
-        return ProcessBackend(load, debug=self.engine_debug)
+        return make_backend(load, own_process=True, debug=self.engine_debug)
 
     def _default_remote(self, remote: RemoteSettings) -> Backend:
-        from vicuna_tui.engine.remote import RemoteBackend
+        from vicuna_tui.engine.factory import make_backend
 
-        return RemoteBackend(remote)
+        return make_backend(LoadSettings(), remote)
 
     # -- the engine thread ---------------------------------------------------------------
 
@@ -302,9 +302,7 @@ class VicunaApp(LiteralNotifications):
                 )
             ]
         except VicunaError as exc:
-            self.notify(
-                f"{exc.message} ({exc.hint})" if exc.hint else exc.message, severity="error"
-            )
+            self.notify(exc.inline(), severity="error")
             return
         sides = share_cores(
             [dataclasses.replace(s, generation=self.session.generation) for s in sides]

@@ -173,10 +173,9 @@ class ArenaScreen(ArenaReplies):
         )
         self._show_blind_loading()
         other = self.sides[1 - side.index]
-        hint = f" ({event.error.hint})" if event.error.hint else ""
         keeps = "The other side stays usable; " if other.state != FAILED else ""
         self.notify(
-            f"Model {self._letter(side)} did not load: {event.error.message}{hint}. "
+            f"Model {self._letter(side)} did not load: {event.error.inline()}. "
             f"{keeps}votes need both models.",
             severity="error",
             timeout=12,

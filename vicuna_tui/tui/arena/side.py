@@ -24,13 +24,9 @@ def side_backend(debug: bool = False) -> SideFactory:
     """Each side's model in its own process (a server needs none)."""
 
     def build(resolved: runtime.Resolved) -> Backend:
-        if resolved.remote is not None:
-            from vicuna_tui.engine.remote import RemoteBackend
+        from vicuna_tui.engine.factory import make_backend
 
-            return RemoteBackend(resolved.remote)
-        from vicuna_tui.engine.process import ProcessBackend
-
-        return ProcessBackend(resolved.load, debug=debug)
+        return make_backend(resolved.load, resolved.remote, own_process=True, debug=debug)
 
     return build
 

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from vicuna_tui.engine.events import ModelInfo
+from vicuna_tui.engine.events import ModelInfo, rate_text
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
@@ -135,7 +135,7 @@ class StatusBar(Horizontal):
         self.threads = threads
         speed = []
         if tokens_per_second:
-            speed.append(f"{tokens_per_second:.1f} tok/s")
+            speed.append(rate_text(tokens_per_second))
         if ttft is not None:
             speed.append(f"TTFT {ttft:.2f} s")
         self.speed = " · ".join(speed)

@@ -17,6 +17,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
+from vicuna_tui.engine.events import rate_text
 from vicuna_tui.store import SavedMessage
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.plain import plain
@@ -50,7 +51,7 @@ def describe_stats(message: SavedMessage, *, timing: bool = True) -> str:
     if not timing:
         return " · ".join(parts)
     if message.tokens_per_second:
-        parts.append(f"{message.tokens_per_second:.1f} tok/s")
+        parts.append(rate_text(message.tokens_per_second))
     if message.time_to_first_token is not None:
         parts.append(f"first token {message.time_to_first_token:.2f} s")
     return " · ".join(parts)

@@ -87,7 +87,7 @@ def seen(app: App[Any], kind: type[Message]) -> list[Message]:
 def count_deltas(app: VicunaApp) -> list[int]:
     """From now on, the number of reply deltas the screen takes each frame."""
     counts: list[int] = []
-    take = app.take_deltas
+    take = app.replies.take_deltas
 
     def counting() -> list[ReplyDelta]:
         deltas = take()
@@ -95,7 +95,7 @@ def count_deltas(app: VicunaApp) -> list[int]:
             counts.append(len(deltas))
         return deltas
 
-    app.take_deltas = counting  # type: ignore[method-assign]
+    app.replies.take_deltas = counting  # type: ignore[method-assign]
     return counts
 
 

@@ -219,8 +219,12 @@ class ChatSession(SessionBranches):
     def title(self) -> str:
         if self.conversation is not None:
             return self.conversation.title
-        first = next((m.content for m in self.messages if m.role == USER), "")
-        return make_title(first) if first else "New chat"
+        return self._title_from_first_message()
+
+    def _title_from_first_message(self) -> str:
+        """The title rule: the first message the user wrote, on one short line
+        ("New chat" before there is one)."""
+        return make_title(next((m.content for m in self.messages if m.role == USER), ""))
 
     # -- turns -------------------------------------------------------------------------------
 
@@ -347,9 +351,8 @@ class ChatSession(SessionBranches):
         if not self.saving or self._created:
             return None
         if self.conversation is None:
-            first = next((m.content for m in self.messages if m.role == USER), "")
             self.conversation = conversation_record(
-                title or self._run_title or (make_title(first) if first else "New chat"),
+                title or self._run_title or self._title_from_first_message(),
                 load=self.load,
                 info=self.model_info,
                 template=self.resolved_template,
@@ -371,9 +374,7 @@ class ChatSession(SessionBranches):
         assert conv is not None
         new = tuple(dataclasses.replace(m) for m in self.tree if m.uid not in self._written)
         if conv.title == "New chat":
-            first = next((m.content for m in self.messages if m.role == USER), "")
-            if first:
-                conv.title = make_title(first)
+            conv.title = self._title_from_first_message()
         leaf = self.messages[-1].uid if self.messages else None
         writes = Writes(
             conv.id, create, tuple(self._pending_deletes), new, leaf, self._active_changed

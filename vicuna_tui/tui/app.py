@@ -28,6 +28,7 @@ from vicuna_tui.tui.chat import ChatScreen
 from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.literal import LiteralNotifications
 from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
+from vicuna_tui.tui.reply_inbox import ReplyInbox
 from vicuna_tui.tui.screens.arena_setup import ArenaChoice
 from vicuna_tui.tui.screens.dialogs import ConfirmScreen
 from vicuna_tui.tui.store_calls import StoreCalls
@@ -63,8 +64,7 @@ class VicunaApp(LiteralNotifications):
         self.backend_factory = backend_factory or self._default_backend
         self.remote_factory = remote_factory or self._default_remote
         self.engine = EngineThread(self._emit, debug=debug)
-        self._delta_lock = threading.Lock()
-        self._deltas: list[ReplyDelta] = []
+        self.replies = ReplyInbox()  # the chat's reply text, engine thread to UI thread
         self.keys = resolved.config.key_bindings()
         self._config_warned = False
         self._asking_to_quit = False  # the "unsent message" question is showing
@@ -116,17 +116,10 @@ class VicunaApp(LiteralNotifications):
         """Called on the engine thread: only hands the event to the UI thread."""
         if isinstance(event, ReplyDelta):
             # Reply text is not posted token by token: the chat screen takes it a few
-            # times a second (take_deltas), so a fast model never floods the UI thread.
-            with self._delta_lock:
-                self._deltas.append(event)
+            # times a second, so a fast model never floods the UI thread.
+            self.replies.put(event)
             return
         self.chat.post_message(EngineMessage(event))
-
-    def take_deltas(self) -> list[ReplyDelta]:
-        """The reply text that arrived since the last call (UI thread)."""
-        with self._delta_lock:
-            deltas, self._deltas = self._deltas, []
-        return deltas
 
     def load_model(self, load: LoadSettings, remote: RemoteSettings | None = None) -> None:
         """Load a local model, or connect to ``remote`` when given."""

@@ -11,7 +11,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.errors import ModelProcessLost
 from vicuna_tui.tui.arena.base import ArenaBase
-from vicuna_tui.tui.arena.side import FAILED, READY, ArenaSide, SideStream
+from vicuna_tui.tui.arena.side import FAILED, READY, ArenaSide
 from vicuna_tui.tui.messages import PromptSubmitted
 from vicuna_tui.tui.widgets.transcript import describe_stats
 
@@ -46,8 +46,7 @@ class ArenaReplies(ArenaBase):
             await pane.transcript.add("user", text)
             view = await pane.transcript.add("assistant", label=f"Model {letter}")
             view.start_stream()
-            side.take_text()
-            side.stream = SideStream(requests[letter].request_id, view)
+            side.begin(requests[letter].request_id, view)
         self._waiting = [s.index for s in usable]
         self._requests = {s.index: requests[self._letter(s)] for s in usable}
         if self.one_at_a_time:

@@ -4,7 +4,6 @@ reply text is queued, and the screen takes it a frame at a time."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from vicuna_tui.engine.backend import Backend
 from vicuna_tui.engine.events import EngineEvent, ModelInfo, ReplyDelta
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.tui.messages import SideMessage
+from vicuna_tui.tui.reply_inbox import ReplyInbox
 from vicuna_tui.tui.widgets.transcript import MessageView
 
 SideFactory = Callable[[runtime.Resolved], Backend]
@@ -62,8 +62,7 @@ class ArenaSide:
         self.error = ""
         self.info: ModelInfo | None = None
         self.stream: SideStream | None = None
-        self._lock = threading.Lock()
-        self._deltas: list[ReplyDelta] = []
+        self.replies = ReplyInbox()  # this side's reply text, engine thread to UI thread
 
     @property
     def is_remote(self) -> bool:
@@ -72,19 +71,18 @@ class ArenaSide:
     def _emit(self, event: EngineEvent) -> None:
         """On the engine thread: hand the event on, and nothing more."""
         if isinstance(event, ReplyDelta):
-            with self._lock:
-                self._deltas.append(event)
+            self.replies.put(event)
             return
         self.target.post_message(SideMessage(self.index, event))
 
+    def begin(self, request_id: int, view: MessageView) -> None:
+        """A reply is about to be asked for: it streams into ``view``."""
+        self.replies.expect(request_id)
+        self.stream = SideStream(request_id, view)
+
     def take_text(self) -> str:
         """The streamed reply's text that arrived since the last call (UI thread)."""
-        with self._lock:
-            deltas, self._deltas = self._deltas, []
-        stream = self.stream
-        return "".join(
-            d.text for d in deltas if stream is not None and d.request_id == stream.request_id
-        )
+        return self.replies.take() if self.stream is not None else ""
 
     def load(self) -> None:
         self.state = LOADING

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from vicuna_tui.engine.events import ChatRequest, ReplyDelta
+from vicuna_tui.engine.events import ChatRequest
 from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.runtime import Resolved
+from vicuna_tui.tui.reply_inbox import ReplyInbox
 from vicuna_tui.tui.store_calls import StoreCalls
 
 
@@ -37,7 +38,8 @@ class ChatHost(Protocol):
     @property
     def devices(self) -> tuple[str, ...]: ...
 
-    def take_deltas(self) -> list[ReplyDelta]: ...
+    @property
+    def replies(self) -> ReplyInbox: ...
 
     def load_model(self, load: LoadSettings, remote: RemoteSettings | None = None) -> None: ...
 

@@ -17,13 +17,8 @@ class ReplyStream(ChatScreenBase):
     _frame_timer: Timer | None = None
 
     def _pending_text(self) -> str:
-        """Reply text that arrived since the last frame."""
-        stream = self.streaming
-        return "".join(
-            d.text
-            for d in self.host.take_deltas()
-            if stream is not None and d.request_id == stream.request_id
-        )
+        """Reply text that arrived since the last frame (none once the reply ended)."""
+        return self.host.replies.take() if self.streaming is not None else ""
 
     async def _draw_reply(self) -> None:
         """A frame of the streamed reply: everything that arrived since the last one.
@@ -131,7 +126,7 @@ class ReplyStream(ChatScreenBase):
         view.set_branch(*self.session.coming_branch())  # ‹ 3/3 › while it is written
         view.start_stream()
         self.streaming = Streaming(request.request_id, view)
-        self.host.take_deltas()  # nothing from an earlier reply
+        self.host.replies.expect(request.request_id)  # nothing from an earlier reply
         self._frame_timer = self.set_timer(self._pacer.start(), self._draw_reply)
         self._start_engine()  # the load is queued first, the prompt waits for it
         self.host.engine.generate(request)

@@ -150,6 +150,12 @@ class ScriptedBackend:
         text = "\n".join(f"{role}: {content}" for role, content in request.turns)
         return PromptPreview(request.request_id, text, len(text.split()), 0)
 
+    def abort(self) -> None:
+        pass
+
+    def memory_in_use(self) -> int | None:
+        return None
+
     def cancel(self) -> None:
         pass
 

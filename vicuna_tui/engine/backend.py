@@ -34,6 +34,15 @@ class Backend(Protocol):
         """Called from any thread: abort in-flight I/O at once (the event is set too)."""
         ...
 
+    def abort(self) -> None:
+        """Called from any thread when the front end quits: end the model at once,
+        whatever it is doing (a load included), where it runs apart from us."""
+        ...
+
+    def memory_in_use(self) -> int | None:
+        """Bytes of accelerator memory the model holds, or None (none, or not known)."""
+        ...
+
     def unload(self) -> None: ...
 
 
@@ -44,6 +53,12 @@ class HoldsModel:
 
     def not_loaded(self) -> VicunaError:
         return GenerationError("no model is loaded", "wait for the model to load")
+
+    def abort(self) -> None:
+        """A model in this process ends with it: nothing to do."""
+
+    def memory_in_use(self) -> int | None:
+        return None
 
     @property
     def info(self) -> ModelInfo:

@@ -212,6 +212,5 @@ class EngineThread:
 
 def _abort(backend: Backend | None) -> None:
     """End a backend's model at once where it can be (a model in its own process)."""
-    abort = getattr(backend, "abort", None)
-    if abort is not None:
-        abort()
+    if backend is not None:
+        backend.abort()

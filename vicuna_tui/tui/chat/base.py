@@ -122,7 +122,7 @@ class ChatScreenBase(Screen[None]):
 
     def _probe_memory(self) -> None:
         self.host.engine_call(
-            "memory", lambda backend: getattr(backend, "memory_in_use", lambda: None)()
+            "memory", lambda backend: backend.memory_in_use() if backend is not None else None
         )
 
     def mark_branches(self) -> None:

@@ -89,10 +89,10 @@ class Writes:
         )
 
     def apply(self, store: Store) -> None:
-        if self.create is not None and not store.exists(self.conversation_id):
+        if not store.exists(self.conversation_id):
+            if self.create is None:  # written before, and deleted since
+                raise chat_gone(self.conversation_id)
             store.insert_conversation(self.create)
-        elif self.create is None and not store.exists(self.conversation_id):
-            raise chat_gone(self.conversation_id)
         try:
             for uid in self.deletes:
                 store.delete_subtree(self.conversation_id, uid)

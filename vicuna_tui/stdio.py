@@ -19,8 +19,6 @@ from typing import Any, TextIO
 
 from vicuna_tui.errors import VicunaError
 
-NAMES = {0: "standard input", 1: "standard output", 2: "standard error"}
-
 
 class OutputError(VicunaError):
     """The standard output cannot be written."""

@@ -124,7 +124,7 @@ def sweep_abandoned(root: Path) -> list[Path]:
     removed = []
     for folder in root.glob(f"{CONVERTING}*"):
         pid = folder.name[len(CONVERTING) :].split("-", 1)[0]
-        if pid.isdigit() and psutil.pid_exists(int(pid)) and int(pid) != 0:
+        if pid.isdigit() and psutil.pid_exists(int(pid)):
             continue  # still being written (or another process with that id: keep it)
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)

@@ -149,19 +149,21 @@ GGUF_MAGIC = b"GGUF"
 
 
 def is_gguf(path: Path) -> bool:
-    """A GGUF file by its first four bytes, whatever its name (a link named "model", a
-    download saved without the extension); the name counts where it cannot be read."""
+    """A GGUF file by its name, or by its first four bytes whatever its name (a link
+    named "model", a download saved without the extension)."""
+    if path.suffix.lower() == ".gguf":
+        return True  # a damaged one too: llama.cpp says what is wrong with it
     try:
         with open(path, "rb") as handle:
             return handle.read(4) == GGUF_MAGIC
     except OSError:
-        return path.suffix.lower() == ".gguf"
+        return False
 
 
 def _resolve_local(path: Path) -> ModelSource:
     path = path.resolve()
     if path.is_file():
-        if path.suffix.lower() == ".gguf" or is_gguf(path):
+        if is_gguf(path):
             return ModelSource("gguf", path, path.stem, f"GGUF file {path}")
         raise ModelNotFoundError(
             f"{path} is a file but not a .gguf model",
@@ -251,7 +253,7 @@ def wants_gguf(model_path: str | None, gguf_file: str | None) -> bool:
         return find_packaged_gguf() is not None
     path = Path(model_path).expanduser()
     if path.is_file():
-        return path.suffix.lower() == ".gguf" or is_gguf(path)
+        return is_gguf(path)
     if path.is_dir():
         return not (path / "config.json").is_file() and any(path.glob("*.gguf"))
     if hub.is_hub_id(model_path):

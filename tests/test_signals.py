@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO
-from test_tmux import model_processes, screen_until, tmux
+from test_tmux import app_env, model_processes, screen_until, tmux
 
 from vicuna_tui.store import Store
 
@@ -80,15 +80,7 @@ def test_the_tui_saves_the_partial_reply_and_stops_the_model(
 def _one_signal_mid_reply(how: str, home: Path, smollm_gguf: Path) -> int:
     """Send a long question, signal mid-reply, check the ending; the chats saved."""
     socket = f"vicuna-sig-{uuid.uuid4().hex[:8]}"
-    env = " ".join(
-        f"{k}={v}"
-        for k, v in {
-            "VICUNA_TUI_HOME": home,
-            "HF_HUB_OFFLINE": "1",
-            "TERM": "xterm-256color",
-            "PYTHONPATH": REPO,
-        }.items()
-    )
+    env = app_env(home)
     command = (
         f"env {env} {sys.executable} -m vicuna_tui --model-path {smollm_gguf} "
         "--temperature 0 --max-new-tokens 1500; echo VICUNA_EXIT=$?; sleep 30"

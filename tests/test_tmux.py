@@ -27,6 +27,18 @@ def tmux(socket: str, *args: str) -> str:
     return result.stdout
 
 
+def app_env(home: Path, **extra: object) -> str:
+    """The environment a tmux test's app runs in, as ``NAME=value`` words for ``env``."""
+    values = {
+        "VICUNA_TUI_HOME": home,
+        "HF_HUB_OFFLINE": "1",
+        "TERM": "xterm-256color",
+        "PYTHONPATH": REPO,
+        **extra,
+    }
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
 def screen_until(socket: str, text: str, timeout: float = 180) -> str:
     deadline = time.monotonic() + timeout
     shown = ""
@@ -41,15 +53,7 @@ def screen_until(socket: str, text: str, timeout: float = 180) -> str:
 def test_type_a_question_and_read_the_answer(smollm_gguf: Path, home: Path) -> None:
     """The default: SmolLM2's packaged GGUF on llama.cpp, in the model's own process."""
     socket = f"vicuna-test-{uuid.uuid4().hex[:8]}"
-    env = " ".join(
-        f"{k}={v}"
-        for k, v in {
-            "VICUNA_TUI_HOME": home,
-            "HF_HUB_OFFLINE": "1",
-            "TERM": "xterm-256color",
-            "PYTHONPATH": REPO,
-        }.items()
-    )
+    env = app_env(home)
     command = (
         f"env -u COLUMNS -u LINES {env} {sys.executable} -m vicuna_tui --temperature 0; "
         "echo VICUNA_EXIT=$?; sleep 30"
@@ -101,15 +105,7 @@ def test_an_arena_battle_on_both_local_backends(
     """The same weights on llama.cpp and on transformers, each in its own process: one
     prompt, two live replies, a blind vote, the names after it, the battle saved."""
     socket = f"vicuna-arena-{uuid.uuid4().hex[:8]}"
-    env = " ".join(
-        f"{k}={v}"
-        for k, v in {
-            "VICUNA_TUI_HOME": home,
-            "HF_HUB_OFFLINE": "1",
-            "TERM": "xterm-256color",
-            "PYTHONPATH": REPO,
-        }.items()
-    )
+    env = app_env(home)
     command = (
         f"env -u COLUMNS -u LINES {env} {sys.executable} -m vicuna_tui arena --temperature 0 "
         "--max-new-tokens 24 "
@@ -178,16 +174,7 @@ def test_ctrl_q_while_the_model_loads_ends_the_model_process(
     (stuck / "sitecustomize.py").write_text(STUCK_LOAD)
     mark = tmp_path / "loading.pid"
     socket = f"vicuna-test-{uuid.uuid4().hex[:8]}"
-    env = " ".join(
-        f"{k}={v}"
-        for k, v in {
-            "VICUNA_TUI_HOME": home,
-            "HF_HUB_OFFLINE": "1",
-            "TERM": "xterm-256color",
-            "PYTHONPATH": f"{stuck}:{REPO}",
-            "VICUNA_STUCK_MARK": mark,
-        }.items()
-    )
+    env = app_env(home, PYTHONPATH=f"{stuck}:{REPO}", VICUNA_STUCK_MARK=mark)
     command = (
         f"env -u COLUMNS -u LINES {env} {sys.executable} -m vicuna_tui "
         f"--model-path {smollm_gguf}; echo VICUNA_EXIT=$?; sleep 30"

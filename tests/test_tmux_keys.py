@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from test_tmux import app_env
 
 pytestmark = [
     pytest.mark.real_model,
@@ -71,15 +71,7 @@ class Terminal:
 @pytest.fixture
 def terminal(smollm_gguf: Path, home: Path) -> Iterator[Terminal]:
     socket = f"vicuna-keys-{uuid.uuid4().hex[:8]}"
-    env = " ".join(
-        f"{k}={v}"
-        for k, v in {
-            "VICUNA_TUI_HOME": home,
-            "HF_HUB_OFFLINE": "1",
-            "TERM": "xterm-256color",
-            "PYTHONPATH": REPO,
-        }.items()
-    )
+    env = app_env(home)
     command = (
         f"env -u COLUMNS -u LINES {env} {sys.executable} -m vicuna_tui --temperature 0 "
         "--max-new-tokens 40; echo VICUNA_EXIT=$?; sleep 30"

@@ -63,7 +63,7 @@ def one_run(tokens: int, rate: float) -> tuple[float, float]:
         async with app.run_test(size=(120, 40)) as pilot:
             await ready(pilot)
             await send(pilot, "Write a long document.")
-            while app.chat.streaming is not None:
+            while app.chat.replies.streaming is not None:
                 await asyncio.sleep(0.05)
 
     MessageView.write = timed  # type: ignore[method-assign]

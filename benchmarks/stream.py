@@ -170,7 +170,7 @@ def tui_headless(backend: Any, tokens: int) -> float:
             await send(pilot, PROMPT)
             # Wait without Pilot.pause(): it makes every widget process a callback each
             # time, a load a real terminal session does not have.
-            while app.chat.streaming is not None or not frames:
+            while app.chat.replies.streaming is not None or not frames:
                 await asyncio.sleep(0.05)
             await reply_done(pilot)
 

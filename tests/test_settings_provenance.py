@@ -63,7 +63,7 @@ async def test_flags_are_not_written_to_config(home: Path) -> None:
     async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
         await send(pilot, "hi")
-        await wait_for(pilot, lambda: screen.streaming is None)
+        await wait_for(pilot, lambda: screen.replies.streaming is None)
         await settled(pilot)
         assert backend.requests[0].generation.max_new_tokens == 33
         assert app._settings_pending == {}

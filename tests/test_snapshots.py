@@ -96,7 +96,7 @@ def test_finished_reply(snap_compare: Any, home: Path) -> None:
             pilot,
             lambda: (
                 bool(pilot.app.chat.session.messages)
-                and pilot.app.chat.streaming is None
+                and pilot.app.chat.replies.streaming is None
                 and len(pilot.app.chat.session.messages) == 2
             ),
         )
@@ -151,7 +151,7 @@ def test_a_reply_with_branches(snap_compare: Any, home: Path) -> None:
         for count in (1, 2, 3):
 
             def answered(n: int = count) -> bool:
-                return len(backend.requests) == n and chat.streaming is None
+                return len(backend.requests) == n and chat.replies.streaming is None
 
             await wait_for(pilot, answered)
             if count < 3:
@@ -181,7 +181,7 @@ def test_an_arena_battle_before_the_vote(snap_compare: Any, home: Path) -> None:
         screen.prompt.set_text("Which city is the capital of France?")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.battle.turns == 1)
-        await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+        await wait_for(pilot, lambda: not any(s.stream.active for s in screen.sides))
         await wait_for(pilot, lambda: app.store_calls is None or app.store_calls.idle)
         await settle(pilot)
 
@@ -196,12 +196,12 @@ def _focus_and_edit(theme: str) -> tuple[Any, Any]:
         await loaded(pilot)
         await ask(pilot, "Tell me about llamas.")
         chat = pilot.app.chat
-        await wait_for(pilot, lambda: len(backend.requests) == 1 and chat.streaming is None)
+        await wait_for(pilot, lambda: len(backend.requests) == 1 and chat.replies.streaming is None)
         await ask(pilot, "And alpacas?")
-        await wait_for(pilot, lambda: len(backend.requests) == 2 and chat.streaming is None)
+        await wait_for(pilot, lambda: len(backend.requests) == 2 and chat.replies.streaming is None)
         await pilot.press("shift+tab")  # the input -> the last message
         await wait_for(pilot, lambda: pilot.app.focused is chat.transcript.views[-1])
-        chat.begin_edit(0, "Tell me about camels.")  # edit mode, as F7 on message 1
+        chat.editing.begin(0, "Tell me about camels.")  # edit mode, as F7 on message 1
         chat.transcript.views[1].focus()  # a focused reply while editing
         await settle(pilot)
 

@@ -582,10 +582,10 @@ async def test_replies_are_labelled_with_the_model_that_wrote_them(home: Path) -
     app = make_app(lambda load: ScriptedBackend())
     async with run_test(app, size=SIZE) as pilot:
         screen = await ready(pilot)
-        await screen.open_conversation(imported.id)
+        await screen.chats.open(imported.id)
         await pilot.pause()
         assert [v.label for v in screen.transcript.views] == ["You", "Assistant · unknown model"]
-        await screen.open_conversation(mixed.id)
+        await screen.chats.open(mixed.id)
         await pilot.pause()
         labels = [v.label for v in screen.transcript.views]
         assert labels == ["You", "Assistant · vicuna-7b", "You", "Assistant · chat-model"]

@@ -76,7 +76,7 @@ async def ask(pilot: Any, text: str) -> ArenaScreen:
     screen.prompt.set_text(text)
     await pilot.press("enter")
     await wait_for(pilot, lambda: (screen.battles, screen.battle.turns) != before)
-    await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+    await wait_for(pilot, lambda: not any(s.stream.active for s in screen.sides))
     await settled(pilot)
     return screen
 
@@ -191,7 +191,7 @@ async def test_esc_stops_both_replies(home: Path) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: all(b.paused.is_set() for b in backends.values()))
         await pilot.press("escape")
-        await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+        await wait_for(pilot, lambda: not any(s.stream.active for s in screen.sides))
         assert [screen.battle.sessions[i].messages[-1].finish_reason for i in (0, 1)] == [
             "cancelled",
             "cancelled",
@@ -433,7 +433,7 @@ async def ask_on(pilot: Any, screen: ArenaScreen, text: str) -> None:
     screen.prompt.focus()
     await pilot.press("enter")
     await wait_for(pilot, lambda: screen.battle.turns == 1)
-    await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+    await wait_for(pilot, lambda: not any(s.stream.active for s in screen.sides))
 
 
 async def test_a_blind_battle_holds_back_notices_that_name_a_model(home: Path) -> None:
@@ -492,7 +492,7 @@ async def test_esc_one_at_a_time_stops_the_side_answering_and_skips_the_other(
         await pilot.press("enter")
         await wait_for(pilot, first.paused.is_set)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: all(s.stream is None for s in screen.sides))
+        await wait_for(pilot, lambda: not any(s.stream.active for s in screen.sides))
         await pilot.pause(0.2)
         assert "load two" not in log  # its turn never came
         assert texts(screen, "A")[-1] == "a"

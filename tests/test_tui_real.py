@@ -105,7 +105,11 @@ async def test_chat_stream_cancel_regenerate_edit(home: Path, factory: Any) -> N
         )
         await send(pilot, "Tell me a long story about a dragon.")
         await wait_for(
-            pilot, lambda: screen.streaming is not None and len(screen.streaming.view.text) > 20
+            pilot,
+            lambda: (
+                screen.replies.streaming is not None
+                and len(screen.replies.streaming.view.text) > 20
+            ),
         )
         await pilot.press("escape")
         await reply_done(pilot)
@@ -116,7 +120,11 @@ async def test_chat_stream_cancel_regenerate_edit(home: Path, factory: Any) -> N
         # regenerate it (greedy: same start)
         await pilot.press("ctrl+r")
         await wait_for(
-            pilot, lambda: screen.streaming is not None and len(screen.streaming.view.text) > 20
+            pilot,
+            lambda: (
+                screen.replies.streaming is not None
+                and len(screen.replies.streaming.view.text) > 20
+            ),
         )
         await pilot.press("escape")
         await reply_done(pilot)

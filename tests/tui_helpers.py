@@ -132,7 +132,7 @@ async def send(pilot: Any, text: str) -> ChatScreen:
 
 async def reply_done(pilot: Any) -> ChatScreen:
     screen = chat(pilot.app)
-    await wait_for(pilot, lambda: screen.streaming is None)
+    await wait_for(pilot, lambda: screen.replies.streaming is None)
     await settled(pilot)
     return screen
 

@@ -82,6 +82,7 @@ class VicunaApp(LiteralNotifications):
         self._settings_pending: dict[str, Any] = {}
         self.chat = ChatScreen(
             self.session,
+            self,
             keys=self.keys,
             conversation_id=conversation_id,
             replay=replay,
@@ -136,11 +137,6 @@ class VicunaApp(LiteralNotifications):
             self.chat.post_message(EngineCallResult(tag, value))
 
         self.engine.call(function, reply)
-
-    @property
-    def devices(self) -> tuple[str, ...]:
-        info = self.session.model_info
-        return info.devices if info else ()
 
     # -- lifecycle -------------------------------------------------------------------------
 

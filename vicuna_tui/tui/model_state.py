@@ -1,5 +1,6 @@
 """What is loaded, and with which settings: one value, owned by the chat screen
-(``ChatScreenBase.model``) and watched by the status bar and the settings pane."""
+(``ModelController``), published on the chat screen's ``model`` reactive and
+watched by the status bar and the settings pane."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ from vicuna_tui.store import Store, StoreError
 from vicuna_tui.tui.arena.pane import ArenaPane
 from vicuna_tui.tui.arena.side import FAILED, LOADING, READY, ArenaSide, SideFactory
 from vicuna_tui.tui.messages import StoreFailed, StoreReply
-from vicuna_tui.tui.pacing import FramePacer
 from vicuna_tui.tui.plain import plain
 from vicuna_tui.tui.store_calls import StoreCalls
 from vicuna_tui.tui.widgets.composer import PromptInput
@@ -66,8 +65,6 @@ class ArenaBase(Screen[None]):
         self._settings = settings or {}
         self.battles = 0
         self.battle = self._new_battle()
-        self._pacer = FramePacer()
-        self._frame: Timer | None = None
         self._waiting: list[int] = []  # one at a time: the sides still to answer
         self._requests: dict[int, ChatRequest] = {}
         self._warned_identical = False

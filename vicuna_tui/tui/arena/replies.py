@@ -1,5 +1,6 @@
-"""Sending one prompt to both sides and streaming the two replies, a frame at a
-time; with ``one_at_a_time`` each side loads, answers and unloads in turn."""
+"""Sending one prompt to both sides and streaming the two replies (each side's
+``ReplyStream`` draws its own, a frame at a time); with ``one_at_a_time`` each side
+loads, answers and unloads in turn."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from vicuna_tui.tui.widgets.transcript import describe_stats
 class ArenaReplies(ArenaBase):
     @on(PromptSubmitted)
     async def _submitted(self, message: PromptSubmitted) -> None:
-        if any(s.stream is not None for s in self.sides):
+        if any(s.stream.active for s in self.sides):
             self.notify("The replies are being written: Esc stops them first.", severity="warning")
             return
         if self.blind_loading():
@@ -46,7 +47,7 @@ class ArenaReplies(ArenaBase):
             await pane.transcript.add("user", text)
             view = await pane.transcript.add("assistant", label=f"Model {letter}")
             view.start_stream()
-            side.begin(requests[letter].request_id, view)
+            side.stream.begin(requests[letter].request_id, view)
         self._waiting = [s.index for s in usable]
         self._requests = {s.index: requests[self._letter(s)] for s in usable}
         if self.one_at_a_time:
@@ -55,14 +56,12 @@ class ArenaReplies(ArenaBase):
             for side in usable:
                 side.engine.generate(self._requests[side.index])
                 self.pane_of(side.index).set_status("writing…")
-        if self._frame is None:
-            self._frame = self.set_timer(self._pacer.start(), self._draw)
 
     def _next_in_turn(self) -> None:
         """One at a time: the next side loads, answers and unloads."""
         while self._waiting:
             side = self.sides[self._waiting[0]]
-            if side.stream is None:
+            if not side.stream.active:
                 self._waiting.pop(0)
                 continue
             side.load()
@@ -71,30 +70,16 @@ class ArenaReplies(ArenaBase):
             self.pane_of(side.index).set_status("loading, then writing…")
             return
 
-    async def _draw(self) -> None:
-        self._frame = None
-        for side in self.sides:
-            text = side.take_text()
-            if text and side.stream is not None:
-                await side.stream.view.write(text)
-        wait = self._pacer.next()
-        if any(s.stream is not None for s in self.sides):
-            self._frame = self.set_timer(wait, self._draw)
-
     async def _end_stream(self, side: ArenaSide, text: str, meta: str) -> None:
-        stream = side.stream
+        stream = side.stream.end()
         if stream is None:
             return
-        rest = side.take_text()
-        if rest:
-            stream.view.add_text(rest)
-        side.stream = None
         await stream.view.finish(text, meta)
         if side.index in self._waiting and self.one_at_a_time:
             self._waiting.remove(side.index)
 
     async def _finished(self, side: ArenaSide, done: ReplyDone) -> None:
-        if side.stream is None or side.stream.request_id != done.request_id:
+        if not side.stream.is_for(done.request_id):
             return
         session = self.battle.sessions[side.index]
         saved = session.record_reply(done.text, done.finish_reason, done.stats)
@@ -105,7 +90,7 @@ class ArenaReplies(ArenaBase):
         self._after_reply(side)
 
     async def _failed(self, side: ArenaSide, failed: ReplyFailed) -> None:
-        if side.stream is None or side.stream.request_id != failed.request_id:
+        if not side.stream.is_for(failed.request_id):
             return
         session = self.battle.sessions[side.index]
         session.record_failure(failed.partial_text)
@@ -121,7 +106,7 @@ class ArenaReplies(ArenaBase):
         self.battle.save()
         if self.one_at_a_time:
             self._next_in_turn()
-        if all(s.stream is None for s in self.sides):
+        if not any(s.stream.active for s in self.sides):
             self._update_votes()
             if self.battle.can_vote() is None and self.battle.vote is None:
                 self.notify(
@@ -131,7 +116,7 @@ class ArenaReplies(ArenaBase):
     async def action_stop(self) -> None:
         """Esc: both replies stop (within a token); one at a time, the side still
         waiting for its turn is not started."""
-        streaming = [s for s in self.sides if s.stream is not None]
+        streaming = [s for s in self.sides if s.stream.active]
         running = self._waiting[:1] if self.one_at_a_time else [s.index for s in streaming]
         for side in streaming:
             if side.index in running:

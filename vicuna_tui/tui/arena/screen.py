@@ -180,7 +180,7 @@ class ArenaScreen(ArenaReplies):
             severity="error",
             timeout=12,
         )
-        if side.stream is not None:  # it was to answer the prompt sent meanwhile
+        if side.stream.active:  # it was to answer the prompt sent meanwhile
             self.battle.sessions[side.index].drop_unanswered()
             await self._end_stream(side, "", f"⚠ {event.error.message}")
             self._after_reply(side)
@@ -230,11 +230,11 @@ class ArenaScreen(ArenaReplies):
 
     async def action_new_battle(self) -> None:
         for side in self.sides:
-            if side.stream is not None:
+            stream = side.stream.end()
+            if stream is not None:
                 side.engine.cancel()
                 session = self.battle.sessions[side.index]
-                session.record_reply(side.stream.view.text + side.take_text(), "cancelled")
-                side.stream = None
+                session.record_reply(stream.view.text, "cancelled")
         self.battle.save()
         self._waiting = []
         self.battle = self._new_battle()

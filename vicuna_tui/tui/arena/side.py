@@ -1,11 +1,11 @@
 """One side of the arena: its model's engine thread (and model process), its settings,
-and the reply it is streaming.  Events come back to the screen as ``SideMessage``;
-reply text is queued, and the screen takes it a frame at a time."""
+and the reply it is streaming (its ``ReplyStream``, as the chat's).  Events come back
+to the screen as ``SideMessage``; reply text goes through the side's ``ReplyInbox`` and
+its stream draws it a frame at a time."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from textual.message_pump import MessagePump
 
@@ -15,7 +15,7 @@ from vicuna_tui.engine.events import EngineEvent, ModelInfo, ReplyDelta
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.tui.messages import SideMessage
 from vicuna_tui.tui.reply_inbox import ReplyInbox
-from vicuna_tui.tui.widgets.transcript import MessageView
+from vicuna_tui.tui.reply_stream import ReplyStream
 
 SideFactory = Callable[[runtime.Resolved], Backend]
 
@@ -32,12 +32,6 @@ def side_backend(debug: bool = False) -> SideFactory:
 
 
 LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
-
-
-@dataclass
-class SideStream:
-    request_id: int
-    view: MessageView
 
 
 class ArenaSide:
@@ -61,8 +55,8 @@ class ArenaSide:
         self.state = UNLOADED
         self.error = ""
         self.info: ModelInfo | None = None
-        self.stream: SideStream | None = None
         self.replies = ReplyInbox()  # this side's reply text, engine thread to UI thread
+        self.stream = ReplyStream(self.replies, target.set_timer)  # and on the UI thread
 
     @property
     def is_remote(self) -> bool:
@@ -74,15 +68,6 @@ class ArenaSide:
             self.replies.put(event)
             return
         self.target.post_message(SideMessage(self.index, event))
-
-    def begin(self, request_id: int, view: MessageView) -> None:
-        """A reply is about to be asked for: it streams into ``view``."""
-        self.replies.expect(request_id)
-        self.stream = SideStream(request_id, view)
-
-    def take_text(self) -> str:
-        """The streamed reply's text that arrived since the last call (UI thread)."""
-        return self.replies.take() if self.stream is not None else ""
 
     def load(self) -> None:
         self.state = LOADING

@@ -1,4 +1,4 @@
-"""The chat screen, in parts by responsibility (see ``base``)."""
+"""The chat screen and the parts it is composed of (see ``screen``)."""
 
 from vicuna_tui.tui.chat.screen import ChatScreen
 

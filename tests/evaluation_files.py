@@ -71,6 +71,6 @@ def write_bench(root: Path) -> tuple[Path, Path]:
     ]  # fmt: skip
     pair.write_text("".join(json.dumps(r) + "\n" for r in records))
     with Store() as store:
-        store.remember_evaluation(str(pair), "pairwise-all", "gpt-4")
-        store.remember_evaluation(str(single), "single", "gpt-4", str(folder / "question.jsonl"))
+        store.evaluations.remember(str(pair), "pairwise-all", "gpt-4")
+        store.evaluations.remember(str(single), "single", "gpt-4", str(folder / "question.jsonl"))
     return single, pair

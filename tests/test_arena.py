@@ -101,10 +101,10 @@ def test_battles_are_saved_with_their_conversations(home: Path) -> None:
             turns=1,
             settings={"threads": 1},
         )
-        store.save_battle(battle)
+        store.battles.save(battle)
         battle.vote, battle.turns = "tie", 2
-        store.save_battle(battle)  # the same row, updated
-        [saved] = store.battles()
+        store.battles.save(battle)  # the same row, updated
+        [saved] = store.battles.all()
         assert (saved.vote, saved.turns, saved.swapped, saved.settings) == (
             "tie",
             2,
@@ -112,9 +112,9 @@ def test_battles_are_saved_with_their_conversations(home: Path) -> None:
             {"threads": 1},
         )
         assert saved.conversation_a == first.id and saved.created_at <= saved.updated_at
-        assert store.battles(voted_only=True) == [saved]
+        assert store.battles.all(voted_only=True) == [saved]
         store.delete(first.id)  # a deleted chat leaves the vote
-        [kept] = store.battles()
+        [kept] = store.battles.all()
         assert kept.conversation_a is None and kept.vote == "tie"
 
 
@@ -271,9 +271,9 @@ def test_arena_results_from_known_votes(home: Path) -> None:
     known = votes([("x", "y", "a", 3), ("y", "x", "a", 1), ("x", "y", "bothbad", 1)])
     with Store() as store:
         for n, vote in enumerate(known):
-            store.save_battle(Battle(f"b{n}", vote.model_a, vote.model_b, vote=vote.vote))
-        store.save_battle(Battle("evil", "\x1b[2Jx", "[red]y", vote=None))
-        store.save_battle(Battle("same", "x", "x", vote="a"))  # rates nothing: left out
+            store.battles.save(Battle(f"b{n}", vote.model_a, vote.model_b, vote=vote.vote))
+        store.battles.save(Battle("evil", "\x1b[2Jx", "[red]y", vote=None))
+        store.battles.save(Battle("same", "x", "x", vote="a"))  # rates nothing: left out
     result = run_cli("arena", "results", "--json", "--rounds", "50")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)

@@ -107,9 +107,9 @@ def test_bench_answers_in_fastchats_format_and_resumes(
     # every answer is a conversation too, tagged with the run, kept apart from chats
     run = f"{tmp_path.name}/smol"
     with Store() as store:
-        assert store.conversations(run=None) == []
-        saved = store.conversations(run=run)
-        assert store.runs() == {run: 6}  # 3 questions, 2 choices each
+        assert store.listing.conversations(run=None) == []
+        saved = store.listing.conversations(run=run)
+        assert store.listing.runs() == {run: 6}  # 3 questions, 2 choices each
     math = [c for c in saved if c.title.startswith(f"{run} #111 choice 1:")]
     assert len(math) == 1 and math[0].message_count == 4  # two turns
     listing = run_cli("sessions", "list")
@@ -185,7 +185,7 @@ def test_bench_on_the_transformers_backend(smollm_dir: Path, home: Path, tmp_pat
     assert [len(r["choices"][0]["turns"]) for r in records] == [1, 1, 2]
     assert all(t.strip() for r in records for t in r["choices"][0]["turns"])
     with Store() as store:
-        assert store.runs() == {}  # --no-save
+        assert store.listing.runs() == {}  # --no-save
 
 
 def test_bench_through_a_server(home: Path, tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def test_bench_through_a_server(home: Path, tmp_path: Path) -> None:
         "And that number times two?",
     ]
     with Store() as store:
-        saved = store.conversations(run=f"{tmp_path.name}/served")
+        saved = store.listing.conversations(run=f"{tmp_path.name}/served")
     assert len(saved) == 3 and {c.backend for c in saved} == {"remote"}
 
 

@@ -61,7 +61,7 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
 
         saved = store.get(conv_id)
         assert len(saved.tree) == 7
-        assert store.branch_counts() == {conv_id: 3}  # two, three and four end branches
+        assert store.listing.branch_counts() == {conv_id: 3}  # two, three and four end branches
         [row] = run_cli("sessions", "list").stdout.splitlines()
         assert "  7 msgs" in row and row.endswith("hello  (3 branches)")
         assert [m.content for m in saved.messages] == ["hi", "four"]  # as last shown
@@ -75,7 +75,7 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
         assert [m.content for m in store.get(conv_id).messages][-1] == "three"
 
         # a search hit on another branch opens that branch
-        hit = next(h for h in store.search("two") if h.conversation_id == conv_id)
+        hit = next(h for h in store.search.messages("two") if h.conversation_id == conv_id)
         assert hit.message_uid and reopened.show_branch_of(hit.message_uid)
         assert [m.content for m in reopened.messages] == ["hello", "two"]
 

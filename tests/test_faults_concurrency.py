@@ -113,7 +113,7 @@ def test_processes_chatting_on_one_database_lose_no_message(home: Path, smollm_g
         assert chat.wait(300) == 0, err[-2000:]
         assert out and "Traceback" not in err
     with Store() as store:
-        conversations = store.conversations()
+        conversations = store.listing.conversations()
         assert len(conversations) == processes
         for conv in conversations:
             messages = store.get(conv.id).messages

@@ -33,7 +33,7 @@ def delete_elsewhere(conversation_id: str) -> None:
 
 def saved_chats() -> list[tuple[str, list[tuple[str, str]]]]:
     with Store() as store:
-        ids = [c.id for c in store.conversations()]
+        ids = [c.id for c in store.listing.conversations()]
         return [(i, [(m.role, m.content) for m in store.get(i).messages]) for i in ids]
 
 

@@ -111,7 +111,7 @@ def test_damage_gets_a_message_and_repair_saves_what_is_readable(home: Path, kin
 
     with Store() as store:
         saved = store.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-        conversations = store.conversations()
+        conversations = store.listing.conversations()
     assert run_cli("sessions", "check").returncode == 0
     rebuilt = [c for c in conversations if c.title.endswith("(recovered)")]
     whole = len(conversations) - len(rebuilt)
@@ -140,9 +140,9 @@ def test_damage_gets_a_message_and_repair_saves_what_is_readable(home: Path, kin
 def test_repair_keeps_arena_votes_and_the_judgment_files_listed(home: Path) -> None:
     path = fill()
     with Store() as store:
-        chats = store.conversations()
+        chats = store.listing.conversations()
         for number, vote in enumerate(["a", "b", "tie", None]):
-            store.save_battle(
+            store.battles.save(
                 Battle(
                     f"battle-{number}",
                     "llama",
@@ -155,17 +155,17 @@ def test_repair_keeps_arena_votes_and_the_judgment_files_listed(home: Path) -> N
                     settings={"max_new_tokens": 64},
                 )
             )
-        store.remember_evaluation("/judged/mt_bench_single.jsonl", "single", "gpt-4")
+        store.evaluations.remember("/judged/mt_bench_single.jsonl", "single", "gpt-4")
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        before = store.battles()
+        before = store.battles.all()
     damage(path, "header")
     repaired = run_cli("sessions", "repair", "--yes")
     no_traceback(repaired)
     assert repaired.returncode == 0, repaired.stderr
     assert "and 4 arena battles (with their votes) and 1 judgment files listed" in (repaired.stdout)
     with Store() as store:
-        assert store.battles() == before  # every field, the links to both chats too
-        [listed] = store.evaluation_files()
+        assert store.battles.all() == before  # every field, the links to both chats too
+        [listed] = store.evaluations.files()
     assert (listed.path, listed.mode, listed.judge) == (
         "/judged/mt_bench_single.jsonl",
         "single",
@@ -284,7 +284,7 @@ def test_translated_errors_name_the_file(home: Path) -> None:
     path = fill()
     damage(path, "interior")
     with Store() as store, pytest.raises(Exception) as info:
-        for conv in store.conversations():
+        for conv in store.listing.conversations():
             store.get(conv.id)
     assert type(info.value).__name__ == "StoreError"
     assert str(path) in str(info.value) and not isinstance(info.value, sqlite3.Error)

@@ -78,13 +78,13 @@ def test_a_chat_with_closed_or_full_streams(home: Path, smollm_gguf: Path) -> No
     assert ended.returncode == 0
     # stdout closed: refused before the model loads, nothing half-saved.
     with Store() as store:
-        before = store.count_conversations()
+        before = store.listing.count()
     refused = shell(">&-", "-p", "hello", *flags)
     calm(refused)
     assert refused.returncode == 2 and "the standard output is closed" in refused.stderr
     assert "loading" not in refused.stderr
     with Store() as store:
-        assert store.count_conversations() == before
+        assert store.listing.count() == before
     # stdout full: the reply stops at the first write that fails (nobody can read it) and
     # what came so far is saved; the message says why.
     full = shell(">/dev/full", "-p", "What is the capital of France?", *flags)

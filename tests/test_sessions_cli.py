@@ -108,7 +108,7 @@ def test_rename_and_delete(home: Path) -> None:
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert run_cli("sessions", "delete", conv_id[:5], "--yes").returncode == 0
     with Store() as store:
-        assert store.conversations() == []
+        assert store.listing.conversations() == []
 
 
 def test_unknown_and_ambiguous_ids(home: Path) -> None:
@@ -225,7 +225,7 @@ def test_broken_import_says_why_and_imports_nothing(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     with Store() as store:
-        assert store.conversations() == []
+        assert store.listing.conversations() == []
 
 
 def test_export_never_replaces_or_follows_a_link_without_being_told(
@@ -316,7 +316,7 @@ def test_a_sharegpt_dataset_imports_every_conversation_and_names_the_bad_ones(
     assert "imported 2 conversations (4 messages)" in result.stdout
     assert f"{dataset} [conversation 2]: turn 2 value must be text, not NoneType" in result.stderr
     with Store() as store:
-        titles = sorted(c.title for c in store.conversations())
+        titles = sorted(c.title for c in store.listing.conversations())
     assert titles == ["Hi?", "Name a colour."]
     single = tmp_path / "one.json"
     single.write_text(json.dumps(chat("Alone?", None)))
@@ -348,4 +348,4 @@ def test_a_sharegpt_dataset_of_a_thousand_conversations(home: Path, tmp_path: Pa
     assert "imported 999 conversations (1998 messages)" in result.stdout
     assert "[conversation 501]: turn 1 is from 'bing'" in result.stderr
     with Store() as store:
-        assert store.count_conversations() == 999
+        assert store.listing.count() == 999

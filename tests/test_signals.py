@@ -112,7 +112,7 @@ def _one_signal_mid_reply(how: str, home: Path, smollm_gguf: Path) -> int:
     assert not running(app), "the app did not exit"
     assert not model_processes(home), "the model's process was left running"
     with Store() as store:
-        chats = store.count_conversations()
+        chats = store.listing.count()
         conv = store.get(store.resolve("last"))
     assert [m.role for m in conv.messages] == ["user", "assistant"]
     reply = conv.messages[-1]

@@ -55,7 +55,7 @@ def test_first_schema_database_is_upgraded_in_place(tmp_path: Path) -> None:
         ]
         assert conv.messages[1].seed == 42
         assert conv.messages[1].backend is None and conv.messages[1].settings is None  # v4
-        hits = store.search("camelids")  # the FTS index covers old messages too
+        hits = store.search.messages("camelids")  # the FTS index covers old messages too
         assert [h.conversation_id for h in hits] == [conv.id]
 
 
@@ -101,16 +101,16 @@ def test_messages_titles_search_rename_delete(home: Path) -> None:
         assert got.title == "How do llamas sleep?"
         assert [m.position for m in got.messages] == [0, 1]
         assert got.messages[1].seed == 7 and got.messages[1].finish_reason == "stop"
-        assert [h.position for h in store.search("standing")] == [1]
-        assert store.search("llam")[0].role == "user"  # prefix match
+        assert [h.position for h in store.search.messages("standing")] == [1]
+        assert store.search.messages("llam")[0].role == "user"  # prefix match
         store.rename(conv.id, "Sleep")
         assert store.get(conv.id).title == "Sleep"
         with pytest.raises(StoreError, match="cannot be empty"):
             store.rename(conv.id, "   ")
         store.delete(conv.id)
-        assert store.conversations() == []
+        assert store.listing.conversations() == []
         assert store.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
-        assert store.search("standing") == []
+        assert store.search.messages("standing") == []
 
 
 def test_make_title_trims() -> None:
@@ -189,7 +189,7 @@ def test_two_processes_write_at_once(home: Path) -> None:
         for out, _ in results:
             conv = store.get(out.strip())
             assert [m.position for m in conv.messages] == list(range(150))
-        assert len(store.search("alpha")) == 50  # search returns at most 50 by default
+        assert len(store.search.messages("alpha")) == 50  # search returns at most 50 by default
 
 
 @pytest.mark.real_model

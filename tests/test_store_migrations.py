@@ -104,7 +104,7 @@ def test_store_upgrades_every_older_version_and_reads_it(tmp_path: Path, version
         assert conv.active_leaf == reply.uid and len(conv.tree) == 2
         assert first.chosen_child == reply.uid  # v8: the way down the branch shown
         # full-text search covers the rows written before the upgrade
-        assert [hit.conversation_id for hit in store.search("llamas")] == ["c0ffee"]
+        assert [hit.conversation_id for hit in store.search.messages("llamas")] == ["c0ffee"]
 
 
 @pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))

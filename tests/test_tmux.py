@@ -153,7 +153,7 @@ def test_an_arena_battle_on_both_local_backends(
     from vicuna_tui.store import Store
 
     with Store() as store:
-        [battle] = store.battles()
+        [battle] = store.battles.all()
     assert battle.vote == "b" and battle.turns == 1
     names = sorted([battle.model_a, battle.model_b])
     assert names[0].startswith("SmolLM2-135M-Instruct") and names[0].endswith("(llama.cpp Q4_1)")

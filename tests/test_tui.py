@@ -561,7 +561,7 @@ async def test_rename_delete_and_export_from_the_tui(home: Path, tmp_path: Path)
         await pilot.press("y")
         await wait_for(pilot, lambda: screen.session.conversation is None)
         with Store() as store:
-            assert store.conversations() == []
+            assert store.listing.conversations() == []
         assert screen.transcript.views == []
 
 

@@ -132,7 +132,7 @@ async def test_a_blind_battle_votes_then_names_and_saves(home: Path) -> None:
         await settled(pilot)
 
     with Store() as store:
-        [battle] = store.battles()
+        [battle] = store.battles.all()
         assert (battle.id, battle.model_a, battle.vote, battle.turns, battle.swapped) == (
             first,
             "two (transformers float32)",
@@ -159,8 +159,8 @@ async def test_the_leaderboard_shows_known_votes(home: Path) -> None:
     known = [Vote("x", "y", "a")] * 3 + [Vote("y", "x", "a"), Vote("x", "y", "bothbad")]
     with Store() as store:
         for n, vote in enumerate(known):
-            store.save_battle(Battle(f"b{n}", vote.model_a, vote.model_b, vote=vote.vote))
-        store.save_battle(Battle("unvoted", "x", "z"))  # not counted
+            store.battles.save(Battle(f"b{n}", vote.model_a, vote.model_b, vote=vote.vote))
+        store.battles.save(Battle("unvoted", "x", "z"))  # not counted
     app = arena_app({"one": ScriptedBackend(name="one"), "two": ScriptedBackend(name="two")})
     async with run_test(app, size=(120, 36)) as pilot:
         await both_ready(pilot)

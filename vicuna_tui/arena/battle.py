@@ -216,7 +216,7 @@ class ArenaBattle:
         def failed(error: StoreError) -> None:
             self.sessions[0].saved_state.failed(error)  # said once, not per side
 
-        self._writer(lambda store: store.save_battle(record), failed)
+        self._writer(lambda store: store.battles.save(record), failed)
 
 
 class VoteRefused(Exception):

@@ -34,7 +34,7 @@ class Results:
 
 def standings(store: Store, *, rounds: int = 200, seed: int = 0) -> Results:
     """The leaderboard from every voted battle in the store."""
-    votes = votes_of(store.battles(voted_only=True))
+    votes = votes_of(store.battles.all(voted_only=True))
     same = sum(v.model_a == v.model_b for v in votes)
     return Results(leaderboard(votes, rounds=rounds, seed=seed), len(votes) - same, same)
 

@@ -280,7 +280,7 @@ def _remember(plan: Plan, args: argparse.Namespace) -> None:
     questions = str(Path(args.questions).expanduser().resolve())
     try:
         with Store() as store:
-            store.remember_evaluation(str(plan.output.resolve()), args.mode, plan.judge, questions)
+            store.evaluations.remember(str(plan.output.resolve()), args.mode, plan.judge, questions)
     except StoreError as exc:
         say(sys.stderr, f"warning: not listed in the TUI's evaluations: {exc.message}")
 

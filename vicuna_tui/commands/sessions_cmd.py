@@ -106,8 +106,8 @@ def _run(args: argparse.Namespace, store: Store) -> int:
 
 def _list(args: argparse.Namespace, store: Store) -> int:
     run: str | AllRuns | None = ALL_RUNS if args.all else args.run
-    conversations = store.conversations(limit=args.limit, run=run)
-    branches = store.branch_counts()
+    conversations = store.listing.conversations(limit=args.limit, run=run)
+    branches = store.listing.branch_counts()
     if args.json:
         summaries = [_summary(c, branches.get(c.id, 1)) for c in conversations]
         sys.stdout.write(json_text(summaries) + "\n")
@@ -129,7 +129,7 @@ def _list(args: argparse.Namespace, store: Store) -> int:
             f"{tag}{conv.title}{forks}"
         )
     if run is None:  # people's own chats; say what the bench runs and the arena hold
-        runs = store.runs()
+        runs = store.listing.runs()
         arena = runs.pop(ARENA_RUN, 0)
         if runs:
             _out("")
@@ -185,7 +185,7 @@ def _positive(text: str) -> int:
 
 def _search(args: argparse.Namespace, store: Store) -> int:
     words = " ".join(args.text)
-    found = store.search(words, limit=args.limit + 1, offset=args.start - 1)
+    found = store.search.messages(words, limit=args.limit + 1, offset=args.start - 1)
     hits = found[: args.limit]
     if not hits:
         _out("no matches" if args.start == 1 else f"no matches from hit {args.start} on")
@@ -252,7 +252,7 @@ def _import(args: argparse.Namespace, store: Store) -> int:
         raise skipped[0][1]
     # our JSON names each message's parent: its tree comes back as it was (all in one
     # transaction: a dataset comes in whole or not at all)
-    made = store.import_conversations(
+    made = store.imports.many(
         [(conv, messages, any(m.parent for m in messages)) for conv, messages in found]
     )
     if len(found) == 1:

@@ -1,15 +1,14 @@
 """Arena battles: two conversations answered side by side, the order shown and the
-vote.  Queries that ``Store`` takes on."""
+vote.  ``store.battles``."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from vicuna_tui.store.connection import QueryGroup
 from vicuna_tui.store.errors import translated
 from vicuna_tui.store.records import now
 
@@ -55,22 +54,15 @@ class Battle:
     updated_at: str = ""
 
 
-class BattleQueries:
-    if TYPE_CHECKING:  # what Store provides
-        path: Path
-        db: sqlite3.Connection
+class Battles(QueryGroup):
+    """``store.battles``: the arena's battles."""
 
-        @property
-        def version(self) -> int: ...
-
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    def save_battle(self, battle: Battle) -> None:
+    def save(self, battle: Battle) -> None:
         """Write a battle (a new one, or its turns and vote since): one row per id."""
         stamp = now()
         battle.created_at = battle.created_at or stamp
         battle.updated_at = stamp
-        with self.transaction() as db:
+        with self._handle.transaction() as db:
             ids = [battle.conversation_a, battle.conversation_b]
             known = [
                 c
@@ -103,7 +95,7 @@ class BattleQueries:
             )
 
     @translated
-    def battles(self, *, voted_only: bool = False) -> list[Battle]:
+    def all(self, *, voted_only: bool = False) -> list[Battle]:
         """Every battle, oldest first (none in a store too old to have them, opened
         read-only)."""
         sql = f"SELECT {', '.join(BATTLE_COLUMNS)} FROM battles"
@@ -112,7 +104,7 @@ class BattleQueries:
         try:
             rows = self.db.execute(sql + " ORDER BY created_at, rowid").fetchall()
         except sqlite3.OperationalError:
-            if self.version >= 7:
+            if self._handle.version >= 7:
                 raise
             return []
         return [_battle(row) for row in rows]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from vicuna_tui import locations
@@ -118,3 +119,52 @@ def refuse_newer(path: Path) -> None:
             "to use another folder",
             kind="newer",
         )
+
+
+class Handle:
+    """One open database, as the Store and each of its query groups use it: the
+    connection, its file (named in errors), its schema version and the one way to
+    write (a transaction).  The Store owns it; its groups are handed it."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @property
+    def version(self) -> int:
+        try:
+            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from None
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise explain(exc, self.path) from None
+            raise
+
+
+class QueryGroup:
+    """A group of queries the Store holds (``store.battles``, ``store.search``, …):
+    each works through the Store's ``Handle`` and keeps no state of its own."""
+
+    def __init__(self, handle: Handle) -> None:
+        self._handle = handle
+
+    @property
+    def path(self) -> Path:  # what ``translated`` names in its errors
+        return self._handle.path
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._handle.db

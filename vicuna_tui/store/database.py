@@ -15,19 +15,24 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from vicuna_tui import locations
 from vicuna_tui.store import tree
-from vicuna_tui.store.battles import BattleQueries
-from vicuna_tui.store.connection import MEMORY, open_read_only, open_writable, refuse_newer
-from vicuna_tui.store.errors import StoreError, explain, translated
-from vicuna_tui.store.evaluations import EvaluationQueries
-from vicuna_tui.store.importing import ImportQueries
-from vicuna_tui.store.listing import ListingQueries
+from vicuna_tui.store.battles import Battles
+from vicuna_tui.store.connection import (
+    MEMORY,
+    Handle,
+    open_read_only,
+    open_writable,
+    refuse_newer,
+)
+from vicuna_tui.store.errors import StoreError, translated
+from vicuna_tui.store.evaluations import Evaluations
+from vicuna_tui.store.importing import Imports
+from vicuna_tui.store.listing import Listing
 from vicuna_tui.store.records import (
     CONVERSATION_COLUMNS,
     INSERT_CONVERSATION,
@@ -43,15 +48,19 @@ from vicuna_tui.store.records import (
     message_row,
     now,
 )
-from vicuna_tui.store.search import SearchQueries
+from vicuna_tui.store.search import Search
 
 
-class Store(ListingQueries, EvaluationQueries, BattleQueries, SearchQueries, ImportQueries):
+class Store:
     """The conversation database.  One connection per Store; one thread at a time uses it.
 
     ``read_only`` opens it without writing anything, not even SQLite's shared-memory
     file (``immutable`` mode when the folder is read-only); a read-only Store reads
     older schemas as they are.  ``Store.for_reading()`` picks that mode by itself.
+
+    The conversations' own queries are here; the other groups are objects it holds,
+    each working through the same ``Handle``: ``listing``, ``search``, ``imports``,
+    ``battles`` and ``evaluations``.
     """
 
     def __init__(
@@ -68,6 +77,12 @@ class Store(ListingQueries, EvaluationQueries, BattleQueries, SearchQueries, Imp
             self.db = open_read_only(self.path)
         else:
             self.db = open_writable(self.path, busy_timeout_ms)
+        self.handle = Handle(self.db, self.path)
+        self.listing = Listing(self.handle)
+        self.search = Search(self.handle)
+        self.imports = Imports(self.handle)
+        self.battles = Battles(self.handle)
+        self.evaluations = Evaluations(self.handle)
 
     @classmethod
     def for_reading(cls, path: Path | None = None) -> Store:
@@ -85,9 +100,8 @@ class Store(ListingQueries, EvaluationQueries, BattleQueries, SearchQueries, Imp
         return cls(path, read_only=True)
 
     @property
-    @translated
     def version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return self.handle.version
 
     def close(self) -> None:
         self.db.close()
@@ -98,21 +112,8 @@ class Store(ListingQueries, EvaluationQueries, BattleQueries, SearchQueries, Imp
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise explain(exc, self.path) from None
-        try:
-            yield self.db
-            self.db.execute("COMMIT")
-        except BaseException as exc:
-            with suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise explain(exc, self.path) from None
-            raise
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.handle.transaction()
 
     # -- conversations -----------------------------------------------------------------
 

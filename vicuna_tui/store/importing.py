@@ -1,16 +1,13 @@
 """Importing a whole conversation (a file from ``sessions import``, or a chat from
-FastChat's ``!!load``) as a new one, in one transaction: a query that ``Store`` takes
-on."""
+FastChat's ``!!load``) as a new one, in one transaction: ``store.imports``."""
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
 
+from vicuna_tui.store.connection import QueryGroup
 from vicuna_tui.store.records import (
     INSERT_CONVERSATION,
     INSERT_MESSAGE,
@@ -22,26 +19,22 @@ from vicuna_tui.store.records import (
 )
 
 
-class ImportQueries:
-    if TYPE_CHECKING:  # what Store provides
+class Imports(QueryGroup):
+    """``store.imports``: whole conversations, added as new ones."""
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    def import_conversation(
+    def one(
         self, conv: Conversation, messages: Sequence[SavedMessage], *, as_tree: bool = False
     ) -> str:
         """Insert a whole conversation in one transaction (all or nothing), as a new one.
         ``as_tree``: the messages' parents make the tree (None: a root); otherwise each
         follows the message before it.  Every message gets a new uid (a file imported
         twice makes two conversations)."""
-        return self.import_conversations([(conv, messages, as_tree)])[0]
+        return self.many([(conv, messages, as_tree)])[0]
 
-    def import_conversations(
-        self, items: Sequence[tuple[Conversation, Sequence[SavedMessage], bool]]
-    ) -> list[str]:
+    def many(self, items: Sequence[tuple[Conversation, Sequence[SavedMessage], bool]]) -> list[str]:
         """Several conversations (a dataset) in one transaction: all or none."""
         made = [_fresh_copy(conv, messages, as_tree=as_tree) for conv, messages, as_tree in items]
-        with self.transaction() as db:
+        with self._handle.transaction() as db:
             for copy, rows in made:
                 db.execute(INSERT_CONVERSATION, conversation_row(copy))
                 for row in rows:

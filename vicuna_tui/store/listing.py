@@ -1,11 +1,11 @@
 """Listing conversations: newest first, filtered by title or bench run, a page at a
-time, and how many there are in all (a query mixin that ``Store`` takes on)."""
+time, and how many there are in all: ``store.listing``."""
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from vicuna_tui.store.connection import QueryGroup
 from vicuna_tui.store.errors import translated
 from vicuna_tui.store.records import ALL_RUNS, AllRuns, Conversation, conversation_from_row
 
@@ -26,12 +26,8 @@ def _where(title_filter: str, run: str | AllRuns | None) -> tuple[str, list[Any]
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-class ListingQueries:
-    if TYPE_CHECKING:  # what Store provides
-        db: sqlite3.Connection
-
-        @property
-        def version(self) -> int: ...
+class Listing(QueryGroup):
+    """``store.listing``: the chats a page at a time, and how many."""
 
     @translated
     def conversations(
@@ -55,9 +51,7 @@ class ListingQueries:
         return [conversation_from_row(row, row["n"]) for row in self.db.execute(sql, params)]
 
     @translated
-    def count_conversations(
-        self, title_filter: str = "", run: str | AllRuns | None = ALL_RUNS
-    ) -> int:
+    def count(self, title_filter: str = "", run: str | AllRuns | None = ALL_RUNS) -> int:
         """How many ``conversations`` would list, with no limit."""
         where, params = _where(title_filter, run)
         row = self.db.execute(f"SELECT COUNT(*) FROM conversations c{where}", params).fetchone()
@@ -67,7 +61,7 @@ class ListingQueries:
     def branch_counts(self) -> dict[str, int]:
         """How many branches (leaves of the tree) each conversation with messages has
         ({} for a store older than branches, opened read-only: one branch each)."""
-        if self.version < 6:
+        if self._handle.version < 6:
             return {}
         rows = self.db.execute(
             "SELECT m.conversation_id, COUNT(*) FROM messages m WHERE NOT EXISTS "

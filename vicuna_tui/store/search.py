@@ -1,24 +1,20 @@
-"""Full-text search over every message (the FTS5 index the migrations keep): a query
-that ``Store`` takes on."""
+"""Full-text search over every message (the FTS5 index the migrations keep):
+``store.search``."""
 
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
 
+from vicuna_tui.store.connection import QueryGroup
 from vicuna_tui.store.errors import StoreError, translated
 from vicuna_tui.store.records import SearchHit
 
 
-class SearchQueries:
-    if TYPE_CHECKING:  # what Store provides
-        db: sqlite3.Connection
-
-        @property
-        def version(self) -> int: ...
+class Search(QueryGroup):
+    """``store.search``: full-text search over every message."""
 
     @translated
-    def search(self, text: str, limit: int = 50, offset: int = 0) -> list[SearchHit]:
+    def messages(self, text: str, limit: int = 50, offset: int = 0) -> list[SearchHit]:
         """Full-text search over every message, newest chat first; words are matched as
         prefixes.  At most ``limit`` hits, after skipping ``offset`` (the pages before)."""
         words = [w for w in text.replace('"', " ").split() if w]
@@ -26,7 +22,7 @@ class SearchQueries:
             return []
         query = " ".join(f'"{w}"*' for w in words)
         try:
-            uid = "m.uid" if self.version >= 6 else "NULL"  # an old store, read-only
+            uid = "m.uid" if self._handle.version >= 6 else "NULL"  # an old store, read-only
             rows = self.db.execute(
                 f"SELECT m.conversation_id, c.title, m.position, m.role, {uid}, "
                 "snippet(messages_fts, 0, '«', '»', '…', 12) AS snip "

@@ -21,7 +21,7 @@ from textual.widgets.option_list import Option
 from vicuna_tui.errors import VicunaError
 from vicuna_tui.evaluation.browse import Evaluation, open_evaluation
 from vicuna_tui.evaluation.results import score_text
-from vicuna_tui.store import EvaluationFile, Store
+from vicuna_tui.store import EvaluationFile
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.messages import StoreFailed, StoreReply
 from vicuna_tui.tui.plain import plain
@@ -64,7 +64,7 @@ class EvaluationScreen(Screen[None]):
         if self.store_calls is None:
             self._say("Conversations are not being saved, so no judge runs are listed.")
             return
-        self.store_calls.call(self, Store.evaluation_files, self._listed)
+        self.store_calls.call(self, lambda store: store.evaluations.files(), self._listed)
 
     def on_store_reply(self, message: StoreReply) -> None:
         message.callback()

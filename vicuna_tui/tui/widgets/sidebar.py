@@ -50,10 +50,10 @@ def _listing(store: Store, query: str, pages: int) -> Listing:
     """The chats whose title matches, and the messages that do (on the store's thread),
     ``pages`` pages of each; with no query, people's own chats only."""
     run = ALL_RUNS if query else None
-    chats = store.conversations(limit=PAGE * pages, title_filter=query, run=run)
-    total = store.count_conversations(title_filter=query, run=run)
-    hits = store.search(query, limit=HIT_PAGE * pages + 1) if len(query) >= 2 else []
-    runs = {} if query else store.runs()
+    chats = store.listing.conversations(limit=PAGE * pages, title_filter=query, run=run)
+    total = store.listing.count(title_filter=query, run=run)
+    hits = store.search.messages(query, limit=HIT_PAGE * pages + 1) if len(query) >= 2 else []
+    runs = {} if query else store.listing.runs()
     arena = runs.pop(ARENA_RUN, 0)
     return Listing(
         chats,

@@ -49,7 +49,7 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
         assert session.regenerate() is not None
         _reply(session, "two")
         assert [m.content for m in session.messages] == ["hello", "two"]
-        assert session.branch_at(1) == (2, 2)
+        assert session.branches.branch_at(1) == (2, 2)
         assert session.switch_branch(1, -1)
         assert [m.content for m in session.messages] == ["hello", "one"]
         assert not session.switch_branch(1, -1)  # the first already
@@ -69,7 +69,7 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
 
         reopened = ChatSession(store)
         reopened.open(conv_id)
-        assert reopened.branch_at(0) == (2, 2)
+        assert reopened.branches.branch_at(0) == (2, 2)
         assert reopened.choose_branch(0, 1)  # the first question: where it was left
         assert [m.content for m in reopened.messages] == ["hello", "one", "more", "three"]
         assert [m.content for m in store.get(conv_id).messages][-1] == "three"
@@ -81,7 +81,7 @@ def test_nothing_is_overwritten_and_the_branch_shown_is_remembered(home: Path) -
 
         # deleting a turn deletes every branch below it
         assert reopened.choose_branch(1, 1)  # hello / one / more / three
-        assert reopened.turn_size(0) == 5  # hello, one, two, more, three
+        assert reopened.branches.turn_size(0) == 5  # hello, one, two, more, three
         reopened.add_user("bye")
         _reply(reopened, "ciao")
         assert reopened.remove_last_turn()

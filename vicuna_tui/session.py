@@ -28,7 +28,7 @@ from vicuna_tui.engine.events import (
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.templates import ASSISTANT, USER
-from vicuna_tui.session_branches import SessionBranches
+from vicuna_tui.session_branches import BranchTree
 from vicuna_tui.session_turns import prompt_turns
 from vicuna_tui.session_writes import (
     SaveState,
@@ -50,7 +50,7 @@ class _Unset:
 UNSET = _Unset()
 
 
-class ChatSession(SessionBranches):
+class ChatSession:
     def __init__(
         self,
         store: Store | None,
@@ -80,8 +80,7 @@ class ChatSession(SessionBranches):
         self.pinned = dict(pinned or {})
         self.model_info: ModelInfo | None = None
         self.conversation: Conversation | None = None
-        self.messages: list[SavedMessage] = []  # the active path: what the model sees
-        self.tree: list[SavedMessage] = []  # every branch, oldest first
+        self.branches = BranchTree()  # every message, and the path shown
         self.replay_of: str | None = None
         self.run: str | None = None  # the bench run this chat answers a question of
         self._run_title: str | None = None
@@ -163,8 +162,7 @@ class ChatSession(SessionBranches):
 
     def new_chat(self) -> None:
         self.conversation = None
-        self.messages = []
-        self.tree = []
+        self.branches.reset([], [])
         self.replay_of = None
         self.run = None
         self._run_title = None
@@ -186,8 +184,7 @@ class ChatSession(SessionBranches):
         """Continue a saved conversation, read from the store (by ``open``, or by the
         TUI on its store thread)."""
         self.conversation = conv
-        self.messages = list(conv.messages)
-        self.tree = list(conv.tree) or list(self.messages)
+        self.branches.reset(conv.messages, conv.tree)
         self._pending_deletes = []
         self._written = {m.uid for m in self.tree}
         self._active_changed = False
@@ -226,6 +223,115 @@ class ChatSession(SessionBranches):
         ("New chat" before there is one)."""
         return make_title(next((m.content for m in self.messages if m.role == USER), ""))
 
+    # -- branches: the tree is ``self.branches``; these change it and save ----------------
+
+    @property
+    def messages(self) -> list[SavedMessage]:
+        """The path shown: what the model sees."""
+        return self.branches.path
+
+    @property
+    def tree(self) -> list[SavedMessage]:
+        """Every message, on every branch, oldest first."""
+        return self.branches.nodes
+
+    def _back_to(self, index: int) -> None:
+        self.branches.back_to(index)
+        self._active_changed = True
+
+    def _delete_from(self, index: int) -> None:
+        """Delete the message at ``index`` and every branch below it, and save."""
+        uid = self.messages[index].uid
+        if uid in self._written:
+            self._pending_deletes.append(uid)
+        self._written -= self.branches.delete_from(index)
+        self._active_changed = True
+        self.save()
+
+    def _shown(self, changed: bool) -> bool:
+        """The tree now shows another path (``changed``): saved as the one shown."""
+        if changed:
+            self._active_changed = True
+            self.save()
+        return changed
+
+    def remove_turn_at(self, index: int | None = None) -> bool:
+        """Delete the turn holding message ``index`` (default: the last turn): its user
+        message and everything below it, on every branch.  False if there is none."""
+        start = self.branches.turn_start(index)
+        if start is None:
+            return False
+        self._delete_from(start)
+        return True
+
+    def remove_last_turn(self) -> bool:
+        return self.remove_turn_at(None)
+
+    def regenerate(self) -> ChatRequest | None:
+        """Ask again for the last user message; the old reply is kept as a branch."""
+        if not self.messages:
+            return None
+        if self.messages[-1].role == ASSISTANT:
+            self._back_to(len(self.messages) - 1)
+        if not self.awaiting_reply:
+            return None
+        self.save()
+        return self._request()
+
+    def edit_last(self, text: str) -> ChatRequest | None:
+        """Send ``text`` in place of the last user message, as a new branch beside it."""
+        index = self.branches.last_user_index()
+        return None if index is None else self.edit_at(index, text)
+
+    def edit_at(self, index: int, text: str) -> ChatRequest | None:
+        """Send ``text`` in place of the user message at ``index``: a new branch beside
+        it (the old one, and all that followed it, stay)."""
+        if not 0 <= index < len(self.messages) or self.messages[index].role != USER:
+            return None
+        self._back_to(index)
+        return self.add_user(text)
+
+    def switch_branch(self, index: int, step: int) -> bool:
+        """Show the sibling ``step`` away from the message at ``index`` (and below it
+        the branch last shown there).  False when there is none that way."""
+        return self._shown(self.branches.switch(index, step))
+
+    def choose_branch(self, index: int, number: int) -> bool:
+        """Show sibling ``number`` (from 1) of the message at ``index``."""
+        which, _ = self.branches.branch_at(index)
+        return self.switch_branch(index, number - which)
+
+    def show_branch_of(self, uid: str) -> bool:
+        """Show the branch that holds message ``uid`` (a search hit).  False if the
+        message is not in this chat."""
+        return self._shown(self.branches.show_branch_of(uid))
+
+    def branch_for_replay(self) -> bool:
+        """Show the path only down to its first user message, so that a replay's first
+        reply becomes a branch beside the saved one and its later turns follow that
+        branch.  False when no user message is shown."""
+        index = self.branches.first_user_index()
+        if index is None:
+            return False
+        self._back_to(index + 1)
+        return True
+
+    def replay_turn(self, text: str) -> ChatRequest:
+        """A replay's next turn: ``text`` as the next user message, unless the path shown
+        already ends with that message waiting for its reply (a replay's first turn)."""
+        if self.awaiting_reply and self.messages[-1].content == text:
+            self.save()
+            return self._request()
+        return self.add_user(text)
+
+    def drop_unanswered(self) -> str | None:
+        """Take back a user message whose reply failed, returning its text for the input."""
+        if self.awaiting_reply:
+            text = self.messages[-1].content
+            self._delete_from(len(self.messages) - 1)
+            return text
+        return None
+
     # -- turns -------------------------------------------------------------------------------
 
     def turns(self, *, upto: int | None = None) -> tuple[tuple[str, str], ...]:
@@ -262,14 +368,7 @@ class ChatSession(SessionBranches):
         return self._request()
 
     def _append(self, message: SavedMessage) -> SavedMessage:
-        """``message`` after the last one shown (a new branch if that one has others)."""
-        message.parent = self.messages[-1].uid if self.messages else None
-        if self.messages:
-            self.messages[-1].chosen_child = message.uid  # the branch shown below it
-        message.position = len(self.messages)
-        self.messages.append(message)
-        self.tree.append(message)
-        return message
+        return self.branches.append(message)
 
     def _sync_model(self) -> None:
         if self.model_info is not None:

@@ -124,7 +124,7 @@ def _where_saved(session: ChatSession, original: Conversation, first_reply: int)
         return f"replay saved as {new_id[:8]} (replay of {original.short_id})"
     if first_reply >= len(session.messages):
         return f"replay of {original.short_id}: no reply came back"
-    which, count = session.branch_at(first_reply)
+    which, count = session.branches.branch_at(first_reply)
     if count == 1:
         return f"replay saved in {original.short_id} (it had no saved reply to branch from)"
     return (

@@ -318,11 +318,11 @@ class LineChat:
             self.renderer.info("no messages yet.")
             return
         index = len(session.messages) - 1
-        which, count = session.branch_at(index)
+        which, count = session.branches.branch_at(index)
         if count == 1:
             self.renderer.info("the last message has no other branches (!!regen makes one).")
             return
-        for number, sibling in enumerate(session.siblings_at(index), start=1):
+        for number, sibling in enumerate(session.branches.siblings_at(index), start=1):
             mark = "*" if number == which else " "
             text = " ".join(sibling.content.split())
             self.renderer.info(f"{mark} {number}: {text[:70]}")
@@ -334,7 +334,7 @@ class LineChat:
             self.renderer.info("no messages yet.")
             return
         index = len(session.messages) - 1
-        _, count = session.branch_at(index)
+        _, count = session.branches.branch_at(index)
         if not arg.isdigit() or not 1 <= int(arg) <= count:
             self.renderer.info(f"!!branch needs a number from 1 to {count} (see !!branches)")
             return

@@ -34,7 +34,7 @@ class BranchNavigator:
         """Put ``‹ which/count ›`` on each message that has siblings."""
         views = self.view.transcript.views
         for index in range(min(len(views), len(self.view.session.messages))):
-            views[index].set_branch(*self.view.session.branch_at(index))
+            views[index].set_branch(*self.view.session.branches.branch_at(index))
 
     def chosen_index(self) -> int | None:
         """The message focused in the transcript, else the last one."""
@@ -68,7 +68,7 @@ class BranchNavigator:
         if isinstance(focused, MessageView) and focused in self.view.transcript.views:
             return self.chosen_index()
         for index in range(len(self.view.session.messages) - 1, -1, -1):
-            if self.view.session.branch_at(index)[1] > 1:
+            if self.view.session.branches.branch_at(index)[1] > 1:
                 return index
         return self.chosen_index()
 
@@ -79,7 +79,7 @@ class BranchNavigator:
         if index is None:
             self.view.ui.notify("There are no messages yet.")
             return
-        which, count = self.view.session.branch_at(index)
+        which, count = self.view.session.branches.branch_at(index)
         if count == 1:
             self.view.ui.notify(
                 "This message has no other branches: Ctrl+R or editing a message makes one."
@@ -113,13 +113,13 @@ class BranchNavigator:
         it, on every branch, after saying how many messages go."""
         await self._replies.stop()
         session = self.view.session
-        start = session.turn_start(self.chosen_index())
+        start = session.branches.turn_start(self.chosen_index())
         if start is None:
             self.view.ui.notify("There is nothing to delete.")
             return
-        count = session.turn_size(start)
+        count = session.branches.turn_size(start)
         shown = len(session.messages) - start
-        last = session.turn_start() == start
+        last = session.branches.turn_start() == start
 
         async def done(yes: bool | None) -> None:
             if yes and session.remove_turn_at(start):

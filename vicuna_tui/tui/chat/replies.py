@@ -86,7 +86,7 @@ class ChatReplies:
         view = await self.view.transcript.add(
             "assistant", label=f"Assistant · {info.name}" if info else "Assistant"
         )
-        view.set_branch(*self.view.session.coming_branch())  # ‹ 3/3 › while it is written
+        view.set_branch(*self.view.session.branches.coming_branch())  # ‹ 3/3 › while it is written
         view.start_stream()
         self.stream.begin(request.request_id, view)
         self._models.start()  # the load is queued first, the prompt waits for it

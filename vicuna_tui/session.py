@@ -362,7 +362,7 @@ class ChatSession:
         )
 
     def add_user(self, text: str) -> ChatRequest:
-        """Record the user's message (committed before generation) and ask for a reply."""
+        """Record the user's message (handed to the writer at once) and ask for a reply."""
         self._append(SavedMessage(role=USER, content=text))
         self.save()
         return self._request()

@@ -5,9 +5,10 @@ migrations in ``migrations``; a database written by a newer vicuna-tui is refuse
 left untouched (``connection``).
 
 Durability: WAL journal, ``synchronous=FULL``, one transaction per write.  The user's
-turn is committed before generation starts and the reply when it ends, so ``kill -9``
-loses at most the reply in flight.  Two processes may share the database
-(``busy_timeout``).  Files are created 0600, folders 0700.
+turn is written when it is sent (the line front ends commit it before generation
+starts; the TUI queues it to the store thread, which writes it within milliseconds)
+and the reply when it ends, so ``kill -9`` loses at most the reply in flight.  Two
+processes may share the database (``busy_timeout``).  Files are created 0600, folders 0700.
 """
 
 from __future__ import annotations

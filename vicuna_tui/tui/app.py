@@ -23,7 +23,7 @@ from vicuna_tui.engine.settings import LoadSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.errors import VicunaError
 from vicuna_tui.keymap import ACTIONS, human_key
-from vicuna_tui.store import Store, StoreError
+from vicuna_tui.store import Store
 from vicuna_tui.tui.chat import ChatScreen
 from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.literal import LiteralNotifications
@@ -76,7 +76,9 @@ class VicunaApp(LiteralNotifications):
             None,
             warn=lambda text: self.notify(text, severity="warning", timeout=8),
             not_saving=not_saving,
-            writer=self._write if self.store_calls is not None else None,
+            writer=self.store_calls.writer(lambda: self.chat)
+            if self.store_calls is not None
+            else None,
         )
         self._settings_timer: Timer | None = None
         self._settings_pending: dict[str, Any] = {}
@@ -88,16 +90,6 @@ class VicunaApp(LiteralNotifications):
             replay=replay,
             reuse_seeds=reuse_seeds,
         )
-
-    def _write(
-        self,
-        job: Callable[[Store], Any],
-        saved: Callable[[], None],
-        failed: Callable[[StoreError], None],
-    ) -> None:
-        """The session's Writer: on the store's thread, answering to the chat screen."""
-        assert self.store_calls is not None
-        self.store_calls.call(self.chat, job, lambda _: saved(), failed)
 
     def _default_backend(self, load: LoadSettings) -> Backend:
         # The model runs in its own process, so that drawing never holds up its decode

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from textual.message_pump import MessagePump
 
+from vicuna_tui.session_writes import Writer
 from vicuna_tui.store import Store, StoreError
 from vicuna_tui.store.thread import StoreThread
 from vicuna_tui.tui.messages import StoreFailed, StoreReply
@@ -42,6 +43,19 @@ class StoreCalls:
                 target.post_message(StoreFailed(error))
 
         self.thread.submit(job, finished, broke)
+
+    def writer(self, target: Callable[[], MessagePump]) -> Writer:
+        """A session's ``Writer``: each job on the store's thread, then ``saved()`` or
+        ``failed(error)`` on the UI thread, at ``target()`` (the screen that shows it)."""
+
+        def write(
+            job: Callable[[Store], object],
+            saved: Callable[[], None],
+            failed: Callable[[StoreError], None],
+        ) -> None:
+            self.call(target(), job, lambda _: saved(), failed)
+
+        return write
 
     @property
     def idle(self) -> bool:

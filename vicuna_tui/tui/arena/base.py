@@ -76,7 +76,7 @@ class ArenaBase(Screen[None]):
             self.sides[side].resolved,
             None,
             warn=lambda text: self.notify(text, severity="warning", timeout=8),
-            writer=self._write if self.store_calls is not None else None,
+            writer=self.store_calls.writer(lambda: self) if self.store_calls is not None else None,
         )
 
     def _new_battle(self) -> ArenaBattle:
@@ -96,15 +96,6 @@ class ArenaBase(Screen[None]):
                 "threads": [s.resolved.load.threads for s in self.sides],
             },
         )
-
-    def _write(
-        self,
-        job: Callable[[Store], Any],
-        saved: Callable[[], None],
-        failed: Callable[[StoreError], None],
-    ) -> None:
-        assert self.store_calls is not None
-        self.store_calls.call(self, job, lambda _: saved(), failed)
 
     def _write_battle(
         self, job: Callable[[Store], Any], failed: Callable[[StoreError], None]

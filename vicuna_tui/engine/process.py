@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
+from vicuna_tui.engine import process_wire as wire
 from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.events import (
     ChatRequest,
@@ -146,9 +147,9 @@ class ProcessBackend(HoldsModel):
                 progress(*value)
 
         try:
-            self._request("path", list(sys.path))
-            self._request("debug", self.debug)
-            info = self._request("load", self.settings, on_progress)
+            self._request(wire.SetPath(tuple(sys.path)))
+            self._request(wire.SetDebug(self.debug))
+            info = self._request(wire.LoadModel(self.settings), on_progress)
         except BaseException:
             self.unload()
             raise
@@ -165,7 +166,7 @@ class ProcessBackend(HoldsModel):
     def cancel(self) -> None:
         """Stop the reply being decoded (any thread)."""
         with contextlib.suppress(OSError, ValueError, GenerationError):
-            self._send("cancel", self._sequence, new=False)
+            self._send(wire.Cancel(), new=False)
 
     def abort(self) -> None:
         """End the model's process now, whatever it is doing (any thread): quitting
@@ -182,7 +183,7 @@ class ProcessBackend(HoldsModel):
         with contextlib.suppress(OSError, ValueError):
             assert process.stdin is not None
             with self._send_lock:
-                _write(process.stdin, (0, "quit", None))
+                _write(process.stdin, (0, wire.Quit()))
             process.stdin.close()
         try:
             process.wait(10)
@@ -197,50 +198,50 @@ class ProcessBackend(HoldsModel):
     # -- requests --------------------------------------------------------------------------
 
     def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
-        sequence = self._send("generate", request)
+        sequence = self._send(wire.Generate(request))
         if cancel.is_set():  # cancelled while queued
             self.cancel()
         finished = False
         try:
             while True:
-                kind, value = self._receive(sequence)
-                if kind == "event":
-                    yield value
-                    if isinstance(value, ReplyDone):
+                reply = self._receive(sequence)
+                if isinstance(reply, wire.Streamed):
+                    yield reply.event
+                    if isinstance(reply.event, ReplyDone):
                         finished = True
                         return
-                elif kind == "error":
+                elif isinstance(reply, wire.Failure):
                     finished = True
-                    raise value
+                    raise reply.error
         finally:
             if not finished:  # abandoned mid-reply: stop the child's decode loop too
                 self.cancel()
 
     def preview(self, request: ChatRequest) -> PromptPreview:
-        return cast(PromptPreview, self._request("preview", request))
+        return cast(PromptPreview, self._request(wire.Preview(request)))
 
     def memory_in_use(self) -> int | None:
-        return cast("int | None", self._request("memory", None))
+        return cast("int | None", self._request(wire.MeasureMemory()))
 
     def reset_cache(self) -> None:
-        self._request("reset_cache", None)
+        self._request(wire.ResetCache())
 
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function(local_backend, *args)`` in the child (an importable function)."""
-        return self._request("run", (function, args))
+        return self._request(wire.RunFunction(function, args))
 
     def _request(
-        self, op: str, payload: Any, on_progress: Callable[[Any], None] | None = None
+        self, request: wire.Request, on_progress: Callable[[Any], None] | None = None
     ) -> Any:
-        sequence = self._send(op, payload)
+        sequence = self._send(request)
         while True:
-            kind, value = self._receive(sequence)
-            if kind == "ok":
-                return value
-            if kind == "error":
-                raise value
-            if kind == "progress" and on_progress is not None:
-                on_progress(value)
+            reply = self._receive(sequence)
+            if isinstance(reply, wire.Answer):
+                return reply.value
+            if isinstance(reply, wire.Failure):
+                raise reply.error
+            if isinstance(reply, wire.Progress) and on_progress is not None:
+                on_progress(reply.value)
 
     # -- the pipe --------------------------------------------------------------------------
 
@@ -249,7 +250,7 @@ class ProcessBackend(HoldsModel):
             raise ModelProcessLost("the model is not loaded", RELOAD_HINT)
         return self._process
 
-    def _send(self, op: str, payload: Any, *, new: bool = True) -> int:
+    def _send(self, request: wire.Request, *, new: bool = True) -> int:
         process = self._running()
         assert process.stdin is not None
         with self._send_lock:
@@ -257,7 +258,7 @@ class ProcessBackend(HoldsModel):
                 self._sequence += 1
             sequence = self._sequence
             try:
-                _write(process.stdin, (sequence, op, payload))
+                _write(process.stdin, (sequence, request))
                 failed = None
             except (OSError, ValueError) as exc:
                 failed = exc
@@ -267,16 +268,16 @@ class ProcessBackend(HoldsModel):
             raise self._died() from failed
         return sequence
 
-    def _receive(self, sequence: int) -> tuple[str, Any]:
+    def _receive(self, sequence: int) -> wire.Reply:
         process = self._running()
         assert process.stdout is not None
         while True:
             try:
-                number, kind, value = pickle.load(process.stdout)
+                number, reply = pickle.load(process.stdout)
             except (EOFError, OSError, pickle.UnpicklingError) as exc:
                 raise self._died() from exc
             if number == sequence:  # older numbers answer an abandoned request
-                return kind, value
+                return cast(wire.Reply, reply)
 
     def _died(self) -> ModelProcessLost:
         process = self._process
@@ -303,7 +304,7 @@ class _Child:
 
     def __init__(self, incoming: IO[bytes], outgoing: IO[bytes]) -> None:
         self.incoming, self.outgoing = incoming, outgoing
-        self.requests: queue.Queue[tuple[int, str, Any] | None] = queue.Queue()
+        self.requests: queue.Queue[tuple[int, wire.Request] | None] = queue.Queue()
         self.cancel = threading.Event()
         self.lock = threading.Lock()
         self.current = 0  # the request being handled
@@ -319,14 +320,14 @@ class _Child:
                 message = None  # the front end is gone: stop any reply, then exit
                 self.cancel.set()
                 self.exit_soon()
-            if message is not None and message[1] == "cancel":
+            if message is not None and isinstance(message[1], wire.Cancel):
                 with self.lock:
                     self.cancelled = max(self.cancelled, message[0])
                     if self.current == message[0]:
                         self.cancel.set()
                 continue
             self.requests.put(message)
-            if message is None or message[1] == "quit":
+            if message is None or isinstance(message[1], wire.Quit):
                 return
 
     def exit_soon(self) -> None:
@@ -341,70 +342,71 @@ class _Child:
         timer.daemon = True
         timer.start()
 
-    def reply(self, kind: str, value: Any) -> None:
-        _write(self.outgoing, (self.current, kind, value))
+    def reply(self, reply: wire.Reply) -> None:
+        _write(self.outgoing, (self.current, reply))
 
     def serve(self) -> None:
         threading.Thread(target=self.read, name="vicuna-model-pipe", daemon=True).start()
         while True:
             message = self.requests.get()
-            if message is None or message[1] == "quit":
+            if message is None or isinstance(message[1], wire.Quit):
                 return
-            sequence, op, payload = message
+            sequence, request = message
             with self.lock:
                 self.current = sequence
                 self.cancel.clear()
                 if self.cancelled >= sequence:
                     self.cancel.set()
             try:
-                self.handle(op, payload)
+                self.handle(request)
             except (BrokenPipeError, ConnectionResetError):
                 return  # the front end is gone
             except VicunaError as exc:
                 if self.debug:
                     traceback.print_exc()
-                self.reply("error", exc)
+                self.reply(wire.Failure(exc))
             except Exception as exc:  # noqa: BLE001 - reported as a GenerationError
                 traceback.print_exc()  # into engine.log
                 self.reply(
-                    "error",
-                    GenerationError(
-                        f"the model failed: {type(exc).__name__}: {exc}",
-                        f"the traceback is in {log_path()}",
-                    ),
+                    wire.Failure(
+                        GenerationError(
+                            f"the model failed: {type(exc).__name__}: {exc}",
+                            f"the traceback is in {log_path()}",
+                        )
+                    )
                 )
 
-    def handle(self, op: str, payload: Any) -> None:
-        if op == "path":
-            sys.path[:] = [*payload, *(p for p in sys.path if p not in payload)]
-            self.reply("ok", None)
-        elif op == "debug":
-            self.debug = bool(payload)
-            self.reply("ok", None)
-        elif op == "load":
+    def handle(self, request: wire.Request) -> None:
+        if isinstance(request, wire.SetPath):
+            paths = list(request.paths)
+            sys.path[:] = [*paths, *(p for p in sys.path if p not in paths)]
+            self.reply(wire.Answer())
+        elif isinstance(request, wire.SetDebug):
+            self.debug = request.on
+            self.reply(wire.Answer())
+        elif isinstance(request, wire.LoadModel):
             from vicuna_tui.engine.backends import local_backend
 
-            self.backend = local_backend(payload, native_log=True)  # stderr is engine.log
+            self.backend = local_backend(request.settings, native_log=True)  # into engine.log
             self.backend.check()
-            info = self.backend.load(lambda *value: self.reply("progress", value))
-            self.reply("ok", info)
+            info = self.backend.load(lambda *value: self.reply(wire.Progress(value)))
+            self.reply(wire.Answer(info))
         elif self.backend is None:
             raise GenerationError("no model is loaded", "wait for the model to load")
-        elif op == "generate":
-            for event in self.backend.generate(payload, self.cancel):
-                self.reply("event", event)
-        elif op == "preview":
-            self.reply("ok", self.backend.preview(payload))
-        elif op == "memory":
-            self.reply("ok", self.backend.memory_in_use())
-        elif op == "reset_cache":
+        elif isinstance(request, wire.Generate):
+            for event in self.backend.generate(request.request, self.cancel):
+                self.reply(wire.Streamed(event))
+        elif isinstance(request, wire.Preview):
+            self.reply(wire.Answer(self.backend.preview(request.request)))
+        elif isinstance(request, wire.MeasureMemory):
+            self.reply(wire.Answer(self.backend.memory_in_use()))
+        elif isinstance(request, wire.ResetCache):
             self.backend.reset_cache()
-            self.reply("ok", None)
-        elif op == "run":
-            function, args = payload
-            self.reply("ok", function(self.backend, *args))
+            self.reply(wire.Answer())
+        elif isinstance(request, wire.RunFunction):
+            self.reply(wire.Answer(request.function(self.backend, *request.args)))
         else:
-            raise GenerationError(f"unknown request {op!r}", "this is a bug in vicuna-tui")
+            raise GenerationError(f"unknown request {request!r}", "this is a bug in vicuna-tui")
 
 
 def main() -> None:

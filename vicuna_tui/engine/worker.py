@@ -1,7 +1,7 @@
 """The engine thread: the one thread that owns the model.
 
-Front ends talk to it only through this object's methods, which put commands on a
-queue, and hear back through one ``emit`` callback called on the engine thread.  The
+Front ends talk to it only through this object's methods, which put commands (one
+dataclass each: ``Load``, ``Generate``, ``Preview``, ``Call``) on a queue, and hear back through one ``emit`` callback called on the engine thread.  The
 callback must only hand the event on (``App.post_message``, ``queue.put``).
 """
 
@@ -30,21 +30,47 @@ from vicuna_tui.errors import GenerationError, VicunaError
 Emit = Callable[[EngineEvent], None]
 
 
-@dataclass
-class _Command:
-    kind: str
-    payload: Any = None
+@dataclass(frozen=True)
+class Load:
+    """Replace the backend (unloading the old one) and load this one."""
+
+    backend: Backend
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Stream the reply to ``request``; ``cancel`` stops it within a token."""
+
+    request: ChatRequest
     cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Show the prompt ``request`` would make (emitted as a PromptPreview)."""
+
+    request: ChatRequest
+
+
+@dataclass(frozen=True)
+class Call:
+    """Run ``function(backend)`` here; ``reply`` gets its result (on this thread)."""
+
+    function: Callable[[Backend | None], Any]
+    reply: Callable[[Any], None]
+
+
+Command = Load | Generate | Preview | Call
 
 
 class EngineThread:
     def __init__(self, emit: Emit, *, debug: bool = False) -> None:
         self._emit = emit
         self._debug = debug
-        self._queue: queue.Queue[_Command | None] = queue.Queue()
+        self._queue: queue.Queue[Command | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._current: _Command | None = None
-        self._pending: list[_Command] = []
+        self._current: Command | None = None
+        self._pending: list[Command] = []
         self.backend: Backend | None = None
         self._thread = threading.Thread(target=self._run, name="vicuna-engine", daemon=True)
         self._started = False
@@ -59,23 +85,23 @@ class EngineThread:
 
     def load(self, backend: Backend) -> None:
         """Replace the backend (unloading the old one) and load the new one."""
-        self._put(_Command("load", backend))
+        self._put(Load(backend))
 
     def generate(self, request: ChatRequest) -> None:
-        self._put(_Command("generate", request))
+        self._put(Generate(request))
 
     def preview(self, request: ChatRequest) -> None:
-        self._put(_Command("preview", request))
+        self._put(Preview(request))
 
-    def call(self, function: Callable[[Backend], Any], reply: Callable[[Any], None]) -> None:
+    def call(self, function: Callable[[Backend | None], Any], reply: Callable[[Any], None]) -> None:
         """Run ``function(backend)`` on the engine thread; ``reply`` gets its result."""
-        self._put(_Command("call", (function, reply)))
+        self._put(Call(function, reply))
 
     def cancel(self) -> None:
         """Stop the reply in flight (within one token) and drop queued replies."""
         with self._lock:
             for command in [self._current, *self._pending]:
-                if command is not None and command.kind == "generate":
+                if isinstance(command, Generate):
                     command.cancel.set()
             backend = self.backend if self._current is not None else None
         if backend is not None:
@@ -88,8 +114,8 @@ class EngineThread:
         self.cancel()
         with self._lock:
             current = self._current
-        if current is not None and current.kind == "load":
-            _abort(current.payload)
+        if isinstance(current, Load):
+            _abort(current.backend)
         self._queue.put(None)
         if not self._started:
             return
@@ -98,7 +124,7 @@ class EngineThread:
             _abort(self.backend)
             self._thread.join(1.0)
 
-    def _put(self, command: _Command) -> None:
+    def _put(self, command: Command) -> None:
         with self._lock:
             self._pending.append(command)
         self._queue.put(command)
@@ -124,20 +150,18 @@ class EngineThread:
             self.backend.unload()
             self.backend = None
 
-    def _handle(self, command: _Command) -> None:
-        if command.kind == "load":
-            self._load(command.payload)
-        elif command.kind == "generate":
-            self._generate(command.payload, command.cancel)
-        elif command.kind == "preview":
-            request: ChatRequest = command.payload
+    def _handle(self, command: Command) -> None:
+        if isinstance(command, Load):
+            self._load(command.backend)
+        elif isinstance(command, Generate):
+            self._generate(command.request, command.cancel)
+        elif isinstance(command, Preview):
             try:
-                self._emit(self._require_backend().preview(request))
+                self._emit(self._require_backend().preview(command.request))
             except VicunaError as exc:
-                self._emit(ReplyFailed(request.request_id, exc))
-        elif command.kind == "call":
-            function, reply = command.payload
-            reply(function(self.backend))
+                self._emit(ReplyFailed(command.request.request_id, exc))
+        else:
+            command.reply(command.function(self.backend))
 
     def _require_backend(self) -> Backend:
         if self.backend is None:

@@ -27,7 +27,7 @@ from vicuna_tui.store import Store
 from vicuna_tui.tui.chat import ChatScreen
 from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.literal import LiteralNotifications
-from vicuna_tui.tui.messages import EngineCallResult, EngineMessage
+from vicuna_tui.tui.messages import EngineMessage, MemoryMeasured
 from vicuna_tui.tui.reply_inbox import ReplyInbox
 from vicuna_tui.tui.screens.arena_setup import ArenaChoice
 from vicuna_tui.tui.screens.dialogs import ConfirmScreen
@@ -122,13 +122,16 @@ class VicunaApp(LiteralNotifications):
         else:
             self.engine.load(self.backend_factory(load))
 
-    def engine_call(self, tag: str, function: Callable[[Any], Any]) -> None:
-        """Ask the engine thread for a value; it arrives as an EngineCallResult."""
+    def measure_memory(self) -> None:
+        """Ask the engine thread what the model holds; a MemoryMeasured answers."""
 
-        def reply(value: Any) -> None:
-            self.chat.post_message(EngineCallResult(tag, value))
+        def measure(backend: Backend | None) -> int | None:
+            return backend.memory_in_use() if backend is not None else None
 
-        self.engine.call(function, reply)
+        def reply(value: int | None) -> None:
+            self.chat.post_message(MemoryMeasured(value))
+
+        self.engine.call(measure, reply)
 
     # -- lifecycle -------------------------------------------------------------------------
 

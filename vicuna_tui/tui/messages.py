@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
 
@@ -30,12 +29,12 @@ class SideMessage(Message):
         self.event = event
 
 
-class EngineCallResult(Message):
-    """The result of ``EngineThread.call``, posted from the engine thread."""
+class MemoryMeasured(Message):
+    """How much memory the loaded model holds (``Backend.memory_in_use``), measured on
+    the engine thread and posted from it; None where the backend cannot say."""
 
-    def __init__(self, tag: str, value: Any) -> None:
+    def __init__(self, value: int | None) -> None:
         super().__init__()
-        self.tag = tag
         self.value = value
 
 

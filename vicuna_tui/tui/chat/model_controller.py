@@ -57,11 +57,9 @@ class ModelController:
             self._host.load_model(self.view.session.load, self.remote)
 
     def probe_memory(self) -> None:
-        """Ask the engine thread how much memory the model holds (arrives as an
-        EngineCallResult, shown by ``memory_measured``)."""
-        self._host.engine_call(
-            "memory", lambda backend: backend.memory_in_use() if backend is not None else None
-        )
+        """Ask the engine thread how much memory the model holds (a MemoryMeasured
+        answers, shown by ``memory_measured``)."""
+        self._host.measure_memory()
 
     def memory_measured(self, value: int | None) -> None:
         self.view.status.gpu_memory = value

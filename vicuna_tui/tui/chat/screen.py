@@ -60,10 +60,10 @@ from vicuna_tui.tui.chat.replies import ChatReplies
 from vicuna_tui.tui.chat.view import ChatView
 from vicuna_tui.tui.messages import (
     ConversationChosen,
-    EngineCallResult,
     EngineMessage,
     GenerationChanged,
     KeepFlags,
+    MemoryMeasured,
     PromptSubmitted,
     ReloadRequested,
     StoreFailed,
@@ -293,9 +293,8 @@ class ChatScreen(Screen[None]):
         else:
             self.notify(message.error.message, severity="error")
 
-    def on_engine_call_result(self, message: EngineCallResult) -> None:
-        if message.tag == "memory":
-            self.models.memory_measured(message.value)
+    def on_memory_measured(self, message: MemoryMeasured) -> None:
+        self.models.memory_measured(message.value)
 
     async def on_engine_message(self, message: EngineMessage) -> None:
         # The engine thread posts until it has stopped; while the app closes (quit, a

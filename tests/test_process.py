@@ -379,7 +379,7 @@ def test_the_model_process_ends_itself_when_its_front_end_is_gone(
     try:
         assert child.stdin is not None
         settings = LoadSettings(model_path=str(smollm_gguf), device="cpu")
-        pickle.dump((1, wire.LoadModel(settings)), child.stdin)
+        pickle.dump((1, wire.LoadModel(settings, False, ())), child.stdin)
         child.stdin.flush()
         assert _loading_pid(stuck_load) == child.pid
         child.stdin.close()  # as when the front end's process dies

@@ -147,9 +147,8 @@ class ProcessBackend(HoldsModel):
                 progress(*value)
 
         try:
-            self._request(wire.SetPath(tuple(sys.path)))
-            self._request(wire.SetDebug(self.debug))
-            info = self._request(wire.LoadModel(self.settings), on_progress)
+            load = wire.LoadModel(self.settings, self.debug, tuple(sys.path))
+            info = self._request(load, on_progress)
         except BaseException:
             self.unload()
             raise
@@ -166,7 +165,7 @@ class ProcessBackend(HoldsModel):
     def cancel(self) -> None:
         """Stop the reply being decoded (any thread)."""
         with contextlib.suppress(OSError, ValueError, GenerationError):
-            self._send(wire.Cancel(), new=False)
+            self._send(wire.Signal.CANCEL, new=False)
 
     def abort(self) -> None:
         """End the model's process now, whatever it is doing (any thread): quitting
@@ -183,7 +182,7 @@ class ProcessBackend(HoldsModel):
         with contextlib.suppress(OSError, ValueError):
             assert process.stdin is not None
             with self._send_lock:
-                _write(process.stdin, (0, wire.Quit()))
+                _write(process.stdin, (0, wire.Signal.QUIT))
             process.stdin.close()
         try:
             process.wait(10)
@@ -221,10 +220,10 @@ class ProcessBackend(HoldsModel):
         return cast(PromptPreview, self._request(wire.Preview(request)))
 
     def memory_in_use(self) -> int | None:
-        return cast("int | None", self._request(wire.MeasureMemory()))
+        return cast("int | None", self._request(wire.Signal.MEASURE_MEMORY))
 
     def reset_cache(self) -> None:
-        self._request(wire.ResetCache())
+        self._request(wire.Signal.RESET_CACHE)
 
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function(local_backend, *args)`` in the child (an importable function)."""
@@ -320,14 +319,14 @@ class _Child:
                 message = None  # the front end is gone: stop any reply, then exit
                 self.cancel.set()
                 self.exit_soon()
-            if message is not None and isinstance(message[1], wire.Cancel):
+            if message is not None and message[1] is wire.Signal.CANCEL:
                 with self.lock:
                     self.cancelled = max(self.cancelled, message[0])
                     if self.current == message[0]:
                         self.cancel.set()
                 continue
             self.requests.put(message)
-            if message is None or isinstance(message[1], wire.Quit):
+            if message is None or message[1] is wire.Signal.QUIT:
                 return
 
     def exit_soon(self) -> None:
@@ -349,7 +348,7 @@ class _Child:
         threading.Thread(target=self.read, name="vicuna-model-pipe", daemon=True).start()
         while True:
             message = self.requests.get()
-            if message is None or isinstance(message[1], wire.Quit):
+            if message is None or message[1] is wire.Signal.QUIT:
                 return
             sequence, request = message
             with self.lock:
@@ -377,14 +376,10 @@ class _Child:
                 )
 
     def handle(self, request: wire.Request) -> None:
-        if isinstance(request, wire.SetPath):
+        if isinstance(request, wire.LoadModel):
             paths = list(request.paths)
             sys.path[:] = [*paths, *(p for p in sys.path if p not in paths)]
-            self.reply(wire.Answer())
-        elif isinstance(request, wire.SetDebug):
-            self.debug = request.on
-            self.reply(wire.Answer())
-        elif isinstance(request, wire.LoadModel):
+            self.debug = request.debug
             from vicuna_tui.engine.backends import local_backend
 
             self.backend = local_backend(request.settings, native_log=True)  # into engine.log
@@ -398,9 +393,9 @@ class _Child:
                 self.reply(wire.Streamed(event))
         elif isinstance(request, wire.Preview):
             self.reply(wire.Answer(self.backend.preview(request.request)))
-        elif isinstance(request, wire.MeasureMemory):
+        elif request is wire.Signal.MEASURE_MEMORY:
             self.reply(wire.Answer(self.backend.memory_in_use()))
-        elif isinstance(request, wire.ResetCache):
+        elif request is wire.Signal.RESET_CACHE:
             self.backend.reset_cache()
             self.reply(wire.Answer())
         elif isinstance(request, wire.RunFunction):

@@ -3,13 +3,14 @@ each answer is a dataclass, pickled as ``(sequence, message)``.
 
 The front end asks (``ProcessBackend``); the child answers each request under its
 sequence number (``process._Child``): a stream of ``Streamed`` events for a reply,
-``Progress`` while loading, then ``Answer`` or ``Failure``.  ``Cancel`` answers
-nothing: it stops the request it names within a token.  Both sides run the same code,
+``Progress`` while loading, then ``Answer`` or ``Failure``.  ``Signal.CANCEL``
+answers nothing: it stops the request it names within a token.  Both sides run the same code,
 so the classes never differ.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,20 +23,13 @@ from vicuna_tui.errors import VicunaError
 
 
 @dataclass(frozen=True)
-class SetPath:
-    """Import from the front end's ``sys.path`` (a checkout, a test's folder)."""
-
-    paths: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SetDebug:
-    on: bool
-
-
-@dataclass(frozen=True)
 class LoadModel:
+    """Load the model; ``paths`` is the front end's ``sys.path`` (a checkout, a test's
+    folder), ``debug`` whether to print tracebacks into engine.log."""
+
     settings: LoadSettings
+    debug: bool
+    paths: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -49,16 +43,6 @@ class Preview:
 
 
 @dataclass(frozen=True)
-class MeasureMemory:
-    pass
-
-
-@dataclass(frozen=True)
-class ResetCache:
-    pass
-
-
-@dataclass(frozen=True)
 class RunFunction:
     """``function(backend, *args)`` in the child: an importable function (tests and
     benchmarks reach into the model this way)."""
@@ -67,29 +51,17 @@ class RunFunction:
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class Cancel:
-    """Stop the request with this message's sequence number (sent under the number of
-    the request it stops)."""
+class Signal(enum.Enum):
+    """The requests that carry nothing.  CANCEL answers nothing: it stops the request
+    whose sequence number it is sent under, within a token."""
+
+    MEASURE_MEMORY = "measure memory"
+    RESET_CACHE = "reset cache"
+    CANCEL = "cancel"
+    QUIT = "quit"
 
 
-@dataclass(frozen=True)
-class Quit:
-    pass
-
-
-Request = (
-    SetPath
-    | SetDebug
-    | LoadModel
-    | Generate
-    | Preview
-    | MeasureMemory
-    | ResetCache
-    | RunFunction
-    | Cancel
-    | Quit
-)
+Request = LoadModel | Generate | Preview | RunFunction | Signal
 
 # -- answers ----------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The engine thread: the one thread that owns the model.
 
 Front ends talk to it only through this object's methods, which put commands (one
-dataclass each: ``Load``, ``Generate``, ``Preview``, ``Call``) on a queue, and hear back through one ``emit`` callback called on the engine thread.  The
-callback must only hand the event on (``App.post_message``, ``queue.put``).
+dataclass each: ``Load``, ``Generate``, ``Preview``, ``Call``) on a queue, and hear
+back through one ``emit`` callback called on the engine thread.  The callback must
+only hand the event on (``App.post_message``, ``queue.put``).
 """
 
 from __future__ import annotations

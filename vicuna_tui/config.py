@@ -54,6 +54,7 @@ REMOTE_FIELDS: dict[str, FieldSpec] = {
             pattern=re.compile(r"^https?://[^\s/]+\S*$"),
             pattern_help="an http:// or https:// URL, e.g. http://gpu-box:8000/v1",
             reload=True,
+            label="Endpoint (OpenAI-compatible, e.g. http://host:8000/v1)",
         ),
         FieldSpec("remote_model", str, "model name on the server", optional=True, reload=True),
         FieldSpec("api_key_env", str, "environment variable holding the API key", reload=True),

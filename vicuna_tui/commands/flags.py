@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vicuna_tui.engine.settings import BACKENDS, DEVICES, DTYPES, KV_TYPES
+from vicuna_tui.engine.settings import (
+    BACKENDS,
+    DEVICES,
+    DTYPES,
+    GENERATION_FIELDS,
+    KV_TYPES,
+    GenerationSettings,
+)
 
 
 def _switch(group: argparse._ArgumentGroup, flag: str, text: str) -> None:
@@ -94,10 +101,10 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
         dest="system_message",
         help="replace the template's system message",
     )
-    g.add_argument("--temperature", help="0 = greedy (default 0.7)")
-    g.add_argument("--top-p", help="nucleus sampling (default 1.0)")
-    g.add_argument("--top-k", help="0 = off (default)")
-    g.add_argument("--repetition-penalty", help="1.0 = off (default)")
-    g.add_argument("--max-new-tokens", help="longest reply (default 512)")
-    g.add_argument("--seed", help="same seed, same reply")
-    g.add_argument("--stop", action="append", help="extra stop string (repeatable)")
+    # Each sampling flag, its help and its default come from the setting's declaration.
+    defaults = GenerationSettings()
+    for spec in GENERATION_FIELDS.values():
+        if spec.kind is list:
+            g.add_argument(spec.flag, action="append", help=f"{spec.help} (repeatable)")
+        else:
+            g.add_argument(spec.flag, help=spec.flag_help(getattr(defaults, spec.name)))

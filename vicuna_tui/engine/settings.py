@@ -37,6 +37,18 @@ class FieldSpec:
     pattern: re.Pattern[str] | None = None
     pattern_help: str = ""
     reload: bool = False
+    label: str = ""  # its name in the settings pane ("": the pane does not show it)
+
+    @property
+    def flag(self) -> str:
+        """Its command-line flag (FastChat's spelling: ``--max-new-tokens``)."""
+        return "--" + self.name.replace("_", "-")
+
+    def flag_help(self, default: Any) -> str:
+        """Its help line, with the default taken from where the default lives."""
+        if default is None or default == () or self.optional:
+            return self.help
+        return f"{self.help} (default {default})"
 
     def allowed(self) -> str:
         """The allowed values, in words."""
@@ -109,7 +121,12 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
         FieldSpec(
-            "model_path", str, "local folder, .gguf file or Hub repo id", optional=True, reload=True
+            "model_path",
+            str,
+            "local folder, .gguf file or Hub repo id",
+            optional=True,
+            reload=True,
+            label="Model path",
         ),
         FieldSpec(
             "revision", str, "Hub revision (branch, tag or commit)", optional=True, reload=True
@@ -125,7 +142,13 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             reload=True,
         ),
         FieldSpec(
-            "num_gpus", int, "GPUs to spread the model over", minimum=1, maximum=64, reload=True
+            "num_gpus",
+            int,
+            "GPUs to spread the model over",
+            minimum=1,
+            maximum=64,
+            reload=True,
+            label="GPUs",
         ),
         FieldSpec(
             "max_gpu_memory",
@@ -135,6 +158,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             pattern=_MEMORY_RE,
             pattern_help="a size such as 13GiB or 8000MiB",
             reload=True,
+            label="Max GPU memory",
         ),
         FieldSpec("dtype", str, "weight precision", choices=DTYPES, reload=True),
         FieldSpec("load_8bit", bool, "8-bit weights (bitsandbytes)", reload=True),
@@ -174,6 +198,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             minimum=0,
             maximum=100_000,
             reload=True,
+            label="GPU layers (llama.cpp)",
         ),
         FieldSpec(
             "context",
@@ -183,6 +208,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             minimum=64,
             maximum=10_000_000,
             reload=True,
+            label="Context (llama.cpp, tokens)",
         ),
         FieldSpec(
             "kv_type",
@@ -207,11 +233,19 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
 GENERATION_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        FieldSpec("temperature", float, "0 = greedy", minimum=0.0, maximum=2.0),
         FieldSpec(
-            "top_p", float, "nucleus sampling", minimum=0.0, maximum=1.0, exclusive_minimum=True
+            "temperature", float, "0 = greedy", minimum=0.0, maximum=2.0, label="Temperature"
         ),
-        FieldSpec("top_k", int, "0 = off", minimum=0, maximum=1_000_000),
+        FieldSpec(
+            "top_p",
+            float,
+            "nucleus sampling",
+            minimum=0.0,
+            maximum=1.0,
+            exclusive_minimum=True,
+            label="Top-p",
+        ),
+        FieldSpec("top_k", int, "0 = off", minimum=0, maximum=1_000_000, label="Top-k"),
         FieldSpec(
             "repetition_penalty",
             float,
@@ -219,10 +253,24 @@ GENERATION_FIELDS: dict[str, FieldSpec] = {
             minimum=0.0,
             maximum=10.0,
             exclusive_minimum=True,
+            label="Repetition penalty",
         ),
-        FieldSpec("max_new_tokens", int, "longest reply, in tokens", minimum=1, maximum=1_000_000),
         FieldSpec(
-            "seed", int, "same seed, same reply", optional=True, minimum=0, maximum=2**63 - 1
+            "max_new_tokens",
+            int,
+            "longest reply, in tokens",
+            minimum=1,
+            maximum=1_000_000,
+            label="Max new tokens",
+        ),
+        FieldSpec(
+            "seed",
+            int,
+            "same seed, same reply",
+            optional=True,
+            minimum=0,
+            maximum=2**63 - 1,
+            label="Seed",
         ),
         FieldSpec("stop", list, "extra stop strings"),
     )

@@ -44,7 +44,7 @@ from vicuna_tui.tui.messages import (
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
-SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
+SAMPLING = tuple(name for name, spec in GENERATION_FIELDS.items() if spec.label)
 LOAD_INPUTS = ("model_path", "num_gpus", "max_gpu_memory", "context", "gpu_layers")
 PLACEHOLDERS = {
     "endpoint": "http://host:8000/v1",
@@ -68,19 +68,11 @@ LOCAL_ONLY = (
     "#set-dtype",
     "#set-quant",
 )
+# The pane's names for the settings it shows, from each setting's declaration.
 LABELS = {
-    "model_path": "Model path",
-    "endpoint": "Endpoint (OpenAI-compatible, e.g. http://host:8000/v1)",
-    "num_gpus": "GPUs",
-    "max_gpu_memory": "Max GPU memory",
-    "context": "Context (llama.cpp, tokens)",
-    "gpu_layers": "GPU layers (llama.cpp)",
-    "temperature": "Temperature",
-    "top_p": "Top-p",
-    "top_k": "Top-k",
-    "repetition_penalty": "Repetition penalty",
-    "max_new_tokens": "Max new tokens",
-    "seed": "Seed",
+    name: spec.label
+    for name, spec in {**LOAD_FIELDS, **GENERATION_FIELDS, **REMOTE_FIELDS}.items()
+    if spec.label
 }
 
 

@@ -31,9 +31,9 @@ from vicuna_tui.engine.templates import ASSISTANT, USER
 from vicuna_tui.session_branches import BranchTree
 from vicuna_tui.session_turns import prompt_turns
 from vicuna_tui.session_writes import (
+    ChatWriter,
     SaveState,
     Writer,
-    Writes,
     conversation_record,
     direct_writer,
     generation_from_dict,
@@ -66,10 +66,13 @@ class ChatSession:
         pinned: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store  # for reads (open); None in the TUI, which reads on its thread
-        self._writer = writer or (direct_writer(store) if store is not None else None)
-        # Why this chat is not being saved (the store could not be opened, or the last
-        # save failed); None while it is saved, or with --no-save.
-        self.saved_state = SaveState(not_saving, warn or (lambda text: None))
+        # Its way to the store: what is written, what is not, and why not (the store
+        # could not be opened, the last save failed; None while saved or --no-save).
+        self.writes = ChatWriter(
+            writer or (direct_writer(store) if store is not None else None),
+            SaveState(not_saving, warn or (lambda text: None)),
+            warn or (lambda text: None),
+        )
         self.generation = generation or GenerationSettings()
         self.template = template
         self.system_message = system_message
@@ -86,10 +89,6 @@ class ChatSession:
         self._run_title: str | None = None
         self._warn = warn or (lambda text: None)
         self._next_request = 1
-        self._pending_deletes: list[str] = []  # branches deleted, not yet on disk
-        self._written: set[str] = set()  # uids handed to the writer (the rest are new)
-        self._active_changed = False  # the branch shown changed since the last batch
-        self._created = False  # the conversation row was handed to the writer
 
     # -- settings ------------------------------------------------------------------------
 
@@ -111,11 +110,14 @@ class ChatSession:
         wanted = (info.backend, info.endpoint, info.name)
         if current != wanted:
             conv.backend, conv.endpoint, conv.model_name = wanted
-            self._update(
-                backend=info.backend,
-                endpoint=info.endpoint,
-                model_name=info.name,
-                model_path=info.path if info.backend == "local" else conv.model_path,
+            self.writes.update(
+                conv,
+                {
+                    "backend": info.backend,
+                    "endpoint": info.endpoint,
+                    "model_name": info.name,
+                    "model_path": info.path if info.backend == "local" else conv.model_path,
+                },
             )
 
     def update_settings(
@@ -132,11 +134,14 @@ class ChatSession:
             self.template = template
         if not isinstance(system_message, _Unset):
             self.system_message = system_message
-        if self.conversation is not None and self.saving:
-            self._update(
-                generation=generation_to_dict(self.generation),
-                template=self.resolved_template,
-                system_message=self.system_message,
+        if self.conversation is not None:
+            self.writes.update(
+                self.conversation,
+                {
+                    "generation": generation_to_dict(self.generation),
+                    "template": self.resolved_template,
+                    "system_message": self.system_message,
+                },
             )
 
     # -- conversations ---------------------------------------------------------------------
@@ -145,15 +150,15 @@ class ChatSession:
     def not_saving(self) -> str | None:
         """Why this chat is not being saved (the store could not be opened, or the last
         save failed); None while it is saved, or with --no-save."""
-        return self.saved_state.not_saving
+        return self.writes.state.not_saving
 
     def stop_saving(self, error: StoreError) -> None:
-        self.saved_state.stop(error)
+        self.writes.state.stop(error)
 
     @property
     def saving(self) -> bool:
         """Whether this chat is written anywhere (False with --no-save)."""
-        return self._writer is not None
+        return self.writes.saving
 
     def join_run(self, run: str, title: str) -> None:
         """Make this chat one answer of the bench run ``run``, saved titled ``title``."""
@@ -166,10 +171,7 @@ class ChatSession:
         self.replay_of = None
         self.run = None
         self._run_title = None
-        self._pending_deletes = []
-        self._written = set()
-        self._active_changed = False
-        self._created = False
+        self.writes.forget()
 
     def open(self, conversation_id: str) -> Conversation:
         """Load a saved conversation, with its template, system message and sampling."""
@@ -185,10 +187,7 @@ class ChatSession:
         TUI on its store thread)."""
         self.conversation = conv
         self.branches.reset(conv.messages, conv.tree)
-        self._pending_deletes = []
-        self._written = {m.uid for m in self.tree}
-        self._active_changed = False
-        self._created = True
+        self.writes.opened({m.uid for m in self.tree})
         if conv.template:
             self.template = conv.template
         self.system_message = conv.system_message
@@ -237,21 +236,18 @@ class ChatSession:
 
     def _back_to(self, index: int) -> None:
         self.branches.back_to(index)
-        self._active_changed = True
+        self.writes.path_moved()
 
     def _delete_from(self, index: int) -> None:
         """Delete the message at ``index`` and every branch below it, and save."""
         uid = self.messages[index].uid
-        if uid in self._written:
-            self._pending_deletes.append(uid)
-        self._written -= self.branches.delete_from(index)
-        self._active_changed = True
+        self.writes.deleted(uid, self.branches.delete_from(index))
         self.save()
 
     def _shown(self, changed: bool) -> bool:
         """The tree now shows another path (``changed``): saved as the one shown."""
         if changed:
-            self._active_changed = True
+            self.writes.path_moved()
             self.save()
         return changed
 
@@ -444,11 +440,12 @@ class ChatSession:
 
     # -- persistence ---------------------------------------------------------------------
 
-    def _ensure_conversation(self, title: str | None = None) -> Conversation | None:
-        """The conversation's record, made in memory when the chat is first saved; it is
-        returned (to be written) only the first time."""
-        if not self.saving or self._created:
-            return None
+    def save(self, *, title: str | None = None) -> None:
+        """Hand whatever is not saved yet to the writer (which may write it later); the
+        chat's record is made the first time (titled ``title``, else after the bench
+        question or the first message)."""
+        if not self.writes.active:
+            return
         if self.conversation is None:
             self.conversation = conversation_record(
                 title or self._run_title or self._title_from_first_message(),
@@ -461,81 +458,25 @@ class ChatSession:
                 replay_of=self.replay_of,
                 run=self.run,
             )
-        self._created = True
-        return dataclasses.replace(self.conversation, messages=[])
-
-    def save(self, *, title: str | None = None) -> None:
-        """Hand whatever is not saved yet to the writer (which may write it later)."""
-        if self._writer is None or self.saved_state.stopped:
-            return
-        create = self._ensure_conversation(title)
         conv = self.conversation
-        assert conv is not None
-        new = tuple(dataclasses.replace(m) for m in self.tree if m.uid not in self._written)
         if conv.title == "New chat":
             conv.title = self._title_from_first_message()
         leaf = self.messages[-1].uid if self.messages else None
-        writes = Writes(
-            conv.id, create, tuple(self._pending_deletes), new, leaf, self._active_changed
-        )
-        if writes.empty:
-            return
-        conv.active_leaf = leaf
-        self._written |= {m.uid for m in new}
-        self._pending_deletes = []
-        self._active_changed = False
-        self._writer(
-            writes.apply, self.saved_state.saved, lambda exc: self.write_failed(exc, writes)
-        )
-
-    def _update(self, **fields: Any) -> None:
-        """Change the conversation's record (its settings, or the model answering)."""
-        conv = self.conversation
-        if conv is None or self._writer is None or self.saved_state.stopped:
-            return
-        for name, value in fields.items():  # the record in memory stays the truth
-            setattr(conv, name, value)
-        if not self._created:
-            return  # written with the new values when the chat is first saved
-        conv_id = conv.id
-        self._writer(
-            lambda store: store.update_conversation(conv_id, **fields),
-            _nothing,
-            lambda exc: self._warn(exc.message),
-        )
-
-    def write_failed(self, exc: StoreError, writes: Writes) -> None:
-        """A write did not reach the disk: it is tried again with the next change
-        (messages already written are recognised by their uid and left alone).  A chat
-        deleted by another program is saved again, whole, as a new chat."""
-        if exc.kind == "gone":
-            self._save_as_new_chat(exc)
-            return
-        if writes.create is not None:
-            self._created = False
-        self._written -= {m.uid for m in writes.messages}
-        self._pending_deletes = [*writes.deletes, *self._pending_deletes]
-        self._active_changed = True
-        self.saved_state.failed(exc)
+        self.writes.save(conv, self.tree, leaf, self._save_as_new_chat)
 
     def _save_as_new_chat(self, exc: StoreError) -> None:
-        """Everything in memory (every branch, the reply just made) goes into a new
-        conversation with the old one's title and settings; the user is told once."""
+        """The chat was deleted by another program: everything in memory (every branch,
+        the reply just made) goes into a new conversation with the old one's title and
+        settings; the user is told once."""
         old = self.conversation
-        if old is None or self.saved_state.stopped:
+        if old is None or self.writes.state.stopped:
             return
         self.conversation = dataclasses.replace(old, id=uuid.uuid4().hex, messages=[])
-        self._created = False
-        self._written = set()  # the deleted rows took their uids with them
-        self._pending_deletes = []
-        self._active_changed = True
+        self.writes.forget()  # the deleted rows took their uids with them
+        self.writes.path_moved()
         self._warn(f"{exc.message}: its {len(self.tree)} messages are saved again as a new chat")
         self.save()
 
     @property
     def unsaved(self) -> bool:
-        return self.saving and any(m.uid not in self._written for m in self.tree)
-
-
-def _nothing() -> None:
-    pass
+        return self.writes.unsaved(self.tree)

@@ -174,3 +174,105 @@ def reply_origin(
         "template": template,
         "settings": generation_to_dict(generation),
     }
+
+
+class ChatWriter:
+    """One chat's way to the store: what of it has been handed to the ``Writer`` (which
+    messages, whether its record), what is still to write (branches deleted, the branch
+    shown moved), and what happens when a write fails (tried again with the next change;
+    a chat deleted meanwhile goes to ``gone``).  ``ChatSession`` holds one and tells it
+    what changed; it works out each batch (``Writes``)."""
+
+    def __init__(self, writer: Writer | None, state: SaveState, warn: Callable[[str], None]):
+        self._writer = writer
+        self.state = state  # whether the chat reaches the disk, and what was said
+        self._warn = warn
+        self.forget()
+
+    def forget(self) -> None:
+        """Nothing of this chat is written (a new chat, or one saved again anew)."""
+        self.written: set[str] = set()  # uids handed to the writer (the rest are new)
+        self.created = False  # the conversation's record was handed to the writer
+        self._deletes: list[str] = []  # branches deleted, not yet on disk
+        self._path_moved = False  # the branch shown changed since the last batch
+
+    def opened(self, uids: set[str]) -> None:
+        """A saved chat is shown: all of it is on disk."""
+        self.forget()
+        self.written = set(uids)
+        self.created = True
+
+    @property
+    def saving(self) -> bool:
+        """Whether the chat is written anywhere (False with --no-save)."""
+        return self._writer is not None
+
+    @property
+    def active(self) -> bool:
+        """Whether writes go out now (saving, and the database not found damaged)."""
+        return self._writer is not None and not self.state.stopped
+
+    def path_moved(self) -> None:
+        self._path_moved = True
+
+    def deleted(self, root: str, uids: set[str]) -> None:
+        """The branch from message ``root`` (``uids``, all of it) was deleted."""
+        if root in self.written:
+            self._deletes.append(root)
+        self.written -= uids
+        self._path_moved = True
+
+    def unsaved(self, nodes: list[SavedMessage]) -> bool:
+        return self.saving and any(m.uid not in self.written for m in nodes)
+
+    def save(
+        self,
+        conv: Conversation,
+        nodes: list[SavedMessage],
+        leaf: str | None,
+        gone: Callable[[StoreError], None],
+    ) -> None:
+        """Hand whatever is not written yet to the writer: the record the first time,
+        the branches deleted, the new messages and the branch shown (ending at
+        ``leaf``).  ``gone`` is told when the chat turns out deleted meanwhile."""
+        if self._writer is None or self.state.stopped:
+            return
+        create = None if self.created else dataclasses.replace(conv, messages=[])
+        self.created = True
+        new = tuple(dataclasses.replace(m) for m in nodes if m.uid not in self.written)
+        writes = Writes(conv.id, create, tuple(self._deletes), new, leaf, self._path_moved)
+        if writes.empty:
+            return
+        conv.active_leaf = leaf
+        self.written |= {m.uid for m in new}
+        self._deletes = []
+        self._path_moved = False
+        self._writer(writes.apply, self.state.saved, lambda exc: self._failed(exc, writes, gone))
+
+    def _failed(self, exc: StoreError, writes: Writes, gone: Callable[[StoreError], None]) -> None:
+        """The batch did not reach the disk: it goes again with the next change (what
+        was written before is known by its uid and left alone)."""
+        if exc.kind == "gone":
+            gone(exc)
+            return
+        if writes.create is not None:
+            self.created = False
+        self.written -= {m.uid for m in writes.messages}
+        self._deletes = [*writes.deletes, *self._deletes]
+        self._path_moved = True
+        self.state.failed(exc)
+
+    def update(self, conv: Conversation, fields: dict[str, Any]) -> None:
+        """Change the conversation's record (its settings, or the model answering)."""
+        if self._writer is None or self.state.stopped:
+            return
+        for name, value in fields.items():  # the record in memory stays the truth
+            setattr(conv, name, value)
+        if not self.created:
+            return  # written with the new values when the chat is first saved
+        conv_id = conv.id
+        self._writer(
+            lambda store: store.update_conversation(conv_id, **fields),
+            lambda: None,
+            lambda exc: self._warn(exc.message),
+        )

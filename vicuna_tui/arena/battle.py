@@ -214,7 +214,7 @@ class ArenaBattle:
         self._created_at = record.created_at = self._created_at or now()
 
         def failed(error: StoreError) -> None:
-            self.sessions[0].saved_state.failed(error)  # said once, not per side
+            self.sessions[0].writes.state.failed(error)  # said once, not per side
 
         self._writer(lambda store: store.battles.save(record), failed)
 

@@ -205,10 +205,7 @@ def test_coming_back_to_a_chat_is_read_from_the_prompt_cache(smollm_gguf: Path) 
     from vicuna_tui.engine.llamacpp import LlamaCppBackend
     from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 
-    # Threads fixed: on a busy machine the planner would follow the load and rebuild
-    # llama.cpp's context between the chats, which empties its prompt cache.
-    settings = LoadSettings(model_path=str(smollm_gguf), device="cpu", threads=1)
-    backend = LlamaCppBackend(settings)
+    backend = LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf), device="cpu"))
     backend.load()
     assert backend.prefill_chunk < 600  # the prompts below are read in chunks
 

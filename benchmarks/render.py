@@ -41,7 +41,7 @@ def answer(tokens: int) -> list[str]:
 
 def one_run(tokens: int, rate: float) -> tuple[float, float]:
     from helpers import ScriptedBackend
-    from tui_helpers import make_app, ready, send
+    from tui_helpers import make_app, ready, run_test, send
 
     from vicuna_tui.tui.widgets.transcript import MessageView
 
@@ -52,15 +52,24 @@ def one_run(tokens: int, rate: float) -> tuple[float, float]:
                 yield event
 
     marks: list[tuple[float, int]] = []  # (UI thread CPU seconds, tokens drawn so far)
+    taken = [0]  # tokens the reply's frames took from the inbox so far
     original = MessageView.write
 
-    async def timed(self: Any, delta: str, pieces: int = 1) -> None:
-        await original(self, delta, pieces)
-        marks.append((time.thread_time(), self.deltas))
+    async def timed(self: Any, delta: str) -> None:
+        await original(self, delta)
+        marks.append((time.thread_time(), taken[0]))
 
     async def run() -> None:
         app = make_app(lambda load: Paced([answer(tokens)]), save=False)
-        async with app.run_test(size=(120, 40)) as pilot:
+        take = app.replies.take_deltas
+
+        def counting() -> Any:
+            deltas = take()
+            taken[0] += len(deltas)
+            return deltas
+
+        app.replies.take_deltas = counting  # type: ignore[method-assign]
+        async with run_test(app, size=(120, 40)) as pilot:
             await ready(pilot)
             await send(pilot, "Write a long document.")
             while app.chat.replies.streaming is not None:

@@ -123,7 +123,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "model_path",
             str,
-            "local folder, .gguf file or Hub repo id",
+            "model folder, .gguf file or Hub repo id (default: SmolLM2-135M-Instruct)",
             optional=True,
             reload=True,
             label="Model path",
@@ -131,11 +131,17 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "revision", str, "Hub revision (branch, tag or commit)", optional=True, reload=True
         ),
-        FieldSpec("device", str, "where the model runs", choices=DEVICES, reload=True),
+        FieldSpec(
+            "device",
+            str,
+            "where the model runs; auto: cuda, then mps, then cpu",
+            choices=DEVICES,
+            reload=True,
+        ),
         FieldSpec(
             "gpus",
             str,
-            "GPU ids to use, e.g. 0,1",
+            "GPU ids to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES)",
             optional=True,
             pattern=_GPUS_RE,
             pattern_help="comma-separated GPU ids, e.g. 0,1",
@@ -144,7 +150,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "num_gpus",
             int,
-            "GPUs to spread the model over",
+            "spread the model over N GPUs",
             minimum=1,
             maximum=64,
             reload=True,
@@ -160,40 +166,52 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             reload=True,
             label="Max GPU memory",
         ),
-        FieldSpec("dtype", str, "weight precision", choices=DTYPES, reload=True),
-        FieldSpec("load_8bit", bool, "8-bit weights (bitsandbytes)", reload=True),
-        FieldSpec("load_4bit", bool, "4-bit weights (bitsandbytes)", reload=True),
         FieldSpec(
-            "cpu_offloading", bool, "put what does not fit on the GPUs in CPU RAM", reload=True
+            "dtype",
+            str,
+            "weight precision; auto: float16 on GPUs, float32 on CPU",
+            choices=DTYPES,
+            reload=True,
+        ),
+        FieldSpec("load_8bit", bool, "8-bit weights (bitsandbytes; cuda and cpu)", reload=True),
+        FieldSpec("load_4bit", bool, "4-bit weights (bitsandbytes; cuda and cpu)", reload=True),
+        FieldSpec(
+            "cpu_offloading", bool, "put what does not fit on the GPU(s) in CPU RAM", reload=True
         ),
         FieldSpec(
             "threads",
             int,
-            "CPU threads (default: measured, see the README)",
+            "CPU threads (default: every core for large GGUFs; else the cores other "
+            "processes leave free, measured before each reply)",
             optional=True,
             minimum=1,
             maximum=1024,
             reload=True,
         ),
-        FieldSpec("compile", bool, "torch.compile the decode step (slow to start)", reload=True),
+        FieldSpec(
+            "compile",
+            bool,
+            "torch.compile the decode step (slow to start, faster after)",
+            reload=True,
+        ),
         FieldSpec(
             "backend",
             str,
-            "auto: llama.cpp for a .gguf, transformers otherwise",
+            "auto: llama.cpp for a .gguf, transformers for everything else",
             choices=BACKENDS,
             reload=True,
         ),
         FieldSpec(
             "gguf_file",
             str,
-            "which .gguf of a Hub repo to use",
+            "which .gguf of a Hub repo to fetch and run",
             optional=True,
             reload=True,
         ),
         FieldSpec(
             "gpu_layers",
             int,
-            "llama.cpp: layers on the GPU (default: all where there is one)",
+            "llama.cpp: layers to put on the GPU (default: all, where there is one)",
             optional=True,
             minimum=0,
             maximum=100_000,
@@ -220,8 +238,8 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "prompt_cache_mib",
             int,
-            "llama.cpp: MiB of RAM for prompts set aside (default: sized to the model "
-            "and the free memory; 0 = off)",
+            "llama.cpp: MiB of RAM for prompts set aside, answered again from there "
+            "(default: sized to the model and the free memory; 0 = off)",
             optional=True,
             minimum=0,
             maximum=1_048_576,

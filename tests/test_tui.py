@@ -729,3 +729,34 @@ async def test_quit_with_an_empty_input_does_not_ask(home: Path) -> None:
         await pilot.pause()
         assert app._exit and not isinstance(app.screen, ConfirmScreen)
     assert app.return_code == 0
+
+
+async def test_a_worker_that_fails_is_shown_and_the_app_goes_on(
+    home: Path, monkeypatch: pytest.MonkeyPatch, smollm_gguf: Path
+) -> None:
+    """The arena's memory check runs on a worker thread: an unforeseen failure there
+    is one toast naming what failed, and the chat goes on (it used to end the app)."""
+    from vicuna_tui.tui import app as app_mod
+    from vicuna_tui.tui.screens.arena_setup import ArenaChoice
+
+    def broken(loads: Any) -> Any:
+        raise RuntimeError("the disk vanished")
+
+    monkeypatch.setattr(app_mod, "check_fit", broken)
+    backend = ScriptedBackend([["Still", " here."]])
+    app = make_app(lambda load: backend)
+    async with run_test(app, size=SIZE) as pilot:
+        await ready(pilot)
+        app._arena_chosen(ArenaChoice(str(smollm_gguf), str(smollm_gguf), blind=True))
+
+        def shown() -> list[str]:
+            return [str(n.message) for n in app._notifications if "Failed while" in str(n.message)]
+
+        await wait_for(pilot, lambda: bool(shown()))
+        assert shown() == [
+            "Failed while checking that the arena's models fit: RuntimeError: the disk vanished"
+        ]
+        assert app.is_running
+        await send(pilot, "Are you there?")
+        screen = await reply_done(pilot)
+        assert screen.transcript.views[-1].text == "Still here."

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import SystemCommand
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.worker import Worker, WorkerState
 
 from vicuna_tui import config as config_mod
 from vicuna_tui import runtime
@@ -222,11 +223,25 @@ class VicunaApp(LiteralNotifications):
         self._settings_timer = None
         values, self._settings_pending = self._settings_pending, {}
         if values:
-            self.run_worker(
+            self.in_thread(
                 functools.partial(_write_config, values, self._settings_failed),
-                thread=True,
-                group="config",
+                "saving settings to config.toml",
             )
+
+    def in_thread(self, work: Callable[[], None], what: str) -> None:
+        """Run ``work`` on a worker thread; should it fail, the app goes on and the
+        failure is shown (``on_worker_state_changed``), never a crash."""
+        self.run_worker(work, name=what, thread=True, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker's failure comes here, and is shown once."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        text = (
+            error.inline() if isinstance(error, VicunaError) else f"{type(error).__name__}: {error}"
+        )
+        self.notify(f"Failed while {event.worker.name}: {text}", severity="error", timeout=12)
 
     def _settings_failed(self, exc: Exception) -> None:
         self.call_from_thread(self.notify, f"Could not save settings: {exc}", severity="warning")
@@ -291,8 +306,9 @@ class VicunaApp(LiteralNotifications):
         sides = share_cores(
             [dataclasses.replace(s, generation=self.session.generation) for s in sides]
         )
-        self.run_worker(
-            functools.partial(self._check_arena_fit, sides, choice), thread=True, group="arena"
+        self.in_thread(
+            functools.partial(self._check_arena_fit, sides, choice),
+            "checking that the arena's models fit",
         )
 
     def _check_arena_fit(self, sides: list[runtime.Resolved], choice: ArenaChoice) -> None:

@@ -276,7 +276,7 @@ class ChatSession:
 
     def edit_last(self, text: str) -> ChatRequest | None:
         """Send ``text`` in place of the last user message, as a new branch beside it."""
-        index = self.branches.last_user_index()
+        index = self.branches.turn_start()  # the last user message
         return None if index is None else self.edit_at(index, text)
 
     def edit_at(self, index: int, text: str) -> ChatRequest | None:

@@ -48,9 +48,6 @@ class BranchTree:
         self.back_to(index)
         return doomed
 
-    def last_user_index(self) -> int | None:
-        return self.turn_start()
-
     def first_user_index(self) -> int | None:
         return next((i for i, m in enumerate(self.path) if m.role == USER), None)
 

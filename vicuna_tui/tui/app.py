@@ -157,7 +157,7 @@ class VicunaApp(LiteralNotifications):
         self.push_screen(self.chat)
 
     def end_now(self) -> None:
-        self.chat.keep_partial_reply()
+        self.chat.replies.keep_partial()  # the reply in progress, saved as it stands
         self.exit(0)
 
     def watch_theme(self, theme: str) -> None:

@@ -232,10 +232,6 @@ class ChatScreen(Screen[None]):
             self.status.not_saving = self.session.not_saving
             self.status.refresh_text()
 
-    def keep_partial_reply(self) -> None:
-        """On quit: the reply in progress is saved as it stands."""
-        self.replies.keep_partial()
-
     # -- messages, routed to the part that handles them ----------------------------------
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:

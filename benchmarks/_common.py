@@ -143,7 +143,7 @@ class Timer:
 
 def smollm_folder() -> Path:
     """SmolLM2-135M-Instruct as a safetensors folder (the tests' cached conversion)."""
-    from vicuna_tui.engine import gguf_cache
+    from vicuna_tui.engine.transformers import gguf_cache
 
     previous = os.environ.get("VICUNA_TUI_HOME")
     os.environ["VICUNA_TUI_HOME"] = str(ROOT / ".cache" / "test-home")

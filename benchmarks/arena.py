@@ -40,14 +40,14 @@ def worker(engine: str, threads: int, tokens: int) -> None:
 
     backend: Any
     if engine == "llama.cpp":
-        from vicuna_tui.engine.llamacpp import LlamaCppBackend
+        from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
 
         backend = LlamaCppBackend(
             LoadSettings(model_path=str(smollm_gguf()), device="cpu", threads=threads),
             prefill_threads=threads,
         )
     else:
-        from vicuna_tui.engine.local import LocalBackend
+        from vicuna_tui.engine.transformers.backend import LocalBackend
 
         backend = LocalBackend(
             LoadSettings(model_path=str(smollm_folder()), device="cpu", threads=threads)
@@ -124,7 +124,7 @@ def main() -> None:
         return
     sys.path.insert(0, str(HERE.parent))
     from vicuna_tui.arena.fit import shared_threads
-    from vicuna_tui.engine.devices import cpu_cores
+    from vicuna_tui.engine.threads import cpu_cores
 
     cores = cpu_cores()
     share = shared_threads(2, cores) or 1

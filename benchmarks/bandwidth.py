@@ -44,7 +44,7 @@ if kind in ("repack", "mapped"):
         if i:
             rates.append(result["timings"]["predicted_per_second"])
 else:
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.events import ChatRequest, ReplyDone
     from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
     backend = LlamaCppBackend(LoadSettings(model_path=path, device="cpu", context=1024))
@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     from random_gguf import make
 
-    from vicuna_tui.engine.devices import cpu_cores
+    from vicuna_tui.engine.threads import cpu_cores
 
     cores = cpu_cores()
     bandwidth = read_bandwidth()

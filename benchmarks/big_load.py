@@ -42,7 +42,7 @@ if kind == "direct":
                               lambda chunk: chunks.append(time.perf_counter()) and False)
     first = chunks[0] - asked
 else:
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.events import ChatRequest, ReplyDone
     from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
     backend = LlamaCppBackend(LoadSettings(model_path=path, device="cpu", context=4096))
@@ -78,7 +78,7 @@ def main() -> None:
     from random_gguf import make
 
     from vicuna_tui.engine import gguf_file
-    from vicuna_tui.engine.gguf_fit import kv_cache_bytes
+    from vicuna_tui.engine.llamacpp.fit import kv_cache_bytes
 
     rows = []
     for name in args.models.split(","):

@@ -70,7 +70,8 @@ def measure(backend: Any, turns: int, tokens: int, case: str, extra: int) -> Any
 
 RSS_CHILD = """
 import sys, threading
-from vicuna_tui.engine import gguf_fit, llamacpp
+from vicuna_tui.engine.llamacpp import fit as gguf_fit
+from vicuna_tui.engine.llamacpp import backend as llamacpp
 from vicuna_tui.engine.events import ChatRequest
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 slots = int(sys.argv[2])
@@ -105,9 +106,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48)
     opts = parser.parse_args()
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="branch-bench-")
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
-    from vicuna_tui.engine.local import LocalBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     backends = {
         "llama.cpp": LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf()), device="cpu")),

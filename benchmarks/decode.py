@@ -19,8 +19,8 @@ from _common import fmt, no_eos, read_bandwidth, smollm_folder, table, write_sec
 
 
 def engine(folder: Any, **settings: Any) -> Any:
-    from vicuna_tui.engine.local import LocalBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     backend = LocalBackend(LoadSettings(model_path=str(folder), device="cpu", **settings))
     backend.load()
@@ -87,7 +87,7 @@ def main() -> None:
     opts = parser.parse_args()
     import torch
 
-    from vicuna_tui.engine.devices import default_threads
+    from vicuna_tui.engine.threads import default_threads
 
     folder = smollm_folder()
     weight_bytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
@@ -167,9 +167,9 @@ def main() -> None:
         f"token. Read bandwidth measured here (sum of a 512 MiB tensor) and the limit it "
         f"sets: {bandwidth}. {opts.tokens} new tokens, greedy; median (min–max) of "
         f"{opts.runs} after a warm-up. The default is the first engine row: one thread "
-        f"fewer than the cores, and the CPU fast path (engine/fastpath.py), whose greedy "
-        f"output matches `generate` (tests/test_real_model.py). bfloat16 halves the bytes "
-        f"but this CPU has no native bfloat16 arithmetic, and it changes the output."
+        f"fewer than the cores, and the CPU fast path (engine/transformers/fastpath.py), "
+        f"whose greedy output matches `generate` (tests/test_real_model.py). bfloat16 halves "
+        f"the bytes but this CPU has no native bfloat16 arithmetic, and it changes the output."
         + side_by_side
         + "".join(notes)
         + "\n\n"

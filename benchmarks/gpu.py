@@ -85,10 +85,10 @@ class NumberTokenizer:
 
 
 def engine_for(model: Any, device: str, compile_step: bool) -> Any:
-    from vicuna_tui.engine.loader import LoadedModel
-    from vicuna_tui.engine.local import LocalBackend
     from vicuna_tui.engine.settings import LoadSettings
     from vicuna_tui.engine.sources import ModelSource
+    from vicuna_tui.engine.transformers.backend import LocalBackend
+    from vicuna_tui.engine.transformers.loader import LoadedModel
 
     loaded = LoadedModel(
         model=model,
@@ -226,7 +226,7 @@ LOAD_CHILD = (
     + r"""
 import json, os, sys, time, threading
 sys.path.insert(0, os.environ["VICUNA_ROOT"])
-from vicuna_tui.engine.local import LocalBackend
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.engine.settings import LoadSettings, GenerationSettings
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
 from vicuna_tui.errors import VicunaError
@@ -395,7 +395,7 @@ sys.path.insert(0, os.environ["VICUNA_ROOT"])
 from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone
 from vicuna_tui.engine.settings import LoadSettings, GenerationSettings
 from vicuna_tui.errors import VicunaError
-from vicuna_tui.engine.local import LocalBackend
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.engine.process import ProcessBackend
 
 def gpu_used():

@@ -22,7 +22,7 @@ from _common import run_cell, smollm_gguf, table, write_section
 
 CELL = r"""
 import json, sys, threading
-from vicuna_tui.engine.llamacpp import LlamaCppBackend
+from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 

@@ -184,11 +184,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     opts = parser.parse_args()
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="llamacpp-bench-")
-    from vicuna_tui.engine.devices import default_threads
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
-    from vicuna_tui.engine.local import LocalBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.process import ProcessBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.threads import default_threads
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     gguf, folder = str(smollm_gguf()), str(smollm_folder())
     threads = default_threads()

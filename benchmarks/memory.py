@@ -37,7 +37,7 @@ def sample():
         time.sleep(0.005)
 threading.Thread(target=sample, daemon=True).start()
 sys.path.insert(0, os.environ["VICUNA_ROOT"])
-from vicuna_tui.engine.local import LocalBackend
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.engine.settings import LoadSettings, GenerationSettings
 from vicuna_tui.engine.events import ChatRequest
 import torch
@@ -117,7 +117,7 @@ def main() -> None:
         "mapped (the weights that are used as stored are views into it) and the CPU fast "
         "path adds its fused and transposed copies as anonymous memory; a bfloat16 load "
         "converts every tensor, so it reads the float32 file with pread instead of mapping "
-        "it (engine/loader.py; mapped, its pages peaked at 2.2 × final). Target: load "
+        "it (engine/transformers/loader.py; mapped, its pages peaked at 2.2 × final). Target: load "
         "peak at most 1.3 × final.\n\n"
         + table(
             [

@@ -45,9 +45,9 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=120)
     opts = parser.parse_args()
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="prefill-bench-")
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
-    from vicuna_tui.engine.local import PREFILL_CHUNK, LocalBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import PREFILL_CHUNK, LocalBackend
 
     text = " ".join(f"note {i}: the llama number {i} eats grass." for i in range(opts.notes))
     text += "\nWhat do the llamas eat?"

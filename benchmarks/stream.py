@@ -206,13 +206,13 @@ def main() -> None:
     import tempfile
 
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="stream-bench-")
-    from vicuna_tui.engine.local import LocalBackend
     from vicuna_tui.engine.process import ProcessBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     backend: Any
     if opts.backend == "llamacpp":
-        from vicuna_tui.engine.llamacpp import LlamaCppBackend
+        from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
 
         settings = LoadSettings(model_path=str(smollm_gguf()), device="cpu")
         backend = LlamaCppBackend(settings)

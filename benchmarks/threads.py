@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-transformers", action="store_true")
     args = parser.parse_args()
-    from vicuna_tui.engine.devices import cpu_cores
+    from vicuna_tui.engine.threads import cpu_cores
 
     cores = cpu_cores()
     rows = []

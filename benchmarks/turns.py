@@ -185,8 +185,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--no-fastchat", action="store_true")
     opts = parser.parse_args()
-    from vicuna_tui.engine.local import LocalBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     folder = smollm_folder()
     home = tempfile.mkdtemp(prefix="turns-bench-")

@@ -73,7 +73,7 @@ def smollm_gguf() -> Path:
 @pytest.fixture(scope="session")
 def smollm_dir(smollm_gguf: Path) -> Path:
     """The SmolLM2 GGUF converted to a safetensors folder (cached across runs)."""
-    from vicuna_tui.engine import gguf_cache
+    from vicuna_tui.engine.transformers import gguf_cache
 
     previous = os.environ.get("VICUNA_TUI_HOME")
     os.environ["VICUNA_TUI_HOME"] = str(CACHE / "test-home")
@@ -88,8 +88,8 @@ def smollm_dir(smollm_gguf: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_backend(smollm_dir: Path) -> Iterator[object]:
     """SmolLM2 loaded once for the whole session (CPU, float32)."""
-    from vicuna_tui.engine.local import LocalBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     backend = LocalBackend(LoadSettings(model_path=str(smollm_dir), device="cpu"))
     backend.load()
@@ -107,7 +107,7 @@ def backend(real_backend: object) -> object:
 @pytest.fixture(scope="session")
 def llama_session(smollm_gguf: Path) -> Iterator[object]:
     """The SmolLM2 GGUF on llama.cpp, loaded once for the whole session (CPU)."""
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.settings import LoadSettings
 
     backend = LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf), device="cpu"))

@@ -210,8 +210,8 @@ def fake_loaded(script: Sequence[int], *, context: int = 4096, delay: float = 0.
 
     import torch
 
-    from vicuna_tui.engine.loader import LoadedModel
     from vicuna_tui.engine.sources import ModelSource
+    from vicuna_tui.engine.transformers.loader import LoadedModel
 
     class ScriptedModel(torch.nn.Module):
         def __init__(self) -> None:

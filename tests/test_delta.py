@@ -13,8 +13,8 @@ import torch
 from helpers import run_cli, tiny_llama
 
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
-from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.weights import delta as delta_mod
 from vicuna_tui.weights.delta import DeltaError, apply_delta, make_delta
 

@@ -21,7 +21,7 @@ import pytest
 from helpers import run_cli
 
 from vicuna_tui.engine.events import EngineEvent, ModelReady, ReplyDelta, ReplyDone, ReplyFailed
-from vicuna_tui.engine.remote import RemoteBackend
+from vicuna_tui.engine.remote.backend import RemoteBackend
 from vicuna_tui.engine.settings import GenerationSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
 from vicuna_tui.session import ChatSession

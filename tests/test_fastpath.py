@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from helpers import tiny_llama
 
-from vicuna_tui.engine import fastpath
+from vicuna_tui.engine.transformers import fastpath
 
 
 def test_fused_and_transposed_layers_give_the_same_logits(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_the_growing_kv_layer_holds_what_torch_cat_would() -> None:
     """Row by row past its spare room, a prefill chunk, a crop, then more rows."""
     from transformers.cache_utils import DynamicLayer
 
-    from vicuna_tui.engine.fastpath import _growing_layer_class
+    from vicuna_tui.engine.transformers.fastpath import _growing_layer_class
 
     torch.manual_seed(0)
     growing, plain = _growing_layer_class()(), DynamicLayer()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from vicuna_tui.engine import gguf_cache, sources
+from vicuna_tui.engine import sources
+from vicuna_tui.engine.transformers import gguf_cache
 
 
 def calm(result: subprocess.CompletedProcess[str]) -> str:

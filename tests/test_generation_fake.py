@@ -13,8 +13,8 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
-from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.errors import PromptTooLongError
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=64)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from vicuna_tui.engine.events import ChatRequest, ReplyDone, ReplyStarted
-from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.prompting import common_prefix
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.session import ChatSession
 
 pytestmark = pytest.mark.real_model

@@ -20,7 +20,7 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
-from vicuna_tui.engine.llamacpp import LlamaCppBackend
+from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.errors import GenerationError
 from vicuna_tui.store import Store
@@ -421,7 +421,7 @@ def test_switching_back_to_the_branch_left_finds_it_cached(llama: LlamaCppBacken
 
 
 def test_a_second_kv_cache_only_when_it_is_small(smollm_gguf: Path) -> None:
-    from vicuna_tui.engine.gguf_fit import branch_slots, kv_cache_bytes
+    from vicuna_tui.engine.llamacpp.fit import branch_slots, kv_cache_bytes
 
     info = gguf_file.read(smollm_gguf)
     assert kv_cache_bytes(info, 4096) < 100 * 2**20  # SmolLM2: 94 MiB
@@ -491,7 +491,7 @@ def test_a_damaged_gguf_is_refused_at_load(smollm_gguf: Path, tmp_path: Path, ho
 def test_the_first_logits_of_a_reply_are_checked_on_the_transformers_path() -> None:
     import torch
 
-    from vicuna_tui.engine.local import FirstLogits
+    from vicuna_tui.engine.transformers.backend import FirstLogits
 
     check = FirstLogits("broken-model")
     with pytest.raises(GenerationError) as caught:

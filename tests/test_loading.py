@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from helpers import tiny_llama
 
-from vicuna_tui.engine import devices, hf_patches, loader
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
-from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.engine.transformers import devices, hf_patches, loader
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.errors import (
     DeviceError,
     ModelNotFoundError,

@@ -20,9 +20,8 @@ from tui_helpers import run_test
 
 from vicuna_tui.engine.events import ChatRequest, ReplyDelta, ReplyDone, ReplyStarted
 from vicuna_tui.engine.process import ProcessBackend, log_path
-from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
-from vicuna_tui.errors import GenerationError, PromptTooLongError, VicunaError
+from vicuna_tui.errors import GenerationError, ModelChoiceError, PromptTooLongError, VicunaError
 
 
 def ask(text: str, tokens: int = 40, request_id: int = 1) -> ChatRequest:

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from vicuna_tui.engine import gguf_file
-from vicuna_tui.engine.gguf_fit import check_memory, kv_cache_bytes, prompt_cache_mib
-from vicuna_tui.engine.prompt_cache import HostPromptCache
+from vicuna_tui.engine.llamacpp.fit import check_memory, kv_cache_bytes, prompt_cache_mib
+from vicuna_tui.engine.llamacpp.prompt_cache import HostPromptCache
 from vicuna_tui.errors import OutOfMemoryError
 
 # Runs in its own process so that llama.cpp's log (stderr) can be read: many distinct
 # questions through one backend, printing after each what we say the cache holds.
 SCRIPT = r"""
 import json, sys, threading
-from vicuna_tui.engine import llamacpp
+from vicuna_tui.engine.llamacpp import backend as llamacpp
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 
@@ -162,7 +162,7 @@ class _FakeGpuBuild:
 def test_the_gpu_fit_check_counts_layers_against_the_gpus_free_memory(
     smollm_gguf: Path,
 ) -> None:
-    from vicuna_tui.engine.gguf_fit import placement
+    from vicuna_tui.engine.llamacpp.fit import placement
     from vicuna_tui.engine.settings import LoadSettings
 
     info = gguf_file.read(smollm_gguf)
@@ -202,7 +202,7 @@ def test_coming_back_to_a_chat_is_read_from_the_prompt_cache(smollm_gguf: Path) 
     import threading
 
     from vicuna_tui.engine.events import ChatRequest, ReplyDone
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 
     backend = LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf), device="cpu"))

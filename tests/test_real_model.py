@@ -9,8 +9,8 @@ import pytest
 from helpers import ask
 
 from vicuna_tui.engine.events import ChatRequest, PrefillProgress, ReplyDone, ReplyStarted
-from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import GenerationSettings
+from vicuna_tui.engine.transformers.backend import LocalBackend
 
 pytestmark = pytest.mark.real_model
 

@@ -29,11 +29,11 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyFailed,
 )
-from vicuna_tui.engine.openai_wire import public_url, server_message, sse_data
-from vicuna_tui.engine.remote import ModelChoiceError, RemoteBackend
+from vicuna_tui.engine.remote.backend import RemoteBackend
+from vicuna_tui.engine.remote.wire import public_url, server_message, sse_data
 from vicuna_tui.engine.settings import GenerationSettings, RemoteSettings
 from vicuna_tui.engine.worker import EngineThread
-from vicuna_tui.errors import RemoteError
+from vicuna_tui.errors import ModelChoiceError, RemoteError
 from vicuna_tui.store import Store
 
 GEN = GenerationSettings(temperature=0.3, top_p=0.9, max_new_tokens=50, seed=7, stop=("###",))

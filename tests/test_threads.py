@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from vicuna_tui.engine.devices import cpu_cores
 from vicuna_tui.engine.events import ChatRequest, ReplyDone
-from vicuna_tui.engine.llamacpp import LlamaCppBackend
+from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.threads import (
     CpuLoad,
     ThreadPlanner,
+    cpu_cores,
     free_cores,
     sleeping_waits_pay,
 )

@@ -499,7 +499,7 @@ async def test_message_views_are_literal_content(home: Path) -> None:
 
 
 async def test_bad_model_path_typed_in_settings_keeps_the_current_model(home: Path) -> None:
-    from vicuna_tui.engine.local import LocalBackend
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     first = ScriptedBackend([["still here"]])
 

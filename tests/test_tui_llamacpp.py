@@ -81,7 +81,7 @@ async def test_chat_on_llamacpp_then_switch_to_transformers(
 async def test_a_hub_repo_of_several_ggufs_asks_which_one(
     home: Path, smollm_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.tui.screens.dialogs import PickScreen
 
     cache = tmp_path / "hf"
@@ -148,7 +148,7 @@ async def test_the_context_meter_and_prompt_view_follow_the_branch_shown(
 ) -> None:
     from textual.widgets import TextArea
 
-    from vicuna_tui.engine.llamacpp import LlamaCppBackend
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.tui.screens.dialogs import PromptViewScreen
 
     app = make_app(

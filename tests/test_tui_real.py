@@ -22,8 +22,8 @@ from tui_helpers import (
 )
 
 from vicuna_tui.engine.events import ChatRequest
-from vicuna_tui.engine.local import LocalBackend
 from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.store import Store
 from vicuna_tui.tui.messages import PromptSubmitted
 from vicuna_tui.tui.screens.dialogs import ErrorScreen

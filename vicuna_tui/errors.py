@@ -80,5 +80,16 @@ class RemoteError(VicunaError):
     """A remote server could not be reached or answered with an error."""
 
 
+class ModelChoiceError(RemoteError):
+    """The server offers several models and none was named."""
+
+    def __init__(self, endpoint: str, models: list[str]) -> None:
+        super().__init__(
+            f"{endpoint} serves {len(models)} models: {', '.join(models)}",
+            f"pick one with --model NAME (e.g. --model {models[0]})",
+        )
+        self.models = models
+
+
 class DeltaError(VicunaError):
     """Base and delta (or target) do not fit together, or the target cannot be written."""

@@ -11,8 +11,8 @@ from pathlib import Path
 from vicuna_tui import runtime
 from vicuna_tui.engine import sources
 from vicuna_tui.engine.backends import LLAMACPP, engine_for
-from vicuna_tui.engine.devices import cpu_cores
 from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.threads import cpu_cores
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 # A GGUF run by transformers is dequantized to 16 or 32 bits: several times its file.

@@ -42,10 +42,10 @@ def engine_for(settings: LoadSettings) -> str:
 def local_backend(settings: LoadSettings, *, native_log: bool = False) -> Backend:
     """The in-process backend for a local model."""
     if engine_for(settings) == LLAMACPP:
-        from vicuna_tui.engine.llamacpp import LlamaCppBackend
+        from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
 
         return LlamaCppBackend(settings, native_log=native_log)
-    from vicuna_tui.engine.local import LocalBackend
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     return LocalBackend(settings)
 

@@ -23,7 +23,7 @@ def make_backend(
     decoding), or in this one (the line front ends).  ``debug``: llama.cpp's own log on
     stderr (in this process), tracebacks in the model process's log (in its own)."""
     if remote is not None:
-        from vicuna_tui.engine.remote import RemoteBackend
+        from vicuna_tui.engine.remote.backend import RemoteBackend
 
         return RemoteBackend(remote)
     if own_process:

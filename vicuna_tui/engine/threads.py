@@ -32,8 +32,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vicuna_tui.engine.devices import cpu_cores
-
 # Bytes of weights per layer from which sleeping waits are free (measured on 2 cores:
 # 3.3 MB a layer loses 70% of the speed, 9.7 MB 26%, 30 MB nothing).
 PASSIVE_LAYER_BYTES = 20 * 2**20
@@ -42,6 +40,18 @@ TICK = 0.5  # seconds between readings of the machine's load
 RECENT = 0.3  # the newest reading at least this old starts the window of a choice
 PROBE = 0.1  # seconds sampled when no reading is old enough yet
 BUSY_FREE = 0.5  # a core busy more than half the time elsewhere is not free
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """One core left free: with every core busy, one other process cuts decode 3×."""
+    return max(1, cpu_cores() - 1)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 from vicuna_tui.engine.events import LoadFailed, ModelReady
 from vicuna_tui.engine.hub import GGUFChoiceError
-from vicuna_tui.engine.remote import ModelChoiceError
 from vicuna_tui.engine.settings import RemoteSettings
+from vicuna_tui.errors import ModelChoiceError
 from vicuna_tui.tui.chat.host import ChatHost
 from vicuna_tui.tui.chat.view import ChatView
 from vicuna_tui.tui.messages import LoadChoice, SettingEdit

@@ -43,7 +43,7 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
-from vicuna_tui.engine.gguf_fit import (
+from vicuna_tui.engine.llamacpp.fit import (
     PREFILL_CHUNK,
     branch_slots,
     check_memory,
@@ -55,7 +55,8 @@ from vicuna_tui.engine.gguf_fit import (
     prefill_chunk,
     prompt_cache_mib,
 )
-from vicuna_tui.engine.llamacpp_server import (
+from vicuna_tui.engine.llamacpp.prompt_cache import HostPromptCache
+from vicuna_tui.engine.llamacpp.server import (
     CompletionStream,
     LoopbackRoutes,
     Reply,
@@ -66,7 +67,6 @@ from vicuna_tui.engine.llamacpp_server import (
     server_params,
 )
 from vicuna_tui.engine.progress import Progress
-from vicuna_tui.engine.prompt_cache import HostPromptCache
 from vicuna_tui.engine.prompting import (
     PreparedPrompt,
     common_prefix,

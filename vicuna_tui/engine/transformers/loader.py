@@ -10,9 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vicuna_tui.engine import gguf_cache, sources
-from vicuna_tui.engine.devices import (
-    default_threads,
+from vicuna_tui.engine import sources
+from vicuna_tui.engine.progress import Progress
+from vicuna_tui.engine.settings import LoadSettings
+from vicuna_tui.engine.sources import ModelSource
+from vicuna_tui.engine.threads import default_threads
+from vicuna_tui.engine.transformers import gguf_cache
+from vicuna_tui.engine.transformers.devices import (
     device_map,
     is_oom,
     oom_error,
@@ -20,16 +24,13 @@ from vicuna_tui.engine.devices import (
     quantization_config,
     resolve_dtype,
 )
-from vicuna_tui.engine.hf_patches import (
+from vicuna_tui.engine.transformers.hf_patches import (
     converts_dtype,
     quiet_libraries,
     read_without_mmap,
     report_progress,
 )
-from vicuna_tui.engine.progress import Progress
-from vicuna_tui.engine.settings import LoadSettings
-from vicuna_tui.engine.sources import ModelSource
-from vicuna_tui.engine.tokenizer_fixes import context_length, load_tokenizer, stop_ids
+from vicuna_tui.engine.transformers.tokenizer_fixes import context_length, load_tokenizer, stop_ids
 from vicuna_tui.errors import ModelNotFoundError, OutOfMemoryError, VicunaError
 
 
@@ -87,7 +88,7 @@ def load(
         model = _weights(folder, kwargs, settings, device, pread=pread)
     model.eval()
     if fast_path:
-        from vicuna_tui.engine import fastpath
+        from vicuna_tui.engine.transformers import fastpath
 
         if fastpath.applies(model, device, dtype_name, settings.quantization):
             fastpath.optimize(model)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
-from vicuna_tui.engine import sampling, templates
+from vicuna_tui.engine import templates
 from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
@@ -29,7 +29,6 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
-from vicuna_tui.engine.kv_cache import STATIC_CAP, KVCache, spare_cache_fits
 from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompting import (
     PreparedPrompt,
@@ -42,6 +41,8 @@ from vicuna_tui.engine.prompting import (
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
 from vicuna_tui.engine.threads import ThreadPlanner
+from vicuna_tui.engine.transformers import sampling
+from vicuna_tui.engine.transformers.kv_cache import STATIC_CAP, KVCache, spare_cache_fits
 from vicuna_tui.errors import (
     GenerationError,
     OutOfMemoryError,
@@ -86,7 +87,7 @@ class LocalBackend(HoldsModel):
         sources.check(self.settings.model_path, self.settings.revision)
 
     def load(self, progress: Progress | None = None) -> ModelInfo:
-        from vicuna_tui.engine import loader
+        from vicuna_tui.engine.transformers import loader
 
         return self.attach(loader.load(self.settings, progress))
 
@@ -94,7 +95,7 @@ class LocalBackend(HoldsModel):
         """Use an already loaded model (a ``loader.LoadedModel``)."""
         import torch
 
-        from vicuna_tui.engine.devices import available_devices
+        from vicuna_tui.engine.transformers.devices import available_devices
 
         self._loaded = loaded
         model, tokenizer = loaded.model, loaded.tokenizer
@@ -110,7 +111,7 @@ class LocalBackend(HoldsModel):
         self._auto_template = template
         params = sum(p.numel() for p in model.parameters())
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
-        from vicuna_tui.engine.fastpath import cache_argument
+        from vicuna_tui.engine.transformers.fastpath import cache_argument
 
         self._cache_key = cache_argument(model)
         cached = " (cached safetensors conversion)" if loaded.source.kind == "gguf" else ""
@@ -369,7 +370,7 @@ class LocalBackend(HoldsModel):
         fast_path = getattr(model, "_vicuna_fast_groups", None) is not None  # CPU fast path
         step = None  # the fast path's own single-token forward, with the growing cache
         if not self.kv.static_len and self.grow_cache and fast_path:
-            from vicuna_tui.engine import fastpath
+            from vicuna_tui.engine.transformers import fastpath
 
             if self.kv.value is None:
                 self.kv.value = fastpath.growing_cache(model)
@@ -402,7 +403,7 @@ class LocalBackend(HoldsModel):
                         history = torch.cat([history, feed], dim=1)
         finally:
             if fast_path:
-                from vicuna_tui.engine import fastpath
+                from vicuna_tui.engine.transformers import fastpath
 
                 fastpath.release(model)
 
@@ -450,13 +451,13 @@ class LocalBackend(HoldsModel):
 
 
 def fastpath_output_cache(output: Any) -> Any:
-    from vicuna_tui.engine.fastpath import output_cache
+    from vicuna_tui.engine.transformers.fastpath import output_cache
 
     return output_cache(output)
 
 
 def _generation_failure(exc: Exception) -> VicunaError:
-    from vicuna_tui.engine.devices import is_oom
+    from vicuna_tui.engine.transformers.devices import is_oom
 
     if is_oom(exc):
         return OutOfMemoryError(

@@ -1,26 +1,13 @@
-"""Where a transformers model runs: cores and threads, the device and dtype, how its
+"""Where a transformers model runs: the device and dtype, how its
 layers are spread over GPUs, 8/4-bit quantization, and what to say when it does not
 fit."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.errors import DeviceError, OutOfMemoryError, QuantizationError, SettingsError
-
-
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def default_threads() -> int:
-    """One core left free: with every core busy, one other process cuts decode 3×."""
-    return max(1, cpu_cores() - 1)
 
 
 def available_devices(torch: Any) -> list[str]:

@@ -27,7 +27,8 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyStarted,
 )
-from vicuna_tui.engine.openai_wire import (
+from vicuna_tui.engine.progress import Progress
+from vicuna_tui.engine.remote.wire import (
     Tally,
     chat_messages,
     public_url,
@@ -36,21 +37,9 @@ from vicuna_tui.engine.openai_wire import (
     server_message,
     sse_data,
 )
-from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.settings import RemoteSettings
 from vicuna_tui.engine.textstream import LeadingSpace
-from vicuna_tui.errors import RemoteError, SettingsError, VicunaError
-
-
-class ModelChoiceError(RemoteError):
-    """The server offers several models and none was named."""
-
-    def __init__(self, endpoint: str, models: list[str]) -> None:
-        super().__init__(
-            f"{endpoint} serves {len(models)} models: {', '.join(models)}",
-            f"pick one with --model NAME (e.g. --model {models[0]})",
-        )
-        self.models = models
+from vicuna_tui.errors import ModelChoiceError, RemoteError, SettingsError, VicunaError
 
 
 class RemoteBackend(HoldsModel):

@@ -26,10 +26,10 @@ from vicuna_tui import config as config_mod
 from vicuna_tui.engine.events import ModelInfo
 from vicuna_tui.errors import ModelNotFoundError
 from vicuna_tui.store import Store
-from vicuna_tui.tui.messages import StoreReply
+from vicuna_tui.tui.messages import StoreResult
 from vicuna_tui.tui.screens.dialogs import ConfirmScreen, ErrorScreen
 from vicuna_tui.tui.screens.help import HelpScreen
-from vicuna_tui.tui.widgets.sidebar import PAGE, Sidebar
+from vicuna_tui.tui.widgets.sidebar import PAGE, Listing, Sidebar
 from vicuna_tui.tui.widgets.transcript import MessageView
 
 SIZE = (120, 40)
@@ -336,11 +336,15 @@ async def test_conversations_pane_lists_filters_and_opens(
         ]
         assert options.get_option_at_index(3).disabled
         await pilot.press("ctrl+f")
-        listings = len(seen(app, StoreReply))
+
+        def listings_seen() -> int:  # the sidebar's answers from the store: Listings
+            return sum(isinstance(m.value, Listing) for m in seen(app, StoreResult))
+
+        listings = listings_seen()
         # a pause long enough that no loaded machine types slower than it
         monkeypatch.setattr(Sidebar, "FILTER_PAUSE", 2.0)
         await pilot.press(*"rust")
-        await wait_for(pilot, lambda: len(seen(app, StoreReply)) > listings)  # the listing
+        await wait_for(pilot, lambda: listings_seen() > listings)  # the listing
         await settled(pilot)
         assert [str(options.get_option_at_index(i).prompt) for i in range(3)] == [
             "Rust? · arena A",  # a filter finds them too
@@ -348,7 +352,7 @@ async def test_conversations_pane_lists_filters_and_opens(
             "Rust lifetimes",
         ]
         # four keys, one query: the filter runs once typing pauses, on the store's thread
-        assert len(seen(app, StoreReply)) - listings == 1
+        assert listings_seen() - listings == 1
         options.highlighted = 1
         await pilot.press("enter")
         await wait_for(pilot, lambda: bool(screen.transcript.views))

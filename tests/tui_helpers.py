@@ -77,10 +77,13 @@ def run_test(app: App[Any], **options: Any) -> Any:
     return app.run_test(message_hook=messages.append, **options)
 
 
-def seen(app: App[Any], kind: type[Message]) -> list[Message]:
+M = TypeVar("M", bound=Message)
+
+
+def seen(app: App[Any], kind: type[M]) -> list[M]:
     """The messages of ``kind`` handled so far in an app started by ``run_test`` (each
     once, though Textual's hook sees a message at every pump it passes through)."""
-    unique = {id(m): m for m in _SEEN[app] if isinstance(m, kind)}
+    unique: dict[int, M] = {id(m): m for m in _SEEN[app] if isinstance(m, kind)}
     return list(unique.values())
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from textual.message import Message
 
 from vicuna_tui.engine.events import EngineEvent
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.store import StoreError
+
+T = TypeVar("T")
 
 
 class EngineMessage(Message):
@@ -100,20 +104,38 @@ class ReloadRequested(Message):
         self.choice = choice
 
 
-class StoreReply(Message):
-    """What a store call brought back: ``callback`` runs on the UI thread, where the
-    widget that asked handles it (it does not bubble further)."""
+class StoreResult(Message, Generic[T]):
+    """A store call's answer, posted to the widget that asked: ``value`` is what the
+    call returned (typed: ``StoreResult[Listing]``, ``StoreResult[Results]``…) and
+    ``then`` the caller's own handler for it, which ``handle()`` runs there, on the UI
+    thread.  It does not bubble: a widget gone meanwhile drops its answers."""
 
     bubble = False
 
-    def __init__(self, callback: Callable[[], object]) -> None:
+    def __init__(self, value: T, then: Callable[[T], object]) -> None:
         super().__init__()
-        self.callback = callback
+        self.value = value
+        self.then = then
+
+    async def handle(self) -> None:
+        result = self.then(self.value)
+        if inspect.isawaitable(result):
+            await result
 
 
 class StoreFailed(Message):
-    """Reading the conversation database failed (it may be damaged)."""
+    """A store call failed (reading or writing the database; it may be damaged).
+    ``then`` is the caller's handler for it, where it gave one; else the widget that
+    asked, or the first widget above it that handles failures, shows it its own way."""
 
-    def __init__(self, error: StoreError) -> None:
+    def __init__(self, error: StoreError, then: Callable[[StoreError], object] | None) -> None:
         super().__init__()
         self.error = error
+        self.then = then
+
+    def handle(self) -> bool:
+        """Run the caller's handler; False when it gave none."""
+        if self.then is None:
+            return False
+        self.then(self.error)
+        return True

@@ -1,10 +1,10 @@
 """The TUI's only way to the conversation database: every call runs on one
-``StoreThread``, and its result comes back to the widget that asked as a StoreReply (a
-failure as a StoreFailed), so the UI thread never waits on the disk."""
+``StoreThread``, and its result comes back to the widget that asked as a typed
+``StoreResult[T]`` (a failure as a ``StoreFailed``), so the UI thread never waits on the
+disk."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,7 +13,7 @@ from textual.message_pump import MessagePump
 from vicuna_tui.session_writes import Writer
 from vicuna_tui.store import Store, StoreError
 from vicuna_tui.store.thread import StoreThread
-from vicuna_tui.tui.messages import StoreFailed, StoreReply
+from vicuna_tui.tui.messages import StoreFailed, StoreResult
 
 T = TypeVar("T")
 
@@ -29,18 +29,16 @@ class StoreCalls:
         done: Callable[[T], object] | None = None,
         failed: Callable[[StoreError], object] | None = None,
     ) -> None:
-        """Run ``job(store)``; then ``done(result)`` runs on the UI thread, at ``target``.
-        A failure goes to ``failed`` there, or is posted as a StoreFailed."""
+        """Run ``job(store)`` on the store's thread; its value comes back to ``target``
+        as a ``StoreResult`` whose handler is ``done`` (nothing is posted without one),
+        a failure as a ``StoreFailed`` whose handler is ``failed``."""
 
         def finished(value: T) -> None:
             if done is not None:
-                target.post_message(StoreReply(functools.partial(done, value)))
+                target.post_message(StoreResult(value, done))
 
         def broke(error: StoreError) -> None:
-            if failed is not None:
-                target.post_message(StoreReply(functools.partial(failed, error)))
-            else:
-                target.post_message(StoreFailed(error))
+            target.post_message(StoreFailed(error, failed))
 
         self.thread.submit(job, finished, broke)
 

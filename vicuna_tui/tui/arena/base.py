@@ -7,7 +7,6 @@ streaming both replies) → ``ArenaScreen`` (layout, engine events, votes, new b
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ from vicuna_tui.session import ChatSession
 from vicuna_tui.store import Store, StoreError
 from vicuna_tui.tui.arena.pane import ArenaPane
 from vicuna_tui.tui.arena.side import FAILED, LOADING, READY, ArenaSide, SideFactory
-from vicuna_tui.tui.messages import StoreFailed, StoreReply
+from vicuna_tui.tui.messages import StoreFailed, StoreResult
 from vicuna_tui.tui.plain import plain
 from vicuna_tui.tui.store_calls import StoreCalls
 from vicuna_tui.tui.widgets.composer import PromptInput
@@ -162,10 +161,9 @@ class ArenaBase(Screen[None]):
     def _letter(self, side: ArenaSide) -> str:
         return next(x for x in LETTERS if self.battle.side_of(x) == side.index)
 
-    async def on_store_reply(self, message: StoreReply) -> None:
-        result = message.callback()
-        if inspect.isawaitable(result):
-            await result
+    async def on_store_result(self, message: StoreResult[Any]) -> None:
+        await message.handle()
 
     def on_store_failed(self, message: StoreFailed) -> None:
-        self.notify(f"Could not save: {message.error.message}", severity="warning")
+        if not message.handle():
+            self.notify(f"Could not save: {message.error.message}", severity="warning")

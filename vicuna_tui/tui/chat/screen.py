@@ -22,7 +22,7 @@ what it needs: the ``ChatView`` (the session, this screen and its widgets), the
 
 from __future__ import annotations
 
-import inspect
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -67,7 +67,7 @@ from vicuna_tui.tui.messages import (
     PromptSubmitted,
     ReloadRequested,
     StoreFailed,
-    StoreReply,
+    StoreResult,
 )
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.screens.dialogs import PromptViewScreen
@@ -269,25 +269,31 @@ class ChatScreen(Screen[None]):
         event.stop()
         self.notify(f"Link: {event.href}", title="Not opened", timeout=8)
 
-    async def on_store_reply(self, message: StoreReply) -> None:
+    async def on_store_result(self, message: StoreResult[Any]) -> None:
         """A store call finished: run what was to follow, here on the UI thread."""
-        result = message.callback()
-        if inspect.isawaitable(result):
-            await result
+        await message.handle()
+        self._after_store_call()
+
+    @on(StoreFailed)
+    def _store_failed(self, message: StoreFailed) -> None:
+        """A failure from a call made here or by a widget in this screen: the caller's
+        handler where it gave one; a damaged database stops saving; else a toast."""
+        message.stop()
+        if message.handle():
+            self._after_store_call()
+        elif message.error.kind == "damaged":
+            self.session.stop_saving(message.error)
+            self._show_saving()
+        else:
+            self.notify(message.error.message, severity="error")
+
+    def _after_store_call(self) -> None:
         conv = self.session.conversation
         if conv is not None and self.sidebar.current_id != conv.id:
             # The chat was saved again under a new id (deleted by another program).
             self.sidebar.current_id = conv.id
             self.sidebar.reload()
         self._show_saving()
-
-    @on(StoreFailed)
-    def _store_failed(self, message: StoreFailed) -> None:
-        if message.error.kind == "damaged":
-            self.session.stop_saving(message.error)
-            self._show_saving()
-        else:
-            self.notify(message.error.message, severity="error")
 
     def on_memory_measured(self, message: MemoryMeasured) -> None:
         self.models.memory_measured(message.value)

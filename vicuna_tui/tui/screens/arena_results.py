@@ -4,6 +4,8 @@ ties and win rates.  Computed on the store's thread: the UI thread never waits."
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,7 +15,7 @@ from textual.widgets import DataTable, Static
 from vicuna_tui.arena.ratings import Standing
 from vicuna_tui.arena.results import HEADERS, Results, standings, table_rows
 from vicuna_tui.textsafe import terminal_safe
-from vicuna_tui.tui.messages import StoreFailed, StoreReply
+from vicuna_tui.tui.messages import StoreFailed, StoreResult
 from vicuna_tui.tui.plain import plain
 from vicuna_tui.tui.store_calls import StoreCalls
 from vicuna_tui.tui.widgets.bar_chart import RatingChart
@@ -46,11 +48,12 @@ class ArenaResultsScreen(Screen[None]):
             return
         self.store_calls.call(self, standings, self._show)
 
-    def on_store_reply(self, message: StoreReply) -> None:
-        message.callback()
+    async def on_store_result(self, message: StoreResult[Any]) -> None:
+        await message.handle()
 
     def on_store_failed(self, message: StoreFailed) -> None:
-        self._say(f"Could not read the battles: {message.error.message}")
+        if not message.handle():
+            self._say(f"Could not read the battles: {message.error.message}")
 
     def _show(self, result: Results) -> None:
         self.rows = result.rows

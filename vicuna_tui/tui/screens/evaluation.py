@@ -8,6 +8,7 @@ thread: the UI thread never waits on the disk."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -23,7 +24,7 @@ from vicuna_tui.evaluation.browse import Evaluation, open_evaluation
 from vicuna_tui.evaluation.results import score_text
 from vicuna_tui.store import EvaluationFile
 from vicuna_tui.textsafe import terminal_safe
-from vicuna_tui.tui.messages import StoreFailed, StoreReply
+from vicuna_tui.tui.messages import StoreFailed, StoreResult
 from vicuna_tui.tui.plain import plain
 from vicuna_tui.tui.screens.evaluation_detail import EvaluationDetailScreen
 from vicuna_tui.tui.store_calls import StoreCalls
@@ -66,11 +67,12 @@ class EvaluationScreen(Screen[None]):
             return
         self.store_calls.call(self, lambda store: store.evaluations.files(), self._listed)
 
-    def on_store_reply(self, message: StoreReply) -> None:
-        message.callback()
+    async def on_store_result(self, message: StoreResult[Any]) -> None:
+        await message.handle()
 
     def on_store_failed(self, message: StoreFailed) -> None:
-        self._say(f"Could not read the list of evaluations: {message.error.message}")
+        if not message.handle():
+            self._say(f"Could not read the list of evaluations: {message.error.message}")
 
     def _listed(self, files: list[EvaluationFile]) -> None:
         self.files = files

@@ -11,6 +11,7 @@ scrolled to its end or its last line is reached.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual import on
 from textual.containers import Vertical
@@ -22,7 +23,7 @@ from textual.widgets.option_list import Option
 
 from vicuna_tui.store import ALL_RUNS, ARENA_RUN, Conversation, SearchHit, Store
 from vicuna_tui.textsafe import terminal_safe
-from vicuna_tui.tui.messages import ConversationChosen, StoreReply
+from vicuna_tui.tui.messages import ConversationChosen, StoreResult
 from vicuna_tui.tui.plain import plain
 from vicuna_tui.tui.store_calls import StoreCalls
 
@@ -208,8 +209,8 @@ class Sidebar(Vertical):
             options.append(Option(plain(note), id=None, disabled=True))
         return options
 
-    def on_store_reply(self, message: StoreReply) -> None:
-        message.callback()
+    async def on_store_result(self, message: StoreResult[Any]) -> None:
+        await message.handle()
 
     @on(ChatList.ReachedEnd)
     def _scrolled_to_end(self) -> None:

@@ -1,2 +1,2 @@
-"""The arena's screen: two panes, one input, the vote (``screen``); each side's engine
-(``side``); a pane (``pane``)."""
+"""The arena's screen: two panes, one input, the vote (``screen``); the round in flight
+(``round``); each side's engine and stream (``side``); a pane (``pane``)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, run_cli
 
+from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
 from vicuna_tui.store import Store
 
 ESC = "\x1b"
@@ -178,6 +179,44 @@ def test_help_lists_the_flags() -> None:
         "sessions",
     ):
         assert flag in result.stdout
+
+
+def test_every_setting_flag_is_made_from_its_declaration() -> None:
+    """Each model, server, prompt and sampling setting that may be a flag is one, under
+    its declared spellings, with the default in its help read from the settings class;
+    a secret never is (command lines are visible to every user of the machine)."""
+    import argparse
+
+    from vicuna_tui.config import REMOTE_FIELDS
+    from vicuna_tui.engine.settings import (
+        CHAT_FIELDS,
+        GENERATION_FIELDS,
+        LOAD_FIELDS,
+        GenerationSettings,
+    )
+
+    parser = argparse.ArgumentParser()
+    add_model_flags(parser)
+    add_generation_flags(parser)
+    by_dest = {a.dest: a for a in parser._actions}
+    specs = {**LOAD_FIELDS, **REMOTE_FIELDS, **CHAT_FIELDS, **GENERATION_FIELDS}
+    for name, spec in specs.items():
+        if spec.secret:
+            assert name not in by_dest, name
+            continue
+        assert by_dest[name].option_strings[0] == spec.flag, name
+    assert "api_key" not in by_dest and not any(
+        "--api-key" in a.option_strings for a in parser._actions
+    )
+    assert by_dest["template"].option_strings == ["--conv-template", "--template"]
+    assert by_dest["remote_model"].option_strings == ["--model"]
+    default = GenerationSettings().temperature
+    assert f"(default {default})" in (by_dest["temperature"].help or "")
+    assert "(default 600)" in (by_dest["request_timeout"].help or "")
+    assert "vicuna_v1.1" in (by_dest["template"].help or "")
+    args = parser.parse_args(["--insecure", "--model", "m", "--system-message", "be brief"])
+    assert (args.verify_tls, args.remote_model, args.system_message) == (False, "m", "be brief")
+    assert parser.parse_args([]).verify_tls is None  # absent: config.toml decides
 
 
 def test_library_warnings_go_to_the_log_not_the_terminal(home: Path) -> None:

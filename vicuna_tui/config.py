@@ -56,9 +56,23 @@ REMOTE_FIELDS: dict[str, FieldSpec] = {
             reload=True,
             label="Endpoint (OpenAI-compatible, e.g. http://host:8000/v1)",
         ),
-        FieldSpec("remote_model", str, "model name on the server", optional=True, reload=True),
+        FieldSpec(
+            "remote_model",
+            str,
+            "model name on the server",
+            optional=True,
+            reload=True,
+            flags=("--model",),
+        ),
         FieldSpec("api_key_env", str, "environment variable holding the API key", reload=True),
-        FieldSpec("api_key", str, "API key (prefer api_key_env)", optional=True, reload=True),
+        FieldSpec(
+            "api_key",
+            str,
+            "API key (prefer api_key_env)",
+            optional=True,
+            reload=True,
+            secret=True,
+        ),
         FieldSpec(
             "request_timeout",
             float,
@@ -67,7 +81,15 @@ REMOTE_FIELDS: dict[str, FieldSpec] = {
             maximum=3600.0,
             reload=True,
         ),
-        FieldSpec("verify_tls", bool, "check the server's TLS certificate", reload=True),
+        FieldSpec(
+            "verify_tls",
+            bool,
+            "check the server's TLS certificate",
+            reload=True,
+            flags=("--insecure",),
+            switch=False,
+            switch_help="do not check the server's TLS certificate",
+        ),
     )
 }
 SETTING_FIELDS: dict[str, FieldSpec] = {
@@ -77,7 +99,7 @@ SETTING_FIELDS: dict[str, FieldSpec] = {
     **UI_FIELDS,
     **REMOTE_FIELDS,
 }
-SECRET_KEYS = frozenset({"api_key"})
+SECRET_KEYS = frozenset(name for name, spec in SETTING_FIELDS.items() if spec.secret)
 
 
 @dataclass

@@ -38,17 +38,26 @@ class FieldSpec:
     pattern_help: str = ""
     reload: bool = False
     label: str = ""  # its name in the settings pane ("": the pane does not show it)
+    # Its command-line spellings, the first shown in errors (FastChat's first, as in
+    # ``--conv-template``); () spells it from its name.
+    flags: tuple[str, ...] = ()
+    # A secret is never a flag (command lines are visible to every user of the machine)
+    # and is masked wherever settings are shown.
+    secret: bool = False
+    switch: bool = True  # the value a bool's flag sets (False: ``--insecure``)
+    switch_help: str = ""  # that flag's help where it says the opposite of ``help``
 
     @property
     def flag(self) -> str:
         """Its command-line flag (FastChat's spelling: ``--max-new-tokens``)."""
-        return "--" + self.name.replace("_", "-")
+        return self.flags[0] if self.flags else "--" + self.name.replace("_", "-")
 
     def flag_help(self, default: Any) -> str:
         """Its help line, with the default taken from where the default lives."""
         if default is None or default == () or self.optional:
             return self.help
-        return f"{self.help} (default {default})"
+        shown = _num(default) if isinstance(default, float) else default
+        return f"{self.help} (default {shown})"
 
     def allowed(self) -> str:
         """The allowed values, in words."""
@@ -297,8 +306,19 @@ GENERATION_FIELDS: dict[str, FieldSpec] = {
 CHAT_FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
-        FieldSpec("template", str, "prompt template name, or auto"),
-        FieldSpec("system_message", str, "replaces the template's system message", optional=True),
+        FieldSpec(
+            "template",
+            str,
+            "prompt template name, or auto",
+            flags=("--conv-template", "--template"),
+        ),
+        FieldSpec(
+            "system_message",
+            str,
+            "replaces the template's system message",
+            optional=True,
+            flags=("--conv-system-msg", "--system-message"),
+        ),
     )
 }
 

@@ -30,17 +30,8 @@ from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.templates import ASSISTANT, USER
 from vicuna_tui.session_branches import BranchTree
 from vicuna_tui.session_turns import prompt_turns
-from vicuna_tui.session_writes import (
-    ChatWriter,
-    SaveState,
-    Writer,
-    conversation_record,
-    direct_writer,
-    generation_from_dict,
-    generation_to_dict,
-    reply_origin,
-)
-from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title
+from vicuna_tui.session_writes import ChatWriter, SaveState, Writer, direct_writer
+from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, make_title, now
 
 
 class _Unset:
@@ -48,6 +39,53 @@ class _Unset:
 
 
 UNSET = _Unset()
+
+
+def conversation_record(
+    title: str,
+    *,
+    load: LoadSettings,
+    info: ModelInfo | None,
+    template: str,
+    system_message: str | None,
+    generation: GenerationSettings,
+    endpoint: str | None,
+    replay_of: str | None,
+    run: str | None = None,
+) -> Conversation:
+    """A new chat's record: what it runs on and with which settings."""
+    stamp = now()
+    return Conversation(
+        id=uuid.uuid4().hex,
+        title=title,
+        created_at=stamp,
+        updated_at=stamp,
+        model_path=(load.model_path or (info.path if info else None)),
+        model_name=info.name if info else None,
+        revision=load.revision,
+        template=template,
+        system_message=system_message,
+        generation=generation.as_record(),
+        load=dataclasses.asdict(load),
+        backend=info.backend if info else "local",
+        endpoint=endpoint or (info.endpoint if info else None),
+        replay_of=replay_of,
+        run=run,
+    )
+
+
+def reply_origin(
+    info: ModelInfo | None, template: str, generation: GenerationSettings
+) -> dict[str, Any]:
+    """What wrote a reply: model, backend, template and settings, saved with it."""
+    if info is None:
+        return {"settings": generation.as_record()}
+    return {
+        "model": info.name,
+        "backend": "remote" if info.backend == "remote" else info.engine,
+        "template": template,
+        "settings": generation.as_record(),
+    }
 
 
 class ChatSession:
@@ -138,7 +176,7 @@ class ChatSession:
             self.writes.update(
                 self.conversation,
                 {
-                    "generation": generation_to_dict(self.generation),
+                    "generation": self.generation.as_record(),
                     "template": self.resolved_template,
                     "system_message": self.system_message,
                 },
@@ -192,7 +230,7 @@ class ChatSession:
             self.template = conv.template
         self.system_message = conv.system_message
         if conv.generation:
-            self.generation = generation_from_dict(conv.generation, self.generation)
+            self.generation = self.generation.with_record(conv.generation)
         self._apply_pinned()
         return conv
 

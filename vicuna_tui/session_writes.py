@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vicuna_tui.engine.events import ModelInfo
-from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
-from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError, now
+from vicuna_tui.store import Conversation, SavedMessage, Store, StoreError
 
 # A Writer runs ``job(store)`` now or later, in the order given, then calls ``saved()``
 # or ``failed(error)`` (on the caller's thread for the TUI: it posts them back).
@@ -113,67 +110,6 @@ def chat_gone(conversation_id: str) -> StoreError:
         "nothing is lost: what this chat holds is saved again as a new chat",
         kind="gone",
     )
-
-
-def generation_to_dict(gen: GenerationSettings) -> dict[str, Any]:
-    data = dataclasses.asdict(gen)
-    data["stop"] = list(gen.stop)
-    return data
-
-
-def generation_from_dict(data: dict[str, Any], base: GenerationSettings) -> GenerationSettings:
-    known = {f.name for f in dataclasses.fields(GenerationSettings)}
-    values = {k: v for k, v in data.items() if k in known}
-    if "stop" in values:
-        values["stop"] = tuple(values["stop"] or ())
-    return dataclasses.replace(base, **values)
-
-
-def conversation_record(
-    title: str,
-    *,
-    load: LoadSettings,
-    info: ModelInfo | None,
-    template: str,
-    system_message: str | None,
-    generation: GenerationSettings,
-    endpoint: str | None,
-    replay_of: str | None,
-    run: str | None = None,
-) -> Conversation:
-    """A new chat's record: what it runs on and with which settings."""
-    stamp = now()
-    return Conversation(
-        id=uuid.uuid4().hex,
-        title=title,
-        created_at=stamp,
-        updated_at=stamp,
-        model_path=(load.model_path or (info.path if info else None)),
-        model_name=info.name if info else None,
-        revision=load.revision,
-        template=template,
-        system_message=system_message,
-        generation=generation_to_dict(generation),
-        load=dataclasses.asdict(load),
-        backend=info.backend if info else "local",
-        endpoint=endpoint or (info.endpoint if info else None),
-        replay_of=replay_of,
-        run=run,
-    )
-
-
-def reply_origin(
-    info: ModelInfo | None, template: str, generation: GenerationSettings
-) -> dict[str, Any]:
-    """What wrote a reply: model, backend, template and settings, saved with it."""
-    if info is None:
-        return {"settings": generation_to_dict(generation)}
-    return {
-        "model": info.name,
-        "backend": "remote" if info.backend == "remote" else info.engine,
-        "template": template,
-        "settings": generation_to_dict(generation),
-    }
 
 
 class ChatWriter:

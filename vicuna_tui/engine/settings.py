@@ -372,10 +372,23 @@ class GenerationSettings:
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
 
-    def check(self) -> None:
+    def as_record(self) -> dict[str, Any]:
+        """As a chat and each reply record it (JSON: the stop strings as a list)."""
         values = dataclasses.asdict(self)
         values["stop"] = list(self.stop)
-        _check_fields(GENERATION_FIELDS, values)
+        return values
+
+    def with_record(self, data: Mapping[str, Any]) -> GenerationSettings:
+        """These settings with a saved record's values over them (keys it does not know
+        are left out: a record from a later version)."""
+        known = {f.name for f in dataclasses.fields(GenerationSettings)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "stop" in values:
+            values["stop"] = tuple(values["stop"] or ())
+        return dataclasses.replace(self, **values)
+
+    def check(self) -> None:
+        _check_fields(GENERATION_FIELDS, self.as_record())
 
     @property
     def greedy(self) -> bool:

@@ -95,6 +95,7 @@ class ScriptedBackend:
         self.load_error = load_error
         self.requests: list[ChatRequest] = []
         self.name = name
+        self.is_loaded = False
         self.info = ModelInfo(
             name=name,
             path=f"/models/{name}",
@@ -105,6 +106,10 @@ class ScriptedBackend:
             template="vicuna_v1.1",
         )
 
+    @property
+    def loaded(self) -> ModelInfo | None:
+        return self.info if self.is_loaded else None
+
     def check(self) -> None:
         pass
 
@@ -114,6 +119,7 @@ class ScriptedBackend:
                 progress("loading weights", done, 3)
         if self.load_error is not None:
             raise self.load_error
+        self.is_loaded = True
         return self.info
 
     def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
@@ -160,7 +166,7 @@ class ScriptedBackend:
         pass
 
     def unload(self) -> None:
-        pass
+        self.is_loaded = False
 
 
 # --- a byte-level fake tokenizer and a scripted fake model --------------------------------

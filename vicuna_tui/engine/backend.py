@@ -45,6 +45,11 @@ class Backend(Protocol):
 
     def unload(self) -> None: ...
 
+    @property
+    def loaded(self) -> ModelInfo | None:
+        """The loaded model's ModelInfo; None before a load succeeds."""
+        ...
+
 
 class HoldsModel:
     """What every backend keeps of the model it runs: its ModelInfo, once loaded."""
@@ -64,4 +69,8 @@ class HoldsModel:
     def info(self) -> ModelInfo:
         if self._info is None:
             raise self.not_loaded()
+        return self._info
+
+    @property
+    def loaded(self) -> ModelInfo | None:
         return self._info

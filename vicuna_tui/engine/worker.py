@@ -175,7 +175,7 @@ class EngineThread:
         try:
             backend.check()
         except VicunaError as exc:  # refused before anything was unloaded
-            kept = getattr(self.backend, "info", None) if self.backend is not None else None
+            kept = self.backend.loaded if self.backend is not None else None
             self._emit(LoadFailed(exc, kept))
             return
         if self.backend is not None:

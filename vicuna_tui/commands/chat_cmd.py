@@ -123,7 +123,8 @@ def _line_chat(
             driver,
             renderer,
             stderr=stderr,
-            json_mode=args.json,
+            # JSON records go with the plain renderer's replies (a pipe, or --style simple)
+            json_out=sys.stdout if args.json and isinstance(renderer, PlainRenderer) else None,
             debug=args.debug,
             stats=args.stats or not interactive,
         )
@@ -167,7 +168,6 @@ def _one_shot(
         driver,
         renderer,
         stderr=stderr,
-        json_mode=False,
         debug=args.debug,
         stats=args.stats,
     )

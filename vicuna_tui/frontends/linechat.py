@@ -6,6 +6,7 @@ FastChat-compatible commands: !!exit, !!reset, !!remove, !!regen, !!save FILE,
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -173,26 +174,17 @@ class PlainRenderer:
         self.info(f"{label}: {text}")
 
 
+@dataclass(eq=False)
 class LineChat:
-    def __init__(
-        self,
-        session: ChatSession,
-        driver: Driver,
-        renderer: Renderer,
-        *,
-        stderr: TextIO,
-        json_mode: bool = False,
-        debug: bool = False,
-        stats: bool = False,
-    ) -> None:
-        self.session = session
-        self.driver = driver
-        self.renderer = renderer
-        self.stderr = stderr
-        self.json_mode = json_mode
-        self.debug = debug
-        self.stats = stats
-        self.failures = 0
+    session: ChatSession
+    driver: Driver
+    renderer: Renderer
+    _: KW_ONLY
+    stderr: TextIO
+    json_out: TextIO | None = None  # where each reply's JSON record goes (--json)
+    debug: bool = False
+    stats: bool = False
+    failures: int = field(default=0, init=False)
 
     def diag(self, text: str) -> None:
         self.stderr.write(terminal_safe(text) + "\n")
@@ -218,7 +210,7 @@ class LineChat:
             self.respond(self.session.add_user(text), text)
             if self.driver.hung_up:
                 break
-        return 1 if self.failures and self.json_mode else 0
+        return 1 if self.failures and self.json_out is not None else 0
 
     def respond(self, request: ChatRequest, prompt: str = "") -> ReplyDone | ReplyFailed:
         if self.debug:
@@ -243,15 +235,10 @@ class LineChat:
                 ReplyDone(result.request_id, result.partial_text, "error", ReplyStats())
             )
             self.diag(describe_failure(result.error))
-        if self.json_mode:
-            self.renderer_json(prompt, result)
+        if self.json_out is not None:
+            self.json_out.write(json_line(reply_record(prompt, result, self.session)) + "\n")
+            self.json_out.flush()
         return result
-
-    def renderer_json(self, prompt: str, result: ReplyDone | ReplyFailed) -> None:
-        out = getattr(self.renderer, "stdout", None)
-        if out is not None:
-            out.write(json_line(reply_record(prompt, result, self.session)) + "\n")
-            out.flush()
 
     def _conversation_snapshot(self) -> Conversation:
         s = self.session
@@ -312,33 +299,39 @@ class LineChat:
         self.renderer.info("regenerating the last reply...")
         self.respond(request, self.session.last_user_text() or "")
 
-    def _branches(self, arg: str) -> None:
-        session = self.session
-        if not session.messages:
+    def _last_message(self) -> tuple[int, int, int] | None:
+        """The last message's index, which of its branches shows and how many there
+        are; None (and says so) before any message."""
+        messages = self.session.messages
+        if not messages:
             self.renderer.info("no messages yet.")
+            return None
+        index = len(messages) - 1
+        return (index, *self.session.branches.branch_at(index))
+
+    def _branches(self, arg: str) -> None:
+        last = self._last_message()
+        if last is None:
             return
-        index = len(session.messages) - 1
-        which, count = session.branches.branch_at(index)
+        index, which, count = last
         if count == 1:
             self.renderer.info("the last message has no other branches (!!regen makes one).")
             return
-        for number, sibling in enumerate(session.branches.siblings_at(index), start=1):
+        for number, sibling in enumerate(self.session.branches.siblings_at(index), start=1):
             mark = "*" if number == which else " "
             text = " ".join(sibling.content.split())
             self.renderer.info(f"{mark} {number}: {text[:70]}")
         self.renderer.info(f"showing {which} of {count}; !!branch N shows another")
 
     def _branch(self, arg: str) -> None:
-        session = self.session
-        if not session.messages:
-            self.renderer.info("no messages yet.")
+        last = self._last_message()
+        if last is None:
             return
-        index = len(session.messages) - 1
-        _, count = session.branches.branch_at(index)
+        index, _, count = last
         if not arg.isdigit() or not 1 <= int(arg) <= count:
             self.renderer.info(f"!!branch needs a number from 1 to {count} (see !!branches)")
             return
-        session.choose_branch(index, int(arg))
+        self.session.choose_branch(index, int(arg))
         self.renderer.info(f"showing branch {arg} of {count}:")
         self._show_all()
 

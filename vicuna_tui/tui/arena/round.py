@@ -42,15 +42,7 @@ class RoundHost(Protocol):
 
     def update_votes(self) -> None: ...
 
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = True,
-    ) -> None: ...
+    def notify(self, message: str, *, severity: SeverityLevel = "information") -> None: ...
 
 
 class ArenaRound:

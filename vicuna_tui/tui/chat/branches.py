@@ -9,6 +9,7 @@ the transcript's.  It turns branch keys into session changes and redraws the pat
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from vicuna_tui.tui.chat.editing import EditMode
 from vicuna_tui.tui.chat.replies import ChatReplies
@@ -17,18 +18,12 @@ from vicuna_tui.tui.screens.dialogs import ConfirmScreen
 from vicuna_tui.tui.widgets.transcript import MessageView
 
 
+@dataclass(eq=False)
 class BranchNavigator:
-    def __init__(
-        self,
-        view: ChatView,
-        replies: ChatReplies,
-        editing: EditMode,
-        changed: Callable[[], None],
-    ) -> None:
-        self.view = view
-        self._replies = replies
-        self._editing = editing
-        self._changed = changed
+    view: ChatView
+    _replies: ChatReplies
+    _editing: EditMode
+    _changed: Callable[[], None]
 
     def mark(self) -> None:
         """Put ``‹ which/count ›`` on each message that has siblings."""

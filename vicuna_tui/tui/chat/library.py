@@ -8,6 +8,7 @@ holds it), rename, delete and export.  Every read and write runs on the store's 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from vicuna_tui.store import Conversation, Store, StoreError
@@ -19,18 +20,12 @@ from vicuna_tui.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 from vicuna_tui.tui.store_calls import StoreCalls
 
 
+@dataclass(eq=False)
 class ChatLibrary:
-    def __init__(
-        self,
-        view: ChatView,
-        replies: ChatReplies,
-        branches: BranchNavigator,
-        editing: EditMode,
-    ) -> None:
-        self.view = view
-        self._replies = replies
-        self._branches = branches
-        self._editing = editing
+    view: ChatView
+    _replies: ChatReplies
+    _branches: BranchNavigator
+    _editing: EditMode
 
     def _show_current(self, conversation_id: str | None) -> None:
         self.view.sidebar.current_id = conversation_id

@@ -8,6 +8,8 @@ and drives it with the chat's replies.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from vicuna_tui.replay_plan import ReplayRun, steps
 from vicuna_tui.store import Conversation
 from vicuna_tui.tui.chat.branches import BranchNavigator
@@ -15,17 +17,12 @@ from vicuna_tui.tui.chat.replies import ChatReplies
 from vicuna_tui.tui.chat.view import ChatView
 
 
+@dataclass(eq=False)
 class ReplayDriver:
-    def __init__(
-        self,
-        view: ChatView,
-        replies: ChatReplies,
-        branches: BranchNavigator,
-    ) -> None:
-        self.view = view
-        self._replies = replies
-        self._branches = branches
-        self.run: ReplayRun | None = None
+    view: ChatView
+    _replies: ChatReplies
+    _branches: BranchNavigator
+    run: ReplayRun | None = field(default=None, init=False)
 
     def start(self, reuse_seeds: bool = True) -> None:
         """Send this chat's user turns again, as a new branch of it (read from the

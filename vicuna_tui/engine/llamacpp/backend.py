@@ -117,7 +117,7 @@ class LlamaCppBackend(HoldsModel):
         self._key = ""
         self._routes: LoopbackRoutes | None = None
         # The prompt each slot last saw, and when it was last used (KV caches kept per
-        # branch: gguf_fit.branch_slots).
+        # branch: fit.branch_slots).
         self._slots: list[list[int]] = [[]]
         # What each slot holds for llama.cpp (prompt, then the reply as -1s), and the
         # prompts it set aside in RAM (prompt_cache.py).

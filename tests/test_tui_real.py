@@ -21,7 +21,8 @@ from tui_helpers import (
     wait_for,
 )
 
-from vicuna_tui.engine.events import ChatRequest
+from vicuna_tui.engine.backend import Backend
+from vicuna_tui.engine.events import ChatRequest, ModelInfo
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.engine.transformers.backend import LocalBackend
 from vicuna_tui.store import Store
@@ -61,6 +62,16 @@ class Preloaded:
     def unload(self) -> None:
         pass  # the session fixture owns it
 
+    def abort(self) -> None:
+        pass
+
+    def memory_in_use(self) -> int | None:
+        return None
+
+    @property
+    def loaded(self) -> ModelInfo | None:
+        return self.backend.loaded
+
 
 @pytest.fixture
 def factory(backend: LocalBackend, smollm_dir: Path) -> Any:
@@ -68,7 +79,7 @@ def factory(backend: LocalBackend, smollm_dir: Path) -> Any:
     loaded: list[LocalBackend] = []
     base = LoadSettings(model_path=str(smollm_dir), device="cpu")
 
-    def make(load: LoadSettings) -> Any:
+    def make(load: LoadSettings) -> Backend:
         if load == base:
             return Preloaded(backend)
         fresh = LocalBackend(load)

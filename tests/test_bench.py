@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastchat_env import ensure
@@ -214,6 +215,34 @@ def test_bench_through_a_server(home: Path, tmp_path: Path) -> None:
     with Store() as store:
         saved = store.listing.conversations(run=f"{tmp_path.name}/served")
     assert len(saved) == 3 and {c.backend for c in saved} == {"remote"}
+
+
+def test_bench_holds_answers_to_a_schema(home: Path, tmp_path: Path) -> None:
+    """Each answer is asked as JSON under the schema; one that does not hold is a
+    failure, written as FastChat's $ERROR$ and named on stderr."""
+    questions = tmp_path / "question.jsonl"
+    shutil.copy(QUESTIONS, questions)
+    schema = '{"type": "object", "properties": {"answer": {"type": "string"}}}'
+    with serve() as (url, stub):
+        stub.respond = lambda body: (
+            '{"answer": "42"}' if "12 plus 30" in _last_user(body) else "forty-two"
+        )
+        result = run_cli(
+            "bench", str(questions), "--model-id", "held", "--endpoint", url,
+            "--json-schema", schema,
+        )  # fmt: skip
+        sent = list(stub.requests)
+    assert all(r["response_format"]["json_schema"]["schema"]["type"] == "object" for r in sent)
+    assert result.returncode == 1
+    assert "the reply is not JSON" in result.stderr
+    records = [json.loads(line) for line in (tmp_path / "model_answer" / "held.jsonl").open()]
+    turns = [r["choices"][0]["turns"] for r in records]
+    assert ['{"answer": "42"}', "$ERROR$"] in turns  # the second turn did not hold
+    assert ["$ERROR$"] in turns
+
+
+def _last_user(body: dict[str, Any]) -> str:
+    return str([m for m in body["messages"] if m["role"] == "user"][-1]["content"])
 
 
 class _Terminal(io.StringIO):

@@ -12,7 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from vicuna_tui import __version__
-from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
+from vicuna_tui.commands.flags import (
+    add_constraint_flags,
+    add_generation_flags,
+    add_model_flags,
+)
 from vicuna_tui.errors import VicunaError
 
 SUBCOMMANDS = (
@@ -51,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vicuna-tui {__version__}")
     add_model_flags(parser)
     add_generation_flags(parser)
+    add_constraint_flags(parser)
     ui = parser.add_argument_group("front end")
     ui.add_argument(
         "--style",

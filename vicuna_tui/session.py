@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vicuna_tui.engine.constraints import OutputConstraint
 from vicuna_tui.engine.events import (
     FINISH_ERROR,
     ChatRequest,
@@ -75,16 +76,23 @@ def conversation_record(
 
 
 def reply_origin(
-    info: ModelInfo | None, template: str, generation: GenerationSettings
+    info: ModelInfo | None,
+    template: str,
+    generation: GenerationSettings,
+    constraint: OutputConstraint | None = None,
 ) -> dict[str, Any]:
-    """What wrote a reply: model, backend, template and settings, saved with it."""
+    """What wrote a reply: model, backend, template and settings (with the schema or
+    grammar it was held to), saved with it."""
+    settings = generation.as_record()
+    if constraint is not None:
+        settings.update(constraint.record())
     if info is None:
-        return {"settings": generation.as_record()}
+        return {"settings": settings}
     return {
         "model": info.name,
         "backend": "remote" if info.backend == "remote" else info.engine,
         "template": template,
-        "settings": generation.as_record(),
+        "settings": settings,
     }
 
 
@@ -114,6 +122,8 @@ class ChatSession:
         self.generation = generation or GenerationSettings()
         self.template = template
         self.system_message = system_message
+        # The schema or grammar every reply must hold to (-p and the pipe), else None.
+        self.constraint: OutputConstraint | None = None
         self.load = load or LoadSettings()
         self.endpoint = endpoint
         # This run's command-line settings: they beat a saved chat's when one is opened
@@ -378,6 +388,7 @@ class ChatSession:
             system_message=self.system_message,
             template=self.template,
             request_id=self._next_request,
+            constraint=self.constraint,
         )
         self._next_request += 1
         return request
@@ -421,7 +432,9 @@ class ChatSession:
             time_to_first_token=stats.time_to_first_token,
             tokens_per_second=stats.tokens_per_second,
             seed=stats.seed,
-            **reply_origin(self.model_info, self.resolved_template, self.generation),
+            **reply_origin(
+                self.model_info, self.resolved_template, self.generation, self.constraint
+            ),
         )
         self._append(message)
         self.save()

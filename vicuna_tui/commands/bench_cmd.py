@@ -16,9 +16,15 @@ from typing import Any
 
 from vicuna_tui import locations, runtime, writable
 from vicuna_tui.commands.console import say
-from vicuna_tui.commands.flags import add_generation_flags, add_model_flags
+from vicuna_tui.commands.flags import (
+    add_constraint_flags,
+    add_generation_flags,
+    add_model_flags,
+    constraint_from_args,
+)
 from vicuna_tui.commands.progress import RunProgress
 from vicuna_tui.commands.startup import ask_turns, load_model
+from vicuna_tui.engine.constraints import ConstraintError, OutputConstraint, check_reply
 from vicuna_tui.engine.events import ModelInfo, ReplyDone, ReplyFailed
 from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.errors import SettingsError
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true")
     add_model_flags(parser)
     add_generation_flags(parser)
+    add_constraint_flags(parser)
     return parser
 
 
@@ -87,6 +94,7 @@ def main(argv: Sequence[str]) -> int:
         else path.parent / "model_answer" / f"{args.model_id}.jsonl"
     )
     check_writable(output, "the answers")  # before the model loads, not after its first answer
+    constraint = constraint_from_args(args)
     done = answers.answered(output)
     todo = [q for q in questions if answers.question_id(q[1], q[0]) not in done]
     stderr = sys.stderr
@@ -100,7 +108,7 @@ def main(argv: Sequence[str]) -> int:
         if problem is not None:
             say(stderr, f"warning: not saving the conversations: {problem.message}")
         try:
-            run = _Run(args, temperatures, output, store, run_name(path, args.model_id))
+            run = _Run(args, temperatures, output, store, run_name(path, args.model_id), constraint)
             failures = run.answer_all(todo)
         finally:
             if store is not None:
@@ -120,6 +128,7 @@ class _Run:
     output: Path
     store: Store | None
     name: str
+    constraint: OutputConstraint | None = None  # every answer held to it (--json-schema)
 
     def answer_all(self, todo: list[Question]) -> int:
         stderr = sys.stderr
@@ -183,11 +192,29 @@ class _Run:
         session.join_run(self.name, make_title(f"{self.name} #{qid}{suffix}: {prompts[0]}", 80))
         session.set_model(info)
         session.generation = generation
-        results = ask_turns(driver, session, prompts)
+        session.constraint = self.constraint
+        results = [
+            self._checked(qid, turn, r)
+            for turn, r in enumerate(ask_turns(driver, session, prompts), 1)
+        ]
         turns = [
             r.text if isinstance(r, ReplyDone) else (r.partial_text or "$ERROR$") for r in results
         ]
         return turns, sum(isinstance(r, ReplyFailed) for r in results)
+
+    def _checked(
+        self, qid: Any, turn: int, result: ReplyDone | ReplyFailed
+    ) -> ReplyDone | ReplyFailed:
+        """An answer that does not hold to the schema is a failure, written as $ERROR$
+        (its text stays in the saved conversation)."""
+        if self.constraint is None or not isinstance(result, ReplyDone):
+            return result
+        try:
+            check_reply(self.constraint, result.text, result.finish_reason)
+        except ConstraintError as exc:
+            say(sys.stderr, f"warning: question {qid} turn {turn}: {exc.inline()}")
+            return ReplyFailed(result.request_id, exc)
+        return result
 
 
 def check_writable(output: Path, what: str) -> None:

@@ -10,7 +10,9 @@ from typing import TextIO
 
 from vicuna_tui import runtime
 from vicuna_tui.commands.console import say
+from vicuna_tui.commands.flags import constraint_from_args
 from vicuna_tui.commands.startup import load_model
+from vicuna_tui.engine.constraints import OutputConstraint
 from vicuna_tui.engine.events import ReplyDone
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.frontends.driver import Driver, raise_hangup_on_signals
@@ -22,6 +24,7 @@ from vicuna_tui.textsafe import json_line
 
 def main(args: argparse.Namespace) -> int:
     style = _style(args)
+    constraint = constraint_from_args(args)  # read and checked before any model loads
     if not args.debug:
         from vicuna_tui.warnlog import send_warnings_to_log
 
@@ -46,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
             not_saving_hint=problem.hint if problem else None,
         ).run_chat()
     try:
-        return _line_chat(args, style, resolved, store, conversation, problem)
+        return _line_chat(args, style, resolved, store, conversation, problem, constraint)
     finally:
         if store is not None:
             store.close()
@@ -56,6 +59,11 @@ def _style(args: argparse.Namespace) -> str:
     """The front end to run: the flag's, or the TUI on a terminal and simple off one."""
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
     style: str = args.style or ("tui" if terminal and args.prompt is None else "simple")
+    if style == "tui" and (args.json_schema or args.grammar):
+        raise SettingsError(
+            "--json-schema and --grammar are for -p, a pipe and --style simple",
+            "add -p 'your prompt', or pipe the prompts in",
+        )
     if style == "tui" and not terminal:
         raise SettingsError(
             "the TUI needs a terminal on stdin and stdout",
@@ -88,6 +96,7 @@ def _line_chat(
     store: Store | None,
     conversation: Conversation | None,
     problem: StoreError | None,
+    constraint: OutputConstraint | None,
 ) -> int:
     """The simple and rich styles, the pipe and -p: one engine, in this process."""
     stdin, stderr = sys.stdin, sys.stderr
@@ -98,6 +107,7 @@ def _line_chat(
         warn=lambda text: say(stderr, f"warning: {text}"),
         not_saving=problem.message if problem else None,
     )
+    session.constraint = constraint
     if conversation is not None:
         session.open(conversation.id)
         session.update_settings(

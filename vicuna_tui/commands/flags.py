@@ -7,6 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from vicuna_tui.config import REMOTE_FIELDS
+from vicuna_tui.engine.constraints import (
+    OutputConstraint,
+    grammar_constraint,
+    schema_constraint,
+)
 from vicuna_tui.engine.settings import (
     CHAT_FIELDS,
     GENERATION_FIELDS,
@@ -69,3 +74,26 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
     others = ", ".join(("tokenizer", *TEMPLATES))
     _add_flags(g, CHAT_FIELDS, {"template": f"auto; others: {others}"})
     _add_flags(g, GENERATION_FIELDS, vars(GenerationSettings()))
+
+
+def add_constraint_flags(parser: argparse.ArgumentParser) -> None:
+    """Output that must parse (-p, the pipe, the line chat and bench)."""
+    c = parser.add_argument_group("output that must parse (llama.cpp, or a server's json_schema)")
+    held = c.add_mutually_exclusive_group()
+    held.add_argument(
+        "--json-schema",
+        metavar="FILE|JSON",
+        help="every reply is JSON valid under this schema (checked before it is printed)",
+    )
+    held.add_argument(
+        "--grammar", metavar="FILE", help="every reply follows this GBNF grammar (llama.cpp)"
+    )
+
+
+def constraint_from_args(args: argparse.Namespace) -> OutputConstraint | None:
+    """The schema or grammar the flags name, read and bounded; None without either."""
+    if args.json_schema:
+        return schema_constraint(args.json_schema)
+    if args.grammar:
+        return grammar_constraint(args.grammar)
+    return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vicuna_tui.engine.constraints import OutputConstraint
 from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.errors import VicunaError
 
@@ -68,6 +69,7 @@ class ChatRequest:
     system_message: str | None = None
     template: str = "auto"
     request_id: int = 0
+    constraint: OutputConstraint | None = None  # the schema or grammar it must hold to
 
 
 def rate_text(tokens_per_second: float) -> str:

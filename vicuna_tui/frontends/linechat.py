@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from vicuna_tui import formats, writable
+from vicuna_tui.engine.constraints import ConstraintError, OutputConstraint, check_reply
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     ChatRequest,
@@ -107,6 +108,10 @@ def reply_record(
             "prompt_cache_bytes": stats.prompt_cache_bytes,
         },
     }
+
+
+def _unprinted(text: str) -> None:
+    """Where the deltas of a reply that is checked before printing go."""
 
 
 class PlainRenderer:
@@ -223,8 +228,13 @@ class LineChat:
             except VicunaError as exc:
                 self.diag(describe_failure(exc))
         self.renderer.reply_start()
-        result = self.driver.ask(request, self.renderer.reply_delta)
-        self.session.record_result(result)
+        constraint = request.constraint
+        # A reply held to a schema is printed once it is checked, never in part.
+        sink = self.renderer.reply_delta if constraint is None else _unprinted
+        result = self.driver.ask(request, sink)
+        self.session.record_result(result)  # saved as it came, whatever the check says
+        if constraint is not None and isinstance(result, ReplyDone):
+            result = self._checked(constraint, result)
         if isinstance(result, ReplyDone):
             self.renderer.reply_end(result)
             if self.debug or self.stats:
@@ -239,6 +249,18 @@ class LineChat:
             self.json_out.write(json_line(reply_record(prompt, result, self.session)) + "\n")
             self.json_out.flush()
         return result
+
+    def _checked(self, constraint: OutputConstraint, done: ReplyDone) -> ReplyDone | ReplyFailed:
+        """The reply, printed now that it holds to ``constraint``; else a failure that
+        says where it does not (nothing of it printed)."""
+        if done.finish_reason == FINISH_CANCELLED:
+            return done
+        try:
+            check_reply(constraint, done.text, done.finish_reason)
+        except ConstraintError as exc:
+            return ReplyFailed(done.request_id, exc, done.text)
+        self.renderer.reply_delta(done.text)
+        return done
 
     def _conversation_snapshot(self) -> Conversation:
         s = self.session

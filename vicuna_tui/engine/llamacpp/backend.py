@@ -31,6 +31,7 @@ from typing import Any
 
 from vicuna_tui.engine import gguf_file, sources, templates
 from vicuna_tui.engine.backend import HoldsModel
+from vicuna_tui.engine.constraints import JSON_SCHEMA
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -82,6 +83,7 @@ from vicuna_tui.errors import (
     GenerationError,
     ModelNotFoundError,
     SettingsError,
+    VicunaError,
 )
 
 ENGINE = "llamacpp"
@@ -424,6 +426,7 @@ class LlamaCppBackend(HoldsModel):
             "cache_prompt": not (fresh and cached_first is None),
             "id_slot": slot,
             **sampling,
+            **(request.constraint.record() if request.constraint is not None else {}),
         }
         if cancel.is_set():
             reply.finish = FINISH_CANCELLED
@@ -431,6 +434,8 @@ class LlamaCppBackend(HoldsModel):
             stream = CompletionStream(self._server, body, cancel)
             try:
                 yield from read_reply(stream, request.request_id, cancel, reply)
+            except GenerationError as exc:
+                raise refused_constraint(request, exc) from None
             finally:
                 stream.close()
         if reply.finish != FINISH_STOP:
@@ -497,3 +502,15 @@ class LlamaCppBackend(HoldsModel):
             yield PrefillProgress(request_id, end, len(ids))
             end += self.prefill_chunk
         return found
+
+
+def refused_constraint(request: ChatRequest, exc: GenerationError) -> VicunaError:
+    """llama.cpp's refusal of a schema or grammar, naming the file it came from."""
+    constraint = request.constraint
+    if constraint is None or "grammar" not in exc.message:
+        return exc
+    what = "JSON schema" if constraint.kind == JSON_SCHEMA else "GBNF grammar"
+    return SettingsError(
+        f"llama.cpp cannot use the {what} {constraint.source} ({exc.message})",
+        "check its syntax: llama.cpp's grammars/README.md describes both",
+    )

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vicuna_tui.engine.backend import HoldsModel
+from vicuna_tui.engine.constraints import JSON_SCHEMA
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     ChatRequest,
@@ -235,6 +236,12 @@ class RemoteBackend(HoldsModel):
 
     def generate(self, request: ChatRequest, cancel: threading.Event) -> Iterator[EngineEvent]:
         self._cancelled.clear()
+        if request.constraint is not None and request.constraint.kind != JSON_SCHEMA:
+            raise SettingsError(
+                "a GBNF grammar (--grammar) is for models run here on llama.cpp, not a server",
+                "use --json-schema with a server (it is sent as response_format), or run "
+                "the GGUF here",
+            )
         tally = Tally(time.perf_counter())
         gen = request.generation
         yield ReplyStarted(request.request_id, 0, 0, 0, gen.max_new_tokens, gen.seed)

@@ -46,6 +46,7 @@ from vicuna_tui.engine.transformers.kv_cache import STATIC_CAP, KVCache, spare_c
 from vicuna_tui.errors import (
     GenerationError,
     OutOfMemoryError,
+    SettingsError,
     VicunaError,
 )
 
@@ -235,8 +236,6 @@ class LocalBackend(HoldsModel):
         if name == templates.TOKENIZER_TEMPLATE:
             tokenizer = self._loaded.tokenizer
             if not getattr(tokenizer, "chat_template", None):
-                from vicuna_tui.errors import SettingsError
-
                 raise SettingsError(
                     "this tokenizer has no chat template",
                     "choose a named template, e.g. vicuna_v1.1",
@@ -269,6 +268,13 @@ class LocalBackend(HoldsModel):
         loaded = self._loaded
         if loaded is None:
             raise GenerationError("no model is loaded", "wait for the model to load")
+        if request.constraint is not None:
+            raise SettingsError(
+                "a JSON schema or grammar (--json-schema, --grammar) needs the llama.cpp "
+                "backend; this model runs on transformers",
+                "run a GGUF of the model (a .gguf path, or --gguf-file; --backend llamacpp), "
+                "or a server that supports response_format json_schema",
+            )
         threads = self._follow_load()
         prepared = self.prepare(request)
         gen = request.generation

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument(
         "--judge-model", help="the judge's name (on a server: its model name; default: the model's)"
     )
+    j.add_argument(
+        "--no-constrain",
+        action="store_true",
+        help="when no verdict can be read, ask again without holding the answer to the "
+        "verdict's form (by default a judge on llama.cpp is held to it, so it always parses)",
+    )
     parser.add_argument("--debug", action="store_true")
     add_model_flags(parser)
     add_generation_flags(parser)
@@ -116,7 +122,8 @@ def main(argv: Sequence[str]) -> int:
     _remember(plan, args)
     retried = sum(w.retried for w in workers)
     if retried:
-        say(stderr, f"asked again {retried} time(s) for a verdict that could not be read")
+        held = " (held to the verdict's form)" if workers[0].can_constrain else ""
+        say(stderr, f"asked again {retried} time(s){held} for a verdict that could not be read")
     status = _summary(plan)
     if stopped:
         say(stderr, "stopped; run the same command again to go on")
@@ -213,22 +220,31 @@ def _start(args: argparse.Namespace, resolved: runtime.Resolved, stderr: Any) ->
             for worker in workers:
                 worker.driver.close()
             raise
-        workers.append(JudgeWorker(driver, resolved, info, generation))
+        workers.append(
+            JudgeWorker(driver, resolved, info, generation, constrain=not args.no_constrain)
+        )
     return workers
 
 
 def _judge_one(worker: JudgeWorker, match: Match, judge: str) -> dict[str, Any]:
     if len(match.models) == 1:
         user_prompt = match.user_prompt()
-        text, score = worker.verdict(match.prompt, user_prompt)
-        value = score if isinstance(score, (int, float)) else None
-        return judgments.single_record(match, judge, user_prompt, text, value)
+        verdict = worker.verdict(match.prompt, user_prompt)
+        value = verdict.value if isinstance(verdict.value, (int, float)) else None
+        record = judgments.single_record(match, judge, user_prompt, verdict.text, value)
+        record["constrained"] = verdict.constrained
+        return record
     sides = []
+    held = []
     for swapped in (False, True):  # both orders: against position bias
         user_prompt = match.user_prompt(swapped)
-        text, winner = worker.verdict(match.prompt, user_prompt)
-        sides.append((user_prompt, text, winner if isinstance(winner, str) else None))
-    return judgments.pair_record(match, judge, sides[0], sides[1])
+        verdict = worker.verdict(match.prompt, user_prompt)
+        winner = verdict.value if isinstance(verdict.value, str) else None
+        sides.append((user_prompt, verdict.text, winner))
+        held.append(verdict.constrained)
+    record = judgments.pair_record(match, judge, sides[0], sides[1])
+    record["g1_constrained"], record["g2_constrained"] = held
+    return record
 
 
 def _judge_all(plan: Plan, workers: list[JudgeWorker], stderr: Any) -> bool:

@@ -84,3 +84,17 @@ def format_reminder(output_format: str) -> str:
         "I could not find your verdict. Reply with the verdict alone, in exactly this "
         f"form: {example}."
     )
+
+
+_SCORE_GBNF = '"10" | [1-9]'
+_GRAMMARS = {
+    "[[rating]]": f'root ::= "[[" ({_SCORE_GBNF}) "]]"\n',
+    "[[rating_a,rating_b]]": f'root ::= "[[" ({_SCORE_GBNF}) "," ({_SCORE_GBNF}) "]]"\n',
+}
+_WINNER_GBNF = 'root ::= "[[" [ABC] "]]"\n'
+
+
+def verdict_grammar(output_format: str) -> str:
+    """A GBNF grammar whose every sentence is a verdict of ``output_format`` that
+    ``read_verdict`` reads: ``[[1]]``…``[[10]]``, ``[[3,7]]``, or ``[[A]]``/``[[B]]``/``[[C]]``."""
+    return _GRAMMARS.get(output_format, _WINNER_GBNF)

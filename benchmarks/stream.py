@@ -196,6 +196,18 @@ def tui_headless(backend: Any, tokens: int) -> float:
     return tokens * (last_chars - first_chars) / last_chars / (last_time - first_time)
 
 
+def _engine(module: str, before: str, name: str) -> Any:
+    """A backend class, from its package, or from the module it was before the backends
+    became packages (``revision_ab.py`` runs this script in earlier trees too)."""
+    import importlib
+
+    try:
+        found = importlib.import_module(f"vicuna_tui.engine.{module}")
+    except ModuleNotFoundError:
+        found = importlib.import_module(f"vicuna_tui.engine.{before}")
+    return getattr(found, name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -208,18 +220,15 @@ def main() -> None:
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="stream-bench-")
     from vicuna_tui.engine.process import ProcessBackend
     from vicuna_tui.engine.settings import LoadSettings
-    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     backend: Any
     if opts.backend == "llamacpp":
-        from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
-
         settings = LoadSettings(model_path=str(smollm_gguf()), device="cpu")
-        backend = LlamaCppBackend(settings)
+        backend = _engine("llamacpp.backend", "llamacpp", "LlamaCppBackend")(settings)
         model = "SmolLM2-135M-Instruct's Q4_1 GGUF on llama.cpp"
     else:
         settings = LoadSettings(model_path=str(smollm_folder()), device="cpu")
-        backend = LocalBackend(settings)
+        backend = _engine("transformers.backend", "local", "LocalBackend")(settings)
         model = "SmolLM2-135M-Instruct"
     backend.load()
     no_eos(backend)

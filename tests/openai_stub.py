@@ -27,6 +27,7 @@ class Stub:
         self.respond: Callable[[dict[str, Any]], str] | None = None
         self.lock = threading.Lock()
         self.streaming = 0  # replies being sent right now
+        self.logprobs = True  # answer "logprobs": true as OpenAI does (False: ignore it)
         self.most_streaming = 0  # the most at once
 
 
@@ -115,9 +116,20 @@ class _Handler(BaseHTTPRequestHandler):
             if self.stub.mode == "error-chunk" and index == 2:
                 self._event({"error": {"message": "worker crashed"}})
                 return
-            self._event(
-                {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            )
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": {"content": piece},
+                "finish_reason": None,
+            }
+            if body.get("logprobs") and self.stub.logprobs:  # each piece a token, made up
+                alternatives = [
+                    {"token": piece, "logprob": -0.25},
+                    {"token": piece.upper(), "logprob": -1.5},
+                ][: int(body.get("top_logprobs") or 0)]
+                choice["logprobs"] = {
+                    "content": [{"token": piece, "logprob": -0.25, "top_logprobs": alternatives}]
+                }
+            self._event({"choices": [choice]})
             self.stub.chunks_sent += 1
             time.sleep(self.stub.delay)
         self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})

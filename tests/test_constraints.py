@@ -171,7 +171,7 @@ def test_check_reply_says_why_a_reply_is_refused() -> None:
 def test_the_tui_refuses_a_schema_before_loading(home: Path) -> None:
     result = run_cli("--style", "tui", "--json-schema", '{"type": "object"}')
     assert result.returncode == 2
-    assert "--json-schema and --grammar are for -p" in result.stderr
+    assert "--json-schema, --grammar and --logprobs are for -p" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with -p or a pipe: one JSON object per reply, with its stats",
     )
+    ui.add_argument(
+        "--logprobs",
+        type=int,
+        metavar="N",
+        help="with --json: each token's log-probability and its N likeliest alternatives "
+        "(OpenAI's logprobs shape, 1-20); with --debug: each reply's least likely tokens",
+    )
     ui.add_argument("--resume", metavar="ID|last", help="reopen a saved conversation")
     ui.add_argument("--no-save", action="store_true", help="do not save this conversation")
     ui.add_argument("--stats", action="store_true", help="print each reply's stats to stderr")

@@ -124,6 +124,7 @@ class ChatSession:
         self.system_message = system_message
         # The schema or grammar every reply must hold to (-p and the pipe), else None.
         self.constraint: OutputConstraint | None = None
+        self.logprobs = 0  # alternatives asked with each token's log-probability (--logprobs)
         self.load = load or LoadSettings()
         self.endpoint = endpoint
         # This run's command-line settings: they beat a saved chat's when one is opened
@@ -389,6 +390,7 @@ class ChatSession:
             template=self.template,
             request_id=self._next_request,
             constraint=self.constraint,
+            logprobs=self.logprobs,
         )
         self._next_request += 1
         return request

@@ -13,7 +13,7 @@ from vicuna_tui.commands.console import say
 from vicuna_tui.commands.flags import constraint_from_args
 from vicuna_tui.commands.startup import load_model
 from vicuna_tui.engine.constraints import OutputConstraint
-from vicuna_tui.engine.events import ReplyDone
+from vicuna_tui.engine.events import MAX_LOGPROBS, ReplyDone
 from vicuna_tui.errors import SettingsError
 from vicuna_tui.frontends.driver import Driver, raise_hangup_on_signals
 from vicuna_tui.frontends.linechat import LineChat, PlainRenderer, Renderer, reply_record
@@ -59,10 +59,15 @@ def _style(args: argparse.Namespace) -> str:
     """The front end to run: the flag's, or the TUI on a terminal and simple off one."""
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
     style: str = args.style or ("tui" if terminal and args.prompt is None else "simple")
-    if style == "tui" and (args.json_schema or args.grammar):
+    if style == "tui" and (args.json_schema or args.grammar or args.logprobs is not None):
         raise SettingsError(
-            "--json-schema and --grammar are for -p, a pipe and --style simple",
+            "--json-schema, --grammar and --logprobs are for -p, a pipe and --style simple",
             "add -p 'your prompt', or pipe the prompts in",
+        )
+    if args.logprobs is not None and not 1 <= args.logprobs <= MAX_LOGPROBS:
+        raise SettingsError(
+            f"--logprobs {args.logprobs} is out of range",
+            f"give a number of alternatives from 1 to {MAX_LOGPROBS}",
         )
     if style == "tui" and not terminal:
         raise SettingsError(
@@ -108,6 +113,7 @@ def _line_chat(
         not_saving=problem.message if problem else None,
     )
     session.constraint = constraint
+    session.logprobs = args.logprobs or 0
     if conversation is not None:
         session.open(conversation.id)
         session.update_settings(

@@ -7,6 +7,7 @@ All are plain dataclasses, so front ends can pass them on as thread-safe message
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from vicuna_tui.engine.constraints import OutputConstraint
 from vicuna_tui.engine.settings import GenerationSettings
@@ -70,6 +71,48 @@ class ChatRequest:
     template: str = "auto"
     request_id: int = 0
     constraint: OutputConstraint | None = None  # the schema or grammar it must hold to
+    logprobs: int = 0  # each token's log-probability and this many alternatives (0: none)
+
+
+MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
+
+
+@dataclass(frozen=True)
+class TokenChoice:
+    """A token the model could have written next, and its log-probability (natural log,
+    before the sampler: the model's own distribution)."""
+
+    token: str
+    logprob: float
+
+    def record(self) -> dict[str, Any]:
+        return {"token": self.token, "logprob": self.logprob, "bytes": list(self.token.encode())}
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token of a reply: what was written, its log-probability, and the most likely
+    alternatives at that point (the written one among them when it was likely enough)."""
+
+    token: str
+    logprob: float
+    top: tuple[TokenChoice, ...]
+
+    def record(self) -> dict[str, Any]:
+        """OpenAI's shape (a ``logprobs.content`` item)."""
+        return {
+            **TokenChoice(self.token, self.logprob).record(),
+            "top_logprobs": [choice.record() for choice in self.top],
+        }
+
+    @classmethod
+    def from_record(cls, item: dict[str, Any]) -> TokenLogprob:
+        """From an OpenAI-shaped item (llama.cpp's and servers' streams)."""
+        top = tuple(
+            TokenChoice(str(c.get("token", "")), float(c.get("logprob", 0.0)))
+            for c in item.get("top_logprobs") or ()
+        )
+        return cls(str(item.get("token", "")), float(item.get("logprob", 0.0)), top)
 
 
 def rate_text(tokens_per_second: float) -> str:
@@ -147,6 +190,7 @@ class ReplyDone:
     text: str
     finish_reason: str
     stats: ReplyStats
+    tokens: tuple[TokenLogprob, ...] | None = None  # when the request asked for logprobs
 
 
 @dataclass(frozen=True)

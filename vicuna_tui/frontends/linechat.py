@@ -6,6 +6,8 @@ FastChat-compatible commands: !!exit, !!reset, !!remove, !!regen, !!save FILE,
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -18,6 +20,7 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyFailed,
     ReplyStats,
+    TokenLogprob,
     rate_text,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
@@ -91,10 +94,16 @@ def reply_record(
             "error": result.error.message,
         }
     stats = result.stats
+    logprobs = (
+        {}
+        if result.tokens is None
+        else {"logprobs": {"content": [t.record() for t in result.tokens]}}
+    )
     return {
         **base,
         "text": result.text,
         "finish_reason": result.finish_reason,
+        **logprobs,
         "stats": {
             "prompt_tokens": stats.prompt_tokens,
             "cached_tokens": stats.cached_tokens,
@@ -108,6 +117,18 @@ def reply_record(
             "prompt_cache_bytes": stats.prompt_cache_bytes,
         },
     }
+
+
+def least_likely(tokens: Sequence[TokenLogprob], count: int = 3) -> str:
+    """The reply's least likely tokens, each with what the model found likelier."""
+    parts = []
+    for token in sorted(tokens, key=lambda t: t.logprob)[:count]:
+        others = [c for c in token.top if c.token != token.token][:2]
+        instead = ", ".join(f"{c.token!r} {math.exp(c.logprob):.0%}" for c in others)
+        parts.append(
+            f"{token.token!r} {math.exp(token.logprob):.0%}" + (f" ({instead})" if instead else "")
+        )
+    return "[least likely] " + "; ".join(parts)
 
 
 def _unprinted(text: str) -> None:
@@ -239,6 +260,8 @@ class LineChat:
             self.renderer.reply_end(result)
             if self.debug or self.stats:
                 self.diag(stats_line(result.stats, result.finish_reason))
+            if self.debug and result.tokens:
+                self.diag(least_likely(result.tokens))
         else:
             self.failures += 1
             self.renderer.reply_end(

@@ -427,6 +427,7 @@ class LlamaCppBackend(HoldsModel):
             "id_slot": slot,
             **sampling,
             **(request.constraint.record() if request.constraint is not None else {}),
+            **({"logprobs": request.logprobs} if request.logprobs else {}),
         }
         if cancel.is_set():
             reply.finish = FINISH_CANCELLED
@@ -453,7 +454,8 @@ class LlamaCppBackend(HoldsModel):
         silent = nothing_said(reply.text, reply.finish)
         if silent is not None:
             yield silent
-        yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
+        tokens = tuple(reply.logprobs) if request.logprobs else None
+        yield ReplyDone(request.request_id, reply.text, reply.finish, stats, tokens)
 
     def _pick_slot(self, ids: list[int]) -> int:
         """The slot for a prompt: the one whose cache it continues, unless using it

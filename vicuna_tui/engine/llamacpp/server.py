@@ -24,6 +24,7 @@ from vicuna_tui.engine.events import (
     FINISH_STOP,
     ReplyDelta,
     ReplyStats,
+    TokenLogprob,
 )
 from vicuna_tui.engine.prompting import PreparedPrompt, ReplyTally
 from vicuna_tui.engine.settings import GenerationSettings
@@ -246,6 +247,7 @@ class Reply(ReplyTally):
     """A reply as llama.cpp streams it, with the chunk that carried its usage."""
 
     final: dict[str, Any] = field(default_factory=dict)  # the chunk with usage and timings
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # when the request asked
 
     def llama_stats(
         self, prepared: PreparedPrompt, cached_first: int | None, predicted: int, seed: int | None
@@ -271,6 +273,8 @@ def read_reply(
             raise generation_error(chunk)
         choice = (chunk.get("choices") or [{}])[0]
         text = choice.get("text") or ""
+        for item in (choice.get("logprobs") or {}).get("content") or ():
+            reply.logprobs.append(TokenLogprob.from_record(item))
         if chunk.get("usage"):
             reply.final = chunk
         if choice.get("finish_reason") is None or text:

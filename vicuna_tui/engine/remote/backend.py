@@ -23,6 +23,7 @@ from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
     ModelInfo,
+    Notice,
     PromptPreview,
     ReplyDelta,
     ReplyDone,
@@ -268,7 +269,13 @@ class RemoteBackend(HoldsModel):
                 f"the connection to {self.public} dropped mid-reply",
                 "the text received so far is kept; check the server, then regenerate",
             )
-        yield ReplyDone(request.request_id, tally.text, tally.finish, tally.stats(gen.seed))
+        if request.logprobs and not tally.logprobs and tally.text:
+            yield Notice(
+                f"{self.public} sent no token log-probabilities (logprobs): it does not "
+                "support them, or not for this model"
+            )
+        tokens = tuple(tally.logprobs) if request.logprobs else None
+        yield ReplyDone(request.request_id, tally.text, tally.finish, tally.stats(gen.seed), tokens)
 
     def _open_stream(self, request: ChatRequest) -> tuple[Any, Any]:
         """The streamed request and its response (asked again without usage reporting
@@ -314,6 +321,7 @@ class RemoteBackend(HoldsModel):
                 )
             if chunk.usage is not None:
                 tally.usage = chunk.usage
+            tally.logprobs.extend(chunk.logprobs)
             for piece in chunk.texts:
                 text = leading.push(piece)
                 if text:

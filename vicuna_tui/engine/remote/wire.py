@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from vicuna_tui.engine.events import FINISH_LENGTH, FINISH_STOP, ChatRequest, ReplyStats
+from vicuna_tui.engine.events import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ChatRequest,
+    ReplyStats,
+    TokenLogprob,
+)
 
 
 def public_url(url: str) -> str:
@@ -102,6 +108,9 @@ def request_body(model: str | None, request: ChatRequest, *, usage: bool = True)
             "type": "json_schema",
             "json_schema": {"name": "reply", "schema": request.constraint.schema, "strict": True},
         }
+    if request.logprobs:
+        body["logprobs"] = True
+        body["top_logprobs"] = request.logprobs
     return body
 
 
@@ -114,6 +123,7 @@ class Chunk:
     usage: dict[str, Any] | None = None
     error: str | None = None  # the server reported an error mid-reply
     done: bool = False  # [DONE]
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 def read_chunk(data: str) -> Chunk | None:
@@ -131,13 +141,16 @@ def read_chunk(data: str) -> Chunk | None:
         return Chunk(error=str(error.get("message") if isinstance(error, dict) else error))
     texts: list[str] = []
     finish: str | None = None
+    logprobs: list[TokenLogprob] = []
     for choice in chunk.get("choices") or []:
         texts.append((choice.get("delta") or {}).get("content") or choice.get("text") or "")
         reason = choice.get("finish_reason")
         if reason:
             finish = FINISH_LENGTH if reason == "length" else FINISH_STOP
+        content = (choice.get("logprobs") or {}).get("content") or ()
+        logprobs.extend(TokenLogprob.from_record(i) for i in content if isinstance(i, dict))
     usage = chunk.get("usage")
-    return Chunk(texts, finish, usage if isinstance(usage, dict) else None)
+    return Chunk(texts, finish, usage if isinstance(usage, dict) else None, logprobs=logprobs)
 
 
 @dataclass
@@ -151,6 +164,7 @@ class Tally:
     finish: str = FINISH_STOP
     usage: dict[str, Any] = field(default_factory=dict)
     ended: bool = False  # [DONE] or a finish_reason arrived
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def add(self, text: str) -> None:
         now = time.perf_counter()

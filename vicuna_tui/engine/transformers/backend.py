@@ -12,7 +12,7 @@ import inspect
 import secrets
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from vicuna_tui.engine import templates
@@ -28,6 +28,8 @@ from vicuna_tui.engine.events import (
     ReplyDelta,
     ReplyDone,
     ReplyStarted,
+    TokenChoice,
+    TokenLogprob,
 )
 from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompting import (
@@ -293,8 +295,13 @@ class LocalBackend(HoldsModel):
             seed,
         )
         reply = ReplyTally(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started)
+        chosen: list[tuple[int, float, list[int], list[float]]] | None = (
+            [] if request.logprobs else None
+        )
         try:
-            tokens = self._decode(request.request_id, prepared, cached, gen, seed, cancel)
+            tokens = self._decode(
+                request.request_id, prepared, cached, gen, seed, cancel, (request.logprobs, chosen)
+            )
             yield from self._read(tokens, request.request_id, stop_ids, decoder, reply, cancel)
         except VicunaError:
             self.reset_cache()
@@ -310,7 +317,10 @@ class LocalBackend(HoldsModel):
         silent = nothing_said(reply.text, reply.finish)
         if silent is not None:
             yield silent
-        yield ReplyDone(request.request_id, reply.text, reply.finish, stats)
+        written = None
+        if chosen is not None:
+            written = token_logprobs(chosen, stop_ids, lambda i: tokenizer.decode([i]))
+        yield ReplyDone(request.request_id, reply.text, reply.finish, stats, written)
 
     def _follow_load(self) -> int | None:
         """The CPU threads for this reply: the cores free now, unless --threads."""
@@ -359,14 +369,18 @@ class LocalBackend(HoldsModel):
         gen: GenerationSettings,
         seed: int | None,
         cancel: threading.Event,
+        logprobs: tuple[int, list[tuple[int, float, list[int], list[float]]] | None] = (0, None),
     ) -> Iterator[int | PrefillProgress]:
         """The reply's tokens, after reading in the prompt's new part (a chunk at a time
-        when it is long, with a PrefillProgress after each chunk but the last)."""
+        when it is long, with a PrefillProgress after each chunk but the last).
+        ``logprobs``: (how many alternatives, the list that takes each token's id, its
+        log-probability and the alternatives', from the model's own distribution)."""
         import torch
 
         model = self._loaded.model
         device = self._loaded.input_device
         processors = sampling.processors(gen)
+        alternatives, chosen = logprobs
         generator = None
         if seed is not None:
             generator = torch.Generator(device=device).manual_seed(seed)
@@ -399,9 +413,12 @@ class LocalBackend(HoldsModel):
                     self.kv.ids.extend(feed_ids)
                     logits = scores[:, -1, :].float()
                     check_first(logits)
+                    raw = logits
                     if processors:
                         logits = processors(history, logits)
                     token = sampling.next_token(logits, gen, generator)
+                    if chosen is not None:
+                        chosen.append(sampling.logprobs_of(raw, token, alternatives))
                     yield token
                     feed_ids = [token]
                     feed = torch.tensor([feed_ids], device=device)
@@ -497,3 +514,20 @@ class FirstLogits:
                 "download the model again, or load it in another precision "
                 "(--dtype float32 or bfloat16)",
             )
+
+
+def token_logprobs(
+    chosen: list[tuple[int, float, list[int], list[float]]],
+    stop_ids: set[int],
+    text_of: Callable[[int], str],
+) -> tuple[TokenLogprob, ...]:
+    """The written tokens' log-probabilities as events (the stop token left out)."""
+    return tuple(
+        TokenLogprob(
+            text_of(token),
+            logprob,
+            tuple(TokenChoice(text_of(i), v) for i, v in zip(ids, values, strict=True)),
+        )
+        for token, logprob, ids, values in chosen
+        if token not in stop_ids
+    )

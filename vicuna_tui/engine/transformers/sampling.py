@@ -39,3 +39,13 @@ def next_token(logits: Any, gen: GenerationSettings, generator: Any) -> int:
         return int(torch.argmax(logits, dim=-1).item())
     probs = torch.softmax(logits, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def logprobs_of(logits: Any, token: int, count: int) -> tuple[int, float, list[int], list[float]]:
+    """``token``'s log-probability under ``logits`` (the model's own, before the
+    sampler), and the ``count`` most likely tokens' ids and log-probabilities."""
+    import torch
+
+    logp = torch.log_softmax(logits[0], dim=-1)
+    top = torch.topk(logp, count)
+    return token, float(logp[token]), top.indices.tolist(), top.values.tolist()

@@ -189,8 +189,10 @@ def test_judge_single_and_pairs_against_a_scripted_server(home: Path, tmp_path: 
     output = folder / "model_judgment" / "stub-model_single.jsonl"
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert {k for r in records for k in r} == {
-        "question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"
+        "question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp",
+        "constrained",  # ours: whether the verdict was held to its form (not on a server)
     }  # fmt: skip
+    assert not any(r["constrained"] for r in records)
     scores = {(r["question_id"], r["model"], r["turn"]): r["score"] for r in records}
     assert scores == {
         (7, "good", 1): 8, (7, "poor", 1): -1, (81, "good", 1): 8, (81, "poor", 1): 4,
@@ -222,6 +224,7 @@ def test_judge_single_and_pairs_against_a_scripted_server(home: Path, tmp_path: 
         (111, 2): ("model_1", "model_1"),
     }
     assert all(r["model_1"] == "good" and r["model_2"] == "poor" for r in records)
+    assert not any(r["g1_constrained"] or r["g2_constrained"] for r in records)
     swapped = records[0]["g2_user_prompt"]
     assert swapped.index("POOR") < swapped.index("GOOD")  # the second order, really swapped
 

@@ -20,7 +20,12 @@ from openai_stub import serve
 
 from vicuna_tui.evaluation import answers, results
 from vicuna_tui.evaluation.judge_prompts import JudgePromptError, parse_prompts, read_prompts
-from vicuna_tui.evaluation.verdicts import read_score, read_two_scores, read_winner
+from vicuna_tui.evaluation.verdicts import (
+    read_score,
+    read_two_scores,
+    read_verdict,
+    read_winner,
+)
 
 QUESTIONS = Path(__file__).parent / "fixtures" / "bench_questions.jsonl"
 
@@ -58,6 +63,37 @@ def test_scores_are_read_with_fallbacks(text: str, score: float | None) -> None:
 )
 def test_winners_are_read_with_fallbacks(text: str, winner: str | None) -> None:
     assert read_winner(text) == winner
+
+
+@pytest.mark.parametrize(
+    ("output_format", "text", "fastchat", "last"),
+    [
+        ("[[rating]]", "Rating: [[3]] at first, but on reflection [[6]]", 3, 6),
+        ("[[rating]]", 'Follow the format "[[rating]]"... Rating: [[7.5]]', 7.5, 7.5),
+        ("[[rating]]", "I would give it [6].", 6, 6),
+        ("[[rating]]", "Rating: 9/10", None, 9),
+        ("[[rating]]", "Rating: [[11]]", 11, None),  # FastChat does not bound it
+        ("[[A]]", 'Reply "[[A]]", "[[B]]" or "[[C]]"... My verdict: [[B]]', "A", "B"),
+        ("[[A]]", "[[B]] is clearly better than [[A]]", "A", "A"),
+        ("[[A]]", "Assistant B is better overall.", None, "B"),
+        ("[[rating_a,rating_b]]", "[[3,8]] then [[9,1]]", "B", "A"),
+        ("[[rating_a,rating_b]]", "[7, 7.05]", "tie", "tie"),
+    ],
+)
+def test_fastchats_rule_is_the_default_and_ours_is_a_flag(
+    output_format: str, text: str, fastchat: Any, last: Any
+) -> None:
+    """The same messy reply reads as FastChat reads it (its first [[...]], [[A]] before
+    [[B]] wherever they stand), unless --verdict-rule last."""
+    assert read_verdict(output_format, text) == fastchat
+    assert read_verdict(output_format, text, "last") == last
+
+
+def test_a_negated_tie_is_not_a_tie() -> None:
+    assert read_winner("Both are good, so this is not a tie. Assistant B is better.") == "B"
+    assert read_winner("This is not a tie.") is None
+    assert read_winner("It's no tie: [[A]]") == "A"
+    assert read_winner("I call it a tie.") == "tie"
 
 
 def test_two_scores_within_fastchats_delta_are_a_tie() -> None:
@@ -115,6 +151,33 @@ def test_a_win_counts_only_when_both_orders_agree() -> None:
     assert [r.model for r in table.pairs] == ["c", "a", "b"]  # best adjusted rate first
     against_b = results.pair_results(records, baseline="b")
     assert [r.model for r in against_b.pairs] == ["c", "a"]  # the baseline left out
+
+
+def test_judge_show_filters_by_either_side_and_says_when_nothing_matches(
+    home: Path, tmp_path: Path
+) -> None:
+    """--models picks a model on either side of a pair (against a baseline it is
+    model_1, but in pairwise-all it may be model_2); a filter that matches nothing says
+    so and lists what was judged, instead of printing an empty table."""
+    records = [
+        _pair("a", "b", "model_1", "model_1"),
+        _pair("c", "b", "model_1", "model_1", 2),  # c beats the baseline
+        _pair("a", "c", "model_1", "model_1", 3),  # c is model_2 here, and loses
+    ]
+    only_c = results.pair_results(records, models=["c"])
+    assert [(r.model, r.win, r.loss) for r in only_c.pairs] == [("c", 1, 1)]
+    against_b = results.pair_results(records, baseline="b", models=["b", "c"])
+    assert [(r.model, r.win, r.loss) for r in against_b.pairs] == [("c", 1, 0)]
+    path = tmp_path / "model_judgment" / "j_pair.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps({**r, "turn": 1}) + "\n" for r in records))
+    shown = run_cli("judge", "show", str(path), "--models", "c", "--baseline", "b")
+    assert shown.returncode == 0, shown.stderr
+    assert "c " in shown.stdout
+    missing = run_cli("judge", "show", str(path), "--models", "z", "--baseline", "b")
+    assert missing.returncode == 2
+    assert f"no judgment in {path} matches --models z and --baseline b" in missing.stderr
+    assert "the models judged there: a, b, c" in missing.stderr
 
 
 def test_single_scores_average_per_turn_and_category() -> None:
@@ -191,7 +254,9 @@ def test_judge_single_and_pairs_against_a_scripted_server(home: Path, tmp_path: 
     assert {k for r in records for k in r} == {
         "question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp",
         "constrained",  # ours: whether the verdict was held to its form (not on a server)
+        "verdict_rule",  # ours: how the verdict was read (FastChat's rule by default)
     }  # fmt: skip
+    assert {r["verdict_rule"] for r in records} == {"fastchat"}
     assert not any(r["constrained"] for r in records)
     scores = {(r["question_id"], r["model"], r["turn"]): r["score"] for r in records}
     assert scores == {
@@ -252,6 +317,36 @@ def test_judge_single_and_pairs_against_a_scripted_server(home: Path, tmp_path: 
     assert "7 of 8 already judged" in again.stderr
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(records) == 8 and not [r for r in records if r["score"] == -1]
+
+
+def test_references_fall_back_to_fastchats_gpt4_answers_and_say_so(
+    home: Path, tmp_path: Path
+) -> None:
+    """A judge with no reference file of its own is graded against MT-bench's GPT-4
+    references, as FastChat does, and the judge says which file; a question that needs
+    a reference and has none is named."""
+    folder = _bench_folder(tmp_path)
+    references = folder / "reference_answer"
+    (references / "stub-model.jsonl").rename(references / "gpt-4.jsonl")
+    with serve() as (url, stub):
+        stub.respond = _scripted
+        server = ["--judge-endpoint", url, "--judge-model", "stub-model", "--models", "good"]
+        result = run_cli("judge", str(folder / "question.jsonl"), *server)
+        math = [b for b in stub.requests if "12 plus 30" in _last_user(b)]
+        assert math and all("12 + 30 = 42." in _last_user(b) for b in math)
+        assert f"reference answers (1 question(s) need one): {references / 'gpt-4.jsonl'}" in (
+            result.stderr
+        )
+        shutil.rmtree(references)
+        again = run_cli(
+            "judge", str(folder / "question.jsonl"), *server, "-o", str(tmp_path / "j.jsonl")
+        )
+    assert 'reference answers (1 question(s) need one): the questions\' own "reference"' in (
+        again.stderr
+    )
+    assert "1 of them have no reference answer and are graded without one: question(s) 111" in (
+        again.stderr
+    )
 
 
 def test_ctrl_c_stops_the_judge_and_a_rerun_goes_on(home: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from vicuna_tui.errors import SettingsError
 from vicuna_tui.evaluation import answers, judgments
 from vicuna_tui.evaluation.judge_prompts import read_prompts
 from vicuna_tui.evaluation.judgments import Match
+from vicuna_tui.evaluation.verdicts import RULES
 from vicuna_tui.frontends.driver import Driver
 from vicuna_tui.questions import read_questions
 from vicuna_tui.store import Store, StoreError
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--reference",
         help="reference answers for math, reasoning and coding (default: "
-        "reference_answer/JUDGE.jsonl beside the questions, else the questions' own)",
+        "reference_answer/JUDGE.jsonl beside the questions, else FastChat's "
+        "reference_answer/gpt-4.jsonl, else the questions' own)",
     )
     parser.add_argument(
         "--prompts", help="judge prompts, JSONL as FastChat's judge_prompts.jsonl (default: ours)"
@@ -61,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--judge-endpoint", dest="endpoint", help="the judge's OpenAI-compatible URL")
     j.add_argument(
         "--judge-model", help="the judge's name (on a server: its model name; default: the model's)"
+    )
+    j.add_argument(
+        "--verdict-rule",
+        choices=RULES,
+        default="fastchat",
+        help="how a verdict is read: fastchat (the default: FastChat's own rule, the first "
+        "[[8]] or [[A]]) or last (the last strict one, then fallbacks such as 'Rating: 8/10')",
     )
     j.add_argument(
         "--no-constrain",
@@ -80,6 +89,7 @@ class Plan:
     todo: list[Match]
     output: Path
     judge: str
+    notes: list[str] = dataclasses.field(default_factory=list)  # said before judging
 
 
 def main(argv: Sequence[str]) -> int:
@@ -87,13 +97,7 @@ def main(argv: Sequence[str]) -> int:
         from vicuna_tui.commands import judge_show_cmd
 
         return judge_show_cmd.main(argv[1:])
-    args = build_parser().parse_args(list(argv))
-    if args.parallel < 1:
-        raise SettingsError("--parallel must be 1 or more", "e.g. --parallel 4")
-    if args.endpoint and not (args.remote_model or args.judge_model):
-        raise SettingsError("--judge-endpoint needs --judge-model", "name the model it serves")
-    if args.endpoint and not args.remote_model:
-        args.remote_model = args.judge_model
+    args = _checked(build_parser().parse_args(list(argv)))
     if not args.debug:
         from vicuna_tui.warnlog import send_warnings_to_log
 
@@ -105,6 +109,8 @@ def main(argv: Sequence[str]) -> int:
     plan = _plan(
         args, _judge_name(args, resolved)
     )  # refused here, before a model loads, if it can't run
+    for note in plan.notes:
+        say(stderr, note)
     if not plan.todo:
         say(stderr, f"all {len(plan.matches)} judgment(s) are in {plan.output}")
         return _summary(plan)
@@ -129,6 +135,16 @@ def main(argv: Sequence[str]) -> int:
         say(stderr, "stopped; run the same command again to go on")
         return 130
     return status
+
+
+def _checked(args: argparse.Namespace) -> argparse.Namespace:
+    if args.parallel < 1:
+        raise SettingsError("--parallel must be 1 or more", "e.g. --parallel 4")
+    if args.endpoint and not (args.remote_model or args.judge_model):
+        raise SettingsError("--judge-endpoint needs --judge-model", "name the model it serves")
+    if args.endpoint and not args.remote_model:
+        args.remote_model = args.judge_model
+    return args
 
 
 def _judge_name(args: argparse.Namespace, resolved: runtime.Resolved) -> str:
@@ -165,7 +181,7 @@ def _plan(args: argparse.Namespace, judge: str) -> Plan:
             f"{args.mode} judging needs {need}, and {folder} has {len(model_answers)} model(s)",
             "answer with `vicuna-tui bench QUESTIONS --model-id NAME` first",
         )
-    references = _references(args, path, judge)
+    references, source = _references(args, path, judge)
     questions = judgments.questions_from(parsed, references)
     judgments.check_answers(questions, model_answers, models, folder)
     prompts = read_prompts(Path(args.prompts).expanduser() if args.prompts else None)
@@ -180,17 +196,45 @@ def _plan(args: argparse.Namespace, judge: str) -> Plan:
     check_writable(output, "the judgments")
     decided = judgments.decided(output)
     todo = [m for m in matches if m.key(judge) not in decided]
-    return Plan(matches, todo, output, judge)
+    return Plan(matches, todo, output, judge, _reference_notes(questions, source))
 
 
-def _references(args: argparse.Namespace, questions: Path, judge: str) -> dict[Any, Any] | None:
+# FastChat grades against GPT-4's reference answers whoever judges: MT-bench ships them.
+FASTCHAT_REFERENCE = "gpt-4"
+
+
+def _references(
+    args: argparse.Namespace, questions: Path, judge: str
+) -> tuple[dict[Any, Any] | None, str]:
+    """The reference answers (by question id), or None for the questions' own; and
+    where they come from, in words."""
     if args.reference:
         reference = Path(args.reference).expanduser()
         if not reference.is_file():
             raise SettingsError(f"no such reference answer file: {reference}", "check the path")
-        return answers.read_answer_file(reference)
-    default = questions.parent / "reference_answer" / f"{judge}.jsonl"
-    return answers.read_answer_file(default) if default.is_file() else None
+        return answers.read_answer_file(reference), str(reference)
+    folder = questions.parent / "reference_answer"
+    for name in dict.fromkeys((judge, FASTCHAT_REFERENCE)):
+        candidate = folder / f"{name}.jsonl"
+        if candidate.is_file():
+            return answers.read_answer_file(candidate), str(candidate)
+    return None, 'the questions\' own "reference" fields'
+
+
+def _reference_notes(questions: list[judgments.Question], source: str) -> list[str]:
+    """What the judge is told about references: where they come from, and which of the
+    questions that need one have none (they are graded without)."""
+    needing = [q for q in questions if q.category in judgments.NEED_REFERENCE]
+    if not needing:
+        return []
+    notes = [f"reference answers ({len(needing)} question(s) need one): {source}"]
+    missing = [str(q.id) for q in needing if q.reference is None]
+    if missing:
+        notes.append(
+            f"{len(missing)} of them have no reference answer and are graded without one: "
+            f"question(s) {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}"
+        )
+    return notes
 
 
 def _start(args: argparse.Namespace, resolved: runtime.Resolved, stderr: Any) -> list[JudgeWorker]:
@@ -221,7 +265,14 @@ def _start(args: argparse.Namespace, resolved: runtime.Resolved, stderr: Any) ->
                 worker.driver.close()
             raise
         workers.append(
-            JudgeWorker(driver, resolved, info, generation, constrain=not args.no_constrain)
+            JudgeWorker(
+                driver,
+                resolved,
+                info,
+                generation,
+                constrain=not args.no_constrain,
+                rule=args.verdict_rule,
+            )
         )
     return workers
 
@@ -233,6 +284,7 @@ def _judge_one(worker: JudgeWorker, match: Match, judge: str) -> dict[str, Any]:
         value = verdict.value if isinstance(verdict.value, (int, float)) else None
         record = judgments.single_record(match, judge, user_prompt, verdict.text, value)
         record["constrained"] = verdict.constrained
+        record["verdict_rule"] = worker.rule
         return record
     sides = []
     held = []
@@ -244,6 +296,7 @@ def _judge_one(worker: JudgeWorker, match: Match, judge: str) -> dict[str, Any]:
         held.append(verdict.constrained)
     record = judgments.pair_record(match, judge, sides[0], sides[1])
     record["g1_constrained"], record["g2_constrained"] = held
+    record["verdict_rule"] = worker.rule
     return record
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,32 @@ def load_results(
     if not records:
         raise SettingsError(f"{path} holds no judgments", "run `vicuna-tui judge` first")
     if results.kind_of(records) == "single":
-        return results.single_results(records, categories_for(path, questions), models)
-    return results.pair_results(records, baseline, models)
+        shown = results.single_results(records, categories_for(path, questions), models)
+    else:
+        shown = results.pair_results(records, baseline, models)
+    if not (shown.scores or shown.pairs) and (models or baseline):
+        raise _nothing_matches(records, path, models, baseline)
+    return shown
+
+
+def _nothing_matches(
+    records: Sequence[Mapping[str, Any]],
+    path: Path,
+    models: Sequence[str] | None,
+    baseline: str | None,
+) -> SettingsError:
+    """Why a table filtered by --models / --baseline would be empty, and what is there."""
+    keys = ("model",) if results.kind_of(records) == "single" else ("model_1", "model_2")
+    judged = sorted({str(r[k]) for r in records for k in keys if k in r})
+    asked = []
+    if models:
+        asked.append(f"--models {' '.join(models)}")
+    if baseline:
+        asked.append(f"--baseline {baseline}")
+    return SettingsError(
+        f"no judgment in {path} matches {' and '.join(asked)}",
+        f"the models judged there: {', '.join(judged) or 'none'}",
+    )
 
 
 def main(argv: Sequence[str]) -> int:

@@ -40,6 +40,7 @@ class JudgeWorker:
     info: ModelInfo
     generation: GenerationSettings
     constrain: bool = True  # hold the second ask to the verdict's form, where possible
+    rule: str = "fastchat"  # how a verdict is read (evaluation.verdicts.RULES)
     retried: int = 0  # verdicts asked for a second time
 
     @property
@@ -58,7 +59,7 @@ class JudgeWorker:
             text = f"{text}\n\n[asked again]\n{again}"
             if not ok:
                 return Verdict(text, None, False)
-        verdict = read_verdict(prompt.output_format, text)
+        verdict = read_verdict(prompt.output_format, text, self.rule)
         if verdict is not None:
             return Verdict(text, verdict, False)
         self.retried += 1
@@ -69,7 +70,7 @@ class JudgeWorker:
             )
         again, ok = self._ask(session, format_reminder(prompt.output_format))
         text = f"{text}\n\n[asked again for the verdict]\n{again}"
-        verdict = read_verdict(prompt.output_format, again) if ok else None
+        verdict = read_verdict(prompt.output_format, again, self.rule) if ok else None
         return Verdict(text, verdict, constrained and verdict is not None)
 
     def _session(self, prompt: JudgePrompt) -> ChatSession:

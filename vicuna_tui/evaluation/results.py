@@ -126,8 +126,8 @@ def pair_results(
             errors += 1
             continue
         m1, m2 = str(r["model_1"]), str(r["model_2"])
-        if models is not None and m1 not in models:
-            continue
+        if models is not None and m1 not in models and m2 not in models:
+            continue  # a model asked for may be either side (the baseline is model_2)
         if baseline is not None and baseline not in (m1, m2):
             continue
         if r["g1_winner"] == "tie" or r["g1_winner"] != r["g2_winner"]:
@@ -139,7 +139,7 @@ def pair_results(
             counts[loser][1] += 1
     rows = []
     for model, (win, loss, tie) in counts.items():
-        if model == baseline:
+        if model == baseline or (models is not None and model not in models):
             continue
         total = win + loss + tie
         rows.append(

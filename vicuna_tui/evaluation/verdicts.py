@@ -1,9 +1,17 @@
 """Reading the verdict out of a judge's reply.
 
-The prompts ask for ``[[8]]`` or ``[[A]]``; judges, small ones above all, drift from
-it: single brackets, "Rating: 8/10", "Assistant B is better".  The strict form wins,
-and of several the last (a judge tends to repeat the instructions before answering);
-then each fallback in turn.  None means no verdict could be read.
+Two rules (``--verdict-rule``):
+
+* ``fastchat`` (the default), FastChat's own, so that a judgment reads the same with
+  either tool: the first ``[[8]]`` (else the first ``[8]``); for pairs ``[[A]]`` if
+  the reply holds it anywhere, else ``[[B]]``, else ``[[C]]``; the first
+  ``[[8,3]]`` (else ``[8,3]``).
+* ``last``: judges, small ones above all, drift from the form (single brackets,
+  "Rating: 8/10", "Assistant B is better") and repeat the instructions before
+  answering.  The strict form wins, and of several the last; then each fallback in
+  turn; a score must lie in 1..10, and "not a tie" is not a tie.
+
+None means no verdict could be read.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ _WINNER_PATTERNS = (
     re.compile(r"\b(tie)\b", re.IGNORECASE),
 )
 _WINNERS = {"a": "A", "b": "B", "c": "tie", "tie": "tie"}
+_NEGATED = re.compile(r"\b(?:not|no|isn't|is not)\s+(?:a\s+|an\s+)?$", re.IGNORECASE)
+RULES = ("fastchat", "last")
 
 
 def read_score(text: str) -> float | None:
@@ -57,16 +67,44 @@ def read_two_scores(text: str) -> str | None:
 
 
 def read_winner(text: str) -> str | None:
-    """``[[A]]``, ``[[B]]`` or ``[[C]]`` (a tie) with fallbacks, as A, B or tie."""
+    """``[[A]]``, ``[[B]]`` or ``[[C]]`` (a tie) with fallbacks, as A, B or tie; a
+    negated one ("this is not a tie") does not count."""
     for pattern in _WINNER_PATTERNS:
-        matches = list(pattern.finditer(text))
+        matches = [m for m in pattern.finditer(text) if not _NEGATED.search(text[: m.start()])]
         if matches:
             return _WINNERS[matches[-1].group(1).lower()]
     return None
 
 
-def read_verdict(output_format: str, text: str) -> float | str | None:
-    """The verdict in ``text``, for a prompt of ``output_format``."""
+_FASTCHAT_ONE = (re.compile(r"\[\[(\d+\.?\d*)\]\]"), re.compile(r"\[(\d+\.?\d*)\]"))
+_FASTCHAT_TWO = (
+    re.compile(r"\[\[(\d+\.?\d*),\s?(\d+\.?\d*)\]\]"),
+    re.compile(r"\[(\d+\.?\d*),\s?(\d+\.?\d*)\]"),
+)
+
+
+def fastchat_verdict(output_format: str, text: str) -> float | str | None:
+    """FastChat 0.2.36's reading (``llm_judge/common.py``), exactly."""
+    if output_format == "[[A]]":
+        for mark, winner in (("[[A]]", "A"), ("[[B]]", "B"), ("[[C]]", "tie")):
+            if mark in text:
+                return winner
+        return None
+    patterns = _FASTCHAT_ONE if output_format == "[[rating]]" else _FASTCHAT_TWO
+    match = patterns[0].search(text) or patterns[1].search(text)
+    if match is None:
+        return None
+    values = [float(g) for g in match.groups()]
+    if output_format == "[[rating]]":
+        return int(values[0]) if values[0].is_integer() else values[0]
+    a, b = values
+    return "tie" if abs(a - b) <= TIE_DELTA else ("A" if a > b else "B")
+
+
+def read_verdict(output_format: str, text: str, rule: str = "fastchat") -> float | str | None:
+    """The verdict in ``text``, for a prompt of ``output_format``, by ``rule``."""
+    if rule == "fastchat":
+        return fastchat_verdict(output_format, text)
     if output_format == "[[rating]]":
         return read_score(text)
     if output_format == "[[rating_a,rating_b]]":

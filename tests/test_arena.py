@@ -39,7 +39,7 @@ def test_two_models_rating_gap_is_the_closed_form() -> None:
     x, y = rows
     assert (x.wins, x.losses, x.ties, x.both_bad, x.games) == (7, 2, 3, 1, 12)
     assert (y.wins, y.losses, y.ties) == (2, 7, 3)
-    assert x.win_rate == pytest.approx(7 / 12)
+    assert x.win_rate == pytest.approx(7 / 9)  # FastChat's: ties left out
     p = (7 + 3 / 2 + 1 / 2) / (12 + 1)  # ties half a win, one virtual tie as the prior
     assert x.rating - y.rating == pytest.approx(400 * math.log10(p / (1 - p)), abs=1e-6)
     assert (x.rating + y.rating) / 2 == pytest.approx(1000)
@@ -288,14 +288,14 @@ def test_arena_results_from_known_votes(home: Path) -> None:
         1,
     )
     assert top["rating"] == pytest.approx(1000 + 400 * math.log10(2) / 2)
-    assert top["win_rate"] == pytest.approx(0.6)
+    assert top["win_rate"] == pytest.approx(0.75)  # 3 of 4 decided; the tie left out
     table = run_cli("arena", "results")
     assert table.returncode == 0
     first = table.stdout.splitlines()[1].split()
-    assert first[:3] == ["1", "x", "1060"] and "60.0%" in first
+    assert first[:3] == ["1", "x", "1060"] and "75.0%" in first
     assert (
-        "5 voted battles counted; 1 more left out: the same model on both sides rates nothing."
-        in table.stdout
+        "5 blind voted battles counted; 1 more left out: the same model on both sides rates "
+        "nothing" in table.stdout
     )
     assert "\x1b" not in table.stdout
 
@@ -354,3 +354,71 @@ def test_a_side_typed_in_the_tui(home: Path) -> None:
     }
     with pytest.raises(SettingsError, match="empty"):
         typed_side("  ", cfg)
+
+
+# -- parity with Chatbot Arena -----------------------------------------------------------
+
+
+def test_named_votes_are_left_out_unless_asked_for(home: Path) -> None:
+    """Chatbot Arena rates anonymous votes only: a --no-blind vote (the names shown)
+    is counted apart, and only --include-named rates it."""
+    from vicuna_tui.arena.results import standings
+
+    with Store() as store:
+        for n in range(3):
+            store.battles.save(Battle(f"blind{n}", "x", "y", vote="a"))
+        for n in range(6):  # enough named votes to flip the leader
+            store.battles.save(Battle(f"named{n}", "x", "y", vote="b", blind=False))
+        blind = standings(store, rounds=50)
+        both = standings(store, rounds=50, include_named=True)
+    assert [r.model for r in blind.rows] == ["x", "y"] and blind.counted == 3
+    assert blind.named == 6
+    assert "6 named votes (--no-blind) left out" in blind.summary()
+    assert [r.model for r in both.rows] == ["y", "x"] and both.counted == 9
+    assert both.named == 0 and "named" not in both.summary()
+    result = run_cli("arena", "results", "--rounds", "20")
+    assert "3 blind voted battles counted" in result.stdout
+    result = run_cli("arena", "results", "--rounds", "20", "--include-named", "--json")
+    assert json.loads(result.stdout)["battles"] == 9
+
+
+def test_ranks_follow_the_intervals_and_groups_that_never_met_are_named() -> None:
+    from vicuna_tui.arena.ratings import fewest_battles, groups
+    from vicuna_tui.arena.results import Results
+
+    close = votes([("p", "q", "a", 6), ("p", "q", "b", 5), ("q", "r", "a", 40)])
+    rows = {r.model: r for r in leaderboard(close, rounds=300)}
+    assert rows["p"].rating > rows["q"].rating  # p is ahead, but not surely:
+    assert rows["p"].rank == rows["q"].rank == 1  # their intervals overlap
+    assert rows["r"].rank == 3  # both lie wholly above r
+    apart = votes([("a", "b", "a", 3), ("c", "d", "a", 3)])
+    assert groups(apart) == [["a", "b"], ["c", "d"]]
+    assert fewest_battles(close) == 11
+    summary = Results(leaderboard(apart, rounds=0), 6, 0, 0, False, (("a", "b"), ("c", "d")), 3)
+    text = summary.summary()
+    assert "These groups never met, so ratings compare only within each: a, b | c, d" in text
+    assert "shows about 75% of what the votes alone say" in text  # k/(k+1) at k = 3
+
+
+def test_a_round_of_the_bootstrap_leaves_out_a_model_it_did_not_draw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """z played once in 41 battles: about a third of the rounds draw none of its battles,
+    and those rounds must not rate it (it would sit at the mean and widen its interval
+    toward it)."""
+    from vicuna_tui.arena import ratings
+
+    seen: list[list[str]] = []
+    fit = ratings.bradley_terry
+
+    def spy(pairs: object, models: list[str], **kwargs: object) -> dict[str, float]:
+        seen.append(list(models))
+        return fit(pairs, models, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ratings, "bradley_terry", spy)
+    known = votes([("x", "y", "a", 40), ("z", "y", "a", 1)])
+    ratings.leaderboard(known, rounds=200, seed=1)
+    rounds = seen[1:]  # the first fit is the table's own
+    without_z = [models for models in rounds if "z" not in models]
+    assert 20 < len(without_z) < 140  # (40/41)^41 of 200 is about 73
+    assert all(models == ["x", "y"] for models in without_z)

@@ -9,7 +9,11 @@ Arena reports them.
   models the rating gap is then ``400·log10(p / (1 - p))`` with
   ``p = (wins + ties/2 + 1/2) / (games + 1)``.
 - **The 95% confidence interval** comes from the bootstrap: the battles are drawn again
-  with replacement (``rounds`` times, seeded) and the ratings refitted.
+  with replacement (``rounds`` times, 1,000 by default, seeded) and the ratings
+  refitted; a model that no battle of a round drew is left out of that round.
+- **The rank** follows the intervals, as later Chatbot Arena leaderboards do: one more
+  than the number of models whose interval lies wholly above this one's.
+- **Win rate** leaves ties out, as FastChat's does: wins ÷ (wins + losses).
 - **Online Elo** (Chatbot Arena's first leaderboard): K = 4, in the order the votes
   were given.
 
@@ -18,6 +22,7 @@ Pure computation: no store, no UI.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,10 +57,13 @@ class Standing:
     low: float  # the 95% confidence interval
     high: float
     elo: float
+    rank: int = 1  # 1 + the models whose interval lies wholly above this one's
 
     @property
     def win_rate(self) -> float:
-        return self.wins / self.games if self.games else 0.0
+        """FastChat's: wins over decided games, ties left out."""
+        decided = self.wins + self.losses
+        return self.wins / decided if decided else 0.0
 
 
 def _scores(vote: Vote) -> tuple[float, float]:
@@ -161,16 +169,58 @@ def _bootstrap(
     draws = rng.multinomial(len(votes), counts / counts.sum(), size=rounds)
     samples: dict[str, list[float]] = {m: [] for m in models}
     for draw in draws:
-        pairs = _pairs(kinds, [float(times) for times in draw])
-        ratings = bradley_terry(pairs, models, iterations=500, tolerance=1e-8)
-        for model in models:
+        weights = [float(times) for times in draw]
+        drawn = {m for kind, w in zip(kinds, weights, strict=True) if w for m in _sides(kind)}
+        present = [m for m in models if m in drawn]  # a model no battle drew sits out
+        ratings = bradley_terry(_pairs(kinds, weights), present, iterations=500, tolerance=1e-8)
+        for model in present:
             samples[model].append(ratings[model])
     return {
-        m: (float(np.quantile(s, 0.025)), float(np.quantile(s, 0.975))) for m, s in samples.items()
+        m: (float(np.quantile(s, 0.025)), float(np.quantile(s, 0.975)))
+        for m, s in samples.items()
+        if s
     }
 
 
-def leaderboard(votes: Sequence[Vote], *, rounds: int = 200, seed: int = 0) -> list[Standing]:
+def _sides(vote: Vote) -> tuple[str, ...]:
+    return () if vote.model_a == vote.model_b else (vote.model_a, vote.model_b)
+
+
+def groups(votes: Iterable[Vote]) -> list[list[str]]:
+    """The models in groups that met, directly or through others (largest first): the
+    ratings of two groups that never met cannot be compared."""
+    links: dict[str, set[str]] = {}
+    for vote in votes:
+        if vote.model_a != vote.model_b:
+            links.setdefault(vote.model_a, set()).add(vote.model_b)
+            links.setdefault(vote.model_b, set()).add(vote.model_a)
+    seen: set[str] = set()
+    found = []
+    for start in sorted(links):
+        if start in seen:
+            continue
+        group, todo = set(), [start]
+        while todo:
+            model = todo.pop()
+            if model not in group:
+                group.add(model)
+                todo.extend(links[model] - group)
+        seen |= group
+        found.append(sorted(group))
+    return sorted(found, key=lambda g: (-len(g), g))
+
+
+def fewest_battles(votes: Iterable[Vote]) -> int | None:
+    """The fewest voted battles any pair of models that met has had (None: no pair)."""
+    counts: dict[tuple[str, ...], int] = {}
+    for vote in votes:
+        if vote.model_a != vote.model_b:
+            pair = tuple(sorted((vote.model_a, vote.model_b)))
+            counts[pair] = counts.get(pair, 0) + 1
+    return min(counts.values()) if counts else None
+
+
+def leaderboard(votes: Sequence[Vote], *, rounds: int = 1000, seed: int = 0) -> list[Standing]:
     """Every model that took part in a voted battle, best rating first."""
     played = [v for v in votes if v.model_a != v.model_b]
     models = sorted({v.model_a for v in played} | {v.model_b for v in played})
@@ -207,4 +257,8 @@ def leaderboard(votes: Sequence[Vote], *, rounds: int = 200, seed: int = 0) -> l
                 elo=elo.get(model, MEAN_RATING),
             )
         )
-    return sorted(rows, key=lambda r: (-r.rating, r.model))
+    ranked = [
+        dataclasses.replace(row, rank=1 + sum(other.low > row.high for other in rows))
+        for row in rows
+    ]
+    return sorted(ranked, key=lambda r: (-r.rating, r.model))

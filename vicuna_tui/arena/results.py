@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vicuna_tui.arena.ratings import Standing, Vote, leaderboard
+from vicuna_tui.arena.ratings import Standing, Vote, fewest_battles, groups, leaderboard
 from vicuna_tui.store import Battle, Store
 
 
@@ -15,34 +15,77 @@ def votes_of(battles: Sequence[Battle]) -> list[Vote]:
     return [Vote(b.model_a, b.model_b, b.vote) for b in battles if b.vote is not None]
 
 
+# Below this many battles for some pair, the prior's pull on the gaps is worth saying.
+FEW_BATTLES = 30
+
+
 @dataclass(frozen=True)
 class Results:
-    """The leaderboard, the voted battles it counts, and the voted battles it leaves
-    out: those with the same model on both sides, which rate nothing."""
+    """The leaderboard, the voted battles it counts, and those it leaves out: the same
+    model on both sides (they rate nothing), and named votes (--no-blind) unless
+    asked for, since Chatbot Arena rates anonymous votes only."""
 
     rows: list[Standing]
     counted: int
     same_model: int
+    named: int = 0  # named votes left out (0 when they are counted)
+    include_named: bool = False
+    groups: tuple[tuple[str, ...], ...] = ()  # models that met, when more than one group
+    fewest: int | None = None  # the fewest battles of any pair that met
 
     def summary(self) -> str:
-        """One line: what the table counts and what it left out."""
-        text = f"{self.counted} voted battle{'s' if self.counted != 1 else ''} counted"
+        """What the table counts and what it left out, and what to keep in mind."""
+        kind = "voted battle" if self.include_named else "blind voted battle"
+        text = f"{self.counted} {kind}{'s' if self.counted != 1 else ''} counted"
         if self.same_model:
             text += f"; {self.same_model} more left out: the same model on both sides rates nothing"
+        if self.named:
+            text += (
+                f"; {self.named} named vote{'s' if self.named != 1 else ''} (--no-blind) left "
+                "out, as Chatbot Arena rates anonymous votes only (--include-named counts them)"
+            )
+        if self.fewest is not None and self.fewest < FEW_BATTLES:
+            kept = self.fewest / (self.fewest + 1)
+            text += (
+                f". With {self.fewest} battle{'s' if self.fewest != 1 else ''} for the least "
+                f"played pair, its rating gap shows about {kept:.0%} of what the votes alone "
+                "say (one virtual tie per pair keeps unbeaten models finite)"
+            )
+        if len(self.groups) > 1:
+            text += ". These groups never met, so ratings compare only within each: " + (
+                " | ".join(", ".join(g) for g in self.groups)
+            )
         return text
 
 
-def standings(store: Store, *, rounds: int = 200, seed: int = 0) -> Results:
-    """The leaderboard from every voted battle in the store."""
-    votes = votes_of(store.battles.all(voted_only=True))
+def standings(
+    store: Store, *, rounds: int = 1000, seed: int = 0, include_named: bool = False
+) -> Results:
+    """The leaderboard from the voted battles in the store (blind ones only, unless
+    ``include_named``)."""
+    battles = store.battles.all(voted_only=True)
+    named = 0 if include_named else sum(not b.blind for b in battles)
+    votes = votes_of([b for b in battles if include_named or b.blind])
     same = sum(v.model_a == v.model_b for v in votes)
-    return Results(leaderboard(votes, rounds=rounds, seed=seed), len(votes) - same, same)
+    met = groups(votes)
+    return Results(
+        leaderboard(votes, rounds=rounds, seed=seed),
+        len(votes) - same,
+        same,
+        named,
+        include_named,
+        tuple(tuple(g) for g in met) if len(met) > 1 else (),
+        fewest_battles(votes),
+    )
 
 
 def as_json(results: Results) -> dict[str, Any]:
     return {
         "battles": results.counted,
         "left_out_same_model": results.same_model,
+        "left_out_named": results.named,
+        "groups": [list(g) for g in results.groups],
+        "fewest_battles_per_pair": results.fewest,
         "models": [{**asdict(r), "win_rate": r.win_rate} for r in results.rows],
     }
 
@@ -65,7 +108,7 @@ def table_rows(rows: Sequence[Standing]) -> list[tuple[str, ...]]:
     """Each standing as the leaderboard's cells, in HEADERS order."""
     return [
         (
-            str(rank),
+            str(row.rank),
             row.model,
             f"{row.rating:.0f}",
             f"{row.low - row.rating:+.0f}/{row.high - row.rating:+.0f}",
@@ -76,5 +119,5 @@ def table_rows(rows: Sequence[Standing]) -> list[tuple[str, ...]]:
             f"{row.win_rate:.1%}",
             f"{row.elo:.0f}",
         )
-        for rank, row in enumerate(rows, start=1)
+        for row in rows
     ]

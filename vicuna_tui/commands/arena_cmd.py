@@ -142,20 +142,26 @@ def _results(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object")
     parser.add_argument(
-        "--rounds", type=int, default=200, help="bootstrap rounds for the interval (200)"
+        "--rounds", type=int, default=1000, help="bootstrap rounds for the interval (1000)"
+    )
+    parser.add_argument(
+        "--include-named",
+        action="store_true",
+        help="count named votes (--no-blind) too; by default only blind votes are rated, "
+        "as Chatbot Arena rates anonymous votes only",
     )
     args = parser.parse_args(list(argv))
     if args.rounds < 0:
         raise SettingsError("--rounds must be 0 or more", "e.g. --rounds 1000")
     with Store.for_reading() as store:
-        results = standings(store, rounds=args.rounds)
+        results = standings(store, rounds=args.rounds, include_named=args.include_named)
     rows = results.rows
     if args.json:
         out(json.dumps(as_json(results), ensure_ascii=False))
         return 0
     if not rows:
         out("No arena votes yet: `vicuna-tui arena --model-path A --model-path B`, then vote.")
-        if results.same_model:
+        if results.same_model or results.named:
             out(results.summary() + ".")
         return 0
     cells = [HEADERS, *table_rows(rows)]
@@ -169,6 +175,7 @@ def _results(argv: Sequence[str]) -> int:
         )
     out(
         f"{results.summary()}. rating: Bradley–Terry, ties count half; 95% interval from "
-        f"{args.rounds} bootstrap rounds; elo: online, K=4."
+        f"{args.rounds} bootstrap rounds; rank: by the intervals (1 + the models wholly "
+        "above); win rate: wins ÷ (wins + losses), ties out, as FastChat; elo: online, K=4."
     )
     return 0

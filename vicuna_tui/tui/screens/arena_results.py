@@ -59,7 +59,9 @@ class ArenaResultsScreen(Screen[None]):
         self.rows = result.rows
         if not self.rows:
             empty = "No votes yet: vote in a battle (a, b, t or x once both replies are in)."
-            self._say(f"{empty} {result.summary()}." if result.same_model else empty)
+            self._say(
+                f"{empty} {result.summary()}." if result.same_model or result.named else empty
+            )
             return
         self._say(f"{result.summary()}, {len(self.rows)} models")
         self.query_one(RatingChart).show(self.rows)

@@ -174,9 +174,9 @@ async def test_the_leaderboard_shows_known_votes(home: Path) -> None:
         assert cells == table_rows(leaderboard(known))
         # p = (3 wins + 1 tie / 2 + 1 / 2) / (5 + 1) = 2/3: x is 400·log10(2) / 2 above 1000
         assert cells[0][1:3] == ("x", "1060") and cells[0][5:8] == ("3", "1", "1")
-        assert "5 voted battles counted, 2 models" in str(
-            results.query_one("#arena-results-summary").render()
-        )
+        summary = str(results.query_one("#arena-results-summary").render())
+        assert summary.startswith("2 models · 5 blind voted battles counted.")
+        assert "its rating gap shows about 83% of what the votes alone say" in summary
 
 
 async def test_esc_stops_both_replies(home: Path) -> None:

@@ -63,7 +63,7 @@ class ArenaResultsScreen(Screen[None]):
                 f"{empty} {result.summary()}." if result.same_model or result.named else empty
             )
             return
-        self._say(f"{result.summary()}, {len(self.rows)} models")
+        self._say(f"{len(self.rows)} models · {result.summary()}")
         self.query_one(RatingChart).show(self.rows)
         table = self.query_one(DataTable)
         table.clear(columns=True)

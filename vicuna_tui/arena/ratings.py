@@ -34,6 +34,7 @@ BASE = 10.0
 MEAN_RATING = 1000.0
 ELO_K = 4.0
 PRIOR_TIES = 1.0  # virtual ties per pair of models that met
+BOOTSTRAP_ROUNDS = 1000  # resamples for the 95% interval
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,9 @@ def fewest_battles(votes: Iterable[Vote]) -> int | None:
     return min(counts.values()) if counts else None
 
 
-def leaderboard(votes: Sequence[Vote], *, rounds: int = 1000, seed: int = 0) -> list[Standing]:
+def leaderboard(
+    votes: Sequence[Vote], *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0
+) -> list[Standing]:
     """Every model that took part in a voted battle, best rating first."""
     played = [v for v in votes if v.model_a != v.model_b]
     models = sorted({v.model_a for v in played} | {v.model_b for v in played})

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vicuna_tui.arena.ratings import Standing, Vote, fewest_battles, groups, leaderboard
+from vicuna_tui.arena.ratings import (
+    BOOTSTRAP_ROUNDS,
+    Standing,
+    Vote,
+    fewest_battles,
+    groups,
+    leaderboard,
+)
 from vicuna_tui.store import Battle, Store
 
 
@@ -59,7 +66,7 @@ class Results:
 
 
 def standings(
-    store: Store, *, rounds: int = 1000, seed: int = 0, include_named: bool = False
+    store: Store, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0, include_named: bool = False
 ) -> Results:
     """The leaderboard from the voted battles in the store (blind ones only, unless
     ``include_named``)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from vicuna_tui import runtime
 from vicuna_tui.arena.battle import differences, setting_words
 from vicuna_tui.arena.fit import check_fit, share_cores
+from vicuna_tui.arena.ratings import BOOTSTRAP_ROUNDS
 from vicuna_tui.arena.results import HEADERS, as_json, standings, table_rows
 from vicuna_tui.arena.sides import describe_side, split_sides
 from vicuna_tui.commands.console import out, say
@@ -142,7 +143,10 @@ def _results(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object")
     parser.add_argument(
-        "--rounds", type=int, default=1000, help="bootstrap rounds for the interval (1000)"
+        "--rounds",
+        type=int,
+        default=BOOTSTRAP_ROUNDS,
+        help=f"bootstrap rounds for the interval ({BOOTSTRAP_ROUNDS})",
     )
     parser.add_argument(
         "--include-named",

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from vicuna_tui.arena.ratings import Standing
+from vicuna_tui.arena.ratings import BOOTSTRAP_ROUNDS, Standing
 from vicuna_tui.arena.results import HEADERS, Results, standings, table_rows
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.messages import StoreFailed, StoreResult
@@ -37,7 +37,8 @@ class ArenaResultsScreen(Screen[None]):
         yield Static(
             plain(
                 "rating: Bradley–Terry on the Elo scale (ties count half), 95% interval from "
-                "200 bootstrap rounds · elo: online, K=4 · Esc closes"
+                f"{BOOTSTRAP_ROUNDS:,} bootstrap rounds · rank: by the intervals · win rate: "
+                "ties left out, as FastChat · elo: online, K=4 · Esc closes"
             ),
             classes="dim",
         )

@@ -20,8 +20,7 @@ from typing import Any
 from vicuna_tui.bounded import MiB, read_text
 from vicuna_tui.errors import SettingsError, VicunaError
 
-MAX_SCHEMA_BYTES = MiB  # a schema or a grammar is a few KiB
-MAX_GRAMMAR_BYTES = MiB
+MAX_BYTES = MiB  # a schema or a grammar is a few KiB
 MAX_DEPTH = 32  # nested schemas
 MAX_REPEAT = 10_000  # the largest count a schema or grammar may ask for
 
@@ -61,11 +60,13 @@ def schema_constraint(value: str) -> OutputConstraint:
     text = value.strip()
     if text.startswith("{"):
         source = "the --json-schema text"
-        if len(text.encode()) > MAX_SCHEMA_BYTES:
-            raise _too_big(source, MAX_SCHEMA_BYTES)
+        if len(text.encode()) > MAX_BYTES:
+            raise SettingsError(
+                f"{source} is larger than {MAX_BYTES // MiB} MiB", "a schema is a few KiB"
+            )
     else:
         source = value
-        text = _read(Path(value).expanduser(), MAX_SCHEMA_BYTES, "--json-schema")
+        text = read_text(Path(value).expanduser(), limit=MAX_BYTES, what="JSON schema")
     try:
         schema = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -85,7 +86,7 @@ def schema_constraint(value: str) -> OutputConstraint:
 def grammar_constraint(path: str) -> OutputConstraint:
     """``--grammar FILE``: a GBNF grammar (llama.cpp's format), bounded in size and in
     every repetition count it asks for."""
-    text = _read(Path(path).expanduser(), MAX_GRAMMAR_BYTES, "--grammar")
+    text = read_text(Path(path).expanduser(), limit=MAX_BYTES, what="grammar")
     if not re.search(r"^\s*root\s*::=", text, re.MULTILINE):
         raise SettingsError(
             f"{path} has no root rule",
@@ -99,17 +100,6 @@ def grammar_constraint(path: str) -> OutputConstraint:
                 f"keep repetition counts at {MAX_REPEAT} or less",
             )
     return OutputConstraint(GRAMMAR, path, grammar=text)
-
-
-def _read(path: Path, limit: int, flag: str) -> str:
-    what = "JSON schema" if flag == "--json-schema" else "grammar"
-    return read_text(path, limit=limit, what=what)
-
-
-def _too_big(source: str, limit: int) -> SettingsError:
-    return SettingsError(
-        f"{source} is larger than {limit // MiB} MiB", "a schema or grammar is a few KiB"
-    )
 
 
 def _check_schema(schema: Any, source: str, depth: int) -> None:

@@ -103,7 +103,7 @@ def request_body(model: str | None, request: ChatRequest, *, usage: bool = True)
         body["repetition_penalty"] = gen.repetition_penalty
     if usage:
         body["stream_options"] = {"include_usage": True}
-    if request.constraint is not None:  # a grammar is refused before (RemoteBackend.check_request)
+    if request.constraint is not None:  # a schema; RemoteBackend.generate refuses a grammar
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": "reply", "schema": request.constraint.schema, "strict": True},

@@ -295,12 +295,10 @@ class LocalBackend(HoldsModel):
             seed,
         )
         reply = ReplyTally(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started)
-        chosen: list[tuple[int, float, list[int], list[float]]] | None = (
-            [] if request.logprobs else None
-        )
+        chosen: list[sampling.Chosen] | None = [] if request.logprobs else None
         try:
             tokens = self._decode(
-                request.request_id, prepared, cached, gen, seed, cancel, (request.logprobs, chosen)
+                request.request_id, prepared, cached, gen, seed, cancel, request.logprobs, chosen
             )
             yield from self._read(tokens, request.request_id, stop_ids, decoder, reply, cancel)
         except VicunaError:
@@ -369,18 +367,18 @@ class LocalBackend(HoldsModel):
         gen: GenerationSettings,
         seed: int | None,
         cancel: threading.Event,
-        logprobs: tuple[int, list[tuple[int, float, list[int], list[float]]] | None] = (0, None),
+        alternatives: int = 0,
+        chosen: list[sampling.Chosen] | None = None,
     ) -> Iterator[int | PrefillProgress]:
         """The reply's tokens, after reading in the prompt's new part (a chunk at a time
         when it is long, with a PrefillProgress after each chunk but the last).
-        ``logprobs``: (how many alternatives, the list that takes each token's id, its
-        log-probability and the alternatives', from the model's own distribution)."""
+        ``chosen``, when given, takes each token's log-probability and its
+        ``alternatives`` likeliest ones', from the model's own distribution."""
         import torch
 
         model = self._loaded.model
         device = self._loaded.input_device
         processors = sampling.processors(gen)
-        alternatives, chosen = logprobs
         generator = None
         if seed is not None:
             generator = torch.Generator(device=device).manual_seed(seed)
@@ -413,12 +411,10 @@ class LocalBackend(HoldsModel):
                     self.kv.ids.extend(feed_ids)
                     logits = scores[:, -1, :].float()
                     check_first(logits)
-                    raw = logits
-                    if processors:
-                        logits = processors(history, logits)
-                    token = sampling.next_token(logits, gen, generator)
-                    if chosen is not None:
-                        chosen.append(sampling.logprobs_of(raw, token, alternatives))
+                    sampled = processors(history, logits) if processors else logits
+                    token = sampling.next_token(sampled, gen, generator)
+                    if chosen is not None:  # the model's own numbers, before the sampler
+                        chosen.append(sampling.logprobs_of(logits, token, alternatives))
                     yield token
                     feed_ids = [token]
                     feed = torch.tensor([feed_ids], device=device)
@@ -517,7 +513,7 @@ class FirstLogits:
 
 
 def token_logprobs(
-    chosen: list[tuple[int, float, list[int], list[float]]],
+    chosen: list[sampling.Chosen],
     stop_ids: set[int],
     text_of: Callable[[int], str],
 ) -> tuple[TokenLogprob, ...]:

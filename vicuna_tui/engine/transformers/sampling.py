@@ -41,7 +41,11 @@ def next_token(logits: Any, gen: GenerationSettings, generator: Any) -> int:
     return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
-def logprobs_of(logits: Any, token: int, count: int) -> tuple[int, float, list[int], list[float]]:
+# A written token's id, its log-probability, and the likeliest ids with theirs.
+Chosen = tuple[int, float, list[int], list[float]]
+
+
+def logprobs_of(logits: Any, token: int, count: int) -> Chosen:
     """``token``'s log-probability under ``logits`` (the model's own, before the
     sampler), and the ``count`` most likely tokens' ids and log-probabilities."""
     import torch

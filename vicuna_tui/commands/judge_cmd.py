@@ -282,10 +282,15 @@ def _judge_one(worker: JudgeWorker, match: Match, judge: str) -> dict[str, Any]:
         user_prompt = match.user_prompt()
         verdict = worker.verdict(match.prompt, user_prompt)
         value = verdict.value if isinstance(verdict.value, (int, float)) else None
-        record = judgments.single_record(match, judge, user_prompt, verdict.text, value)
-        record["constrained"] = verdict.constrained
-        record["verdict_rule"] = worker.rule
-        return record
+        return judgments.single_record(
+            match,
+            judge,
+            user_prompt,
+            verdict.text,
+            value,
+            constrained=verdict.constrained,
+            rule=worker.rule,
+        )
     sides = []
     held = []
     for swapped in (False, True):  # both orders: against position bias
@@ -294,10 +299,9 @@ def _judge_one(worker: JudgeWorker, match: Match, judge: str) -> dict[str, Any]:
         winner = verdict.value if isinstance(verdict.value, str) else None
         sides.append((user_prompt, verdict.text, winner))
         held.append(verdict.constrained)
-    record = judgments.pair_record(match, judge, sides[0], sides[1])
-    record["g1_constrained"], record["g2_constrained"] = held
-    record["verdict_rule"] = worker.rule
-    return record
+    return judgments.pair_record(
+        match, judge, sides[0], sides[1], constrained=(held[0], held[1]), rule=worker.rule
+    )
 
 
 def _judge_all(plan: Plan, workers: list[JudgeWorker], stderr: Any) -> bool:

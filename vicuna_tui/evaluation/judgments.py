@@ -144,8 +144,17 @@ def check_answers(
 
 
 def single_record(
-    match: Match, judge: str, user_prompt: str, judgment: str, score: float | None
+    match: Match,
+    judge: str,
+    user_prompt: str,
+    judgment: str,
+    score: float | None,
+    *,
+    constrained: bool = False,
+    rule: str = "fastchat",
 ) -> dict[str, Any]:
+    """FastChat's single-answer record, with ours beside it: whether the verdict was held
+    to its form by a grammar, and the rule it was read by."""
     return {
         "question_id": match.question.id,
         "model": match.models[0],
@@ -155,6 +164,8 @@ def single_record(
         "score": -1 if score is None else score,
         "turn": match.turn,
         "tstamp": time.time(),
+        "constrained": constrained,
+        "verdict_rule": rule,
     }
 
 
@@ -163,9 +174,13 @@ def pair_record(
     judge: str,
     first: tuple[str, str, str | None],
     second: tuple[str, str, str | None],
+    *,
+    constrained: tuple[bool, bool] = (False, False),
+    rule: str = "fastchat",
 ) -> dict[str, Any]:
     """``first`` and ``second``: (user prompt, judgment, winner as A/B/tie or None) with
-    model_1 as assistant A, then with the two swapped."""
+    model_1 as assistant A, then with the two swapped; ``constrained``: whether each
+    order's verdict was held to its form by a grammar."""
     return {
         "question_id": match.question.id,
         "model_1": match.models[0],
@@ -179,6 +194,9 @@ def pair_record(
         "g2_judgment": second[1],
         "turn": match.turn,
         "tstamp": time.time(),
+        "g1_constrained": constrained[0],
+        "g2_constrained": constrained[1],
+        "verdict_rule": rule,
     }
 
 

@@ -70,10 +70,15 @@ def read_winner(text: str) -> str | None:
     """``[[A]]``, ``[[B]]`` or ``[[C]]`` (a tie) with fallbacks, as A, B or tie; a
     negated one ("this is not a tie") does not count."""
     for pattern in _WINNER_PATTERNS:
-        matches = [m for m in pattern.finditer(text) if not _NEGATED.search(text[: m.start()])]
+        matches = [m for m in pattern.finditer(text) if not _negated(text, m.start())]
         if matches:
             return _WINNERS[matches[-1].group(1).lower()]
     return None
+
+
+def _negated(text: str, start: int) -> bool:
+    """Whether the words just before ``start`` negate it ("not a", "no", "isn't")."""
+    return _NEGATED.search(text[max(0, start - 16) : start]) is not None
 
 
 _FASTCHAT_ONE = (re.compile(r"\[\[(\d+\.?\d*)\]\]"), re.compile(r"\[(\d+\.?\d*)\]"))

@@ -216,3 +216,48 @@ def test_focus_and_edit_mode_are_visible_in_two_themes(snap_compare: Any, home: 
         app, run_before = _focus_and_edit(theme)
         app.notify = lambda *args, **kwargs: None
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before), theme
+
+
+def test_the_token_view(snap_compare: Any, home: Path) -> None:
+    """A saved reply as its tokens, marked by probability (tints, italic for unsure,
+    underline under 10%), the cursor on a token, and its alternatives with what the
+    greedy sampler made of them."""
+    import math
+
+    from vicuna_tui.engine.events import TokenChoice, TokenLogprob
+    from vicuna_tui.session import ChatSession
+    from vicuna_tui.store import Store
+
+    def token(text: str, p: float, *others: tuple[str, float]) -> TokenLogprob:
+        top = sorted([(text, p), *others], key=lambda c: -c[1])
+        return TokenLogprob(text, math.log(p), tuple(TokenChoice(t, math.log(q)) for t, q in top))
+
+    tokens = (
+        token("L", 0.157, ("The", 0.134), ("La", 0.09), ("Al", 0.063), ("Le", 0.05)),
+        token("'", 0.66, ("ad", 0.16)),
+        token("É", 0.4, ("e", 0.3)),
+        token("to", 0.95),
+        token("ile", 0.97),
+        token(",", 0.3, (" (", 0.2)),
+        token(" la", 0.52, (" le", 0.2)),
+        token(" Mar", 0.06, (" Cit", 0.058), (" France", 0.05)),
+    )
+    with Store() as store:
+        session = ChatSession(store)
+        session.add_user("What is the capital of France?")
+        session.record_reply("L'Étoile, la Mar", "length", tokens=tokens)
+        assert session.conversation is not None
+        chat_id = session.conversation.id
+
+    async def run_before(pilot: Any) -> None:
+        await loaded(pilot)
+        await pilot.press("f9")
+        chat = pilot.app.chat
+        await wait_for(pilot, lambda: chat.transcript.views[-1].token_text is not None)
+        chat.transcript.views[-1].focus()
+        await pilot.press("right", "right")
+        await settle(pilot)
+
+    app = make_chat_app(lambda load: ScriptedBackend(), conversation_id=chat_id)
+    app.notify = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    assert snap_compare(app, terminal_size=(110, 36), run_before=run_before)

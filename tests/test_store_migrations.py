@@ -61,6 +61,8 @@ def database_at(path: Path, version: int) -> sqlite3.Connection:
             )
         if version >= 6:
             db.execute("UPDATE conversations SET active_leaf = 'm1'")
+        if version >= 8:  # written by a version that remembers the way down
+            db.execute("UPDATE messages SET chosen_child = 'm1' WHERE uid = 'm0'")
     return db
 
 

@@ -28,7 +28,9 @@ F8 = "1b5b31397e"
 ESC, ENTER = "1b", "0d"
 CTRL = {letter: f"{ord(letter) - 96:02x}" for letter in "bgpqruy"}
 ALT_LEFT, ALT_RIGHT = "1b5b313b3344", "1b5b313b3343"  # CSI 1;3 D / C
-LEFT, SHIFT_TAB = "1b5b44", "1b5b5a"
+LEFT, RIGHT, SHIFT_TAB = "1b5b44", "1b5b43", "1b5b5a"
+F9, CTRL_RIGHT = "1b5b32307e", "1b5b313b3543"  # CSI 20 ~, CSI 1;5 C
+REVERSE = re.compile(r"\x1b\[(?:[0-9;]*;)?7(?:;[0-9;]*)?m")  # SGR 7: the token cursor
 WIDTH, HEIGHT = 120, 40
 
 
@@ -173,6 +175,26 @@ def test_every_key_works_as_terminal_bytes(terminal: Terminal, home: Path) -> No
     t.send(ESC)
     t.until("message(s)", gone=True)
     assert "Paris" in t.screen()
+
+    t.send(F9)  # the token view: the replies so far were written without it
+    shown = t.until("No token probabilities were recorded")
+    assert "token view" in shown.splitlines()[_row(shown, "RAM ")]
+    t.send(CTRL["r"])  # written again, with its tokens: marked by probability
+    t.until("‹ 3/3 ›")
+    t.until("No token probabilities were recorded", gone=True)
+    t.send(SHIFT_TAB, RIGHT)  # on the reply: its first token and its alternatives
+    shown = t.until("token 1/")
+    assert "tokens · ←/→ move" in shown and "◀ written" in shown
+    lines = [ln for ln in t.screen(colours=True).splitlines() if "Paris" in ln]
+    assert any(REVERSE.search(ln) for ln in lines), "the focused token is not shown"
+    t.send(RIGHT)
+    t.until("token 2/")
+    t.type("2")  # branch from it with the second alternative
+    t.until("‹ 4/4 ›")
+    t.until("branched at token 2")
+    t.send(F9)
+    t.until("token view", gone=True)
+    t.send(ESC)
 
     t.send(CTRL["p"])  # the palette speaks words
     t.type("Delete the focused")

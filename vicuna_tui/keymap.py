@@ -43,6 +43,13 @@ ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("toggle_sidebar", "ctrl+b", "Sidebar", show=False),
     KeyAction("show_prompt", "f4", "Prompt view", show=False),
     KeyAction("replay_chat", "f5", "Replay the chat", show=False),
+    KeyAction(
+        "token_view",
+        "f9",
+        "Token view: replies as tokens by probability, alternatives, branch from a token",
+        "Tokens",
+        show=False,
+    ),
     KeyAction("copy_last", "ctrl+y", "Copy the last reply", show=False, priority=True),
     KeyAction("copy_message", "f6", "Copy a message", show=False, priority=True),
     KeyAction("copy_code", "ctrl+o", "Copy a code block", show=False),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from vicuna_tui.engine.constraints import OutputConstraint
@@ -26,9 +27,11 @@ from vicuna_tui.engine.events import (
     ReplyDone,
     ReplyFailed,
     ReplyStats,
+    TokenLogprob,
 )
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.templates import ASSISTANT, USER
+from vicuna_tui.engine.tokens import saved_tokens
 from vicuna_tui.session_branches import BranchTree
 from vicuna_tui.session_turns import prompt_turns
 from vicuna_tui.session_writes import ChatWriter, SaveState, Writer, direct_writer
@@ -73,6 +76,15 @@ def conversation_record(
         replay_of=replay_of,
         run=run,
     )
+
+
+@dataclass(frozen=True)
+class TokenFork:
+    """A reply being written from another's token: where it forked (saved with it) and
+    its given start's tokens (saved before its own)."""
+
+    record: dict[str, Any]
+    given: tuple[TokenLogprob, ...]
 
 
 def reply_origin(
@@ -138,6 +150,7 @@ class ChatSession:
         self._run_title: str | None = None
         self._warn = warn or (lambda text: None)
         self._next_request = 1
+        self._fork: TokenFork | None = None  # the branch from a token being written
 
     # -- settings ------------------------------------------------------------------------
 
@@ -323,6 +336,44 @@ class ChatSession:
         self.save()
         return self._request()
 
+    def branch_from_token(self, index: int, at: int, token: str) -> ChatRequest | None:
+        """A new reply beside the one at ``index``: its tokens up to ``at``, then
+        ``token`` (one of the alternatives recorded there), then what the model writes
+        on from there.  The old reply, and all that followed it, stay.  None when the
+        reply has no recorded tokens there, or ``token`` is not one of them."""
+        if not 0 <= index < len(self.messages) or self.messages[index].role != ASSISTANT:
+            return None
+        source = self.messages[index]
+        tokens = saved_tokens(source.tokens)
+        if tokens is None or not 0 <= at < len(tokens):
+            return None
+        choice = next((c for c in tokens[at].top if c.token == token), None)
+        if choice is None:
+            return None
+        chosen = TokenLogprob(choice.token, choice.logprob, tokens[at].top, choice.id)
+        given = (*tokens[:at], chosen)
+        self._back_to(index)
+        self.save()
+        request = self._request()
+        gen = request.generation
+        self._fork = TokenFork({"from": source.uid, "at": at, "token": token}, given)
+        ids = tuple(t.id for t in given if t.id is not None)
+        info = self.model_info
+        same_model = info is not None and (source.model, source.backend) == (
+            info.name,
+            info.engine,
+        )
+        return dataclasses.replace(
+            request,
+            reply_prefix="".join(t.token for t in given),
+            # the ids the model wrote, when this model wrote them (else the text is read)
+            reply_prefix_ids=ids if same_model and len(ids) == len(given) else (),
+            # the reply as a whole stays within max new tokens
+            generation=dataclasses.replace(
+                gen, max_new_tokens=max(1, gen.max_new_tokens - len(given))
+            ),
+        )
+
     def edit_last(self, text: str) -> ChatRequest | None:
         """Send ``text`` in place of the last user message, as a new branch beside it."""
         index = self.branches.turn_start()  # the last user message
@@ -371,6 +422,7 @@ class ChatSession:
 
     def drop_unanswered(self) -> str | None:
         """Take back a user message whose reply failed, returning its text for the input."""
+        self._fork = None
         if self.awaiting_reply:
             text = self.messages[-1].content
             self._delete_from(len(self.messages) - 1)
@@ -383,6 +435,7 @@ class ChatSession:
         return prompt_turns(self.messages if upto is None else self.messages[:upto])
 
     def _request(self) -> ChatRequest:
+        self._fork = None
         request = ChatRequest(
             turns=self.turns(),
             generation=self.generation,
@@ -422,9 +475,18 @@ class ChatSession:
             self.set_model(self.model_info)
 
     def record_reply(
-        self, text: str, finish_reason: str, stats: ReplyStats | None = None
+        self,
+        text: str,
+        finish_reason: str,
+        stats: ReplyStats | None = None,
+        tokens: tuple[TokenLogprob, ...] | None = None,
     ) -> SavedMessage:
+        """Record a reply (``tokens``: its tokens' probabilities, when they were asked
+        for; a branch from a token gets its given start's before them)."""
         stats = stats or ReplyStats()
+        fork, self._fork = self._fork, None
+        if fork is not None and tokens is not None:
+            tokens = (*fork.given, *tokens)
         message = SavedMessage(
             role=ASSISTANT,
             content=text,
@@ -434,6 +496,8 @@ class ChatSession:
             time_to_first_token=stats.time_to_first_token,
             tokens_per_second=stats.tokens_per_second,
             seed=stats.seed,
+            tokens=[t.compact() for t in tokens] if tokens else None,
+            fork=fork.record if fork is not None else None,
             **reply_origin(
                 self.model_info, self.resolved_template, self.generation, self.constraint
             ),
@@ -453,7 +517,7 @@ class ChatSession:
         """Record what ``Driver.ask`` brought back; returns the reply's text (the part
         written before a failure)."""
         if isinstance(result, ReplyDone):
-            self.record_reply(result.text, result.finish_reason, result.stats)
+            self.record_reply(result.text, result.finish_reason, result.stats, result.tokens)
             return result.text
         self.record_failure(result.partial_text)
         return result.partial_text

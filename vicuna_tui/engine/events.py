@@ -72,6 +72,12 @@ class ChatRequest:
     request_id: int = 0
     constraint: OutputConstraint | None = None  # the schema or grammar it must hold to
     logprobs: int = 0  # each token's log-probability and this many alternatives (0: none)
+    # The reply's first tokens, given (a branch from a token): the prompt ends with them,
+    # the model writes on from there, and the reply's text starts with them.  Their ids,
+    # when known (the same model wrote them), go in as they are: retokenizing the text can
+    # give other tokens than the model wrote, which the KV cache does not hold.
+    reply_prefix: str = ""
+    reply_prefix_ids: tuple[int, ...] = ()
 
 
 MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
@@ -84,6 +90,7 @@ class TokenChoice:
 
     token: str
     logprob: float
+    id: int | None = field(default=None, compare=False)  # the model's own id, when known
 
     def record(self) -> dict[str, Any]:
         return {"token": self.token, "logprob": self.logprob, "bytes": list(self.token.encode())}
@@ -97,6 +104,7 @@ class TokenLogprob:
     token: str
     logprob: float
     top: tuple[TokenChoice, ...]
+    id: int | None = field(default=None, compare=False)  # the model's own id, when known
 
     def record(self) -> dict[str, Any]:
         """OpenAI's shape (a ``logprobs.content`` item)."""
@@ -105,14 +113,48 @@ class TokenLogprob:
             "top_logprobs": [choice.record() for choice in self.top],
         }
 
+    def compact(self) -> list[Any]:
+        """As saved with a reply: ``[token, logprob, [[token, logprob, id], ...], id]``
+        (an id is null when the backend did not give it)."""
+        return [
+            self.token,
+            round(self.logprob, 4),
+            [[c.token, round(c.logprob, 4), c.id] for c in self.top],
+            self.id,
+        ]
+
+    @classmethod
+    def from_compact(cls, item: Any) -> TokenLogprob:
+        """From ``compact()``'s form; ValueError for anything else (a damaged record)."""
+        try:
+            token, logprob, top, *rest = item
+            choices = tuple(TokenChoice(str(c[0]), float(c[1]), _token_id(c[2:])) for c in top)
+            return cls(str(token), float(logprob), choices, _token_id(rest))
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"not a saved token: {str(item)[:40]}") from exc
+
     @classmethod
     def from_record(cls, item: dict[str, Any]) -> TokenLogprob:
-        """From an OpenAI-shaped item (llama.cpp's and servers' streams)."""
+        """From an OpenAI-shaped item (llama.cpp's and servers' streams; llama.cpp's
+        carry each token's id)."""
         top = tuple(
-            TokenChoice(str(c.get("token", "")), float(c.get("logprob", 0.0)))
+            TokenChoice(
+                str(c.get("token", "")), float(c.get("logprob", 0.0)), _token_id([c.get("id")])
+            )
             for c in item.get("top_logprobs") or ()
         )
-        return cls(str(item.get("token", "")), float(item.get("logprob", 0.0)), top)
+        return cls(
+            str(item.get("token", "")),
+            float(item.get("logprob", 0.0)),
+            top,
+            _token_id([item.get("id")]),
+        )
+
+
+def _token_id(values: Any) -> int | None:
+    """The first of ``values`` when it is a token id (a non-negative int), else None."""
+    value = values[0] if values else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def rate_text(tokens_per_second: float) -> str:

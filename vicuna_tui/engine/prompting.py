@@ -5,11 +5,18 @@ timings of a reply into its statistics."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vicuna_tui.engine import templates
-from vicuna_tui.engine.events import FINISH_LENGTH, FINISH_STOP, ChatRequest, Notice, ReplyStats
+from vicuna_tui.engine.events import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ChatRequest,
+    Notice,
+    ReplyDelta,
+    ReplyStats,
+)
 from vicuna_tui.engine.textstream import LeadingSpace, StopMatcher
 from vicuna_tui.errors import PromptTooLongError
 
@@ -54,7 +61,8 @@ def fit_prompt(
     dropped = 0
     while True:
         text = renderer.render([*turns, (templates.ASSISTANT, None)], request.system_message)
-        ids = tokenize(text, renderer)
+        ids = given_ids(request, text, renderer, tokenize)
+        text += request.reply_prefix  # a branch from a token: the reply's start, given
         if len(ids) + max_new <= context:
             break
         if len(turns) > 1:
@@ -68,6 +76,19 @@ def fit_prompt(
         max_new = context - len(ids)
         break
     return PreparedPrompt(text, ids, dropped, max_new, renderer)
+
+
+def given_ids(
+    request: ChatRequest,
+    prompt: str,
+    renderer: templates.PromptRenderer,
+    tokenize: Callable[[str, templates.PromptRenderer], list[int]],
+) -> list[int]:
+    """The prompt's ids, then the reply's given start (a branch from a token): its own
+    ids where they are known, else its text tokenized with the prompt."""
+    if request.reply_prefix_ids:
+        return [*tokenize(prompt, renderer), *request.reply_prefix_ids]
+    return tokenize(prompt + request.reply_prefix, renderer)
 
 
 def reply_stats(
@@ -148,6 +169,15 @@ class ReplyTally:
             end=time.perf_counter(),
             seed=seed,
         )
+
+
+def given_start(request: ChatRequest, reply: ReplyTally) -> Iterator[ReplyDelta]:
+    """A branch from a token: the reply's given start (``reply_prefix``), as the first
+    text of the reply (the model writes on after it; it is not counted as new tokens)."""
+    if request.reply_prefix:
+        delta = reply.push(request.reply_prefix)
+        if delta:
+            yield ReplyDelta(request.request_id, delta)
 
 
 def nothing_said(text: str, finish: str) -> Notice | None:

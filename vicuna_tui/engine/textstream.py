@@ -18,11 +18,14 @@ class IncrementalDecoder:
     tokens (CJK, emoji) is held back until it is complete, then released at once.
     """
 
-    def __init__(self, decode: Callable[[Sequence[int]], str]) -> None:
+    def __init__(self, decode: Callable[[Sequence[int]], str], context: Sequence[int] = ()) -> None:
+        """``context``: ids already written before the first pushed (a reply's given
+        start): they are not decoded again, but the first token's text is read after
+        them (a SentencePiece word's space is kept)."""
         self._decode = decode
-        self._ids: list[int] = []
+        self._ids: list[int] = list(context)
         self._prefix = 0
-        self._read = 0
+        self._read = len(self._ids)
 
     @property
     def ids(self) -> list[int]:

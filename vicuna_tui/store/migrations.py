@@ -186,6 +186,13 @@ _V8 = """
         WHERE uid IN (SELECT parent FROM up WHERE parent IS NOT NULL);
 """
 
+# The token view: a reply's tokens with their probabilities and alternatives, when they
+# were asked for (JSON), and where a reply branched from another's token (JSON).
+_V9 = """
+        ALTER TABLE messages ADD COLUMN tokens TEXT;
+        ALTER TABLE messages ADD COLUMN fork TEXT;
+"""
+
 
 class Migration(NamedTuple):
     """One step of the schema: ``name`` says what it adds; ``script`` is its SQL."""
@@ -205,6 +212,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("branches: messages as a tree", _V6),
     Migration("arena battles", _V7),
     Migration("branches remember the way down", _V8),
+    Migration("token probabilities and forks", _V9),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -74,8 +74,9 @@ def _write_messages(db: sqlite3.Connection, messages: list[sqlite3.Row]) -> tupl
     previous: dict[Any, str] = {}  # each conversation's last message (old stores)
     for row in sorted(messages, key=_tree_order):
         values = {f: _value(row, f) for f in _MSG_FIELDS}
-        if not _is_json(values["settings"]):
-            values["settings"] = None
+        for name in ("settings", "tokens", "fork"):
+            if not _is_json(values[name]):
+                values[name] = None
         _place(values, placed, previous)
         try:
             _insert(db, "messages", values)

@@ -50,6 +50,12 @@ class SavedMessage:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # its name in the tree
     parent: str | None = None  # the message it follows (None: the first of a branch)
     chosen_child: str | None = None  # the message last shown below it (its branch)
+    # replies written with the token view on: each token, its log-probability and the
+    # likeliest alternatives (the engine's TokenLogprob.compact form)
+    tokens: list[Any] | None = None
+    # a reply branched from another reply's token: {"from": uid, "at": token index,
+    # "token": the alternative chosen}
+    fork: dict[str, Any] | None = None
 
 
 @dataclass
@@ -116,6 +122,8 @@ MESSAGE_COLUMNS = (
     "uid",
     "parent",
     "chosen_child",
+    "tokens",
+    "fork",
 )
 
 
@@ -145,11 +153,21 @@ def json_object(text: str | None) -> dict[str, Any]:
 
 def message_from_row(row: sqlite3.Row) -> SavedMessage:
     data = columns_of(row, MESSAGE_COLUMNS)
-    try:
-        data["settings"] = json.loads(data["settings"]) if data["settings"] else None
-    except ValueError:
-        data["settings"] = None
+    data["settings"] = _json_of(data["settings"], dict)
+    data["tokens"] = _json_of(data["tokens"], list)
+    data["fork"] = _json_of(data["fork"], dict)
     return SavedMessage(**data)
+
+
+def _json_of(text: str | None, kind: type) -> Any:
+    """A stored JSON value of ``kind``; None when absent or damaged."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, kind) else None
 
 
 def linked(messages: list[SavedMessage]) -> list[SavedMessage]:
@@ -222,6 +240,7 @@ def message_row(conversation_id: str, message: SavedMessage) -> tuple[Any, ...]:
     """``message`` as the values of MESSAGE_INSERT_COLUMNS, in order."""
     values: dict[str, Any] = {k: getattr(message, k) for k in MESSAGE_COLUMNS if k != "id"}
     values["conversation_id"] = conversation_id
-    if message.settings is not None:
-        values["settings"] = json.dumps(message.settings)
+    for name in ("settings", "tokens", "fork"):
+        if values[name] is not None:
+            values[name] = json.dumps(values[name])
     return tuple(values[k] for k in MESSAGE_INSERT_COLUMNS)

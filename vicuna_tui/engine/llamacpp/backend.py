@@ -72,6 +72,7 @@ from vicuna_tui.engine.prompting import (
     PreparedPrompt,
     common_prefix,
     fit_prompt,
+    given_start,
     nothing_said,
     switch_cache,
 )
@@ -419,6 +420,7 @@ class LlamaCppBackend(HoldsModel):
             request.request_id, prepared.ids, predicted, fresh, sampling, cancel, slot
         )
         reply = Reply(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started, started)
+        yield from given_start(request, reply)
         body = {
             "prompt": prepared.ids,
             "max_tokens": prepared.max_new_tokens,
@@ -443,8 +445,11 @@ class LlamaCppBackend(HoldsModel):
             tail = reply.flush()
             if tail:
                 yield ReplyDelta(request.request_id, tail)
-        self._slots[slot] = list(prepared.ids)
-        self._held[slot] = [*prepared.ids, *[-1] * reply.count]
+        # What the slot's cache holds now: the prompt, then the reply's tokens (their ids
+        # are known when log-probabilities were asked for: a branch from a token then
+        # starts reading where the cache ends, not after the prompt).
+        self._slots[slot] = [*prepared.ids, *reply.ids]
+        self._held[slot] = [*prepared.ids, *reply.ids, *[-1] * (reply.count - len(reply.ids))]
         self._turn += 1
         self._used[slot] = self._turn
         stats = reply.llama_stats(prepared, cached_first, predicted, seed)

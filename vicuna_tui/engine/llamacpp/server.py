@@ -248,6 +248,7 @@ class Reply(ReplyTally):
 
     final: dict[str, Any] = field(default_factory=dict)  # the chunk with usage and timings
     logprobs: list[TokenLogprob] = field(default_factory=list)  # when the request asked
+    ids: list[int] = field(default_factory=list)  # the tokens' ids, known with logprobs
 
     def llama_stats(
         self, prepared: PreparedPrompt, cached_first: int | None, predicted: int, seed: int | None
@@ -275,6 +276,8 @@ def read_reply(
         text = choice.get("text") or ""
         for item in (choice.get("logprobs") or {}).get("content") or ():
             reply.logprobs.append(TokenLogprob.from_record(item))
+            if isinstance(item.get("id"), int):
+                reply.ids.append(item["id"])
         if chunk.get("usage"):
             reply.final = chunk
         if choice.get("finish_reason") is None or text:

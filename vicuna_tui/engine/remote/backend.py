@@ -243,6 +243,13 @@ class RemoteBackend(HoldsModel):
                 "use --json-schema with a server (it is sent as response_format), or run "
                 "the GGUF here",
             )
+        if request.reply_prefix:
+            raise SettingsError(
+                "branching from a token needs the model here: a server's chat API cannot "
+                "be told how its reply starts",
+                "regenerate the reply (Ctrl+R), or run the model here (a GGUF or a Hugging "
+                "Face model) to branch from a token",
+            )
         tally = Tally(time.perf_counter())
         gen = request.generation
         yield ReplyStarted(request.request_id, 0, 0, 0, gen.max_new_tokens, gen.seed)

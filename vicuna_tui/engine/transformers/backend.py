@@ -37,6 +37,7 @@ from vicuna_tui.engine.prompting import (
     ReplyTally,
     common_prefix,
     fit_prompt,
+    given_start,
     nothing_said,
     switch_cache,
 )
@@ -283,7 +284,10 @@ class LocalBackend(HoldsModel):
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(62))
         tokenizer = loaded.tokenizer
         stop_ids = set(loaded.stop_token_ids) | set(prepared.renderer.stop_token_ids)
-        decoder = IncrementalDecoder(lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+        decoder = IncrementalDecoder(
+            lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+            prepared.ids[-4:] if request.reply_prefix else (),
+        )
         self._pick_cache(prepared.ids)
         cached = self.kv.reuse_prefix(prepared.ids, self._new_static_cache)
         yield ReplyStarted(
@@ -295,6 +299,7 @@ class LocalBackend(HoldsModel):
             seed,
         )
         reply = ReplyTally(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started)
+        yield from given_start(request, reply)
         chosen: list[sampling.Chosen] | None = [] if request.logprobs else None
         try:
             tokens = self._decode(
@@ -522,7 +527,8 @@ def token_logprobs(
         TokenLogprob(
             text_of(token),
             logprob,
-            tuple(TokenChoice(text_of(i), v) for i, v in zip(ids, values, strict=True)),
+            tuple(TokenChoice(text_of(i), v, i) for i, v in zip(ids, values, strict=True)),
+            token,
         )
         for token, logprob, ids, values in chosen
         if token not in stop_ids

@@ -108,6 +108,21 @@ class ChatReplies:
             await self.view.transcript.drop_last(1)
         await self.start(request)
 
+    async def branch_from_token(self, index: int, at: int, token: str) -> None:
+        """A new reply beside the one at ``index``: its start up to token ``at``, then
+        ``token``, then what the model writes on."""
+        if self.busy():
+            return
+        request = self.view.session.branch_from_token(index, at, token)
+        if request is None:
+            self.view.ui.notify("This reply has no recorded alternative there to branch from.")
+            return
+        await self.view.transcript.drop_last(len(self.view.transcript.views) - index)
+        await self.start(request)
+        current = self.stream.current
+        if current is not None:  # the new reply keeps the focus the old one had
+            current.view.focus()
+
     def edit_last(self) -> None:
         if self.busy():
             return
@@ -168,8 +183,11 @@ class ChatReplies:
             return False
         current = self.stream.end()
         assert current is not None
-        message = self.view.session.record_reply(done.text, done.finish_reason, done.stats)
+        message = self.view.session.record_reply(
+            done.text, done.finish_reason, done.stats, done.tokens
+        )
         await current.view.finish(done.text, describe_stats(message))
+        await self.view.transcript.reply_finished(current.view, message)
         stats = done.stats
         self.view.status.set_state("")
         self.view.status.reply_stats(

@@ -13,6 +13,7 @@ part that handles them.  It never calls the model itself.  Who owns what:
 - ``ReplayDriver`` (replay_driver): the replay in progress;
 - ``ChatLibrary`` (library): new, open, rename, delete, export;
 - ``Clipboard`` (clipboard): copying;
+- ``TokenView`` (tokens): whether replies show as their tokens; a branch from a token;
 - ``DropForecast`` (forecast): whether sending the draft will drop old turns.
 
 The conversation itself is the ``ChatSession``'s.  Each part is made here and given
@@ -57,6 +58,7 @@ from vicuna_tui.tui.chat.library import ChatLibrary
 from vicuna_tui.tui.chat.model_controller import ModelController
 from vicuna_tui.tui.chat.replay_driver import ReplayDriver
 from vicuna_tui.tui.chat.replies import ChatReplies
+from vicuna_tui.tui.chat.tokens import TokenView
 from vicuna_tui.tui.chat.view import ChatView
 from vicuna_tui.tui.messages import (
     ConversationChosen,
@@ -151,6 +153,7 @@ class ChatScreen(Screen[None]):
         self.replay = ReplayDriver(view, self.replies, self.branches)
         self.chats = ChatLibrary(view, self.replies, self.branches, self.editing)
         self.clipboard = Clipboard(view)
+        self.tokens = TokenView(view, self.replies)
         # Whether sending the draft will drop old turns (a preview, asked while typing).
         self.forecast = DropForecast(
             session,
@@ -265,6 +268,9 @@ class ChatScreen(Screen[None]):
             self.prompt.focus()
             self.prompt.insert(message.character)
 
+    async def on_message_view_branch_from_token(self, message: MessageView.BranchFromToken) -> None:
+        await self.tokens.branch(message)
+
     def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
         event.stop()
         self.notify(f"Link: {event.href}", title="Not opened", timeout=8)
@@ -373,6 +379,9 @@ class ChatScreen(Screen[None]):
 
     def action_replay_chat(self) -> None:
         self.replay.start(self._reuse_seeds)
+
+    async def action_token_view(self) -> None:
+        await self.tokens.toggle()
 
     def action_show_prompt(self) -> None:
         if not self.models.ready:

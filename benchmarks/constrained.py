@@ -2,9 +2,10 @@
 
     python benchmarks/constrained.py [--runs 5]
 
-1. Decode speed on llama.cpp (the demo model's Q4_1 GGUF, greedy, this CPU) with every
-   reply held to a JSON schema of five fields, against the same prompt unheld; the
-   two take turns within each run; medians (min–max) of --runs.
+1. Decode speed on llama.cpp (the demo model's Q4_1 GGUF) and on transformers (its
+   float32 safetensors, held by xgrammar), greedy, this CPU, with every reply held to a
+   JSON schema of five fields, against the same prompt unheld; the two take turns
+   within each run; medians (min–max) of --runs.
 2. The demo model as judge on the bench fixtures (3 questions, 4 turns, two models'
    answers; single and pairwise-all): verdicts that could be read, with the second
    ask held to the verdict's form (the default) and asked plainly (--no-constrain).
@@ -23,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, fmt, smollm_gguf, table, write_section
+from _common import ROOT, fmt, smollm_folder, smollm_gguf, table, write_section
 
 SCHEMA = {
     "type": "object",
@@ -59,30 +60,42 @@ def speed(runs: int) -> str:
     from vicuna_tui.engine.constraints import OutputConstraint, check_reply
     from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
     from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import LocalBackend
 
     held = OutputConstraint("json_schema", "five fields", schema=SCHEMA)
-    backend = LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf()), device="cpu"))
-    backend.load()
-    cases = {"unheld": None, "held to the 5-field schema": held}
-    for constraint in cases.values():
-        decode(backend, constraint)  # warm-up
-    rates: dict[str, list[float]] = {name: [] for name in cases}
-    tokens: dict[str, int] = {}
-    for _ in range(runs):
-        for name, constraint in cases.items():
-            done = decode(backend, constraint)
-            rates[name].append(done.stats.tokens_per_second or 0.0)
-            tokens[name] = done.stats.new_tokens
-            print(name, f"{rates[name][-1]:.1f} tok/s, {tokens[name]} tokens", flush=True)
-            if constraint is not None:  # what was timed really held to the schema
-                check_reply(constraint, done.text, done.finish_reason)
-    backend.unload()
-    base = sorted(rates["unheld"])[runs // 2]
-    rows = [
-        [name, fmt(values, 1, " tok/s"), tokens[name], f"{sorted(values)[runs // 2] / base:.2f}"]
-        for name, values in rates.items()
+    engines: list[tuple[str, Any]] = [
+        ("llama.cpp", LlamaCppBackend(LoadSettings(model_path=str(smollm_gguf()), device="cpu"))),
+        ("transformers", LocalBackend(LoadSettings(model_path=str(smollm_folder()), device="cpu"))),
     ]
-    return table(["reply", "decode", "tokens", "÷ unheld"], rows)
+    rows = []
+    for engine, backend in engines:
+        backend.load()
+        cases = {"unheld": None, "held to the 5-field schema": held}
+        for constraint in cases.values():
+            decode(backend, constraint)  # warm-up
+        rates: dict[str, list[float]] = {name: [] for name in cases}
+        tokens: dict[str, int] = {}
+        for _ in range(runs):
+            for name, constraint in cases.items():
+                done = decode(backend, constraint)
+                rates[name].append(done.stats.tokens_per_second or 0.0)
+                tokens[name] = done.stats.new_tokens
+                print(engine, name, f"{rates[name][-1]:.1f} tok/s, {tokens[name]} tokens")
+                if constraint is not None:  # what was timed really held to the schema
+                    check_reply(constraint, done.text, done.finish_reason)
+        backend.unload()
+        base = sorted(rates["unheld"])[runs // 2]
+        rows += [
+            [
+                engine,
+                name,
+                fmt(values, 1, " tok/s"),
+                tokens[name],
+                f"{sorted(values)[runs // 2] / base:.2f}",
+            ]
+            for name, values in rates.items()
+        ]
+    return table(["engine", "reply", "decode", "tokens", "÷ unheld"], rows)
 
 
 def judge_counts(folder: Path, mode: str, *extra: str) -> tuple[int, int]:
@@ -122,8 +135,9 @@ def main() -> None:
     opts = parser.parse_args()
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="constrained-bench-")
     body = (
-        "**Decode speed held to a JSON schema** (SmolLM2-135M-Instruct Q4_1 on llama.cpp, "
-        "this CPU, greedy, at most 160 new tokens; a schema of five fields: three bounded "
+        "**Decode speed held to a JSON schema** (SmolLM2-135M-Instruct: Q4_1 on llama.cpp, "
+        "float32 on transformers held by xgrammar; this CPU, greedy, at most 160 new "
+        "tokens; a schema of five fields: three bounded "
         "strings (name, city, email), an integer in a range, an array of up to three tags). "
         "The held and unheld replies take turns within each run; medians (min–max) of "
         f"{opts.runs}.\n\n"

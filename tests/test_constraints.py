@@ -1,6 +1,6 @@
 """Output that must parse: --json-schema and --grammar (reading them bounded, checking
-replies), on llama.cpp for real, on a server through response_format, refused on
-transformers."""
+replies), on llama.cpp and on transformers (xgrammar) for real, on a server through
+response_format."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from helpers import run_cli
 from openai_stub import serve
 
 from vicuna_tui.engine.constraints import (
+    GRAMMAR,
     MAX_REPEAT,
     ConstraintError,
     OutputConstraint,
@@ -24,7 +25,8 @@ from vicuna_tui.engine.constraints import (
     schema_constraint,
     schema_problems,
 )
-from vicuna_tui.engine.events import ChatRequest
+from vicuna_tui.engine.events import ChatRequest, ReplyDone
+from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.errors import SettingsError, VicunaError
 from vicuna_tui.store import Store
 
@@ -238,11 +240,43 @@ def test_a_grammar_holds_the_reply_and_a_broken_one_is_named(
 
 
 @pytest.mark.real_model
-def test_transformers_refuses_a_schema_clearly(backend: Any) -> None:
-    constraint = schema_constraint('{"type": "object"}')
-    request = ChatRequest(turns=(("user", "hi"),), constraint=constraint)
-    with pytest.raises(SettingsError, match=re.escape("needs the llama.cpp backend")):
+def test_transformers_holds_a_schema_and_a_grammar_with_xgrammar(backend: Any) -> None:
+    """A sampled reply holds to the schema (without it the demo model writes "age" as a
+    string); a grammar holds the reply; a broken grammar is named."""
+    constraint = schema_constraint(json.dumps(PERSON))
+    for seed in (1,):
+        request = ChatRequest(
+            turns=(("user", "Describe a person as JSON."),),
+            generation=GenerationSettings(temperature=0.9, seed=seed, max_new_tokens=120),
+            constraint=constraint,
+        )
+        done = list(backend.generate(request, threading.Event()))[-1]
+        assert isinstance(done, ReplyDone) and done.finish_reason == "stop", done
+        assert schema_problems(PERSON, json.loads(done.text)) == []
+    yes_no = OutputConstraint(GRAMMAR, "yes_no.gbnf", grammar='root ::= ("yes" | "no") "."\n')
+    request = ChatRequest(turns=(("user", "Is Paris in France?"),), constraint=yes_no)
+    done = list(backend.generate(request, threading.Event()))[-1]
+    assert isinstance(done, ReplyDone) and done.text in ("yes.", "no.")
+    broken = OutputConstraint(GRAMMAR, "broken.gbnf", grammar='root ::= ("yes" | "no"\n')
+    request = ChatRequest(turns=(("user", "Is Paris in France?"),), constraint=broken)
+    named = re.escape("xgrammar cannot use the GBNF grammar broken.gbnf")
+    with pytest.raises(SettingsError, match=named):
         list(backend.generate(request, threading.Event()))
+
+
+def test_without_xgrammar_transformers_refuses_with_the_way_to_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from vicuna_tui.engine.transformers.grammar import GrammarCompiler
+
+    monkeypatch.setitem(sys.modules, "xgrammar", None)  # an import of it fails
+    compiler = GrammarCompiler(tokenizer=None, vocab_size=10, stop_ids=())
+    with pytest.raises(SettingsError) as refused:
+        compiler.held(schema_constraint('{"type": "object"}'), ())
+    assert "needs xgrammar" in refused.value.message
+    assert "vicuna-tui[grammar]" in (refused.value.hint or "")
 
 
 # -- a server -------------------------------------------------------------------------------

@@ -488,7 +488,9 @@ def test_fastchats_show_result_prints_our_numbers(home: Path, tmp_path: Path) ->
         assert _numbers(printed, row["model"]) == pytest.approx(expected, abs=1e-4)
 
 
-def test_only_a_judge_on_llamacpp_here_is_held_and_no_constrain_turns_it_off() -> None:
+def test_only_a_judge_here_is_held_and_no_constrain_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from vicuna_tui.commands.judge_cmd import build_parser
     from vicuna_tui.commands.judge_worker import JudgeWorker
     from vicuna_tui.engine.events import ModelInfo
@@ -500,8 +502,16 @@ def test_only_a_judge_on_llamacpp_here_is_held_and_no_constrain_turns_it_off() -
 
     assert worker("local", "llamacpp").can_constrain
     assert not worker("local", "llamacpp", constrain=False).can_constrain
-    assert not worker("local", "transformers").can_constrain  # no grammar there
+    assert worker("local", "transformers").can_constrain  # with xgrammar (the Makefile's)
     assert not worker("remote", "llamacpp").can_constrain  # a server: plain reminder
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "xgrammar" else real(name)
+    )
+    assert not worker("local", "transformers").can_constrain  # without it: no grammar
+    assert worker("local", "llamacpp").can_constrain
     args = build_parser().parse_args(["q.jsonl", "--no-constrain"])
     assert args.no_constrain and args.verdict_rule == "fastchat"
 

@@ -2,8 +2,9 @@
 otherwise, and a second ask when no verdict can be read (or the server failed).
 
 The judgment itself is free.  When no verdict can be read from it, the second ask is
-held by a grammar to the verdict's form where the judge runs on llama.cpp here, so
-that it always parses (``constrain``); elsewhere it is a plain reminder."""
+held by a grammar to the verdict's form where the judge runs here (llama.cpp, or
+transformers with xgrammar), so that it always parses (``constrain``); elsewhere it is
+a plain reminder."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import dataclasses
 
 from vicuna_tui import runtime
 from vicuna_tui.commands.startup import ask_turns
-from vicuna_tui.engine.constraints import GRAMMAR, OutputConstraint
+from vicuna_tui.engine.constraints import GRAMMAR, OutputConstraint, engines_that_hold
 from vicuna_tui.engine.events import FINISH_CANCELLED, ModelInfo, ReplyDone, ReplyFailed
 from vicuna_tui.engine.settings import GenerationSettings
 from vicuna_tui.evaluation.judge_prompts import JudgePrompt
@@ -45,8 +46,13 @@ class JudgeWorker:
 
     @property
     def can_constrain(self) -> bool:
-        """Whether the judge's backend takes a grammar (llama.cpp in this process)."""
-        return self.constrain and self.info.backend == "local" and self.info.engine == "llamacpp"
+        """Whether the judge's backend takes a grammar (llama.cpp in this process, or
+        transformers with xgrammar)."""
+        return (
+            self.constrain
+            and self.info.backend == "local"
+            and self.info.engine in engines_that_hold()
+        )
 
     def verdict(self, prompt: JudgePrompt, user_prompt: str) -> Verdict:
         """The judge's reply to ``user_prompt`` and the verdict read from it."""

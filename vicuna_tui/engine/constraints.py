@@ -377,3 +377,14 @@ def _kind(value: Any) -> str:
         ):
             return name
     return "number" if isinstance(value, float) else type(value).__name__
+
+
+def engines_that_hold() -> frozenset[str]:
+    """The local engines that can hold a reply to a schema or grammar: llama.cpp always,
+    transformers where xgrammar is installed (the ``grammar`` extra)."""
+    import importlib.util
+
+    held = {"llamacpp"}
+    if importlib.util.find_spec("xgrammar") is not None:
+        held.add("transformers")
+    return frozenset(held)

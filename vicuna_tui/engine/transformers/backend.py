@@ -45,6 +45,7 @@ from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
 from vicuna_tui.engine.threads import ThreadPlanner
 from vicuna_tui.engine.transformers import sampling
+from vicuna_tui.engine.transformers.grammar import GrammarCompiler, HeldOutput
 from vicuna_tui.engine.transformers.kv_cache import STATIC_CAP, KVCache, spare_cache_fits
 from vicuna_tui.errors import (
     GenerationError,
@@ -69,6 +70,7 @@ class LocalBackend(HoldsModel):
         self._info: ModelInfo | None = None
         self._auto_template = templates.TOKENIZER_TEMPLATE
         self.kv = KVCache(reuse=reuse_cache)
+        self._grammar: GrammarCompiler | None = None  # made when a schema first asks
         # A second cache on a CPU: the branch left last stays cached for a switch back.
         self._spare: KVCache | None = None
         self._reuse = reuse_cache
@@ -102,6 +104,7 @@ class LocalBackend(HoldsModel):
         from vicuna_tui.engine.transformers.devices import available_devices
 
         self._loaded = loaded
+        self._grammar = None
         model, tokenizer = loaded.model, loaded.tokenizer
         config = model.config
         has_chat_template = bool(getattr(tokenizer, "chat_template", None))
@@ -169,6 +172,7 @@ class LocalBackend(HoldsModel):
 
     def unload(self) -> None:
         self._loaded = None
+        self._grammar = None
         self._info = None
         self._step = None
         self.kv.unload()
@@ -271,19 +275,18 @@ class LocalBackend(HoldsModel):
         loaded = self._loaded
         if loaded is None:
             raise GenerationError("no model is loaded", "wait for the model to load")
-        if request.constraint is not None:
-            raise SettingsError(
-                "a JSON schema or grammar (--json-schema, --grammar) needs the llama.cpp "
-                "backend; this model runs on transformers",
-                "run a GGUF of the model (a .gguf path, or --gguf-file; --backend llamacpp), "
-                "or a server that supports response_format json_schema",
-            )
         threads = self._follow_load()
         prepared = self.prepare(request)
         gen = request.generation
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(62))
         tokenizer = loaded.tokenizer
         stop_ids = set(loaded.stop_token_ids) | set(prepared.renderer.stop_token_ids)
+        held = None  # the schema or grammar every token is held to (xgrammar)
+        if request.constraint is not None:
+            if self._grammar is None:
+                vocab = getattr(loaded.model.config, "vocab_size", None) or len(tokenizer)
+                self._grammar = GrammarCompiler(tokenizer, vocab, loaded.stop_token_ids)
+            held = self._grammar.held(request.constraint, stop_ids)
         decoder = IncrementalDecoder(
             lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
             prepared.ids[-4:] if request.reply_prefix else (),
@@ -303,7 +306,15 @@ class LocalBackend(HoldsModel):
         chosen: list[sampling.Chosen] | None = [] if request.logprobs else None
         try:
             tokens = self._decode(
-                request.request_id, prepared, cached, gen, seed, cancel, request.logprobs, chosen
+                request.request_id,
+                prepared,
+                cached,
+                gen,
+                seed,
+                cancel,
+                request.logprobs,
+                chosen,
+                held,
             )
             yield from self._read(tokens, request.request_id, stop_ids, decoder, reply, cancel)
         except VicunaError:
@@ -374,11 +385,13 @@ class LocalBackend(HoldsModel):
         cancel: threading.Event,
         alternatives: int = 0,
         chosen: list[sampling.Chosen] | None = None,
+        held: HeldOutput | None = None,
     ) -> Iterator[int | PrefillProgress]:
         """The reply's tokens, after reading in the prompt's new part (a chunk at a time
         when it is long, with a PrefillProgress after each chunk but the last).
         ``chosen``, when given, takes each token's log-probability and its
-        ``alternatives`` likeliest ones', from the model's own distribution."""
+        ``alternatives`` likeliest ones', from the model's own distribution; ``held``
+        keeps every token within a schema or grammar."""
         import torch
 
         model = self._loaded.model
@@ -416,8 +429,7 @@ class LocalBackend(HoldsModel):
                     self.kv.ids.extend(feed_ids)
                     logits = scores[:, -1, :].float()
                     check_first(logits)
-                    sampled = processors(history, logits) if processors else logits
-                    token = sampling.next_token(sampled, gen, generator)
+                    token = sampling.draw(logits, processors, history, gen, generator, held)
                     if chosen is not None:  # the model's own numbers, before the sampler
                         chosen.append(sampling.logprobs_of(logits, token, alternatives))
                     yield token

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vicuna_tui.engine.settings import GenerationSettings
+from vicuna_tui.engine.transformers.grammar import HeldOutput
 
 
 def processors(gen: GenerationSettings) -> Any:
@@ -29,6 +30,25 @@ def processors(gen: GenerationSettings) -> Any:
         if gen.top_p < 1.0:
             procs.append(TopPLogitsWarper(gen.top_p))
     return procs if len(procs) else None
+
+
+def draw(
+    logits: Any,
+    procs: Any,
+    history: Any,
+    gen: GenerationSettings,
+    generator: Any,
+    held: HeldOutput | None = None,
+) -> int:
+    """The next token: the sampler's processors over ``logits``, then what ``held``
+    (a schema or grammar) allows, then the draw."""
+    sampled = procs(history, logits) if procs else logits
+    if held is not None:
+        sampled = held.mask(sampled)
+    token = next_token(sampled, gen, generator)
+    if held is not None:
+        held.accept(token)
+    return token
 
 
 def next_token(logits: Any, gen: GenerationSettings, generator: Any) -> int:

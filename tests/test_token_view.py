@@ -307,3 +307,22 @@ def test_the_ids_go_only_to_the_model_that_wrote_them(home: Path) -> None:
     request = session.branch_from_token(1, 0, "The")
     assert request is not None
     assert request.reply_prefix == "The" and request.reply_prefix_ids == ()
+
+
+def test_tokens_and_forks_survive_an_export_and_import(home: Path) -> None:
+    from vicuna_tui import formats
+
+    with Store() as store:
+        session = ChatSession(store)
+        session.add_user(CAPITAL)
+        session.record_reply("L", "stop", tokens=(_token("L", {"L": 0.2, "The": 0.1}),))
+        session.branch_from_token(1, 0, "The")
+        session.record_reply("The", "stop", tokens=())
+        conv = store.get(session.conversation.id)  # type: ignore[union-attr]
+        data = formats.to_json(conv, all_branches=True)
+        copy = store.get(store.imports.one(*formats.from_ours(data, "a file"), as_tree=True))
+    replies = [m for m in copy.tree if m.role == "assistant"]
+    first, branch = replies
+    assert saved_tokens(first.tokens) is not None
+    assert branch.fork == {"from": first.uid, "at": 0, "token": "The"}  # the new uid
+    assert saved_tokens(branch.tokens) is not None  # the given start, kept

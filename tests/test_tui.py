@@ -764,3 +764,37 @@ async def test_a_worker_that_fails_is_shown_and_the_app_goes_on(
         await send(pilot, "Are you there?")
         screen = await reply_done(pilot)
         assert screen.transcript.views[-1].text == "Still here."
+
+
+class FailsOnRegenerate(ScriptedBackend):
+    """Answers the first message; the second ask (a regenerate) fails at once."""
+
+    def generate(self, request: Any, cancel: Any) -> Any:
+        if self.requests:
+            from vicuna_tui.errors import GenerationError
+
+            self.requests.append(request)
+            raise GenerationError("the model ran out of memory", "try a smaller context")
+        return super().generate(request, cancel)
+
+
+async def test_a_failed_regenerate_keeps_the_reply_it_was_to_replace(home: Path) -> None:
+    """A failure with nothing written takes back only what it added: the old reply is
+    shown again and stays saved (it used to go with its message)."""
+    backend = FailsOnRegenerate([["Llamas hum."]])
+    app = make_app(lambda load: backend)
+    async with run_test(app, size=(100, 30)) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "Tell me about llamas.")
+        await reply_done(pilot)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: showing(app, ErrorScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not showing(app, ErrorScreen))
+        await settled(pilot)
+        texts = [view.text for view in screen.transcript.views]
+        assert texts == ["Tell me about llamas.", "Llamas hum."]
+        assert screen.prompt.text == ""  # nothing handed back: the message stays
+    with Store() as store:
+        conv = store.get(store.resolve("last"))
+    assert [m.content for m in conv.messages] == ["Tell me about llamas.", "Llamas hum."]

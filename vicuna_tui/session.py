@@ -421,13 +421,19 @@ class ChatSession:
         return self.add_user(text)
 
     def drop_unanswered(self) -> str | None:
-        """Take back a user message whose reply failed, returning its text for the input."""
+        """After a reply failed with nothing written: a user message that has replies on
+        other branches (a regenerate, a branch from a token) shows the one last shown
+        again, and None is returned; a message never answered is taken back, and its
+        text returned for the input.  No reply is ever lost to a failure."""
         self._fork = None
-        if self.awaiting_reply:
-            text = self.messages[-1].content
-            self._delete_from(len(self.messages) - 1)
-            return text
-        return None
+        if not self.awaiting_reply:
+            return None
+        index = len(self.messages) - 1
+        if self._shown(self.branches.show_below(index)):
+            return None
+        text = self.messages[index].content
+        self._delete_from(index)
+        return text
 
     # -- turns -------------------------------------------------------------------------------
 

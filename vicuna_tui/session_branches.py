@@ -91,6 +91,15 @@ class BranchTree:
         self._show_down_from(siblings[where].uid)
         return True
 
+    def show_below(self, index: int) -> bool:
+        """Show again the branch last shown below the message at ``index`` (a reply
+        asked there failed); False when it has no message below it."""
+        uid = self.path[index].uid
+        if not tree.children(self.nodes, uid):
+            return False
+        self._show_down_from(uid)
+        return True
+
     def show_branch_of(self, uid: str) -> bool:
         """Show the branch that holds message ``uid`` (a search hit), and below it the
         branch last shown there.  False if the message is not in this chat."""

@@ -63,6 +63,8 @@ def _fresh_copy(
             uid=fresh[msg.uid],
             parent=parent,
             chosen_child=fresh.get(msg.chosen_child or ""),
+            tokens=msg.tokens if isinstance(msg.tokens, list) else None,
+            fork=_fork(msg.fork, fresh),
             position=position,
             created_at=msg.created_at or stamp,
         )
@@ -79,3 +81,11 @@ def _fresh_copy(
         active_leaf=leaf,
     )
     return copy, rows
+
+
+def _fork(fork: object, fresh: dict[str, str]) -> dict[str, object] | None:
+    """Where an imported reply branched from a token, naming the reply by its new uid
+    (None when the file's record is not one)."""
+    if not isinstance(fork, dict):
+        return None
+    return {**fork, "from": fresh.get(str(fork.get("from")))}

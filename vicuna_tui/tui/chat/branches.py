@@ -43,12 +43,7 @@ class BranchNavigator:
 
     async def show_path(self, focus: int | None = None) -> None:
         """Draw the branch now shown, from the top."""
-        conv = self.view.session.conversation
-        info = self.view.session.model_info
-        name = (info.name if info else None) or (conv.model_name if conv else None)
-        await self.view.transcript.show(
-            self.view.session.messages, model_label=f"Assistant · {name}" if name else "Assistant"
-        )
+        await self.view.redraw()
         self._changed()
         views = self.view.transcript.views
         if focus is not None and focus < len(views):

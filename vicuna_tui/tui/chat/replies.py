@@ -218,6 +218,8 @@ class ChatReplies:
                 await self.view.transcript.drop_last(1)
                 if not self.view.prompt.text.strip():
                     self.view.prompt.set_text(text)
+            elif not self.view.session.awaiting_reply:  # the reply shown before, again
+                await self.view.redraw()
         self._changed()
         if isinstance(failed.error, ModelProcessLost):
             self._models.lost(failed.error.message)

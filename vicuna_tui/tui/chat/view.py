@@ -29,3 +29,12 @@ class ChatView:
     status: StatusBar
     sidebar: Sidebar
     settings: SettingsPane
+
+    async def redraw(self) -> None:
+        """Draw the branch the session shows, from the top."""
+        conv = self.session.conversation
+        info = self.session.model_info
+        name = (info.name if info else None) or (conv.model_name if conv else None)
+        await self.transcript.show(
+            self.session.messages, model_label=f"Assistant · {name}" if name else "Assistant"
+        )

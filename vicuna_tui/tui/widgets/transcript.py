@@ -205,6 +205,8 @@ class MessageView(Vertical, can_focus=True):
             text = self.token_text.detail() if self.token_text is not None else ""
             detail.update(plain(text))
             detail.display = bool(text) and self.has_focus
+            if detail.display:  # the alternatives stay in sight under a long reply
+                self.call_after_refresh(detail.scroll_visible, animate=False)
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self._heading()), classes="role")

@@ -4,8 +4,9 @@ noise; their speed, memory and load paths are those of a real model of that shap
 
     python benchmarks/random_gguf.py 500m|1b|7b     # prints the path (made once, then cached)
 
-Files are made on demand under .cache/bench-models/ and never committed.  No test
-depends on them.
+Files are made on demand under .cache/bench-models/ and never committed.  The tests of
+speculative decoding make a "tiny" one (two layers, a few MB) in a temporary folder
+with ``write``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SHAPES = {
     "500m": Shape("500m", layers=24, hidden=1024, ffn=2816, heads=16, kv_heads=16),  # Qwen-ish
     "1b": Shape("1b", layers=22, hidden=2048, ffn=5632, heads=32, kv_heads=4),  # TinyLlama
     "7b": Shape("7b", layers=32, hidden=4096, ffn=11008, heads=32, kv_heads=32),  # Llama-2
+    "tiny": Shape("tiny", layers=2, hidden=64, ffn=128, heads=2, kv_heads=2),  # for tests
 }
 
 
@@ -68,7 +70,14 @@ def _tokenizer_fields() -> list[tuple[str, Any, Any]]:
     return kept
 
 
-def _write(shape: Shape, path: Path) -> None:
+def write(shape: Shape, path: Path, *, renamed: dict[int, str] | None = None) -> Path:
+    """A random-weight file of ``shape`` at ``path``; ``renamed`` changes some tokens
+    of the demo model's vocabulary (index: new text), for a vocabulary that differs."""
+    _write(shape, path, renamed or {})
+    return path
+
+
+def _write(shape: Shape, path: Path, renamed: dict[int, str] | None = None) -> None:
     import gguf
     import numpy as np
 
@@ -88,9 +97,12 @@ def _write(shape: Shape, path: Path) -> None:
     vocab = 0
     for key, types, value in _tokenizer_fields():
         if types[0] == gguf.GGUFValueType.ARRAY:
-            writer.add_array(key, value)
             if key == "tokenizer.ggml.tokens":
                 vocab = len(value)
+                value = (
+                    [renamed.get(i, token) for i, token in enumerate(value)] if renamed else value
+                )
+            writer.add_array(key, value)
         else:
             writer.add_key_value(key, value, types[0])
     writer.add_vocab_size(vocab)

@@ -258,12 +258,16 @@ async def test_reload_keeps_the_conversation(home: Path) -> None:
         await reply_done(pilot)
         await pilot.press("f3")
         screen.query_one("#set-dtype", Select).value = "bfloat16"
+        screen.query_one("#set-speculate", Select).value = "ngram"
         await pilot.pause()
         button = screen.query_one("#reload")
         assert not button.disabled
         await pilot.click("#reload")
         await wait_for(pilot, lambda: len(made) == 2 and screen.model_ready)
         assert made[1].dtype == "bfloat16"
+        assert made[1].speculate == "ngram" and made[1].speculation == "ngram"
+        await pilot.pause()
+        assert button.disabled  # the pane's settings are now what runs: nothing to reload
         assert screen.session.model_info is not None
         assert screen.session.model_info.name == "model-bfloat16"
         assert [v.text for v in screen.transcript.views] == ["hello", "reply"]

@@ -131,6 +131,13 @@ def resolve(
     load.check()
     generation.check()
     remote = None
+    if merged.get("endpoint") and load.speculation != "off":
+        raise SettingsError(
+            "speculative decoding (--speculate, --draft-model) is for models run here; a "
+            "server speculates on its own",
+            "start the server with it (vLLM: --speculative-config; llama-server: "
+            "--model-draft, or --spec-type ngram), or leave the flags out",
+        )
     if merged.get("endpoint"):
         remote = RemoteSettings(
             endpoint=merged["endpoint"],

@@ -508,6 +508,8 @@ class ChatSession:
                 self.model_info, self.resolved_template, self.generation, self.constraint
             ),
         )
+        if stats.speculation is not None:  # what drafted it, so a replay can say
+            message.settings = {**(message.settings or {}), "speculation": stats.speculation}
         self._append(message)
         self.save()
         self._sync_model()

@@ -43,6 +43,7 @@ class ModelInfo:
     gpu_layers: int | None = None
     kv_type: str | None = None  # llama.cpp: the KV cache's precision
     prompt_cache_mib: int | None = None  # llama.cpp: the bound on prompts set aside
+    speculation: str | None = None  # llama.cpp: what drafts tokens ("ngram", "draft x.gguf")
 
     @property
     def placement(self) -> str:
@@ -162,6 +163,12 @@ def rate_text(tokens_per_second: float) -> str:
     return f"{tokens_per_second:.1f} tok/s"
 
 
+def drafts_text(drafted: int, accepted: int) -> str:
+    """Speculative decoding's count as every front end shows it: "kept 82/96 drafted"."""
+    share = f" ({accepted / drafted:.0%})" if drafted else ""
+    return f"kept {accepted}/{drafted} drafted{share}"
+
+
 @dataclass(frozen=True)
 class ReplyStats:
     prompt_tokens: int = 0
@@ -174,6 +181,11 @@ class ReplyStats:
     dropped_turns: int = 0
     threads: int | None = None  # the CPU threads that decoded it (they follow the load)
     prompt_cache_bytes: int | None = None  # llama.cpp: prompts set aside, after the reply
+    # speculative decoding: what drafted for this reply ("ngram", "draft x.gguf"; None:
+    # nothing), the tokens drafted, and those kept of them
+    speculation: str | None = None
+    drafted: int | None = None
+    accepted: int | None = None
 
 
 @dataclass(frozen=True)

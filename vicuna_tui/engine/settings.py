@@ -18,6 +18,7 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 BACKENDS = ("auto", "transformers", "llamacpp")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 KV_TYPES = ("f16", "q8_0", "q4_0")
+SPECULATE = ("off", "ngram", "draft", "auto")
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(GiB|GB|MiB|MB|TiB|TB)\s*$", re.IGNORECASE)
 _GPUS_RE = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
 
@@ -254,6 +255,51 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             maximum=1_048_576,
             reload=True,
         ),
+        FieldSpec(
+            "speculate",
+            str,
+            "llama.cpp: speculative decoding. ngram: drafts from text already in the chat "
+            "(no extra model); draft: a --draft-model drafts; auto: the draft model when "
+            "one is given, else ngram, and off for the chat when it does not pay "
+            "(default: auto with a --draft-model, else off)",
+            choices=SPECULATE,
+            optional=True,
+            reload=True,
+            label="Speculation (llama.cpp)",
+        ),
+        FieldSpec(
+            "draft_model",
+            str,
+            "llama.cpp: a small GGUF with the same vocabulary that drafts tokens for the "
+            "model to check (--speculate draft or auto)",
+            optional=True,
+            reload=True,
+            label="Draft model (llama.cpp)",
+        ),
+        FieldSpec(
+            "draft_max",
+            int,
+            "llama.cpp: most tokens drafted at a time",
+            minimum=1,
+            maximum=64,
+            reload=True,
+        ),
+        FieldSpec(
+            "draft_min",
+            int,
+            "llama.cpp: fewest tokens a draft must have to be checked",
+            minimum=0,
+            maximum=64,
+            reload=True,
+        ),
+        FieldSpec(
+            "draft_p_min",
+            float,
+            "llama.cpp: the draft stops at a token it is less sure of than this",
+            minimum=0.0,
+            maximum=1.0,
+            reload=True,
+        ),
     )
 }
 
@@ -345,6 +391,13 @@ class LoadSettings:
     context: int | None = None
     kv_type: str = "f16"
     prompt_cache_mib: int | None = None
+    speculate: str | None = None  # None: auto with a draft model, else off
+    draft_model: str | None = None
+    # llama-server's own defaults (draft up to 16, stop below 75% sure); BENCHMARKS.md
+    # ("Speculative decoding") measures them on this machine.
+    draft_max: int = 16
+    draft_min: int = 0
+    draft_p_min: float = 0.75
 
     def check(self) -> None:
         """Refuse combinations that cannot work, before anything is loaded."""
@@ -354,6 +407,33 @@ class LoadSettings:
                 "--load-8bit and --load-4bit cannot be used together",
                 "pick one: --load-8bit (better quality) or --load-4bit (less memory)",
             )
+        if self.speculate_mode == "draft" and not self.draft_model:
+            raise SettingsError(
+                "--speculate draft needs a draft model",
+                "give one with --draft-model PATH (a small GGUF with the same vocabulary), "
+                "or use --speculate ngram, which needs none",
+            )
+        if self.draft_min > self.draft_max:
+            raise SettingsError(
+                f"--draft-min {self.draft_min} is above --draft-max {self.draft_max}",
+                "make --draft-min at most --draft-max",
+            )
+
+    @property
+    def speculate_mode(self) -> str:
+        """off, ngram, draft or auto (unset: auto with a draft model, else off)."""
+        if self.speculate is None:
+            return "auto" if self.draft_model else "off"
+        return self.speculate
+
+    @property
+    def speculation(self) -> str:
+        """What speculates: off, ngram or draft (auto: the draft model when one is
+        given, else ngram)."""
+        mode = self.speculate_mode
+        if mode == "auto":
+            return "draft" if self.draft_model else "ngram"
+        return mode
 
     @property
     def quantization(self) -> str | None:

@@ -21,6 +21,7 @@ from vicuna_tui.engine.events import (
     ReplyFailed,
     ReplyStats,
     TokenLogprob,
+    drafts_text,
     rate_text,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
@@ -71,6 +72,8 @@ def stats_line(stats: ReplyStats, finish: str) -> str:
         parts.append(f"{stats.threads} thread{'' if stats.threads == 1 else 's'}")
     if stats.prompt_cache_bytes is not None:
         parts.append(f"prompt cache {stats.prompt_cache_bytes / 2**20:.0f} MiB")
+    if stats.speculation is not None and stats.drafted is not None:
+        parts.append(f"{stats.speculation}: {drafts_text(stats.drafted, stats.accepted or 0)}")
     if stats.dropped_turns:
         parts.append(f"{stats.dropped_turns} old turn(s) dropped to fit the context")
     parts.append(finish)
@@ -115,6 +118,10 @@ def reply_record(
             "dropped_turns": stats.dropped_turns,
             "threads": stats.threads,
             "prompt_cache_bytes": stats.prompt_cache_bytes,
+            # speculative decoding: tokens drafted, and kept of them (None: it did not)
+            "drafted": stats.drafted,
+            "accepted": stats.accepted,
+            "speculation": stats.speculation,
         },
     }
 

@@ -38,11 +38,13 @@ from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
     ModelInfo,
+    Notice,
     PrefillProgress,
     PromptPreview,
     ReplyDelta,
     ReplyDone,
     ReplyStarted,
+    ReplyStats,
 )
 from vicuna_tui.engine.llamacpp.fit import (
     PREFILL_CHUNK,
@@ -51,6 +53,7 @@ from vicuna_tui.engine.llamacpp.fit import (
     context_size,
     kv_cache_bytes,
     load_error,
+    model_bytes,
     notices,
     placement,
     prefill_chunk,
@@ -66,6 +69,12 @@ from vicuna_tui.engine.llamacpp.server import (
     read_reply,
     sampling_body,
     server_params,
+)
+from vicuna_tui.engine.llamacpp.speculation import (
+    AutoSwitch,
+    check_vocabulary,
+    configure,
+    described,
 )
 from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompting import (
@@ -131,6 +140,12 @@ class LlamaCppBackend(HoldsModel):
         self._fresh = False  # the next request must not reuse the prompt cache
         self.ignore_eos = False  # benchmarks: replies of the full length
         self.prefill_chunk = PREFILL_CHUNK
+        # Speculative decoding: what drafts now (off, ngram, draft), the draft model,
+        # auto's decision, and the switch to make before the next reply.
+        self._spec_kind = "off"
+        self._draft: Path | None = None
+        self._auto: AutoSwitch | None = None
+        self._spec_next: bool | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -173,7 +188,9 @@ class LlamaCppBackend(HoldsModel):
         cache_mib = prompt_cache_mib(
             info, context, settings.kv_type, gpu_layers, settings.prompt_cache_mib
         )
-        check_memory(info, context, gpu_layers, settings.kv_type, cache_mib)
+        kind, draft = self._speculation(info, report)
+        extra = model_bytes(draft, context, settings.kv_type, gpu_layers) if draft else 0
+        check_memory(info, context, gpu_layers, settings.kv_type, cache_mib, extra=extra)
         slots = branch_slots(info, context, gpu_layers, settings.kv_type)
         self.prefill_chunk = prefill_chunk(info, gpu_layers)
         if self._planner is not None:
@@ -196,6 +213,17 @@ class LlamaCppBackend(HoldsModel):
             kv_type=settings.kv_type,
             prompt_cache_mib=cache_mib,
         )
+        self._draft = draft.path if draft is not None else None
+        # auto: the chat's first reply is the baseline, without speculation
+        self._auto = (
+            AutoSwitch(kind) if settings.speculate_mode == "auto" and kind != "off" else None
+        )
+        self._spec_next = None
+        self._spec_kind = "off" if self._auto is not None else kind
+        configure(
+            params, xllamacpp, self._spec_kind, settings, self._draft, threads=threads,
+            gpu_layers=gpu_layers,
+        )  # fmt: skip
         self._start(xllamacpp, params, source.path, info)
         self._params = params
         self._check_numbers(source.path, info)
@@ -221,6 +249,7 @@ class LlamaCppBackend(HoldsModel):
             gpu_layers=gpu_layers,
             kv_type=settings.kv_type,
             prompt_cache_mib=cache_mib,
+            speculation=self._speculation_text(),
         )
         self._gguf = info
         self._clear_slots(slots)
@@ -313,6 +342,58 @@ class LlamaCppBackend(HoldsModel):
         self._clear_slots(len(self._slots))
         self._host_cache.clear()
 
+    def _speculation(
+        self, info: gguf_file.GGUFInfo, report: Progress
+    ) -> tuple[str, gguf_file.GGUFInfo | None]:
+        """What speculates (off, ngram or draft) and the draft model's header, its
+        vocabulary checked against the model's."""
+        kind = self.settings.speculation
+        if kind != "draft":
+            return kind, None
+        assert self.settings.draft_model is not None  # LoadSettings.check
+        source = sources.resolve_gguf(self.settings.draft_model, None, None, report)
+        draft = gguf_file.read(source.path)
+        check_vocabulary(info, draft)
+        return kind, draft
+
+    def _speculation_text(self) -> str | None:
+        """The status bar's name for it: ngram, draft x.gguf, or auto's state."""
+        shown = described(self._spec_kind, self._draft)
+        if self._auto is None:
+            return shown
+        if self._auto.decided and not self._auto.on:
+            return "speculation off (auto)"
+        return shown or "auto (from the second reply)"
+
+    def _follow_speculation(self) -> None:
+        """Apply auto's decision from the last reply: speculation on or off for the
+        chat (llama.cpp takes it at start-up: the context is rebuilt)."""
+        on, self._spec_next = self._spec_next, None
+        if on is None or self._server is None or self._info is None or self._auto is None:
+            return
+        import xllamacpp
+
+        self._spec_kind = self._auto.kind if on else "off"
+        configure(
+            self._params, xllamacpp, self._spec_kind, self.settings, self._draft,
+            threads=self._params.cpuparams.n_threads, gpu_layers=self._info.gpu_layers or 0,
+        )  # fmt: skip
+        self.unload_server()
+        assert self._gguf is not None
+        self._start(xllamacpp, self._params, Path(self._info.path), self._gguf)
+        self._info = dataclasses.replace(self._info, speculation=self._speculation_text())
+        self._clear_slots(len(self._slots))
+        self._host_cache.clear()
+
+    def _judge_speculation(self, stats: ReplyStats) -> Notice | None:
+        """auto: after a reply, whether speculation goes on or off for the next."""
+        if self._auto is None:
+            return None
+        self._spec_next, why = self._auto.after_reply(stats)
+        if self._auto.decided and self._info is not None:
+            self._info = dataclasses.replace(self._info, speculation=self._speculation_text())
+        return Notice(why) if why else None
+
     def _clear_slots(self, count: int) -> None:
         """``count`` empty slots: nothing cached, nothing held, none used yet."""
         self._slots = [[] for _ in range(count)]
@@ -396,6 +477,7 @@ class LlamaCppBackend(HoldsModel):
         if self._server is None:
             raise GenerationError("no model is loaded", "wait for the model to load")
         self._follow_load()
+        self._follow_speculation()
         prepared = self.prepare(request)
         gen = request.generation
         seed = gen.seed if gen.seed is not None else (None if gen.greedy else secrets.randbits(31))
@@ -454,11 +536,17 @@ class LlamaCppBackend(HoldsModel):
         self._used[slot] = self._turn
         stats = reply.llama_stats(prepared, cached_first, predicted, seed)
         stats = dataclasses.replace(
-            stats, threads=self.info.threads, prompt_cache_bytes=self._host_cache.held
+            stats,
+            threads=self.info.threads,
+            prompt_cache_bytes=self._host_cache.held,
+            speculation=described(self._spec_kind, self._draft),
         )
         silent = nothing_said(reply.text, reply.finish)
         if silent is not None:
             yield silent
+        switched = self._judge_speculation(stats)
+        if switched is not None:
+            yield switched
         tokens = tuple(reply.logprobs) if request.logprobs else None
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats, tokens)
 

@@ -111,21 +111,25 @@ def check_memory(
     kv_type: str = "f16",
     prompt_cache: int = 0,
     free: int | None = None,
+    extra: int = 0,
 ) -> None:
     """Refuse a model that cannot fit in the memory this machine has free: its weights
-    and KV cache (less what goes to a GPU) and the prompt cache (``prompt_cache`` MiB)."""
+    and KV cache (less what goes to a GPU), the prompt cache (``prompt_cache`` MiB) and
+    ``extra`` bytes (a draft model's weights and KV cache)."""
     if free is None:
         import psutil
 
         free = int(psutil.virtual_memory().available)
     kv_bytes = kv_cache_bytes(info, context, kv_type)
     on_cpu = _on_cpu(info, gpu_layers)
-    need = model_bytes(info, context, kv_type, gpu_layers) + prompt_cache * 2**20
+    need = model_bytes(info, context, kv_type, gpu_layers) + prompt_cache * 2**20 + extra
     if need > free:
         parts = [
             f"{size(info.tensor_bytes * on_cpu)} of weights",
             f"{size(kv_bytes * on_cpu)} of {kv_type} KV cache for a {context}-token context",
         ]
+        if extra:
+            parts.append(f"{size(extra)} for the draft model")
         if prompt_cache:
             parts.append(f"{size(prompt_cache * 2**20)} of prompt cache")
         fixes = ["a smaller --context"]

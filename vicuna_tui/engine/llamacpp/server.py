@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import http.client
 import json
 import os
@@ -261,7 +262,11 @@ class Reply(ReplyTally):
             cached = predicted
         if isinstance(usage.get("completion_tokens"), int) and self.finish != FINISH_CANCELLED:
             self.count = int(usage["completion_tokens"])
-        return self.stats(prepared, int(cached), seed)
+        stats = self.stats(prepared, int(cached), seed)
+        drafted, accepted = timings.get("draft_n"), timings.get("draft_n_accepted")
+        if isinstance(drafted, int) and isinstance(accepted, int):  # it speculated
+            stats = dataclasses.replace(stats, drafted=drafted, accepted=accepted)
+        return stats
 
 
 def read_reply(

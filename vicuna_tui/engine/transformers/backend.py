@@ -90,11 +90,13 @@ class LocalBackend(HoldsModel):
         from vicuna_tui.engine import sources
 
         self.settings.check()
+        _refuse_speculation(self.settings)
         sources.check(self.settings.model_path, self.settings.revision)
 
     def load(self, progress: Progress | None = None) -> ModelInfo:
         from vicuna_tui.engine.transformers import loader
 
+        _refuse_speculation(self.settings)
         return self.attach(loader.load(self.settings, progress))
 
     def attach(self, loaded: Any) -> ModelInfo:
@@ -483,6 +485,18 @@ class LocalBackend(HoldsModel):
             cache_position=torch.arange(start, start + count, device=feed.device),
             use_cache=True,
             **extra,
+        )
+
+
+def _refuse_speculation(settings: LoadSettings) -> None:
+    """Speculative decoding runs on llama.cpp; here it is refused, not ignored."""
+    if settings.speculation != "off":
+        flag = "--draft-model" if settings.draft_model else "--speculate"
+        raise SettingsError(
+            f"speculative decoding ({flag}) runs on the llama.cpp engine; this model runs "
+            "on transformers",
+            "run a GGUF of the model (a .gguf path, or --gguf-file; --backend llamacpp), "
+            "or leave out --speculate and --draft-model",
         )
 
 

@@ -196,6 +196,9 @@ class ChatReplies:
             dropped=stats.dropped_turns,
             threads=stats.threads,
             prompt_cache=stats.prompt_cache_bytes,
+            speculation=(stats.speculation, stats.drafted, stats.accepted or 0)
+            if stats.speculation is not None and stats.drafted is not None
+            else None,
         )
         self._models.probe_memory()
         self._changed()

@@ -45,7 +45,20 @@ from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
 SAMPLING = tuple(name for name, spec in GENERATION_FIELDS.items() if spec.label)
-LOAD_INPUTS = ("model_path", "num_gpus", "max_gpu_memory", "context", "gpu_layers")
+LOAD_INPUTS = (
+    "model_path",
+    "num_gpus",
+    "max_gpu_memory",
+    "context",
+    "gpu_layers",
+    "draft_model",
+)
+SPECULATION = (
+    ("off", "off"),
+    ("ngram: from the chat's own text", "ngram"),
+    ("draft: the draft model", "draft"),
+    ("auto: on while it pays", "auto"),
+)
 PLACEHOLDERS = {
     "endpoint": "http://host:8000/v1",
     "max_gpu_memory": "e.g. 13GiB",
@@ -66,6 +79,8 @@ LOCAL_ONLY = (
     "#set-num_gpus",
     "#set-max_gpu_memory",
     "#set-dtype",
+    "#set-speculate",
+    "#set-draft_model",
     "#set-quant",
 )
 # The pane's names for the settings it shows, from each setting's declaration.
@@ -184,6 +199,14 @@ class SettingsPane(Vertical):
         yield Select(ENGINES, value=self.load.backend, allow_blank=False, id="set-engine")
         yield from self._field("context", LOAD_FIELDS["context"], self.load.context)
         yield from self._field("gpu_layers", LOAD_FIELDS["gpu_layers"], self.load.gpu_layers)
+        yield Static(plain(LOAD_FIELDS["speculate"].label), classes="field-label")
+        yield Select(
+            SPECULATION,
+            value=self.load.speculate_mode,
+            allow_blank=False,
+            id="set-speculate",
+        )
+        yield from self._field("draft_model", LOAD_FIELDS["draft_model"], self.load.draft_model)
         yield Static(plain("Device"), classes="field-label")
         with RadioSet(id="set-device", classes="vertical"):
             for device in ("auto", "cuda", "mps", "cpu"):
@@ -351,6 +374,7 @@ class SettingsPane(Vertical):
         )
         values["dtype"] = self.query_one("#set-dtype", Select).value
         values["engine"] = self.query_one("#set-engine", Select).value
+        values["speculate"] = self.query_one("#set-speculate", Select).value
         quant_button = self.query_one("#set-quant", RadioSet).pressed_button
         quant = (quant_button.id or "quant-none").removeprefix("quant-") if quant_button else "none"
         values["load_8bit"] = quant == "8bit"
@@ -364,6 +388,7 @@ class SettingsPane(Vertical):
         pending = self._pending_load()
         current: dict[str, Any] = dataclasses.asdict(self.load)
         current["engine"] = self.load.backend
+        current["speculate"] = self.load.speculate_mode  # unset reads as what it means
         current["backend"] = "remote" if self.remote is not None else "local"
         if self.remote is not None:
             current["endpoint"] = self.remote.endpoint
@@ -408,6 +433,7 @@ class SettingsPane(Vertical):
             self.post_message(GenerationChanged(SettingEdit("template", self.template)))
 
     @on(Select.Changed, "#set-dtype")
+    @on(Select.Changed, "#set-speculate")
     @on(Select.Changed, "#set-engine")
     @on(Select.Changed, "#set-remote_model")
     @on(RadioSet.Changed)

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from vicuna_tui.engine.events import ModelInfo, rate_text
+from vicuna_tui.engine.events import ModelInfo, drafts_text, rate_text
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
@@ -131,7 +131,9 @@ class StatusBar(Horizontal):
         dropped: int,
         threads: int | None = None,
         prompt_cache: int | None = None,
+        speculation: tuple[str, int, int] | None = None,
     ) -> None:
+        """The last reply's numbers (``speculation``: what drafted, drafted, kept)."""
         self.prompt_cache = prompt_cache
         self.threads = threads
         speed = []
@@ -139,6 +141,9 @@ class StatusBar(Horizontal):
             speed.append(rate_text(tokens_per_second))
         if ttft is not None:
             speed.append(f"TTFT {ttft:.2f} s")
+        if speculation is not None:
+            _, drafted, accepted = speculation
+            speed.append(drafts_text(drafted, accepted))
         self.speed = " · ".join(speed)
         self.notice = f"⚠ {dropped} old turn(s) dropped to fit the context" if dropped else ""
         self.refresh_text()
@@ -189,6 +194,8 @@ class StatusBar(Horizontal):
                 parts += [info.name, "llama.cpp", info.quantization or "gguf", shown.placement]
                 if info.kv_type and info.kv_type != "f16":
                     parts.append(f"KV {info.kv_type}")
+                if info.speculation:  # short: the line is full (the counts follow the speed)
+                    parts.append(f"spec {info.speculation.split(' ')[0]}")
             else:
                 precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
                 parts += [info.name, info.device, precision]

@@ -1,0 +1,194 @@
+"""Speculative decoding on llama.cpp through our layers: what it gains, what it costs.
+
+    python benchmarks/speculation.py [--runs 3]
+
+1. n-gram (``--speculate ngram``) on the demo model (SmolLM2-135M-Instruct Q4_1, this
+   CPU, greedy): a 300-word paragraph rewritten with one change, a 60-line code block
+   edited, and an open-ended story; decode tok/s with n-gram ÷ without, the drafted
+   tokens kept, and whether the replies are the same.  One model loaded at a time,
+   without and with in turn within each run; medians (min–max) of --runs.
+2. A draft model that cannot help: the random-weight 1B Llama (benchmarks/
+   random_gguf.py) with the demo model as its draft (same vocabulary, but noise cannot
+   be guessed).  Three 64-token story replies in one chat, without speculation, with
+   ``--speculate draft``, and with ``auto`` (the first reply is its baseline, then the
+   draft, then its decision); decode tok/s of each reply.
+3. The demo model as its own draft: every guess right, and the cost of a draft as big
+   as the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+from typing import Any
+
+from _common import fmt, smollm_gguf, table, write_section
+
+PARAGRAPH = " ".join(
+    [
+        "The old lighthouse stood at the edge of the cliff, its white paint peeling after",
+        "decades of storms. Every evening the keeper climbed the spiral stairs, trimmed the",
+        "wick, and watched the beam sweep across the dark water. Ships passing in the night",
+        "trusted that light more than any chart, and the keeper took pride in never letting",
+        "it fail. One winter a great storm tore the shutters from the windows and flooded",
+        "the ground floor, yet the lamp kept burning until dawn. In the spring the village",
+        "sent carpenters and painters, and by summer the tower shone again above the bay.",
+        "Children came on Sundays to count the steps, and the keeper told them of the ships",
+        "he had guided home, the fog that hid the rocks, and the night the bell rang by",
+        "itself. When he grew too old for the stairs, his daughter took the keys, and the",
+        "light never failed.",
+    ]
+    * 2
+)
+CODE = "\n".join(
+    f"def step_{i}(value):\n    total = value + {i}\n    return total * 2\n" for i in range(20)
+)
+TASKS = {
+    "rewrite (300 words, one change)": (
+        f"Repeat this text exactly, but write 'beacon' for 'lighthouse':\n\n{PARAGRAPH}"
+    ),
+    "edit a 60-line code block": (
+        f"Rewrite this code exactly, but rename 'total' to 'result':\n\n```python\n{CODE}```"
+    ),
+    "open-ended story": "Write a long story about a fox who learns to sing.",
+}
+
+
+def reply(backend: Any, prompt: str, tokens: int, seed: int | None = None) -> Any:
+    """Greedy, or sampled at temperature 1 with ``seed``."""
+    from vicuna_tui.engine.events import ChatRequest, ReplyDone
+    from vicuna_tui.engine.settings import GenerationSettings
+
+    sampling = {"temperature": 1.0, "seed": seed} if seed is not None else {"temperature": 0.0}
+    request = ChatRequest(
+        turns=(("user", prompt),),
+        generation=GenerationSettings(max_new_tokens=tokens, **sampling),  # type: ignore[arg-type]
+    )
+    done = list(backend.generate(request, threading.Event()))[-1]
+    assert isinstance(done, ReplyDone), done
+    return done
+
+
+def backend_for(path: Any, **settings: Any) -> Any:
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
+    from vicuna_tui.engine.settings import LoadSettings
+
+    backend = LlamaCppBackend(LoadSettings(model_path=str(path), device="cpu", **settings))
+    backend.load()
+    return backend
+
+
+def ngram(runs: int) -> str:
+    """One backend loaded at a time (two in one process disturb each other's threads),
+    off and n-gram in turn within each run."""
+    rates: dict[str, dict[str, list[float]]] = {t: {"off": [], "ngram": []} for t in TASKS}
+    counts: dict[str, tuple[int, int]] = {}
+    texts: dict[tuple[str, str], set[str]] = {}
+    for _ in range(runs):
+        for mode, settings in (("off", {}), ("ngram", {"speculate": "ngram"})):
+            backend = backend_for(smollm_gguf(), **settings)
+            for task, prompt in TASKS.items():
+                backend.reset_cache()
+                done = reply(backend, prompt, 400)
+                rates[task][mode].append(done.stats.tokens_per_second or 0.0)
+                texts.setdefault((task, mode), set()).add(done.text)
+                if mode == "ngram":
+                    counts[task] = (done.stats.accepted or 0, done.stats.drafted or 0)
+                print(task, mode, f"{rates[task][mode][-1]:.1f} tok/s", flush=True)
+            backend.unload()
+    rows = []
+    for task, by_mode in rates.items():
+        ratio = sorted(by_mode["ngram"])[runs // 2] / sorted(by_mode["off"])[runs // 2]
+        same = texts[(task, "off")] == texts[(task, "ngram")]
+        kept, drafted = counts[task]
+        rows.append(
+            [
+                task,
+                fmt(by_mode["off"], 1, " tok/s"),
+                fmt(by_mode["ngram"], 1, " tok/s"),
+                f"{ratio:.2f}×",
+                f"{kept}/{drafted}",
+                "same" if same else "differs",
+            ]
+        )
+    return table(["task", "off", "ngram", "÷ off", "kept/drafted", "reply"], rows)
+
+
+def chat(backend: Any, tokens: int, sampled: bool) -> list[tuple[float, str, str]]:
+    """Three replies in one chat: (tok/s, what drafted, kept/drafted) of each."""
+    backend.ignore_eos = True
+    out = []
+    for turn in range(3):
+        done = reply(backend, TASKS["open-ended story"], tokens, seed=turn if sampled else None)
+        stats = done.stats
+        counts = f"{stats.accepted}/{stats.drafted}" if stats.drafted is not None else "-"
+        out.append((stats.tokens_per_second or 0.0, stats.speculation or "off", counts))
+    return out
+
+
+def three_replies(target: Any, draft: Any, tokens: int, sampled: bool, label: str) -> str:
+    rows = []
+    results: dict[str, list[tuple[float, str, str]]] = {}
+    for name, settings in (
+        ("off", {}),
+        ("--speculate draft", {"speculate": "draft", "draft_model": str(draft)}),
+        ("auto (a draft given)", {"draft_model": str(draft)}),
+    ):
+        backend = backend_for(target, **settings)
+        results[name] = chat(backend, tokens, sampled)
+        backend.unload()
+        print(name, results[name], flush=True)
+    base = sum(r for r, _, _ in results["off"]) / 3
+    for name, replies in results.items():
+        mean = sum(r for r, _, _ in replies) / len(replies)
+        shown = " · ".join(
+            f"{r:.1f}" + (f" ({counts} kept)" if what != "off" else " (off)")
+            for r, what, counts in replies
+        )
+        rows.append([name, shown, f"{mean / base:.2f}×"])
+    return table([label, "replies 1, 2, 3: tok/s", "÷ off"], rows)
+
+
+def useless_draft() -> str:
+    import random_gguf
+
+    return three_replies(
+        random_gguf.make("1b"),
+        smollm_gguf(),
+        64,
+        sampled=True,
+        label="random 1B target (sampled: noise), demo model as draft",
+    )
+
+
+def own_draft() -> str:
+    return three_replies(
+        smollm_gguf(), smollm_gguf(), 200, sampled=False, label="demo model as its own draft"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    opts = parser.parse_args()
+    os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="speculation-bench-")
+    body = (
+        "**n-gram speculation** (`--speculate ngram`: llama.cpp's NGRAM_SIMPLE; no extra "
+        "model). SmolLM2-135M-Instruct Q4_1 on this CPU, greedy, up to 400 new tokens; "
+        f"without and with take turns, medians (min–max) of {opts.runs}.\n\n"
+        + ngram(opts.runs)
+        + "\n\n**A draft that cannot help, and auto**: three 64-token replies in one chat "
+        "(the end of text ignored), sampled at temperature 1 (seeds 0, 1, 2; greedy, this "
+        "random model repeats one token, which any draft guesses); auto writes the first "
+        "without speculation (its baseline), the second with the draft, then decides.\n\n"
+        + useless_draft()
+        + "\n\n**A draft as big as the model**: every guess right, but each costs as much "
+        "as the model's own step (greedy, 200 tokens a reply):\n\n" + own_draft()
+    )
+    write_section("speculation", "Speculative decoding", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Speculative decoding on llama.cpp: exact under greedy decoding, a draft model of
+another vocabulary refused, auto switching off by the counts it records, and the
+flags refused where they cannot work."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vicuna_tui.engine.events import ChatRequest, Notice, ReplyDone, ReplyStats
+from vicuna_tui.engine.llamacpp.speculation import MIN_USEFUL, AutoSwitch
+from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
+from vicuna_tui.errors import SettingsError
+from vicuna_tui.frontends.linechat import reply_record, stats_line
+from vicuna_tui.session import ChatSession
+
+ROOT = Path(__file__).resolve().parent.parent
+REWRITE = (
+    "Repeat this paragraph exactly, but change 'lighthouse' to 'beacon': The old "
+    "lighthouse stood at the edge of the cliff, its white paint peeling after decades of "
+    "storms. Every evening the keeper climbed the spiral stairs, trimmed the wick, and "
+    "watched the beam sweep across the dark water."
+)
+
+
+def _random_llama(folder: Path, renamed: dict[int, str] | None = None) -> Path:
+    """A two-layer random-weight Llama with the demo model's vocabulary (a few MB)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import random_gguf
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    path = folder / f"tiny-{'renamed' if renamed else 'random'}.Q4_0.gguf"
+    random_gguf.write(random_gguf.SHAPES["tiny"], path, renamed=renamed)
+    return path
+
+
+def _loaded(path: Path, **settings: Any) -> Iterator[Any]:
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
+
+    backend = LlamaCppBackend(LoadSettings(model_path=str(path), device="cpu", **settings))
+    backend.load()
+    try:
+        yield backend
+    finally:
+        backend.unload()
+
+
+def _ask(backend: Any, text: str, tokens: int = 60) -> tuple[ReplyDone, list[Notice]]:
+    request = ChatRequest(
+        turns=(("user", text),),
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=tokens),
+    )
+    events = list(backend.generate(request, threading.Event()))
+    done = events[-1]
+    assert isinstance(done, ReplyDone)
+    return done, [e for e in events if isinstance(e, Notice)]
+
+
+@pytest.mark.real_model
+def test_greedy_replies_are_the_same_with_and_without_speculation(
+    llama: Any, smollm_gguf: Path
+) -> None:
+    """Off, n-gram, and the demo model as its own draft: byte-identical replies, and the
+    counts say the speculation happened (kept ≤ drafted)."""
+    plain, _ = _ask(llama, REWRITE)
+    assert plain.stats.speculation is None and plain.stats.drafted is None
+    for settings in (
+        {"speculate": "ngram"},
+        {"speculate": "draft", "draft_model": str(smollm_gguf)},
+    ):
+        for backend in _loaded(smollm_gguf, **settings):
+            done, _ = _ask(backend, REWRITE)
+            assert done.text == plain.text, settings
+            stats = done.stats
+            assert stats.speculation is not None and stats.drafted and stats.accepted
+            assert 0 < stats.accepted <= stats.drafted
+            # --json and --stats carry the same counts
+            record = reply_record(REWRITE, done, ChatSession(None))["stats"]
+            assert record["speculation"] == stats.speculation
+            assert (record["drafted"], record["accepted"]) == (stats.drafted, stats.accepted)
+            assert f"kept {stats.accepted}/{stats.drafted} drafted" in stats_line(stats, "stop")
+            if settings["speculate"] == "draft":  # its own draft: most kept
+                assert stats.speculation == f"draft {smollm_gguf.name}"
+                assert stats.accepted >= 0.7 * stats.drafted  # it drafts past the end
+
+
+@pytest.mark.real_model
+def test_a_draft_of_another_vocabulary_is_refused(smollm_gguf: Path, tmp_path: Path) -> None:
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
+
+    renamed = _random_llama(tmp_path, {100: "zebra", 200: "quokka"})
+    backend = LlamaCppBackend(
+        LoadSettings(model_path=str(smollm_gguf), device="cpu", draft_model=str(renamed))
+    )
+    with pytest.raises(SettingsError) as refused:
+        backend.load()
+    message = refused.value.message
+    assert f"does not share {smollm_gguf.name}'s vocabulary" in message
+    assert "#100" in message and "'zebra'" in message and "#200" in message
+    assert "--speculate ngram" in (refused.value.hint or "")
+
+
+@pytest.mark.real_model
+def test_auto_switches_a_useless_draft_off_by_its_counts(smollm_gguf: Path, tmp_path: Path) -> None:
+    """A random-weight target writes noise its draft cannot guess: after the baseline
+    reply and one with the draft, auto turns it off for the chat, says so once, and the
+    next reply is written without it."""
+    target = _random_llama(tmp_path)
+    for backend in _loaded(target, draft_model=str(smollm_gguf), draft_max=8):
+        backend.ignore_eos = True
+        assert backend.info.speculation == "auto (from the second reply)"
+        first, said = _ask(backend, "Tell me a story.", 40)  # the baseline
+        assert first.stats.speculation is None and not said
+        second, said = _ask(backend, "Tell me a story.", 40)
+        assert second.stats.speculation == f"draft {smollm_gguf.name}"
+        assert (second.stats.accepted or 0) < MIN_USEFUL * second.stats.new_tokens
+        assert len(said) == 1 and "speculation is off for this chat" in said[0].text
+        third, said = _ask(backend, "Tell me a story.", 40)
+        assert third.stats.speculation is None and not said
+        assert backend.info.speculation == "speculation off (auto)"
+
+
+def test_auto_keeps_a_draft_that_pays_and_drops_one_that_is_slower() -> None:
+    switch = AutoSwitch("draft")
+    assert switch.after_reply(ReplyStats(new_tokens=40, tokens_per_second=50.0)) == (True, "")
+    kept = ReplyStats(new_tokens=40, tokens_per_second=70.0, drafted=40, accepted=30)
+    assert switch.after_reply(kept) == (None, "") and switch.decided and switch.on
+    slow = AutoSwitch("draft")
+    slow.after_reply(ReplyStats(new_tokens=40, tokens_per_second=80.0))
+    on, why = slow.after_reply(
+        ReplyStats(new_tokens=40, tokens_per_second=47.0, drafted=40, accepted=39)
+    )
+    assert on is False and "47.0 tok/s against 80.0" in why
+    short = AutoSwitch("ngram")  # a reply too short to be a baseline decides nothing
+    assert short.after_reply(ReplyStats(new_tokens=3, tokens_per_second=50.0)) == (None, "")
+    idle = AutoSwitch("ngram")  # n-gram with nothing to copy: undecided, still on
+    idle.after_reply(ReplyStats(new_tokens=40, tokens_per_second=50.0))
+    assert idle.after_reply(ReplyStats(new_tokens=40, tokens_per_second=50.0, drafted=0)) == (
+        None,
+        "",
+    )
+    assert idle.on and not idle.decided
+
+
+def test_the_flags_are_refused_where_they_cannot_work(home: Path) -> None:
+    from vicuna_tui import runtime
+    from vicuna_tui.engine.transformers.backend import LocalBackend
+
+    with pytest.raises(SettingsError, match="--speculate draft needs a draft model"):
+        LoadSettings(speculate="draft").check()
+    local = LocalBackend(LoadSettings(model_path="/models/x", speculate="ngram"))
+    with pytest.raises(SettingsError, match=r"runs on the llama\.cpp engine"):
+        local.check()
+    from vicuna_tui.cli import build_parser
+
+    argv = ["--endpoint", "http://127.0.0.1:9/v1", "--speculate", "ngram"]
+    with pytest.raises(SettingsError, match="a server speculates on its own") as refused:
+        runtime.resolve(build_parser().parse_args(argv))
+    assert "--speculative-config" in (refused.value.hint or "")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_cli
 
 from vicuna_tui.engine.events import ChatRequest, Notice, ReplyDone, ReplyStats
 from vicuna_tui.engine.llamacpp.speculation import MIN_USEFUL, AutoSwitch
@@ -85,6 +86,12 @@ def test_greedy_replies_are_the_same_with_and_without_speculation(
             assert record["speculation"] == stats.speculation
             assert (record["drafted"], record["accepted"]) == (stats.drafted, stats.accepted)
             assert f"kept {stats.accepted}/{stats.drafted} drafted" in stats_line(stats, "stop")
+            if settings["speculate"] == "ngram":  # no probabilities for drafted tokens:
+                asked = ChatRequest(turns=(("user", REWRITE),), logprobs=2)  # none, said
+                events = list(backend.generate(asked, threading.Event()))
+                assert isinstance(events[-1], ReplyDone) and events[-1].tokens is None
+                notes = [e.text for e in events if isinstance(e, Notice)]
+                assert any("while speculating" in note for note in notes)
             if settings["speculate"] == "draft":  # its own draft: most kept
                 assert stats.speculation == f"draft {smollm_gguf.name}"
                 assert stats.accepted >= 0.7 * stats.drafted  # it drafts past the end
@@ -160,6 +167,10 @@ def test_the_flags_are_refused_where_they_cannot_work(home: Path) -> None:
     from vicuna_tui.cli import build_parser
 
     argv = ["--endpoint", "http://127.0.0.1:9/v1", "--speculate", "ngram"]
+    result = run_cli(
+        "--model-path", "x.gguf", "-p", "hi", "--speculate", "ngram", "--logprobs", "2"
+    )
+    assert result.returncode == 2 and "--logprobs and speculative decoding" in result.stderr
     with pytest.raises(SettingsError, match="a server speculates on its own") as refused:
         runtime.resolve(build_parser().parse_args(argv))
     assert "--speculative-config" in (refused.value.hint or "")

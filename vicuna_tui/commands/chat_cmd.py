@@ -34,6 +34,12 @@ def main(args: argparse.Namespace) -> int:
         say(sys.stderr, f"warning: not saving this chat: {problem}")
     conversation = _resumed(args, store, problem)
     resolved = runtime.resolve(args, conversation)
+    if args.logprobs is not None and resolved.load.speculation != "off":
+        raise SettingsError(
+            "--logprobs and speculative decoding cannot be used together: llama.cpp gives "
+            "probabilities only for the tokens it did not draft",
+            "leave out --logprobs, or turn speculation off (--speculate off)",
+        )
     for warning in resolved.warnings:
         say(sys.stderr, f"warning: {warning}")
     runtime.apply_gpus(resolved.load)

@@ -530,8 +530,11 @@ class LlamaCppBackend(HoldsModel):
         # What the slot's cache holds now: the prompt, then the reply's tokens (their ids
         # are known when log-probabilities were asked for: a branch from a token then
         # starts reading where the cache ends, not after the prompt).
-        self._slots[slot] = [*prepared.ids, *reply.ids]
-        self._held[slot] = [*prepared.ids, *reply.ids, *[-1] * (reply.count - len(reply.ids))]
+        # (while speculating, llama.cpp gives log-probabilities, and so ids, only for the
+        # tokens it did not draft: then the reply's ids are not known)
+        known = reply.ids if len(reply.ids) == reply.count else []
+        self._slots[slot] = [*prepared.ids, *known]
+        self._held[slot] = [*prepared.ids, *known, *[-1] * (reply.count - len(known))]
         self._turn += 1
         self._used[slot] = self._turn
         stats = reply.llama_stats(prepared, cached_first, predicted, seed)
@@ -548,6 +551,13 @@ class LlamaCppBackend(HoldsModel):
         if switched is not None:
             yield switched
         tokens = tuple(reply.logprobs) if request.logprobs else None
+        if tokens is not None and len(tokens) != reply.count and stats.drafted:
+            tokens = None  # some tokens came from drafts: llama.cpp gave none for those
+            yield Notice(
+                "no token probabilities for this reply: while speculating, llama.cpp gives "
+                "them only for the tokens it did not draft (turn speculation off, "
+                "--speculate off or the settings pane, to see them)"
+            )
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats, tokens)
 
     def _pick_slot(self, ids: list[int]) -> int:

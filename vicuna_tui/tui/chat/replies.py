@@ -199,6 +199,7 @@ class ChatReplies:
             speculation=(stats.speculation, stats.drafted, stats.accepted or 0)
             if stats.speculation is not None and stats.drafted is not None
             else None,
+            speculating=stats.speculation,
         )
         self._models.probe_memory()
         self._changed()

@@ -89,6 +89,9 @@ class StatusBar(Horizontal):
         self.notice = ""
         self.not_saving: str | None = None  # why the chat is not being saved
         self.token_view = False  # replies shown as tokens (F9)
+        # What drafted the last reply (auto turns speculation on and off per chat);
+        # None before the first reply of a load: the load's own setting is shown.
+        self.last_speculation: tuple[str | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self.state), id="status-text")
@@ -109,6 +112,7 @@ class StatusBar(Horizontal):
 
     def loaded(self, info: ModelInfo) -> None:
         self.info = info
+        self.last_speculation = None
         self.threads = None
         self.prompt_cache = None
         self.state = ""
@@ -132,8 +136,11 @@ class StatusBar(Horizontal):
         threads: int | None = None,
         prompt_cache: int | None = None,
         speculation: tuple[str, int, int] | None = None,
+        speculating: str | None = None,
     ) -> None:
-        """The last reply's numbers (``speculation``: what drafted, drafted, kept)."""
+        """The last reply's numbers (``speculation``: what drafted, drafted, kept;
+        ``speculating``: what drafted it, None for nothing)."""
+        self.last_speculation = (speculating,)
         self.prompt_cache = prompt_cache
         self.threads = threads
         speed = []
@@ -195,7 +202,9 @@ class StatusBar(Horizontal):
                 if info.kv_type and info.kv_type != "f16":
                     parts.append(f"KV {info.kv_type}")
                 if info.speculation:  # short: the line is full (the counts follow the speed)
-                    parts.append(f"spec {info.speculation.split(' ')[0]}")
+                    last = self.last_speculation
+                    kind = info.speculation if last is None else (last[0] or "off")
+                    parts.append(f"spec {kind.split(' ')[0]}")
             else:
                 precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
                 parts += [info.name, info.device, precision]

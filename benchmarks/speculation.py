@@ -24,7 +24,7 @@ import tempfile
 import threading
 from typing import Any
 
-from _common import fmt, smollm_gguf, table, write_section
+from _common import fmt, smollm_folder, smollm_gguf, table, write_section
 
 PARAGRAPH = " ".join(
     [
@@ -80,18 +80,31 @@ def backend_for(path: Any, **settings: Any) -> Any:
     return backend
 
 
-def ngram(runs: int) -> str:
+def transformers_for(**settings: Any) -> Any:
+    from vicuna_tui.engine.settings import LoadSettings
+    from vicuna_tui.engine.transformers.backend import LocalBackend
+
+    backend = LocalBackend(LoadSettings(model_path=str(smollm_folder()), device="cpu", **settings))
+    backend.load()
+    return backend
+
+
+def ngram(runs: int, engine: str = "llama.cpp") -> str:
     """One backend loaded at a time (two in one process disturb each other's threads),
     off and n-gram in turn within each run."""
+    tokens = 400 if engine == "llama.cpp" else 200
     rates: dict[str, dict[str, list[float]]] = {t: {"off": [], "ngram": []} for t in TASKS}
     counts: dict[str, tuple[int, int]] = {}
     texts: dict[tuple[str, str], set[str]] = {}
     for _ in range(runs):
         for mode, settings in (("off", {}), ("ngram", {"speculate": "ngram"})):
-            backend = backend_for(smollm_gguf(), **settings)
+            if engine == "llama.cpp":
+                backend = backend_for(smollm_gguf(), **settings)
+            else:
+                backend = transformers_for(**settings)
             for task, prompt in TASKS.items():
                 backend.reset_cache()
-                done = reply(backend, prompt, 400)
+                done = reply(backend, prompt, tokens)
                 rates[task][mode].append(done.stats.tokens_per_second or 0.0)
                 texts.setdefault((task, mode), set()).add(done.text)
                 if mode == "ngram":
@@ -174,18 +187,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     opts = parser.parse_args()
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="speculation-bench-")
+    # The llama.cpp parts first: once torch has set its OpenMP threads in this process,
+    # llama.cpp's (the same libgomp) decode at less than half their speed.
+    llamacpp_ngram = ngram(opts.runs)
+    useless, own = useless_draft(), own_draft()
     body = (
         "**n-gram speculation** (`--speculate ngram`: llama.cpp's NGRAM_SIMPLE; no extra "
         "model). SmolLM2-135M-Instruct Q4_1 on this CPU, greedy, up to 400 new tokens; "
         f"without and with take turns, medians (min–max) of {opts.runs}.\n\n"
-        + ngram(opts.runs)
+        + llamacpp_ngram
+        + "\n\nThe same on **transformers** (its float32 safetensors; n-gram drafts are "
+        "checked in one forward, for greedy replies: prompt lookup decoding), up to 200 "
+        "new tokens:\n\n"
+        + ngram(opts.runs, "transformers")
         + "\n\n**A draft that cannot help, and auto**: three 64-token replies in one chat "
         "(the end of text ignored), sampled at temperature 1 (seeds 0, 1, 2; greedy, this "
         "random model repeats one token, which any draft guesses); auto writes the first "
         "without speculation (its baseline), the second with the draft, then decides.\n\n"
-        + useless_draft()
+        + useless
         + "\n\n**A draft as big as the model**: every guess right, but each costs as much "
-        "as the model's own step (greedy, 200 tokens a reply):\n\n" + own_draft()
+        "as the model's own step (greedy, 200 tokens a reply):\n\n" + own
     )
     write_section("speculation", "Speculative decoding", body)
 

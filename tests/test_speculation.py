@@ -86,6 +86,19 @@ def test_greedy_replies_are_the_same_with_and_without_speculation(
             assert record["speculation"] == stats.speculation
             assert (record["drafted"], record["accepted"]) == (stats.drafted, stats.accepted)
             assert f"kept {stats.accepted}/{stats.drafted} drafted" in stats_line(stats, "stop")
+            if settings["speculate"] == "ngram":  # seeded: the same reply each time
+                seeded = GenerationSettings(temperature=0.8, seed=5, max_new_tokens=40)
+                twice = [
+                    list(
+                        backend.generate(
+                            ChatRequest(turns=(("user", REWRITE),), generation=seeded),
+                            threading.Event(),
+                        )
+                    )[-1]
+                    for _ in range(2)
+                ]
+                assert isinstance(twice[0], ReplyDone) and isinstance(twice[1], ReplyDone)
+                assert twice[0].text == twice[1].text and twice[0].stats.drafted is not None
             if settings["speculate"] == "ngram":  # no probabilities for drafted tokens:
                 asked = ChatRequest(turns=(("user", REWRITE),), logprobs=2)  # none, said
                 events = list(backend.generate(asked, threading.Event()))
@@ -95,6 +108,38 @@ def test_greedy_replies_are_the_same_with_and_without_speculation(
             if settings["speculate"] == "draft":  # its own draft: most kept
                 assert stats.speculation == f"draft {smollm_gguf.name}"
                 assert stats.accepted >= 0.7 * stats.drafted  # it drafts past the end
+
+
+@pytest.mark.real_model
+def test_transformers_ngram_speculation_is_exact_and_greedy_only(backend: Any) -> None:
+    """Prompt lookup on the transformers engine (the same model, shared): the same
+    greedy reply with most of it drafted; a sampled reply is written without it, said
+    once."""
+    import dataclasses
+
+    from vicuna_tui.engine.transformers.backend import LocalBackend
+
+    plain, _ = _ask(backend, REWRITE, 80)
+    fast_settings = dataclasses.replace(backend.settings, speculate="ngram")
+    fast = LocalBackend(fast_settings)
+    fast.attach(backend._loaded)
+    assert fast.info.speculation == "ngram"
+    done, said = _ask(fast, REWRITE, 80)
+    assert done.text == plain.text and not said
+    stats = done.stats
+    assert stats.speculation == "ngram" and stats.drafted and stats.accepted
+    assert stats.accepted <= stats.drafted and stats.accepted >= stats.new_tokens // 2
+    sampled = ChatRequest(
+        turns=(("user", REWRITE),),
+        generation=GenerationSettings(temperature=0.7, seed=1, max_new_tokens=8),
+    )
+    for _ in range(2):
+        events = list(fast.generate(sampled, threading.Event()))
+        assert isinstance(events[-1], ReplyDone) and events[-1].stats.speculation is None
+        said += [e for e in events if isinstance(e, Notice)]
+    assert len(said) == 1 and "greedy replies only" in said[0].text
+    fast.unload()  # its own caches and thread planner; the shared model stays loaded
+    backend.reset_cache()
 
 
 @pytest.mark.real_model
@@ -161,8 +206,8 @@ def test_the_flags_are_refused_where_they_cannot_work(home: Path) -> None:
 
     with pytest.raises(SettingsError, match="--speculate draft needs a draft model"):
         LoadSettings(speculate="draft").check()
-    local = LocalBackend(LoadSettings(model_path="/models/x", speculate="ngram"))
-    with pytest.raises(SettingsError, match=r"runs on the llama\.cpp engine"):
+    local = LocalBackend(LoadSettings(model_path="/models/x", draft_model="/models/d.gguf"))
+    with pytest.raises(SettingsError, match=r"a draft model .* runs on the llama\.cpp engine"):
         local.check()
     from vicuna_tui.cli import build_parser
 

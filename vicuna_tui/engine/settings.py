@@ -277,6 +277,23 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
             label="Draft model (llama.cpp)",
         ),
         FieldSpec(
+            "draft_gguf_file",
+            str,
+            "llama.cpp: which .gguf of the draft model's Hub repo to fetch",
+            optional=True,
+            reload=True,
+        ),
+        FieldSpec(
+            "draft_gpu_layers",
+            int,
+            "llama.cpp: the draft model's layers on the GPU (default: all where the model "
+            "has some there, else none)",
+            optional=True,
+            minimum=0,
+            maximum=100_000,
+            reload=True,
+        ),
+        FieldSpec(
             "draft_max",
             int,
             "llama.cpp: most tokens drafted at a time",
@@ -393,6 +410,8 @@ class LoadSettings:
     prompt_cache_mib: int | None = None
     speculate: str | None = None  # None: auto with a draft model, else off
     draft_model: str | None = None
+    draft_gguf_file: str | None = None
+    draft_gpu_layers: int | None = None
     # llama-server's own defaults (draft up to 16, stop below 75% sure); BENCHMARKS.md
     # ("Speculative decoding") measures them on this machine.
     draft_max: int = 16

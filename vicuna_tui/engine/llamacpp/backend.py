@@ -351,7 +351,9 @@ class LlamaCppBackend(HoldsModel):
         if kind != "draft":
             return kind, None
         assert self.settings.draft_model is not None  # LoadSettings.check
-        source = sources.resolve_gguf(self.settings.draft_model, None, None, report)
+        source = sources.resolve_gguf(
+            self.settings.draft_model, None, self.settings.draft_gguf_file, report
+        )
         draft = gguf_file.read(source.path)
         check_vocabulary(info, draft)
         return kind, draft

@@ -88,7 +88,8 @@ def configure(
         spec.draft.n_max = settings.draft_max
         spec.draft.n_min = settings.draft_min
         spec.draft.p_min = settings.draft_p_min
-        spec.draft.n_gpu_layers = -1 if gpu_layers else 0
+        own = settings.draft_gpu_layers
+        spec.draft.n_gpu_layers = own if own is not None else (-1 if gpu_layers else 0)
         spec.draft.cpuparams.n_threads = threads
         spec.draft.cpuparams_batch.n_threads = threads
     else:

@@ -23,6 +23,7 @@ from vicuna_tui.engine.events import (
     ChatRequest,
     EngineEvent,
     ModelInfo,
+    Notice,
     PrefillProgress,
     PromptPreview,
     ReplyDelta,
@@ -47,6 +48,7 @@ from vicuna_tui.engine.threads import ThreadPlanner
 from vicuna_tui.engine.transformers import sampling
 from vicuna_tui.engine.transformers.grammar import GrammarCompiler, HeldOutput
 from vicuna_tui.engine.transformers.kv_cache import STATIC_CAP, KVCache, spare_cache_fits
+from vicuna_tui.engine.transformers.lookup import PromptLookup
 from vicuna_tui.errors import (
     GenerationError,
     OutOfMemoryError,
@@ -71,6 +73,7 @@ class LocalBackend(HoldsModel):
         self._auto_template = templates.TOKENIZER_TEMPLATE
         self.kv = KVCache(reuse=reuse_cache)
         self._grammar: GrammarCompiler | None = None  # made when a schema first asks
+        self._said_no_lookup = False  # n-gram speculation skipped a reply: said once
         # A second cache on a CPU: the branch left last stays cached for a switch back.
         self._spare: KVCache | None = None
         self._reuse = reuse_cache
@@ -139,7 +142,9 @@ class LocalBackend(HoldsModel):
             parameters=params,
             revision=self.settings.revision,
             devices=tuple(available_devices(torch)),
+            speculation="ngram" if self.settings.speculation == "ngram" else None,
         )
+        self._said_no_lookup = False
         self._spare = KVCache(reuse=self._reuse) if spare_cache_fits(loaded, model) else None
         if self._planner is not None:
             self._planner.close()
@@ -306,6 +311,10 @@ class LocalBackend(HoldsModel):
         reply = ReplyTally(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started)
         yield from given_start(request, reply)
         chosen: list[sampling.Chosen] | None = [] if request.logprobs else None
+        lookup, why_not = self._lookup_for(request, prepared.ids, held)
+        if why_not and not self._said_no_lookup:
+            self._said_no_lookup = True
+            yield Notice(why_not)
         try:
             tokens = self._decode(
                 request.request_id,
@@ -317,6 +326,7 @@ class LocalBackend(HoldsModel):
                 request.logprobs,
                 chosen,
                 held,
+                lookup,
             )
             yield from self._read(tokens, request.request_id, stop_ids, decoder, reply, cancel)
         except VicunaError:
@@ -330,6 +340,10 @@ class LocalBackend(HoldsModel):
             if tail:
                 yield ReplyDelta(request.request_id, tail)
         stats = dataclasses.replace(reply.stats(prepared, cached, seed), threads=threads)
+        if lookup is not None:
+            stats = dataclasses.replace(
+                stats, speculation="ngram", drafted=lookup.drafted, accepted=lookup.accepted
+            )
         silent = nothing_said(reply.text, reply.finish)
         if silent is not None:
             yield silent
@@ -337,6 +351,26 @@ class LocalBackend(HoldsModel):
         if chosen is not None:
             written = token_logprobs(chosen, stop_ids, lambda i: tokenizer.decode([i]))
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats, written)
+
+    def _lookup_for(
+        self, request: ChatRequest, ids: list[int], held: HeldOutput | None
+    ) -> tuple[PromptLookup | None, str]:
+        """n-gram speculation for this reply, or why it is written without."""
+        if self.settings.speculation != "ngram":
+            return None, ""
+        gen = request.generation
+        if not gen.greedy or gen.repetition_penalty != 1.0:
+            why = "sampled replies (a temperature above 0, or a repetition penalty)"
+        elif held is not None or request.logprobs:
+            why = "replies held to a schema or asked for token probabilities"
+        elif self.kv.static_len:
+            why = "--compile's preallocated cache"
+        else:
+            return PromptLookup(ids), ""
+        return None, (
+            f"n-gram speculation on transformers is for greedy replies only, not for {why}: "
+            "those are written without it"
+        )
 
     def _follow_load(self) -> int | None:
         """The CPU threads for this reply: the cores free now, unless --threads."""
@@ -388,6 +422,7 @@ class LocalBackend(HoldsModel):
         alternatives: int = 0,
         chosen: list[sampling.Chosen] | None = None,
         held: HeldOutput | None = None,
+        lookup: PromptLookup | None = None,
     ) -> Iterator[int | PrefillProgress]:
         """The reply's tokens, after reading in the prompt's new part (a chunk at a time
         when it is long, with a PrefillProgress after each chunk but the last).
@@ -418,6 +453,11 @@ class LocalBackend(HoldsModel):
         try:
             with torch.inference_mode():
                 feed_ids = yield from self._prefill(request_id, prepared, feed_ids, extra, cancel)
+                if lookup is not None:
+                    yield from self._lookup_decode(
+                        model, feed_ids, prepared.max_new_tokens, cancel, lookup, check_first
+                    )
+                    return
                 feed = torch.tensor([feed_ids], device=device)
                 for _ in range(prepared.max_new_tokens):
                     if cancel.is_set():
@@ -444,6 +484,49 @@ class LocalBackend(HoldsModel):
                 from vicuna_tui.engine.transformers import fastpath
 
                 fastpath.release(model)
+
+    def _lookup_decode(
+        self,
+        model: Any,
+        feed_ids: list[int],
+        budget: int,
+        cancel: threading.Event,
+        lookup: PromptLookup,
+        check_first: FirstLogits,
+    ) -> Iterator[int]:
+        """Greedy tokens with n-gram drafts: each forward feeds the last token and the
+        draft after it, keeps the draft's tokens the argmax agrees with, then the
+        argmax's own next token; the rest of the draft is cropped from the cache."""
+        import torch
+
+        device = self._loaded.input_device
+        draft: list[int] = []
+        produced = 0
+        while produced < budget and not cancel.is_set():
+            positions = len(draft) + 1
+            keep = {"logits_to_keep": positions} if self._logits_to_keep else {}
+            out = self._forward(model, torch.tensor([feed_ids], device=device), len(feed_ids), keep)
+            self.kv.value = fastpath_output_cache(out)
+            self.kv.ids.extend(feed_ids)
+            scores = out.logits[0, -positions:, :].float()
+            check_first(scores[-1:])
+            picks = torch.argmax(scores, dim=-1).tolist()
+            kept = 0
+            while kept < len(draft) and picks[kept] == draft[kept]:
+                kept += 1
+            lookup.checked(len(draft), kept)
+            if kept < len(draft):  # the rejected drafts leave the cache
+                rejected = len(draft) - kept
+                self.kv.value.crop(-rejected)
+                del self.kv.ids[-rejected:]
+            for token in [*draft[:kept], picks[kept]]:
+                yield token
+                lookup.add(token)
+                produced += 1
+                if produced >= budget:
+                    return
+            draft = lookup.propose(budget - produced - 1)
+            feed_ids = [picks[kept], *draft]
 
     def _prefill(
         self,
@@ -489,14 +572,14 @@ class LocalBackend(HoldsModel):
 
 
 def _refuse_speculation(settings: LoadSettings) -> None:
-    """Speculative decoding runs on llama.cpp; here it is refused, not ignored."""
-    if settings.speculation != "off":
-        flag = "--draft-model" if settings.draft_model else "--speculate"
+    """A draft model runs on llama.cpp; here it is refused, not ignored (n-gram
+    speculation runs here too)."""
+    if settings.speculation == "draft" or settings.draft_model:
         raise SettingsError(
-            f"speculative decoding ({flag}) runs on the llama.cpp engine; this model runs "
-            "on transformers",
+            "a draft model (--draft-model, --speculate draft) runs on the llama.cpp "
+            "engine; this model runs on transformers",
             "run a GGUF of the model (a .gguf path, or --gguf-file; --backend llamacpp), "
-            "or leave out --speculate and --draft-model",
+            "or use --speculate ngram, which needs no draft model",
         )
 
 

@@ -201,13 +201,13 @@ class StatusBar(Horizontal):
                 parts += [info.name, "llama.cpp", info.quantization or "gguf", shown.placement]
                 if info.kv_type and info.kv_type != "f16":
                     parts.append(f"KV {info.kv_type}")
-                if info.speculation:  # short: the line is full (the counts follow the speed)
-                    last = self.last_speculation
-                    kind = info.speculation if last is None else (last[0] or "off")
-                    parts.append(f"spec {kind.split(' ')[0]}")
             else:
                 precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
                 parts += [info.name, info.device, precision]
+            if info.speculation:  # short: the line is full (the counts follow the speed)
+                last = self.last_speculation
+                kind = info.speculation if last is None else (last[0] or "off")
+                parts.append(f"spec {kind.split(' ')[0]}")
             if info.backend == "local":
                 if self.gpu_memory is not None and info.device.startswith("cuda"):
                     parts.append(f"GPU {human_bytes(self.gpu_memory)}")

@@ -1,0 +1,46 @@
+"""Draftless n-gram speculation on the transformers engine (prompt lookup decoding):
+the draft is what followed the chat's last few tokens where they appeared before, and
+the model checks the whole draft in one forward, keeping what it would have written.
+
+For greedy replies only (a sampled token cannot be checked against a draft this way),
+with the repetition penalty off and no schema: exactly the tokens the model's argmax
+picks, the rejected part of the draft cropped from the KV cache.
+"""
+
+from __future__ import annotations
+
+NGRAM = 3  # tokens matched
+MOST = 10  # most tokens drafted at a time
+
+
+class PromptLookup:
+    """The chat's tokens so far and, for each run of NGRAM tokens, where it last ended."""
+
+    def __init__(self, ids: list[int], ngram: int = NGRAM, most: int = MOST) -> None:
+        self.ngram = ngram
+        self.most = most
+        self.context: list[int] = []
+        self._follows: dict[tuple[int, ...], int] = {}
+        self.drafted = 0
+        self.accepted = 0
+        for token in ids:
+            self.add(token)
+
+    def add(self, token: int) -> None:
+        at = len(self.context)
+        if at >= self.ngram:
+            self._follows[tuple(self.context[at - self.ngram : at])] = at
+        self.context.append(token)
+
+    def propose(self, room: int) -> list[int]:
+        """Up to ``room`` (and MOST) tokens that followed the last NGRAM tokens before."""
+        if room <= 0 or len(self.context) < self.ngram:
+            return []
+        start = self._follows.get(tuple(self.context[-self.ngram :]))
+        if start is None:
+            return []
+        return self.context[start : start + min(self.most, room)]
+
+    def checked(self, drafted: int, kept: int) -> None:
+        self.drafted += drafted
+        self.accepted += kept

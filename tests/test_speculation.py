@@ -158,6 +158,20 @@ def test_a_draft_of_another_vocabulary_is_refused(smollm_gguf: Path, tmp_path: P
     assert "--speculate ngram" in (refused.value.hint or "")
 
 
+def test_a_missing_draft_is_named_as_the_draft(smollm_gguf: Path, tmp_path: Path) -> None:
+    from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
+    from vicuna_tui.errors import ModelNotFoundError
+
+    missing = tmp_path / "nowhere" / "draft.gguf"
+    backend = LlamaCppBackend(
+        LoadSettings(model_path=str(smollm_gguf), device="cpu", draft_model=str(missing))
+    )
+    with pytest.raises(ModelNotFoundError) as refused:
+        backend.load()
+    assert refused.value.message.startswith(f"the draft model: no such file or folder: {missing}")
+    assert "--draft-gguf-file" in (refused.value.hint or "")
+
+
 @pytest.mark.real_model
 def test_auto_switches_a_useless_draft_off_by_its_counts(smollm_gguf: Path, tmp_path: Path) -> None:
     """A random-weight target writes noise its draft cannot guess: after the baseline

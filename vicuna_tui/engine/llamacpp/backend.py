@@ -351,9 +351,15 @@ class LlamaCppBackend(HoldsModel):
         if kind != "draft":
             return kind, None
         assert self.settings.draft_model is not None  # LoadSettings.check
-        source = sources.resolve_gguf(
-            self.settings.draft_model, None, self.settings.draft_gguf_file, report
-        )
+        try:
+            source = sources.resolve_gguf(
+                self.settings.draft_model, None, self.settings.draft_gguf_file, report
+            )
+        except VicunaError as exc:  # the same checks as the model's, told as the draft's
+            hint = (exc.hint or "").replace("--gguf-file", "--draft-gguf-file")
+            raise ModelNotFoundError(
+                f"the draft model: {exc.message}", hint.replace("--model-path", "--draft-model")
+            ) from None
         draft = gguf_file.read(source.path)
         check_vocabulary(info, draft)
         return kind, draft

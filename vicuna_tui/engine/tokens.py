@@ -19,7 +19,6 @@ from vicuna_tui.engine.settings import GenerationSettings
 
 # How sure the model was of a token it wrote, as the token view marks it.
 SURE, LIKELY, UNSURE, UNLIKELY = "sure", "likely", "unsure", "unlikely"
-LEVELS = (SURE, LIKELY, UNSURE, UNLIKELY)
 UNLIKELY_BELOW = 0.10  # a token written at under 10%: marked (underlined) in every theme
 
 
@@ -128,12 +127,6 @@ def _effect(
         approximate,
         tuple(notes),
     )
-
-
-def least_likely(tokens: Sequence[TokenLogprob], count: int) -> list[int]:
-    """The positions of the ``count`` least likely tokens written, in reply order."""
-    order = sorted(range(len(tokens)), key=lambda i: tokens[i].logprob)[:count]
-    return sorted(order)
 
 
 def saved_tokens(raw: object) -> tuple[TokenLogprob, ...] | None:

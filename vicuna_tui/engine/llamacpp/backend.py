@@ -331,14 +331,24 @@ class LlamaCppBackend(HoldsModel):
         choice = self._planner.before_reply() if self._planner is not None else None
         if choice is None or self._server is None or self._info is None:
             return
-        import xllamacpp
-
         self._params.cpuparams.n_threads = choice.threads
         self._params.cpuparams_batch.n_threads = self.prefill_threads or choice.threads
-        self.unload_server()
-        assert self._gguf is not None
-        self._start(xllamacpp, self._params, Path(self._info.path), self._gguf)
+        self._rebuild()
         self._info = dataclasses.replace(self._info, threads=choice.threads)
+
+    def _rebuild(self) -> None:
+        """Restart llama.cpp with ``self._params`` as they are now (the threads, what
+        speculates, the draft's threads following the model's): the model file stays
+        mapped, nothing cached survives."""
+        import xllamacpp
+
+        assert self._gguf is not None and self._info is not None
+        configure(
+            self._params, xllamacpp, self._spec_kind, self.settings, self._draft,
+            threads=self._params.cpuparams.n_threads, gpu_layers=self._info.gpu_layers or 0,
+        )  # fmt: skip
+        self.unload_server()
+        self._start(xllamacpp, self._params, Path(self._info.path), self._gguf)
         self._clear_slots(len(self._slots))
         self._host_cache.clear()
 
@@ -379,19 +389,9 @@ class LlamaCppBackend(HoldsModel):
         on, self._spec_next = self._spec_next, None
         if on is None or self._server is None or self._info is None or self._auto is None:
             return
-        import xllamacpp
-
         self._spec_kind = self._auto.kind if on else "off"
-        configure(
-            self._params, xllamacpp, self._spec_kind, self.settings, self._draft,
-            threads=self._params.cpuparams.n_threads, gpu_layers=self._info.gpu_layers or 0,
-        )  # fmt: skip
-        self.unload_server()
-        assert self._gguf is not None
-        self._start(xllamacpp, self._params, Path(self._info.path), self._gguf)
+        self._rebuild()
         self._info = dataclasses.replace(self._info, speculation=self._speculation_text())
-        self._clear_slots(len(self._slots))
-        self._host_cache.clear()
 
     def _judge_speculation(self, stats: ReplyStats) -> Notice | None:
         """auto: after a reply, whether speculation goes on or off for the next."""

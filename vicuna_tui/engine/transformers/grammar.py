@@ -10,6 +10,7 @@ The mask costs about half a millisecond a token on this CPU (BENCHMARKS.md).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,8 +56,6 @@ class GrammarCompiler:
             self._compiler = xgr.GrammarCompiler(self._info, max_threads=1)
         try:
             if constraint.kind == JSON_SCHEMA:
-                import json
-
                 compiled = self._compiler.compile_json_schema(
                     json.dumps(constraint.schema), max_whitespace_cnt=MAX_WHITESPACE
                 )

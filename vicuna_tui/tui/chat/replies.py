@@ -188,19 +188,8 @@ class ChatReplies:
         )
         await current.view.finish(done.text, describe_stats(message))
         await self.view.transcript.reply_finished(current.view, message)
-        stats = done.stats
         self.view.status.set_state("")
-        self.view.status.reply_stats(
-            tokens_per_second=stats.tokens_per_second,
-            ttft=stats.time_to_first_token,
-            dropped=stats.dropped_turns,
-            threads=stats.threads,
-            prompt_cache=stats.prompt_cache_bytes,
-            speculation=(stats.speculation, stats.drafted, stats.accepted or 0)
-            if stats.speculation is not None and stats.drafted is not None
-            else None,
-            speculating=stats.speculation,
-        )
+        self.view.status.reply_stats(done.stats)
         self._models.probe_memory()
         self._changed()
         return True

@@ -1,10 +1,10 @@
 """The token view (F9, or the palette): replies shown as their tokens, marked by how
 sure the model was, with each token's alternatives and a branch from any of them.
 
-``TokenView`` owns whether the view is on.  While it is, every reply asks for its
-tokens' probabilities (the session's ``logprobs``, saved with the reply: they cost
-some 4% of decode speed on llama.cpp, BENCHMARKS.md, so they are asked for only then),
-and the transcript draws replies as tokens.
+``TokenView`` turns it on and off; it holds no state.  The transcript owns whether
+replies are drawn as tokens (``token_mode``); while they are, the session asks for
+every reply's token probabilities (its ``logprobs``, saved with the reply: they cost
+some 4% of decode speed on llama.cpp, BENCHMARKS.md, so they are asked for only then).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ ALTERNATIVES = 5  # asked with each token: the five the view offers to branch fr
 class TokenView:
     view: ChatView
     _replies: ChatReplies
-    on: bool = False
 
     async def toggle(self) -> None:
-        self.on = not self.on
-        self.view.session.logprobs = ALTERNATIVES if self.on else 0
-        await self.view.transcript.set_token_mode(self.on)
-        if self.on:
+        on = not self.view.transcript.token_mode
+        self.view.session.logprobs = ALTERNATIVES if on else 0
+        await self.view.transcript.set_token_mode(on)
+        if on:
             self.view.ui.notify(
                 "Token view on: replies are shown as tokens, marked by how sure the model "
                 "was (under 10% underlined). Focus a reply (Shift+Tab), move with ←/→, "
@@ -36,7 +35,7 @@ class TokenView:
             )
         else:
             self.view.ui.notify("Token view off.")
-        self.view.status.set_token_view(self.on)
+        self.view.status.set_token_view(on)
 
     async def branch(self, message: MessageView.BranchFromToken) -> None:
         views = self.view.transcript.views

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from vicuna_tui.engine.events import ModelInfo, drafts_text, rate_text
+from vicuna_tui.engine.events import ModelInfo, ReplyStats, drafts_text, rate_text
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
@@ -89,9 +89,9 @@ class StatusBar(Horizontal):
         self.notice = ""
         self.not_saving: str | None = None  # why the chat is not being saved
         self.token_view = False  # replies shown as tokens (F9)
-        # What drafted the last reply (auto turns speculation on and off per chat);
-        # None before the first reply of a load: the load's own setting is shown.
-        self.last_speculation: tuple[str | None] | None = None
+        # What drafted the last reply ("off": nothing; auto turns it on and off per
+        # chat); None before the first reply of a load: the load's own setting shows.
+        self.drafting: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(plain(self.state), id="status-text")
@@ -112,7 +112,7 @@ class StatusBar(Horizontal):
 
     def loaded(self, info: ModelInfo) -> None:
         self.info = info
-        self.last_speculation = None
+        self.drafting = None
         self.threads = None
         self.prompt_cache = None
         self.state = ""
@@ -127,31 +127,20 @@ class StatusBar(Horizontal):
         self.state = text
         self.refresh_text()
 
-    def reply_stats(
-        self,
-        *,
-        tokens_per_second: float | None,
-        ttft: float | None,
-        dropped: int,
-        threads: int | None = None,
-        prompt_cache: int | None = None,
-        speculation: tuple[str, int, int] | None = None,
-        speculating: str | None = None,
-    ) -> None:
-        """The last reply's numbers (``speculation``: what drafted, drafted, kept;
-        ``speculating``: what drafted it, None for nothing)."""
-        self.last_speculation = (speculating,)
-        self.prompt_cache = prompt_cache
-        self.threads = threads
+    def reply_stats(self, stats: ReplyStats) -> None:
+        """The last reply's numbers: speed, threads, prompt cache, what drafted it."""
+        self.drafting = stats.speculation or "off"
+        self.prompt_cache = stats.prompt_cache_bytes
+        self.threads = stats.threads
         speed = []
-        if tokens_per_second:
-            speed.append(rate_text(tokens_per_second))
-        if ttft is not None:
-            speed.append(f"TTFT {ttft:.2f} s")
-        if speculation is not None:
-            _, drafted, accepted = speculation
-            speed.append(drafts_text(drafted, accepted))
+        if stats.tokens_per_second:
+            speed.append(rate_text(stats.tokens_per_second))
+        if stats.time_to_first_token is not None:
+            speed.append(f"TTFT {stats.time_to_first_token:.2f} s")
+        if stats.speculation is not None and stats.drafted is not None:
+            speed.append(drafts_text(stats.drafted, stats.accepted or 0))
         self.speed = " · ".join(speed)
+        dropped = stats.dropped_turns
         self.notice = f"⚠ {dropped} old turn(s) dropped to fit the context" if dropped else ""
         self.refresh_text()
 
@@ -205,8 +194,7 @@ class StatusBar(Horizontal):
                 precision = info.dtype + (f"/{info.quantization}" if info.quantization else "")
                 parts += [info.name, info.device, precision]
             if info.speculation:  # short: the line is full (the counts follow the speed)
-                last = self.last_speculation
-                kind = info.speculation if last is None else (last[0] or "off")
+                kind = self.drafting or info.speculation
                 parts.append(f"spec {kind.split(' ')[0]}")
             if info.backend == "local":
                 if self.gpu_memory is not None and info.device.startswith("cuda"):

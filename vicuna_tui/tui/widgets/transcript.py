@@ -114,10 +114,9 @@ class MessageView(Vertical, can_focus=True):
         self.label = label or ("You" if role == "user" else "Assistant")
         self.branch = (1, 1)  # which of how many siblings it is
         self.stream: MarkdownStream | None = None
-        # The token view: the reply's recorded tokens (None: none were recorded) and the
-        # sampling settings it was written with; ``token_text`` while they are shown.
-        self.tokens: tuple[TokenLogprob, ...] | None = None
-        self.settings = GenerationSettings()
+        # The token view: the reply as saved (its tokens, read only when they are
+        # shown), and ``token_text`` while they are.
+        self.saved: SavedMessage | None = None
         self.token_text: TokenText | None = None
 
     FOCUS_TITLE = "focused · ←/→ branch · F6 copy · F7 edit · F8 delete · Esc back to typing"
@@ -171,12 +170,6 @@ class MessageView(Vertical, can_focus=True):
 
     # -- the token view --------------------------------------------------------------------
 
-    def set_tokens(
-        self, tokens: tuple[TokenLogprob, ...] | None, settings: GenerationSettings
-    ) -> None:
-        self.tokens = tokens
-        self.settings = settings
-
     async def show_tokens(self, shown: bool) -> None:
         """The reply as its marked tokens (``shown``), or as Markdown."""
         if self.role != "assistant" or not self.is_mounted:
@@ -187,8 +180,9 @@ class MessageView(Vertical, can_focus=True):
         self.markdown.display = not shown
         if shown:
             detail = Static(plain(""), classes="token-detail")
-            if self.tokens:
-                self.token_text = TokenText(shown_tokens(self.tokens, self.text), self.settings)
+            tokens, settings = reply_tokens(self.saved) if self.saved else (None, None)
+            if tokens and settings:
+                self.token_text = TokenText(shown_tokens(tokens, self.text), settings)
                 await self.mount(self.token_text, detail, before=self.query_one(".meta"))
             else:
                 await self.mount(
@@ -300,7 +294,7 @@ class Transcript(VerticalScroll):
 
     async def reply_finished(self, view: MessageView, message: SavedMessage) -> None:
         """A reply was written and saved as ``message``: its tokens for the token view."""
-        view.set_tokens(*reply_tokens(message))
+        view.saved = message
         if self.token_mode:
             await view.show_tokens(True)
 
@@ -362,7 +356,7 @@ class Transcript(VerticalScroll):
         for view, message in zip(views, messages, strict=True):
             if message.role == "assistant":
                 view.set_meta(describe_stats(message))
-                view.set_tokens(*reply_tokens(message))
+                view.saved = message
                 if self.token_mode:
                     await view.show_tokens(True)
             else:

@@ -4,6 +4,7 @@ flags refused where they cannot work."""
 
 from __future__ import annotations
 
+import io
 import sys
 import threading
 from collections.abc import Iterator
@@ -220,6 +221,12 @@ def test_the_flags_are_refused_where_they_cannot_work(home: Path) -> None:
 
     with pytest.raises(SettingsError, match="--speculate draft needs a draft model"):
         LoadSettings(speculate="draft").check()
+    from vicuna_tui.commands.startup import announce
+    from vicuna_tui.engine.events import ModelInfo
+
+    shown = io.StringIO()  # the line front ends say what speculates, with the model
+    announce(ModelInfo("m", "/m.gguf", "a file", speculation="ngram"), shown, "chatml")
+    assert "  speculation: ngram" in shown.getvalue()
     local = LocalBackend(LoadSettings(model_path="/models/x", draft_model="/models/d.gguf"))
     with pytest.raises(SettingsError, match=r"a draft model .* runs on the llama\.cpp engine"):
         local.check()

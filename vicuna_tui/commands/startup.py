@@ -21,6 +21,8 @@ def announce(info: ModelInfo, stream: TextIO, template: str) -> None:
     if info.engine == "llamacpp" and info.kv_type:
         cache = f"up to {info.prompt_cache_mib} MiB" if info.prompt_cache_mib else "off"
         say(stream, f"  KV cache: {info.kv_type}   prompt cache: {cache}")
+    if info.speculation:
+        say(stream, f"  speculation: {info.speculation}")
     for notice in info.notices:
         say(stream, f"  note: {notice}")
 

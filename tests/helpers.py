@@ -3,6 +3,7 @@ tokenizer and model, and a tiny random LLaMA saved in several formats."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -87,8 +88,11 @@ class ScriptedBackend:
         pause_after: int | None = None,
         load_error: Exception | None = None,
         name: str = "scripted-model",
+        drafts: bool = False,
     ) -> None:
         self.replies = [list(r) for r in (replies or [["Hello", " there", "."]])]
+        # speculating: delta i says 2i drafted and i kept; the reply 1.5× a baseline
+        self.drafts = drafts
         self.pause_after = pause_after
         self.gate = threading.Event()
         self.paused = threading.Event()
@@ -138,19 +142,24 @@ class ScriptedBackend:
                 finish = FINISH_CANCELLED
                 break
             parts.append(delta)
-            yield ReplyDelta(request.request_id, delta)
-        yield ReplyDone(
-            request.request_id,
-            "".join(parts),
-            finish,
-            ReplyStats(
-                prompt_tokens=10,
-                new_tokens=len(parts),
-                time_to_first_token=0.05,
-                tokens_per_second=20.0,
-                seed=1,
-            ),
+            counts = (2 * index + 2, index + 1) if self.drafts else (None, None)
+            yield ReplyDelta(request.request_id, delta, *counts)
+        stats = ReplyStats(
+            prompt_tokens=10,
+            new_tokens=len(parts),
+            time_to_first_token=0.05,
+            tokens_per_second=20.0,
+            seed=1,
         )
+        if self.drafts:
+            stats = dataclasses.replace(
+                stats,
+                speculation="ngram",
+                drafted=2 * len(parts),
+                accepted=len(parts),
+                baseline_rate=40 / 3,
+            )
+        yield ReplyDone(request.request_id, "".join(parts), finish, stats)
 
     def preview(self, request: ChatRequest) -> PromptPreview:
         text = "\n".join(f"{role}: {content}" for role, content in request.turns)

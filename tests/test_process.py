@@ -231,7 +231,6 @@ async def test_tui_after_the_model_process_dies_says_so_and_reloads(
     """The real app with its default backend: the model's process is killed; the next
     prompt comes back with a dialog that says what happened, the status bar says no
     model is loaded, and Reload (same settings) starts a new process that answers."""
-    from textual.widgets import Static
     from tui_helpers import make_app, ready, reply_done, send, showing, wait_for
 
     from vicuna_tui.tui.screens.dialogs import ErrorScreen
@@ -256,7 +255,7 @@ async def test_tui_after_the_model_process_dies_says_so_and_reloads(
         assert "Reload model" in str(app.screen.query_one("#error-hint").render())
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.prompt.text == "are you there?")
-        assert "no model" in str(screen.query_one("#status-text", Static).render())
+        assert "no model" in screen.status.text
         assert not screen.model_ready
 
         await pilot.press("f3")

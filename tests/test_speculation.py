@@ -4,6 +4,7 @@ flags refused where they cannot work."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 import threading
@@ -14,7 +15,15 @@ from typing import Any
 import pytest
 from helpers import run_cli
 
-from vicuna_tui.engine.events import ChatRequest, Notice, ReplyDone, ReplyStats
+from vicuna_tui.engine.drafting import Baseline, DraftTally
+from vicuna_tui.engine.events import (
+    ChatRequest,
+    Notice,
+    ReplyDelta,
+    ReplyDone,
+    ReplyStats,
+    speedup_text,
+)
 from vicuna_tui.engine.llamacpp.speculation import MIN_USEFUL, AutoSwitch
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.errors import SettingsError
@@ -61,6 +70,13 @@ def _ask(backend: Any, text: str, tokens: int = 60) -> tuple[ReplyDone, list[Not
     events = list(backend.generate(request, threading.Event()))
     done = events[-1]
     assert isinstance(done, ReplyDone)
+    # the live counts (the status bar's) only grow, keep no more than they draft, and
+    # end no higher than the reply's own
+    live = [(e.drafted, e.accepted or 0) for e in events if isinstance(e, ReplyDelta)]
+    counted = [pair for pair in live if pair[0] is not None]
+    assert counted == sorted(counted) and all(kept <= (made or 0) for made, kept in counted)
+    if counted:
+        assert (counted[-1][0] or 0) <= (done.stats.drafted or 0)
     return done, [e for e in events if isinstance(e, Notice)]
 
 
@@ -87,6 +103,8 @@ def test_greedy_replies_are_the_same_with_and_without_speculation(
             assert record["speculation"] == stats.speculation
             assert (record["drafted"], record["accepted"]) == (stats.drafted, stats.accepted)
             assert f"kept {stats.accepted}/{stats.drafted} drafted" in stats_line(stats, "stop")
+            # what the kept drafts wrote (--debug) is the reply's own text
+            assert stats.kept_spans and all(span in done.text for span in stats.kept_spans)
             if settings["speculate"] == "ngram":  # seeded: the same reply each time
                 seeded = GenerationSettings(temperature=0.8, seed=5, max_new_tokens=40)
                 twice = [
@@ -130,6 +148,7 @@ def test_transformers_ngram_speculation_is_exact_and_greedy_only(backend: Any) -
     stats = done.stats
     assert stats.speculation == "ngram" and stats.drafted and stats.accepted
     assert stats.accepted <= stats.drafted and stats.accepted >= stats.new_tokens // 2
+    assert stats.kept_spans and all(span in done.text for span in stats.kept_spans)
     sampled = ChatRequest(
         turns=(("user", REWRITE),),
         generation=GenerationSettings(temperature=0.7, seed=1, max_new_tokens=8),
@@ -201,7 +220,9 @@ def test_auto_keeps_a_draft_that_pays_and_drops_one_that_is_slower() -> None:
     slow = AutoSwitch("draft")
     slow.after_reply(ReplyStats(new_tokens=40, tokens_per_second=80.0))
     on, why = slow.after_reply(
-        ReplyStats(new_tokens=40, tokens_per_second=47.0, drafted=40, accepted=39)
+        ReplyStats(
+            new_tokens=40, tokens_per_second=47.0, drafted=40, accepted=39, baseline_rate=80.0
+        )
     )
     assert on is False and "47.0 tok/s against 80.0" in why
     short = AutoSwitch("ngram")  # a reply too short to be a baseline decides nothing
@@ -213,6 +234,37 @@ def test_auto_keeps_a_draft_that_pays_and_drops_one_that_is_slower() -> None:
         "",
     )
     assert idle.on and not idle.decided
+
+
+def test_kept_drafts_are_told_from_llama_cpps_running_counts() -> None:
+    """llama.cpp streams a checked batch as its kept drafts, then the model's own
+    token, with the count of kept drafts raised on the batch's first token."""
+    tally = DraftTally()
+    for text, counts in [
+        ("The", None),
+        (" fox", (4, 0)),  # a draft of 4, none kept: the model's own token
+        (" jumps", (9, 2)),  # 2 of the next 5 kept: " jumps", " over"
+        (" over", (9, 2)),
+        (" the", (9, 2)),  # the model's own, after them
+        (" dog", (12, 3)),  # then 1 more kept: " dog"
+        (".", (12, 3)),
+    ]:
+        if counts is not None:
+            tally.counts(*counts)
+        tally.token(text)
+    assert tally.spans == [" jumps over", " dog"] and tally.live() == (12, 3)
+    assert speedup_text(ReplyStats(tokens_per_second=60.0, drafted=9, baseline_rate=40.0)) == (
+        "1.50× unspeculated"
+    )
+    baseline = Baseline()  # n-gram drafting nothing costs nothing: a fair baseline
+    idle = ReplyStats(new_tokens=40, tokens_per_second=50.0, speculation="ngram", drafted=0)
+    assert baseline.after(idle, idle_drafting_free=True).baseline_rate is None
+    busy = dataclasses.replace(idle, drafted=30, accepted=20, tokens_per_second=80.0)
+    assert speedup_text(baseline.after(busy, idle_drafting_free=True)) == "1.60× unspeculated"
+    draft = dataclasses.replace(idle, speculation="draft d.gguf")  # a draft model costs
+    costly = Baseline()
+    costly.after(draft, idle_drafting_free=False)
+    assert costly.rate is None
 
 
 def test_the_flags_are_refused_where_they_cannot_work(home: Path) -> None:

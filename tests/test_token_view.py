@@ -243,7 +243,7 @@ async def test_token_view_end_to_end(home: Path, llama: Any, smollm_gguf: Path) 
         await reply_done(pilot)
         await pilot.press("f9")
         await wait_for(pilot, lambda: screen.transcript.token_mode)
-        assert "token view" in str(screen.query_one("#status-text", Static).render())
+        assert "token view" in screen.status.text
         old = screen.transcript.views[-1]
         assert NOT_RECORDED in str(old.query_one(".tokens", Static).render())
 

@@ -96,6 +96,24 @@ async def test_escape_cancels_and_keeps_the_partial_reply(home: Path) -> None:
     assert stored_messages()[-1] == ("assistant", "one two", "cancelled")
 
 
+async def test_the_status_bar_counts_a_speculating_reply_live(home: Path) -> None:
+    """While a reply is written the status bar shows its drafted and kept tokens so
+    far; when it ends, the reply's own counts and its speed-up."""
+    backend = ScriptedBackend([["one", " two", " three", " four"]], pause_after=2, drafts=True)
+    app = make_app(lambda load: backend)
+    async with run_test(app, size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "count")
+        await wait_for(pilot, backend.paused.is_set)
+        screen = app.chat
+        await wait_for(pilot, lambda: "kept 2/4 drafted (50%)" in status_line(screen))
+        backend.gate.set()
+        await reply_done(pilot)
+        shown = status_line(screen)
+        assert "kept 4/8 drafted (50%) · 1.50× unspeculated" in shown
+        assert "20.0 tok/s" in shown
+
+
 async def test_regenerate_and_edit_keep_branches_and_delete_asks(home: Path) -> None:
     backend = ScriptedBackend([["first"], ["second"], ["third"], ["fourth"], ["fifth"]])
     app = make_app(lambda load: backend)
@@ -651,8 +669,10 @@ async def test_load_progress_is_shown_whole_in_the_status_line(home: Path) -> No
         try:
             await wait_for(pilot, lambda: expected in status_line(screen))
             # the whole line fits: nothing of it is cut at the right edge
-            text_widget = screen.query_one("#status-text")
-            assert text_widget.content_region.width >= len(status_line(screen))
+            await pilot.pause()  # the layout follows the text on the next refresh
+            live = screen.query_one("#status-live")
+            assert live.content_region.width >= len(str(live.render()))
+            assert expected in str(live.render())
             assert "loading: " not in status_line(screen)
         finally:
             release.set()
@@ -664,7 +684,7 @@ def status_line(screen: object) -> str:
     from vicuna_tui.tui.widgets.status import StatusBar
 
     bar = screen.query_one(StatusBar)  # type: ignore[attr-defined]
-    return str(bar.query_one("#status-text").render())
+    return str(bar.text)
 
 
 async def test_the_settings_fields_are_built_when_first_shown_from_what_the_pane_was_told(

@@ -29,7 +29,7 @@ QUESTION = "Which city is the capital of France?"
 
 
 def status_text(screen: object) -> str:
-    return str(screen.query_one("#status-text", Static).render())  # type: ignore[attr-defined]
+    return screen.status.text  # type: ignore[attr-defined,no-any-return]
 
 
 async def test_chat_on_llamacpp_then_switch_to_transformers(

@@ -158,4 +158,4 @@ def shown(app: Any, screen_type: type[_S]) -> _S:
 
 
 def status_text(screen: ChatScreen) -> str:
-    return str(screen.status.query_one("#status-text").render())
+    return screen.status.text

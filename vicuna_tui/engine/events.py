@@ -169,6 +169,14 @@ def drafts_text(drafted: int, accepted: int) -> str:
     return f"kept {accepted}/{drafted} drafted{share}"
 
 
+def speedup_text(stats: ReplyStats) -> str | None:
+    """A speculated reply's decode rate against the last reply written without it
+    ("1.62× unspeculated"), when there was one."""
+    if stats.drafted is None or not stats.tokens_per_second or not stats.baseline_rate:
+        return None
+    return f"{stats.tokens_per_second / stats.baseline_rate:.2f}× unspeculated"
+
+
 @dataclass(frozen=True)
 class ReplyStats:
     prompt_tokens: int = 0
@@ -186,6 +194,12 @@ class ReplyStats:
     speculation: str | None = None
     drafted: int | None = None
     accepted: int | None = None
+    # the decode rate of the last reply this load wrote without speculation (with at
+    # least a few tokens), to say what speculation gained; None: none yet
+    baseline_rate: float | None = None
+    # the reply's text that kept drafts wrote, a run of consecutive kept tokens each
+    # (--debug shows them)
+    kept_spans: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +250,9 @@ class PrefillProgress:
 class ReplyDelta:
     request_id: int
     text: str
+    # while speculating: the tokens drafted and kept so far in this reply (live counts)
+    drafted: int | None = None
+    accepted: int | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from vicuna_tui.engine.events import (
     TokenLogprob,
     drafts_text,
     rate_text,
+    speedup_text,
 )
 from vicuna_tui.engine.templates import TEMPLATE_CHOICES
 from vicuna_tui.errors import VicunaError
@@ -74,6 +75,9 @@ def stats_line(stats: ReplyStats, finish: str) -> str:
         parts.append(f"prompt cache {stats.prompt_cache_bytes / 2**20:.0f} MiB")
     if stats.speculation is not None and stats.drafted is not None:
         parts.append(f"{stats.speculation}: {drafts_text(stats.drafted, stats.accepted or 0)}")
+        gained = speedup_text(stats)
+        if gained:
+            parts.append(gained)
     if stats.dropped_turns:
         parts.append(f"{stats.dropped_turns} old turn(s) dropped to fit the context")
     parts.append(finish)
@@ -122,8 +126,20 @@ def reply_record(
             "drafted": stats.drafted,
             "accepted": stats.accepted,
             "speculation": stats.speculation,
+            # the last reply written without it, to measure it against (None: none yet)
+            "baseline_tokens_per_second": stats.baseline_rate,
         },
     }
+
+
+def kept_spans_text(spans: Sequence[str], shown: int = 60) -> str:
+    """--debug: the reply's text that kept drafts wrote, each run of kept tokens
+    quoted (the longer ones cut to ``shown`` characters)."""
+    quoted = []
+    for span in spans:
+        text = span if len(span) <= shown else span[: shown - 1] + "…"
+        quoted.append(repr(text))
+    return f"[drafts kept] {len(spans)} run(s): " + " · ".join(quoted)
 
 
 def least_likely(tokens: Sequence[TokenLogprob], count: int = 3) -> str:
@@ -269,6 +285,8 @@ class LineChat:
                 self.diag(stats_line(result.stats, result.finish_reason))
             if self.debug and result.tokens:
                 self.diag(least_likely(result.tokens))
+            if self.debug and result.stats.kept_spans:
+                self.diag(kept_spans_text(result.stats.kept_spans))
         else:
             self.failures += 1
             self.renderer.reply_end(

@@ -4,7 +4,8 @@ and the frames that draw it.
 The text comes through a ``ReplyInbox`` (filled on the engine thread).  A few times a
 second (``FramePacer``) a frame takes what arrived and writes it into the view: each
 update costs the same whether it carries one token or fifty, so the UI's share of the
-CPU does not grow with the model's speed.  ``end`` stops the frames and keeps any text
+CPU does not grow with the model's speed (a speculating reply's live counts go out
+with the frame, to ``drafts``).  ``end`` stops the frames and keeps any text
 not drawn yet in the view, so a reply cut short (stopped, quit, failed) loses nothing.
 
 The chat has one; each arena side has its own.
@@ -40,10 +41,12 @@ class ReplyStream:
         schedule: Schedule,
         *,
         text_began: Callable[[], None] = lambda: None,
+        drafts: Callable[[int, int], None] | None = None,
     ) -> None:
         self.inbox = inbox
         self._schedule = schedule
         self._text_began = text_began  # the first text after reading the prompt in
+        self._drafts = drafts  # while speculating: the tokens drafted and kept so far
         self._pacer = FramePacer()
         self._timer: Timer | None = None
         self.current: Streaming | None = None
@@ -69,7 +72,12 @@ class ReplyStream:
         current = self.current
         if current is None:
             return
-        text = self.inbox.take()
+        deltas = self.inbox.take_deltas()
+        text = "".join(d.text for d in deltas)
+        if self._drafts is not None:
+            counted = [d for d in deltas if d.drafted is not None]
+            if counted:
+                self._drafts(counted[-1].drafted or 0, counted[-1].accepted or 0)
         if text:
             if current.reading:  # the prompt is in: the reply has begun
                 current.reading = False

@@ -32,6 +32,7 @@ from typing import Any
 from vicuna_tui.engine import gguf_file, sources, templates
 from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.constraints import JSON_SCHEMA
+from vicuna_tui.engine.drafting import Baseline
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -145,6 +146,7 @@ class LlamaCppBackend(HoldsModel):
         self._spec_kind = "off"
         self._draft: Path | None = None
         self._auto: AutoSwitch | None = None
+        self._baseline = Baseline()  # the rate to measure speculation against
         self._spec_next: bool | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -220,6 +222,7 @@ class LlamaCppBackend(HoldsModel):
         )
         self._spec_next = None
         self._spec_kind = "off" if self._auto is not None else kind
+        self._baseline = Baseline()
         configure(
             params, xllamacpp, self._spec_kind, settings, self._draft, threads=threads,
             gpu_layers=gpu_layers,
@@ -520,6 +523,9 @@ class LlamaCppBackend(HoldsModel):
             **sampling,
             **(request.constraint.record() if request.constraint is not None else {}),
             **({"logprobs": request.logprobs} if request.logprobs else {}),
+            # while speculating each token carries the counts so far (live, and to tell
+            # which tokens were kept drafts)
+            **({"timings_per_token": True} if self._spec_kind != "off" else {}),
         }
         if cancel.is_set():
             reply.finish = FINISH_CANCELLED
@@ -552,6 +558,7 @@ class LlamaCppBackend(HoldsModel):
             prompt_cache_bytes=self._host_cache.held,
             speculation=described(self._spec_kind, self._draft),
         )
+        stats = self._baseline.after(stats, idle_drafting_free=self._spec_kind == "ngram")
         silent = nothing_said(reply.text, reply.finish)
         if silent is not None:
             yield silent

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import http.client
 import json
 import os
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vicuna_tui.engine.drafting import DraftTally
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_LENGTH,
@@ -250,6 +250,21 @@ class Reply(ReplyTally):
     final: dict[str, Any] = field(default_factory=dict)  # the chunk with usage and timings
     logprobs: list[TokenLogprob] = field(default_factory=list)  # when the request asked
     ids: list[int] = field(default_factory=list)  # the tokens' ids, known with logprobs
+    drafts: DraftTally = field(default_factory=DraftTally)  # while speculating
+
+    def note(self, chunk: dict[str, Any], choice: dict[str, Any]) -> None:
+        """What a streamed chunk says besides its text: its token's log-probabilities,
+        the reply's usage (the last chunk), the drafted counts so far (speculating)."""
+        for item in (choice.get("logprobs") or {}).get("content") or ():
+            self.logprobs.append(TokenLogprob.from_record(item))
+            if isinstance(item.get("id"), int):
+                self.ids.append(item["id"])
+        if chunk.get("usage"):
+            self.final = chunk
+        timings = chunk.get("timings") or {}
+        drafted, accepted = timings.get("draft_n"), timings.get("draft_n_accepted")
+        if isinstance(drafted, int) and isinstance(accepted, int):
+            self.drafts.counts(drafted, accepted)
 
     def llama_stats(
         self, prepared: PreparedPrompt, cached_first: int | None, predicted: int, seed: int | None
@@ -265,7 +280,8 @@ class Reply(ReplyTally):
         stats = self.stats(prepared, int(cached), seed)
         drafted, accepted = timings.get("draft_n"), timings.get("draft_n_accepted")
         if isinstance(drafted, int) and isinstance(accepted, int):  # it speculated
-            stats = dataclasses.replace(stats, drafted=drafted, accepted=accepted)
+            self.drafts.counts(drafted, accepted)
+            stats = self.drafts.into(stats)
         return stats
 
 
@@ -279,20 +295,16 @@ def read_reply(
             raise generation_error(chunk)
         choice = (chunk.get("choices") or [{}])[0]
         text = choice.get("text") or ""
-        for item in (choice.get("logprobs") or {}).get("content") or ():
-            reply.logprobs.append(TokenLogprob.from_record(item))
-            if isinstance(item.get("id"), int):
-                reply.ids.append(item["id"])
-        if chunk.get("usage"):
-            reply.final = chunk
+        reply.note(chunk, choice)
         if choice.get("finish_reason") is None or text:
             reply.tick()
+            reply.drafts.token(text)
         if cancel.is_set():
             reply.finish = FINISH_CANCELLED
             return
         delta = reply.push(text)
         if delta:
-            yield ReplyDelta(request_id, delta)
+            yield ReplyDelta(request_id, delta, *reply.drafts.live())
         if reply.matcher.stopped:
             reply.finish = FINISH_STOP
             return

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vicuna_tui.engine import gguf_file
+from vicuna_tui.engine.drafting import MIN_TOKENS
 from vicuna_tui.engine.events import ReplyStats
 from vicuna_tui.engine.settings import LoadSettings
 from vicuna_tui.errors import SettingsError
@@ -29,8 +30,8 @@ from vicuna_tui.errors import SettingsError
 # new tokens: a draft model is off when fewer than MIN_USEFUL of the reply's tokens came
 # from its drafts (a draft that guesses nothing still runs at every step, and is often
 # too unsure to draft at all); either mode is off when, over MIN_DRAFTED drafted tokens,
-# fewer than MIN_ACCEPTED were kept, or when it decoded slower than PAYS of the baseline.
-MIN_TOKENS = 16
+# fewer than MIN_ACCEPTED were kept, or when it decoded slower than PAYS of the baseline
+# (the reply before, written without it: ReplyStats.baseline_rate).
 MIN_USEFUL = 0.2
 MIN_DRAFTED = 16
 MIN_ACCEPTED = 0.3
@@ -107,11 +108,10 @@ def described(kind: str, draft: Path | None) -> str | None:
 
 @dataclass
 class AutoSwitch:
-    """auto's decision for one chat: ``baseline`` (the decode rate without
-    speculation), then whether speculation stays (``decided``)."""
+    """auto's decision for one chat: a reply without speculation (the baseline),
+    then one with it, then whether speculation stays (``decided``)."""
 
     kind: str  # what speculates when on: ngram or draft
-    baseline: float | None = None
     decided: bool = False
     on: bool = False
 
@@ -124,7 +124,6 @@ class AutoSwitch:
         if not self.on:
             if not rate:
                 return None, ""
-            self.baseline = rate
             self.on = True
             return True, ""
         drafted, accepted = stats.drafted or 0, stats.accepted or 0
@@ -141,9 +140,9 @@ class AutoSwitch:
                 f"it kept {accepted} of {drafted} drafted tokens ({accepted / drafted:.0%}; "
                 f"it pays from about {MIN_ACCEPTED:.0%})"
             )
-        elif rate and self.baseline and rate < PAYS * self.baseline:
+        elif rate and stats.baseline_rate and rate < PAYS * stats.baseline_rate:
             why = (
-                f"it decoded {rate:.1f} tok/s against {self.baseline:.1f} without it (it "
+                f"it decoded {rate:.1f} tok/s against {stats.baseline_rate:.1f} without it (it "
                 f"kept {accepted / drafted:.0%} of its drafts, but drafting cost more than "
                 "it saved)"
             )

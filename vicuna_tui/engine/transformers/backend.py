@@ -17,6 +17,7 @@ from typing import Any
 
 from vicuna_tui.engine import templates
 from vicuna_tui.engine.backend import HoldsModel
+from vicuna_tui.engine.drafting import Baseline
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -74,6 +75,7 @@ class LocalBackend(HoldsModel):
         self.kv = KVCache(reuse=reuse_cache)
         self._grammar: GrammarCompiler | None = None  # made when a schema first asks
         self._said_no_lookup = False  # n-gram speculation skipped a reply: said once
+        self._baseline = Baseline()  # the rate to measure speculation against
         # A second cache on a CPU: the branch left last stays cached for a switch back.
         self._spare: KVCache | None = None
         self._reuse = reuse_cache
@@ -145,6 +147,7 @@ class LocalBackend(HoldsModel):
             speculation="ngram" if self.settings.speculation == "ngram" else None,
         )
         self._said_no_lookup = False
+        self._baseline = Baseline()
         self._spare = KVCache(reuse=self._reuse) if spare_cache_fits(loaded, model) else None
         if self._planner is not None:
             self._planner.close()
@@ -328,7 +331,9 @@ class LocalBackend(HoldsModel):
                 held,
                 lookup,
             )
-            yield from self._read(tokens, request.request_id, stop_ids, decoder, reply, cancel)
+            yield from self._read(
+                tokens, request.request_id, stop_ids, decoder, reply, cancel, lookup
+            )
         except VicunaError:
             self.reset_cache()
             raise
@@ -341,9 +346,8 @@ class LocalBackend(HoldsModel):
                 yield ReplyDelta(request.request_id, tail)
         stats = dataclasses.replace(reply.stats(prepared, cached, seed), threads=threads)
         if lookup is not None:
-            stats = dataclasses.replace(
-                stats, speculation="ngram", drafted=lookup.drafted, accepted=lookup.accepted
-            )
+            stats = lookup.tally.into(dataclasses.replace(stats, speculation="ngram"))
+        stats = self._baseline.after(stats, idle_drafting_free=True)
         silent = nothing_said(reply.text, reply.finish)
         if silent is not None:
             yield silent
@@ -391,9 +395,11 @@ class LocalBackend(HoldsModel):
         decoder: IncrementalDecoder,
         reply: ReplyTally,
         cancel: threading.Event,
+        lookup: PromptLookup | None = None,
     ) -> Iterator[ReplyDelta | PrefillProgress]:
         """The reply's text, token by token, up to a stop token or string, a cancel or
-        the length limit (``reply.finish`` says which)."""
+        the length limit (``reply.finish`` says which); with ``lookup``, the text its
+        kept drafts wrote and the counts so far."""
         for token in tokens:
             if isinstance(token, PrefillProgress):
                 yield token
@@ -402,9 +408,14 @@ class LocalBackend(HoldsModel):
             if token in stop_ids:
                 reply.finish = FINISH_STOP
                 return
-            delta = reply.push(decoder.push(token))
+            text = decoder.push(token)
+            counts: tuple[int | None, int | None] = (None, None)
+            if lookup is not None:
+                lookup.tally.token(text, lookup.from_draft)
+                counts = lookup.tally.live()
+            delta = reply.push(text)
             if delta:
-                yield ReplyDelta(request_id, delta)
+                yield ReplyDelta(request_id, delta, *counts)
             if reply.matcher.stopped:
                 reply.finish = FINISH_STOP
                 return
@@ -519,7 +530,8 @@ class LocalBackend(HoldsModel):
                 rejected = len(draft) - kept
                 self.kv.value.crop(-rejected)
                 del self.kv.ids[-rejected:]
-            for token in [*draft[:kept], picks[kept]]:
+            for at, token in enumerate([*draft[:kept], picks[kept]]):
+                lookup.from_draft = at < kept
                 yield token
                 lookup.add(token)
                 produced += 1

@@ -9,6 +9,8 @@ picks, the rejected part of the draft cropped from the KV cache.
 
 from __future__ import annotations
 
+from vicuna_tui.engine.drafting import DraftTally
+
 NGRAM = 3  # tokens matched
 MOST = 10  # most tokens drafted at a time
 
@@ -21,8 +23,8 @@ class PromptLookup:
         self.most = most
         self.context: list[int] = []
         self._follows: dict[tuple[int, ...], int] = {}
-        self.drafted = 0
-        self.accepted = 0
+        self.tally = DraftTally()  # drafted and kept, and the text kept drafts wrote
+        self.from_draft = False  # the token just given out was a kept draft
         for token in ids:
             self.add(token)
 
@@ -42,5 +44,5 @@ class PromptLookup:
         return self.context[start : start + min(self.most, room)]
 
     def checked(self, drafted: int, kept: int) -> None:
-        self.drafted += drafted
-        self.accepted += kept
+        self.tally.drafted += drafted
+        self.tally.accepted += kept

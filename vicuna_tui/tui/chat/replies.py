@@ -43,7 +43,10 @@ class ChatReplies:
         self._editing = editing
         self._changed = changed
         self.stream = ReplyStream(
-            host.replies, view.ui.set_timer, text_began=lambda: view.status.set_state("writing…")
+            host.replies,
+            view.ui.set_timer,
+            text_began=lambda: view.status.set_state("writing…"),
+            drafts=view.status.live_drafts,
         )
 
     @property

@@ -10,7 +10,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from vicuna_tui.engine.events import ModelInfo, ReplyStats, drafts_text, rate_text
+from vicuna_tui.engine.events import (
+    ModelInfo,
+    ReplyStats,
+    drafts_text,
+    rate_text,
+    speedup_text,
+)
 from vicuna_tui.tui.model_state import ModelState
 from vicuna_tui.tui.plain import plain
 
@@ -94,7 +100,10 @@ class StatusBar(Horizontal):
         self.drafting: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(plain(self.state), id="status-text")
+        # The model's facts, cut at the right when the terminal is narrow; then what
+        # changes (the state, the last reply's speed, notices), always shown whole.
+        yield Static("", id="status-text")
+        yield Static(plain(self.state), id="status-live")
 
     def on_mount(self) -> None:
         self.watch(self.screen, "model", self.model_changed, init=False)
@@ -139,9 +148,18 @@ class StatusBar(Horizontal):
             speed.append(f"TTFT {stats.time_to_first_token:.2f} s")
         if stats.speculation is not None and stats.drafted is not None:
             speed.append(drafts_text(stats.drafted, stats.accepted or 0))
+            gained = speedup_text(stats)
+            if gained:
+                speed.append(gained)
         self.speed = " · ".join(speed)
         dropped = stats.dropped_turns
         self.notice = f"⚠ {dropped} old turn(s) dropped to fit the context" if dropped else ""
+        self.refresh_text()
+
+    def live_drafts(self, drafted: int, accepted: int) -> None:
+        """While a speculating reply is written: its drafted and kept tokens so far
+        (in place of the last reply's numbers, which its own replace when it ends)."""
+        self.speed = drafts_text(drafted, accepted)
         self.refresh_text()
 
     def set_token_view(self, on: bool) -> None:
@@ -202,16 +220,25 @@ class StatusBar(Horizontal):
                 else:
                     parts.append(memory_text(self.memory_probe()))
             parts += self._context_parts(info)
-
-        if self.token_view:
-            parts.append("token view")
-        if self.speed:
-            parts.append(self.speed)
-        if self.state:
-            parts.append(self.state)
-        if self.notice:
-            parts.append(self.notice)
-        if self.not_saving:
-            parts.append("⚠ not saving")
         parts += self._prompt_cache()
+        live = []
+        if self.token_view:
+            live.append("token view")
+        if self.speed:
+            live.append(self.speed)
+        if self.state:
+            live.append(self.state)
+        if self.notice:
+            live.append(self.notice)
+        if self.not_saving:
+            live.append("⚠ not saving")
         self.query_one("#status-text", Static).update(plain(" · ".join(parts)))
+        self.query_one("#status-live", Static).update(plain(" · ".join(live)))
+
+    @property
+    def text(self) -> str:
+        """The whole line as drawn: the facts, then what changes."""
+        drawn = [
+            str(self.query_one(f"#status-{part}", Static).render()) for part in ("text", "live")
+        ]
+        return " · ".join(part for part in drawn if part.strip())

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from helpers import run_cli
 
-from vicuna_tui.engine.drafting import Baseline, DraftTally
+from vicuna_tui.engine.drafting import MIN_USEFUL, AutoSwitch, Baseline, DraftTally
 from vicuna_tui.engine.events import (
     ChatRequest,
     Notice,
@@ -24,9 +24,8 @@ from vicuna_tui.engine.events import (
     ReplyStats,
     speedup_text,
 )
-from vicuna_tui.engine.llamacpp.speculation import MIN_USEFUL, AutoSwitch
 from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
-from vicuna_tui.errors import SettingsError
+from vicuna_tui.errors import ModelNotFoundError, SettingsError
 from vicuna_tui.frontends.linechat import reply_record, stats_line
 from vicuna_tui.session import ChatSession
 
@@ -130,10 +129,13 @@ def test_greedy_replies_are_the_same_with_and_without_speculation(
 
 
 @pytest.mark.real_model
-def test_transformers_ngram_speculation_is_exact_and_greedy_only(backend: Any) -> None:
+def test_transformers_speculation_is_exact_and_greedy_only(
+    backend: Any, smollm_dir: Path, tmp_path: Path
+) -> None:
     """Prompt lookup on the transformers engine (the same model, shared): the same
     greedy reply with most of it drafted; a sampled reply is written without it, said
-    once."""
+    once.  The demo model as its own draft model: the same reply again; auto writes the
+    first reply without it; a draft of another vocabulary is refused."""
     import dataclasses
 
     from vicuna_tui.engine.transformers.backend import LocalBackend
@@ -159,6 +161,32 @@ def test_transformers_ngram_speculation_is_exact_and_greedy_only(backend: Any) -
         said += [e for e in events if isinstance(e, Notice)]
     assert len(said) == 1 and "greedy replies only" in said[0].text
     fast.unload()  # its own caches and thread planner; the shared model stays loaded
+    for mode in ("draft", None):  # None: auto, with a draft model
+        settings = dataclasses.replace(
+            backend.settings, speculate=mode, draft_model=str(smollm_dir)
+        )
+        drafting = LocalBackend(settings)
+        drafting._drafter = drafting._load_draft(backend._loaded, None)  # loaded again
+        drafting.attach(backend._loaded)
+        if mode is None:  # auto: the first reply is the baseline, the next drafts
+            assert drafting.info.speculation == "auto (from the second reply)"
+            first, _ = _ask(drafting, REWRITE, 20)
+            assert first.stats.speculation is None and first.text == plain.text[: len(first.text)]
+        done, said = _ask(drafting, REWRITE, 48)  # greedy: the start of the same reply
+        stats = done.stats
+        assert len(done.text) > 100 and done.text == plain.text[: len(done.text)], mode
+        assert not said or mode is None  # auto may turn it off after (by the rate: 0.6x)
+        assert stats.speculation == f"draft {backend._loaded.source.name}" and stats.drafted
+        assert 0 < (stats.accepted or 0) <= stats.drafted
+        assert stats.kept_spans and all(span in done.text for span in stats.kept_spans)
+        drafting.unload()
+    from helpers import tiny_llama
+
+    other = LocalBackend(
+        dataclasses.replace(backend.settings, draft_model=str(tiny_llama(tmp_path / "tiny")))
+    )
+    with pytest.raises(SettingsError, match=r"does not share .* vocabulary: their tokens differ"):
+        other._load_draft(backend._loaded, None)
     backend.reset_cache()
 
 
@@ -180,7 +208,6 @@ def test_a_draft_of_another_vocabulary_is_refused(smollm_gguf: Path, tmp_path: P
 
 def test_a_missing_draft_is_named_as_the_draft(smollm_gguf: Path, tmp_path: Path) -> None:
     from vicuna_tui.engine.llamacpp.backend import LlamaCppBackend
-    from vicuna_tui.errors import ModelNotFoundError
 
     missing = tmp_path / "nowhere" / "draft.gguf"
     backend = LlamaCppBackend(
@@ -279,9 +306,9 @@ def test_the_flags_are_refused_where_they_cannot_work(home: Path) -> None:
     shown = io.StringIO()  # the line front ends say what speculates, with the model
     announce(ModelInfo("m", "/m.gguf", "a file", speculation="ngram"), shown, "chatml")
     assert "  speculation: ngram" in shown.getvalue()
-    local = LocalBackend(LoadSettings(model_path="/models/x", draft_model="/models/d.gguf"))
-    with pytest.raises(SettingsError, match=r"a draft model .* runs on the llama\.cpp engine"):
-        local.check()
+    local = LocalBackend(LoadSettings(draft_model="/models/d.gguf"))
+    with pytest.raises(ModelNotFoundError, match="the draft model: no such file"):
+        local.check()  # named as the draft, on transformers too
     from vicuna_tui.cli import build_parser
 
     argv = ["--endpoint", "http://127.0.0.1:9/v1", "--speculate", "ngram"]

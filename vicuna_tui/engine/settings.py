@@ -258,28 +258,29 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "speculate",
             str,
-            "llama.cpp: speculative decoding. ngram: drafts from text already in the chat "
-            "(no extra model); draft: a --draft-model drafts; auto: the draft model when "
-            "one is given, else ngram, and off for the chat when it does not pay "
-            "(default: auto with a --draft-model, else off)",
+            "speculative decoding (on transformers: greedy replies). ngram: drafts from "
+            "text already in the chat (no extra model); draft: a --draft-model drafts; "
+            "auto: the draft model when one is given, else ngram, and off for the chat when "
+            "it does not pay (default: auto with a --draft-model, else off)",
             choices=SPECULATE,
             optional=True,
             reload=True,
-            label="Speculation (llama.cpp)",
+            label="Speculation",
         ),
         FieldSpec(
             "draft_model",
             str,
-            "llama.cpp: a small GGUF with the same vocabulary that drafts tokens for the "
-            "model to check (--speculate draft or auto)",
+            "a small model with the same vocabulary that drafts tokens for the model to "
+            "check (--speculate draft or auto): a GGUF on llama.cpp; a folder, Hub id or "
+            "GGUF on transformers",
             optional=True,
             reload=True,
-            label="Draft model (llama.cpp)",
+            label="Draft model",
         ),
         FieldSpec(
             "draft_gguf_file",
             str,
-            "llama.cpp: which .gguf of the draft model's Hub repo to fetch",
+            "which .gguf of the draft model's Hub repo to fetch",
             optional=True,
             reload=True,
         ),
@@ -296,7 +297,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "draft_max",
             int,
-            "llama.cpp: most tokens drafted at a time",
+            "most tokens drafted at a time",
             minimum=1,
             maximum=64,
             reload=True,
@@ -304,7 +305,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "draft_min",
             int,
-            "llama.cpp: fewest tokens a draft must have to be checked",
+            "fewest tokens a draft must have to be checked",
             minimum=0,
             maximum=64,
             reload=True,
@@ -312,7 +313,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "draft_p_min",
             float,
-            "llama.cpp: the draft stops at a token it is less sure of than this",
+            "the draft stops at a token it is less sure of than this",
             minimum=0.0,
             maximum=1.0,
             reload=True,

@@ -32,7 +32,13 @@ from typing import Any
 from vicuna_tui.engine import gguf_file, sources, templates
 from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.constraints import JSON_SCHEMA
-from vicuna_tui.engine.drafting import Baseline
+from vicuna_tui.engine.drafting import (
+    AutoSwitch,
+    Baseline,
+    described,
+    draft_not_found,
+    speculation_state,
+)
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -72,10 +78,8 @@ from vicuna_tui.engine.llamacpp.server import (
     server_params,
 )
 from vicuna_tui.engine.llamacpp.speculation import (
-    AutoSwitch,
-    check_vocabulary,
+    check_gguf_vocabulary,
     configure,
-    described,
 )
 from vicuna_tui.engine.progress import Progress
 from vicuna_tui.engine.prompting import (
@@ -369,22 +373,15 @@ class LlamaCppBackend(HoldsModel):
                 self.settings.draft_model, None, self.settings.draft_gguf_file, report
             )
         except VicunaError as exc:  # the same checks as the model's, told as the draft's
-            hint = (exc.hint or "").replace("--gguf-file", "--draft-gguf-file")
-            raise ModelNotFoundError(
-                f"the draft model: {exc.message}", hint.replace("--model-path", "--draft-model")
-            ) from None
+            raise draft_not_found(exc) from None
         draft = gguf_file.read(source.path)
-        check_vocabulary(info, draft)
+        check_gguf_vocabulary(info, draft)
         return kind, draft
 
     def _speculation_text(self) -> str | None:
         """The status bar's name for it: ngram, draft x.gguf, or auto's state."""
-        shown = described(self._spec_kind, self._draft)
-        if self._auto is None:
-            return shown
-        if self._auto.decided and not self._auto.on:
-            return "speculation off (auto)"
-        return shown or "auto (from the second reply)"
+        draft = self._draft.name if self._draft is not None else None
+        return speculation_state(self._spec_kind, draft, self._auto)
 
     def _follow_speculation(self) -> None:
         """Apply auto's decision from the last reply: speculation on or off for the
@@ -556,7 +553,7 @@ class LlamaCppBackend(HoldsModel):
             stats,
             threads=self.info.threads,
             prompt_cache_bytes=self._host_cache.held,
-            speculation=described(self._spec_kind, self._draft),
+            speculation=described(self._spec_kind, self._draft.name if self._draft else None),
         )
         stats = self._baseline.after(stats, idle_drafting_free=self._spec_kind == "ngram")
         silent = nothing_said(reply.text, reply.finish)

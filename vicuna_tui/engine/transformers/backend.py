@@ -17,7 +17,14 @@ from typing import Any
 
 from vicuna_tui.engine import templates
 from vicuna_tui.engine.backend import HoldsModel
-from vicuna_tui.engine.drafting import Baseline
+from vicuna_tui.engine.drafting import (
+    AutoSwitch,
+    Baseline,
+    check_vocabulary,
+    described,
+    draft_not_found,
+    speculation_state,
+)
 from vicuna_tui.engine.events import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -30,6 +37,7 @@ from vicuna_tui.engine.events import (
     ReplyDelta,
     ReplyDone,
     ReplyStarted,
+    ReplyStats,
     TokenChoice,
     TokenLogprob,
 )
@@ -47,11 +55,14 @@ from vicuna_tui.engine.settings import GenerationSettings, LoadSettings
 from vicuna_tui.engine.textstream import IncrementalDecoder, StopMatcher
 from vicuna_tui.engine.threads import ThreadPlanner
 from vicuna_tui.engine.transformers import sampling
+from vicuna_tui.engine.transformers.draft_model import ModelDraft
 from vicuna_tui.engine.transformers.grammar import GrammarCompiler, HeldOutput
 from vicuna_tui.engine.transformers.kv_cache import STATIC_CAP, KVCache, spare_cache_fits
-from vicuna_tui.engine.transformers.lookup import PromptLookup
+from vicuna_tui.engine.transformers.lookup import Drafter, PromptLookup
 from vicuna_tui.errors import (
     GenerationError,
+    ModelNotFoundError,
+    OfflineError,
     OutOfMemoryError,
     SettingsError,
     VicunaError,
@@ -74,8 +85,14 @@ class LocalBackend(HoldsModel):
         self._auto_template = templates.TOKENIZER_TEMPLATE
         self.kv = KVCache(reuse=reuse_cache)
         self._grammar: GrammarCompiler | None = None  # made when a schema first asks
-        self._said_no_lookup = False  # n-gram speculation skipped a reply: said once
-        self._baseline = Baseline()  # the rate to measure speculation against
+        # Speculative decoding: what drafts (off, ngram, draft), the draft model, auto's
+        # decision for the chat, the rate to measure it against; a reply written
+        # without it (sampled) is said once.
+        self._spec_kind = "off"
+        self._drafter: ModelDraft | None = None
+        self._auto: AutoSwitch | None = None
+        self._baseline = Baseline()
+        self._said_no_drafts = False
         # A second cache on a CPU: the branch left last stays cached for a switch back.
         self._spare: KVCache | None = None
         self._reuse = reuse_cache
@@ -95,14 +112,48 @@ class LocalBackend(HoldsModel):
         from vicuna_tui.engine import sources
 
         self.settings.check()
-        _refuse_speculation(self.settings)
         sources.check(self.settings.model_path, self.settings.revision)
+        if self.settings.speculation == "draft":
+            try:
+                sources.check(self.settings.draft_model)
+            except VicunaError as exc:
+                raise draft_not_found(exc) from None
 
     def load(self, progress: Progress | None = None) -> ModelInfo:
         from vicuna_tui.engine.transformers import loader
 
-        _refuse_speculation(self.settings)
-        return self.attach(loader.load(self.settings, progress))
+        loaded = loader.load(self.settings, progress)
+        self._drafter = None
+        if self.settings.speculation == "draft":
+            self._drafter = self._load_draft(loaded, progress)
+        return self.attach(loaded)
+
+    def _load_draft(self, loaded: Any, progress: Progress | None) -> ModelDraft:
+        """The draft model, on the model's device and in its precision, its vocabulary
+        checked against the model's."""
+        from vicuna_tui.engine.transformers import loader
+
+        settings = self.settings
+        assert settings.draft_model is not None  # LoadSettings.check
+        own = dataclasses.replace(
+            settings,
+            model_path=settings.draft_model,
+            gguf_file=settings.draft_gguf_file,
+            revision=None,
+            compile=False,
+            speculate="off",
+            draft_model=None,
+            draft_gguf_file=None,
+        )
+        try:
+            draft = loader.load(own, progress)
+        except (ModelNotFoundError, OfflineError) as exc:
+            raise draft_not_found(exc) from None
+        check_vocabulary(
+            loaded.source.name, _vocabulary(loaded.tokenizer), draft.source.name,
+            _vocabulary(draft.tokenizer),
+        )  # fmt: skip
+        return ModelDraft(draft, settings)
 
     def attach(self, loaded: Any) -> ModelInfo:
         """Use an already loaded model (a ``loader.LoadedModel``)."""
@@ -144,9 +195,15 @@ class LocalBackend(HoldsModel):
             parameters=params,
             revision=self.settings.revision,
             devices=tuple(available_devices(torch)),
-            speculation="ngram" if self.settings.speculation == "ngram" else None,
         )
-        self._said_no_lookup = False
+        kind = self.settings.speculation
+        if kind == "draft" and self._drafter is None:
+            kind = "off"  # attached without load(): no draft model was loaded
+        self._spec_kind = kind
+        auto = self.settings.speculate_mode == "auto" and kind != "off"
+        self._auto = AutoSwitch(kind) if auto else None
+        self._info = dataclasses.replace(self._info, speculation=self._speculation_text())
+        self._said_no_drafts = False
         self._baseline = Baseline()
         self._spare = KVCache(reuse=self._reuse) if spare_cache_fits(loaded, model) else None
         if self._planner is not None:
@@ -182,6 +239,7 @@ class LocalBackend(HoldsModel):
 
     def unload(self) -> None:
         self._loaded = None
+        self._drafter = None
         self._grammar = None
         self._info = None
         self._step = None
@@ -204,6 +262,8 @@ class LocalBackend(HoldsModel):
 
     def reset_cache(self) -> None:
         self.kv.reset()
+        if self._drafter is not None:
+            self._drafter.reset()
         if self._spare is not None:
             self._spare.reset()
 
@@ -314,9 +374,9 @@ class LocalBackend(HoldsModel):
         reply = ReplyTally(StopMatcher([*prepared.renderer.stop_strings, *gen.stop]), started)
         yield from given_start(request, reply)
         chosen: list[sampling.Chosen] | None = [] if request.logprobs else None
-        lookup, why_not = self._lookup_for(request, prepared.ids, held)
-        if why_not and not self._said_no_lookup:
-            self._said_no_lookup = True
+        drafts, why_not = self._drafts_for(request, prepared.ids, held)
+        if why_not and not self._said_no_drafts:
+            self._said_no_drafts = True
             yield Notice(why_not)
         try:
             tokens = self._decode(
@@ -329,10 +389,10 @@ class LocalBackend(HoldsModel):
                 request.logprobs,
                 chosen,
                 held,
-                lookup,
+                drafts,
             )
             yield from self._read(
-                tokens, request.request_id, stop_ids, decoder, reply, cancel, lookup
+                tokens, request.request_id, stop_ids, decoder, reply, cancel, drafts
             )
         except VicunaError:
             self.reset_cache()
@@ -345,22 +405,23 @@ class LocalBackend(HoldsModel):
             if tail:
                 yield ReplyDelta(request.request_id, tail)
         stats = dataclasses.replace(reply.stats(prepared, cached, seed), threads=threads)
-        if lookup is not None:
-            stats = lookup.tally.into(dataclasses.replace(stats, speculation="ngram"))
-        stats = self._baseline.after(stats, idle_drafting_free=True)
+        stats, switched = self._after_speculation(stats, drafts, drafts_fit=not why_not)
         silent = nothing_said(reply.text, reply.finish)
         if silent is not None:
             yield silent
+        if switched is not None:
+            yield switched
         written = None
         if chosen is not None:
             written = token_logprobs(chosen, stop_ids, lambda i: tokenizer.decode([i]))
         yield ReplyDone(request.request_id, reply.text, reply.finish, stats, written)
 
-    def _lookup_for(
+    def _drafts_for(
         self, request: ChatRequest, ids: list[int], held: HeldOutput | None
-    ) -> tuple[PromptLookup | None, str]:
-        """n-gram speculation for this reply, or why it is written without."""
-        if self.settings.speculation != "ngram":
+    ) -> tuple[Drafter | None, str]:
+        """What drafts this reply (n-gram lookup or the draft model), or why it is
+        written without speculation."""
+        if self._spec_kind == "off":
             return None, ""
         gen = request.generation
         if not gen.greedy or gen.repetition_penalty != 1.0:
@@ -369,12 +430,42 @@ class LocalBackend(HoldsModel):
             why = "replies held to a schema or asked for token probabilities"
         elif self.kv.static_len:
             why = "--compile's preallocated cache"
+        elif self._auto is not None and not self._auto.on:
+            return None, ""  # auto: the baseline reply, or off for the chat
+        elif self._drafter is not None:
+            return self._drafter.begin(ids), ""
         else:
             return PromptLookup(ids), ""
         return None, (
-            f"n-gram speculation on transformers is for greedy replies only, not for {why}: "
+            f"speculation on transformers is for greedy replies only, not for {why}: "
             "those are written without it"
         )
+
+    def _speculation_text(self) -> str | None:
+        """The model's info: what drafts (ngram, draft x), or auto's state."""
+        auto = self._auto
+        now = self._spec_kind if auto is None or auto.on else "off"
+        draft = self._drafter.name if self._drafter is not None else None
+        return speculation_state(now, draft, auto)
+
+    def _after_speculation(
+        self, stats: ReplyStats, drafts: Drafter | None, *, drafts_fit: bool
+    ) -> tuple[ReplyStats, Notice | None]:
+        """A reply's stats with what drafted it and the rate to compare with; and, under
+        auto, whether speculation drafts the next replies (switched per reply here, at
+        no cost), said when it goes off.  ``drafts_fit``: the reply was one speculation
+        can write (greedy)."""
+        if drafts is not None:
+            draft = self._drafter.name if self._drafter is not None else None
+            shown = described(self._spec_kind, draft)
+            stats = drafts.tally.into(dataclasses.replace(stats, speculation=shown))
+        stats = self._baseline.after(stats, idle_drafting_free=self._spec_kind == "ngram")
+        if self._auto is None or not drafts_fit:
+            return stats, None
+        _, why = self._auto.after_reply(stats)
+        if self._info is not None:
+            self._info = dataclasses.replace(self._info, speculation=self._speculation_text())
+        return stats, Notice(why) if why else None
 
     def _follow_load(self) -> int | None:
         """The CPU threads for this reply: the cores free now, unless --threads."""
@@ -395,10 +486,10 @@ class LocalBackend(HoldsModel):
         decoder: IncrementalDecoder,
         reply: ReplyTally,
         cancel: threading.Event,
-        lookup: PromptLookup | None = None,
+        drafts: Drafter | None = None,
     ) -> Iterator[ReplyDelta | PrefillProgress]:
         """The reply's text, token by token, up to a stop token or string, a cancel or
-        the length limit (``reply.finish`` says which); with ``lookup``, the text its
+        the length limit (``reply.finish`` says which); with ``drafts``, the text its
         kept drafts wrote and the counts so far."""
         for token in tokens:
             if isinstance(token, PrefillProgress):
@@ -410,9 +501,9 @@ class LocalBackend(HoldsModel):
                 return
             text = decoder.push(token)
             counts: tuple[int | None, int | None] = (None, None)
-            if lookup is not None:
-                lookup.tally.token(text, lookup.from_draft)
-                counts = lookup.tally.live()
+            if drafts is not None:
+                drafts.tally.token(text, drafts.from_draft)
+                counts = drafts.tally.live()
             delta = reply.push(text)
             if delta:
                 yield ReplyDelta(request_id, delta, *counts)
@@ -433,7 +524,7 @@ class LocalBackend(HoldsModel):
         alternatives: int = 0,
         chosen: list[sampling.Chosen] | None = None,
         held: HeldOutput | None = None,
-        lookup: PromptLookup | None = None,
+        drafts: Drafter | None = None,
     ) -> Iterator[int | PrefillProgress]:
         """The reply's tokens, after reading in the prompt's new part (a chunk at a time
         when it is long, with a PrefillProgress after each chunk but the last).
@@ -464,9 +555,9 @@ class LocalBackend(HoldsModel):
         try:
             with torch.inference_mode():
                 feed_ids = yield from self._prefill(request_id, prepared, feed_ids, extra, cancel)
-                if lookup is not None:
-                    yield from self._lookup_decode(
-                        model, feed_ids, prepared.max_new_tokens, cancel, lookup, check_first
+                if drafts is not None:
+                    yield from self._speculate_decode(
+                        model, feed_ids, prepared.max_new_tokens, cancel, drafts, check_first
                     )
                     return
                 feed = torch.tensor([feed_ids], device=device)
@@ -496,18 +587,19 @@ class LocalBackend(HoldsModel):
 
                 fastpath.release(model)
 
-    def _lookup_decode(
+    def _speculate_decode(
         self,
         model: Any,
         feed_ids: list[int],
         budget: int,
         cancel: threading.Event,
-        lookup: PromptLookup,
+        drafts: Drafter,
         check_first: FirstLogits,
     ) -> Iterator[int]:
-        """Greedy tokens with n-gram drafts: each forward feeds the last token and the
-        draft after it, keeps the draft's tokens the argmax agrees with, then the
-        argmax's own next token; the rest of the draft is cropped from the cache."""
+        """Greedy tokens with drafts (n-gram lookup or the draft model): each forward
+        feeds the last token and the draft after it, keeps the draft's tokens the
+        argmax agrees with, then the argmax's own next token; the rest of the draft is
+        cropped from the cache."""
         import torch
 
         device = self._loaded.input_device
@@ -525,19 +617,19 @@ class LocalBackend(HoldsModel):
             kept = 0
             while kept < len(draft) and picks[kept] == draft[kept]:
                 kept += 1
-            lookup.checked(len(draft), kept)
+            drafts.checked(len(draft), kept)
             if kept < len(draft):  # the rejected drafts leave the cache
                 rejected = len(draft) - kept
                 self.kv.value.crop(-rejected)
                 del self.kv.ids[-rejected:]
             for at, token in enumerate([*draft[:kept], picks[kept]]):
-                lookup.from_draft = at < kept
+                drafts.from_draft = at < kept
                 yield token
-                lookup.add(token)
+                drafts.add(token)
                 produced += 1
                 if produced >= budget:
                     return
-            draft = lookup.propose(budget - produced - 1)
+            draft = drafts.propose(budget - produced - 1)
             feed_ids = [picks[kept], *draft]
 
     def _prefill(
@@ -583,16 +675,9 @@ class LocalBackend(HoldsModel):
         )
 
 
-def _refuse_speculation(settings: LoadSettings) -> None:
-    """A draft model runs on llama.cpp; here it is refused, not ignored (n-gram
-    speculation runs here too)."""
-    if settings.speculation == "draft" or settings.draft_model:
-        raise SettingsError(
-            "a draft model (--draft-model, --speculate draft) runs on the llama.cpp "
-            "engine; this model runs on transformers",
-            "run a GGUF of the model (a .gguf path, or --gguf-file; --backend llamacpp), "
-            "or use --speculate ngram, which needs no draft model",
-        )
+def _vocabulary(tokenizer: Any) -> list[str]:
+    """A tokenizer's tokens by id (added tokens included)."""
+    return [str(t) for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
 
 
 def fastpath_output_cache(output: Any) -> Any:

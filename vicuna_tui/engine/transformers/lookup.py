@@ -9,10 +9,26 @@ picks, the rejected part of the draft cropped from the KV cache.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from vicuna_tui.engine.drafting import DraftTally
 
 NGRAM = 3  # tokens matched
 MOST = 10  # most tokens drafted at a time
+
+
+class Drafter(Protocol):
+    """What guesses a reply's next tokens for the model to check: n-gram lookup here,
+    or a draft model (``draft_model``)."""
+
+    tally: DraftTally  # drafted and kept, and the text kept drafts wrote
+    from_draft: bool  # the token just given out was a kept draft
+
+    def add(self, token: int) -> None: ...
+
+    def propose(self, room: int) -> list[int]: ...
+
+    def checked(self, drafted: int, kept: int) -> None: ...
 
 
 class PromptLookup:

@@ -14,6 +14,8 @@
    draft, then its decision); decode tok/s of each reply.
 3. The demo model as its own draft: every guess right, and the cost of a draft as big
    as the model.
+4. On transformers: n-gram for greedy and for sampled replies (speculative sampling,
+   temperature 0.7, the run's seed), and the demo model as its own draft model.
 """
 
 from __future__ import annotations
@@ -56,12 +58,16 @@ TASKS = {
 }
 
 
-def reply(backend: Any, prompt: str, tokens: int, seed: int | None = None) -> Any:
-    """Greedy, or sampled at temperature 1 with ``seed``."""
+def reply(
+    backend: Any, prompt: str, tokens: int, seed: int | None = None, temperature: float = 1.0
+) -> Any:
+    """Greedy, or sampled at ``temperature`` with ``seed``."""
     from vicuna_tui.engine.events import ChatRequest, ReplyDone
     from vicuna_tui.engine.settings import GenerationSettings
 
-    sampling = {"temperature": 1.0, "seed": seed} if seed is not None else {"temperature": 0.0}
+    sampling = (
+        {"temperature": temperature, "seed": seed} if seed is not None else {"temperature": 0.0}
+    )
     request = ChatRequest(
         turns=(("user", prompt),),
         generation=GenerationSettings(max_new_tokens=tokens, **sampling),  # type: ignore[arg-type]
@@ -89,14 +95,15 @@ def transformers_for(**settings: Any) -> Any:
     return backend
 
 
-def ngram(runs: int, engine: str = "llama.cpp") -> str:
+def ngram(runs: int, engine: str = "llama.cpp", sampled: bool = False) -> str:
     """One backend loaded at a time (two in one process disturb each other's threads),
-    off and n-gram in turn within each run."""
+    off and n-gram in turn within each run; ``sampled``: at temperature 0.7, the run's
+    seed (the replies then differ: the draft changes how the randomness is used)."""
     tokens = 400 if engine == "llama.cpp" else 200
     rates: dict[str, dict[str, list[float]]] = {t: {"off": [], "ngram": []} for t in TASKS}
     counts: dict[str, tuple[int, int]] = {}
     texts: dict[tuple[str, str], set[str]] = {}
-    for _ in range(runs):
+    for run in range(runs):
         for mode, settings in (("off", {}), ("ngram", {"speculate": "ngram"})):
             if engine == "llama.cpp":
                 backend = backend_for(smollm_gguf(), **settings)
@@ -104,7 +111,8 @@ def ngram(runs: int, engine: str = "llama.cpp") -> str:
                 backend = transformers_for(**settings)
             for task, prompt in TASKS.items():
                 backend.reset_cache()
-                done = reply(backend, prompt, tokens)
+                seed = run if sampled else None
+                done = reply(backend, prompt, tokens, seed, temperature=0.7)
                 rates[task][mode].append(done.stats.tokens_per_second or 0.0)
                 texts.setdefault((task, mode), set()).add(done.text)
                 if mode == "ngram":
@@ -123,7 +131,7 @@ def ngram(runs: int, engine: str = "llama.cpp") -> str:
                 fmt(by_mode["ngram"], 1, " tok/s"),
                 f"{ratio:.2f}×",
                 f"{kept}/{drafted}",
-                "same" if same else "differs",
+                "sampled" if sampled else ("same" if same else "differs"),
             ]
         )
     return table(["task", "off", "ngram", "÷ off", "kept/drafted", "reply"], rows)
@@ -141,7 +149,9 @@ def chat(backend: Any, tokens: int, sampled: bool) -> list[tuple[float, str, str
     return out
 
 
-def three_replies(target: Any, draft: Any, tokens: int, sampled: bool, label: str) -> str:
+def three_replies(
+    target: Any, draft: Any, tokens: int, sampled: bool, label: str, engine: str = "llama.cpp"
+) -> str:
     rows = []
     results: dict[str, list[tuple[float, str, str]]] = {}
     for name, settings in (
@@ -149,7 +159,10 @@ def three_replies(target: Any, draft: Any, tokens: int, sampled: bool, label: st
         ("--speculate draft", {"speculate": "draft", "draft_model": str(draft)}),
         ("auto (a draft given)", {"draft_model": str(draft)}),
     ):
-        backend = backend_for(target, **settings)
+        if engine == "llama.cpp":
+            backend = backend_for(target, **settings)
+        else:
+            backend = transformers_for(**settings)
         results[name] = chat(backend, tokens, sampled)
         backend.unload()
         print(name, results[name], flush=True)
@@ -182,6 +195,17 @@ def own_draft() -> str:
     )
 
 
+def transformers_own_draft() -> str:
+    return three_replies(
+        smollm_folder(),
+        smollm_folder(),
+        120,
+        sampled=False,
+        label="demo model as its own draft (transformers)",
+        engine="transformers",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -200,6 +224,15 @@ def main() -> None:
         "checked in one forward, for greedy replies: prompt lookup decoding), up to 200 "
         "new tokens:\n\n"
         + ngram(opts.runs, "transformers")
+        + "\n\nSampled on **transformers** (temperature 0.7, the run's seed): speculative "
+        "sampling keeps each drafted token with the probability the sampler gives it, so "
+        "the replies come from the same distribution but not byte for byte the same as "
+        "without:\n\n"
+        + ngram(opts.runs, "transformers", sampled=True)
+        + "\n\nA **draft model on transformers**: the demo model as its own draft, three "
+        "greedy 120-token replies to the story prompt in one chat (every guess right, each "
+        "costing a step of a model as big as the model):\n\n"
+        + transformers_own_draft()
         + "\n\n**A draft that cannot help, and auto**: three 64-token replies in one chat "
         "(the end of text ignored), sampled at temperature 1 (seeds 0, 1, 2; greedy, this "
         "random model repeats one token, which any draft guesses); auto writes the first "

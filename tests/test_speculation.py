@@ -129,13 +129,12 @@ def test_greedy_replies_are_the_same_with_and_without_speculation(
 
 
 @pytest.mark.real_model
-def test_transformers_speculation_is_exact_and_greedy_only(
-    backend: Any, smollm_dir: Path, tmp_path: Path
-) -> None:
+def test_transformers_speculation_is_exact(backend: Any, smollm_dir: Path, tmp_path: Path) -> None:
     """Prompt lookup on the transformers engine (the same model, shared): the same
-    greedy reply with most of it drafted; a sampled reply is written without it, said
-    once.  The demo model as its own draft model: the same reply again; auto writes the
-    first reply without it; a draft of another vocabulary is refused."""
+    greedy reply with most of it drafted; a seeded sampled reply repeats; one asked for
+    probabilities is written without it, said once.  The demo model as its own draft
+    model: the same reply again; auto writes the first reply without it; a draft of
+    another vocabulary is refused."""
     import dataclasses
 
     from vicuna_tui.engine.transformers.backend import LocalBackend
@@ -151,15 +150,22 @@ def test_transformers_speculation_is_exact_and_greedy_only(
     assert stats.speculation == "ngram" and stats.drafted and stats.accepted
     assert stats.accepted <= stats.drafted and stats.accepted >= stats.new_tokens // 2
     assert stats.kept_spans and all(span in done.text for span in stats.kept_spans)
-    sampled = ChatRequest(
+    sampled = ChatRequest(  # speculative sampling: the same seed, the same reply
         turns=(("user", REWRITE),),
-        generation=GenerationSettings(temperature=0.7, seed=1, max_new_tokens=8),
+        generation=GenerationSettings(temperature=0.7, seed=1, max_new_tokens=24),
     )
-    for _ in range(2):
-        events = list(fast.generate(sampled, threading.Event()))
+    twice = [list(fast.generate(sampled, threading.Event()))[-1] for _ in range(2)]
+    assert isinstance(twice[0], ReplyDone) and isinstance(twice[1], ReplyDone)
+    assert twice[0].stats.speculation == "ngram" and twice[0].stats.drafted
+    assert twice[0].text == twice[1].text
+    asked = ChatRequest(
+        turns=(("user", REWRITE),), generation=GenerationSettings(max_new_tokens=4), logprobs=2
+    )
+    for _ in range(2):  # token probabilities: written without it, said once
+        events = list(fast.generate(asked, threading.Event()))
         assert isinstance(events[-1], ReplyDone) and events[-1].stats.speculation is None
         said += [e for e in events if isinstance(e, Notice)]
-    assert len(said) == 1 and "greedy replies only" in said[0].text
+    assert len(said) == 1 and "not for replies asked for token probabilities" in said[0].text
     fast.unload()  # its own caches and thread planner; the shared model stays loaded
     for mode in ("draft", None):  # None: auto, with a draft model
         settings = dataclasses.replace(
@@ -172,9 +178,9 @@ def test_transformers_speculation_is_exact_and_greedy_only(
             assert drafting.info.speculation == "auto (from the second reply)"
             first, _ = _ask(drafting, REWRITE, 20)
             assert first.stats.speculation is None and first.text == plain.text[: len(first.text)]
-        done, said = _ask(drafting, REWRITE, 48)  # greedy: the start of the same reply
+        done, said = _ask(drafting, REWRITE, 32)  # greedy: the start of the same reply
         stats = done.stats
-        assert len(done.text) > 100 and done.text == plain.text[: len(done.text)], mode
+        assert len(done.text) > 60 and done.text == plain.text[: len(done.text)], mode
         assert not said or mode is None  # auto may turn it off after (by the rate: 0.6x)
         assert stats.speculation == f"draft {backend._loaded.source.name}" and stats.drafted
         assert 0 < (stats.accepted or 0) <= stats.drafted
@@ -261,6 +267,32 @@ def test_auto_keeps_a_draft_that_pays_and_drops_one_that_is_slower() -> None:
         "",
     )
     assert idle.on and not idle.decided
+
+
+def test_speculative_sampling_writes_each_token_with_the_samplers_probability() -> None:
+    """A drafted token is kept with the probability the sampler gives it, else another
+    is drawn without it: over many draws each token comes as often as the sampler says,
+    whichever token was drafted (the drafted one a likely or an unlikely one)."""
+    import torch
+
+    from vicuna_tui.engine.transformers import sampling
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0]])
+    gen = GenerationSettings(temperature=0.8, top_k=4, top_p=1.0)
+    procs = sampling.processors(gen)
+    expected = torch.softmax(procs(None, logits), dim=-1)[0]  # top-k drops token 3
+    generator = torch.Generator().manual_seed(7)
+    draws = 6000
+    for drafted in (0, 2, 3):
+        counts = torch.zeros(5)
+        for _ in range(draws):
+            _, token = sampling.check_draft(logits, procs, None, gen, generator, drafted)
+            counts[token] += 1
+        assert torch.allclose(counts / draws, expected, atol=0.025), (drafted, counts / draws)
+        assert counts[3] == 0  # a token the sampler forbids is never kept or drawn
+    greedy = GenerationSettings(temperature=0.0)
+    assert sampling.check_draft(logits, None, None, greedy, None, 0) == (True, 0)
+    assert sampling.check_draft(logits, None, None, greedy, None, 2) == (False, 0)
 
 
 def test_kept_drafts_are_told_from_llama_cpps_running_counts() -> None:

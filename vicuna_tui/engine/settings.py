@@ -258,7 +258,7 @@ LOAD_FIELDS: dict[str, FieldSpec] = {
         FieldSpec(
             "speculate",
             str,
-            "speculative decoding (on transformers: greedy replies). ngram: drafts from "
+            "speculative decoding. ngram: drafts from "
             "text already in the chat (no extra model); draft: a --draft-model drafts; "
             "auto: the draft model when one is given, else ngram, and off for the chat when "
             "it does not pay (default: auto with a --draft-model, else off)",

@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from vicuna_tui.engine import templates
@@ -423,11 +424,10 @@ class LocalBackend(HoldsModel):
         written without speculation."""
         if self._spec_kind == "off":
             return None, ""
-        gen = request.generation
-        if not gen.greedy or gen.repetition_penalty != 1.0:
-            why = "sampled replies (a temperature above 0, or a repetition penalty)"
-        elif held is not None or request.logprobs:
-            why = "replies held to a schema or asked for token probabilities"
+        if held is not None:
+            why = "replies held to a schema or grammar"
+        elif request.logprobs:
+            why = "replies asked for token probabilities"
         elif self.kv.static_len:
             why = "--compile's preallocated cache"
         elif self._auto is not None and not self._auto.on:
@@ -436,10 +436,7 @@ class LocalBackend(HoldsModel):
             return self._drafter.begin(ids), ""
         else:
             return PromptLookup(ids), ""
-        return None, (
-            f"speculation on transformers is for greedy replies only, not for {why}: "
-            "those are written without it"
-        )
+        return None, f"speculation on transformers is not for {why}: those are written without it"
 
     def _speculation_text(self) -> str | None:
         """The model's info: what drafts (ngram, draft x), or auto's state."""
@@ -556,8 +553,9 @@ class LocalBackend(HoldsModel):
             with torch.inference_mode():
                 feed_ids = yield from self._prefill(request_id, prepared, feed_ids, extra, cancel)
                 if drafts is not None:
+                    draw = Draw(processors, history, gen, generator)
                     yield from self._speculate_decode(
-                        model, feed_ids, prepared.max_new_tokens, cancel, drafts, check_first
+                        model, feed_ids, prepared.max_new_tokens, cancel, drafts, draw, check_first
                     )
                     return
                 feed = torch.tensor([feed_ids], device=device)
@@ -594,12 +592,14 @@ class LocalBackend(HoldsModel):
         budget: int,
         cancel: threading.Event,
         drafts: Drafter,
+        draw: Draw,
         check_first: FirstLogits,
     ) -> Iterator[int]:
-        """Greedy tokens with drafts (n-gram lookup or the draft model): each forward
-        feeds the last token and the draft after it, keeps the draft's tokens the
-        argmax agrees with, then the argmax's own next token; the rest of the draft is
-        cropped from the cache."""
+        """Tokens with drafts (n-gram lookup or the draft model): each forward feeds the
+        last token and the draft after it; the sampler keeps the draft's tokens one by
+        one (greedy: those the argmax agrees with; sampled: speculative sampling,
+        ``sampling.check_draft``), then writes its own token where it stopped keeping,
+        or after the whole draft; the rest of the draft is cropped from the cache."""
         import torch
 
         device = self._loaded.input_device
@@ -613,16 +613,13 @@ class LocalBackend(HoldsModel):
             self.kv.ids.extend(feed_ids)
             scores = out.logits[0, -positions:, :].float()
             check_first(scores[-1:])
-            picks = torch.argmax(scores, dim=-1).tolist()
-            kept = 0
-            while kept < len(draft) and picks[kept] == draft[kept]:
-                kept += 1
+            kept, own = draw.through(scores, draft)
             drafts.checked(len(draft), kept)
             if kept < len(draft):  # the rejected drafts leave the cache
                 rejected = len(draft) - kept
                 self.kv.value.crop(-rejected)
                 del self.kv.ids[-rejected:]
-            for at, token in enumerate([*draft[:kept], picks[kept]]):
+            for at, token in enumerate([*draft[:kept], own]):
                 drafts.from_draft = at < kept
                 yield token
                 drafts.add(token)
@@ -630,7 +627,7 @@ class LocalBackend(HoldsModel):
                 if produced >= budget:
                     return
             draft = drafts.propose(budget - produced - 1)
-            feed_ids = [picks[kept], *draft]
+            feed_ids = [own, *draft]
 
     def _prefill(
         self,
@@ -673,6 +670,42 @@ class LocalBackend(HoldsModel):
             use_cache=True,
             **extra,
         )
+
+
+@dataclass
+class Draw:
+    """The sampler over a speculated reply: its processors, the ids written so far
+    (for the repetition penalty), the settings and the seeded generator."""
+
+    procs: Any
+    history: Any
+    gen: GenerationSettings
+    generator: Any
+
+    def through(self, scores: Any, draft: list[int]) -> tuple[int, int]:
+        """The draft's tokens kept (``scores``: the model's logits at each drafted
+        position and one past them) and the token the sampler writes after them."""
+        import torch
+
+        kept = 0
+        for at, drafted in enumerate(draft):
+            ok, token = sampling.check_draft(
+                scores[at : at + 1], self.procs, self.history, self.gen, self.generator, drafted
+            )
+            self._wrote(token, torch)
+            if not ok:
+                return kept, token
+            kept += 1
+        token = sampling.draw(
+            scores[len(draft) : len(draft) + 1], self.procs, self.history, self.gen, self.generator
+        )
+        self._wrote(token, torch)
+        return kept, token
+
+    def _wrote(self, token: int, torch: Any) -> None:
+        if self.history is not None:
+            written = torch.tensor([[token]], device=self.history.device)
+            self.history = torch.cat([self.history, written], dim=1)
 
 
 def _vocabulary(tokenizer: Any) -> list[str]:

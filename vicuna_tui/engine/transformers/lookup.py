@@ -2,9 +2,10 @@
 the draft is what followed the chat's last few tokens where they appeared before, and
 the model checks the whole draft in one forward, keeping what it would have written.
 
-For greedy replies only (a sampled token cannot be checked against a draft this way),
-with the repetition penalty off and no schema: exactly the tokens the model's argmax
-picks, the rejected part of the draft cropped from the KV cache.
+Greedy, the reply is exactly the tokens the model's argmax picks; sampled, each drafted
+token is kept with the probability the sampler gives it (``sampling.check_draft``), so
+the reply is drawn from the same distribution.  The rejected part of a draft is cropped
+from the KV cache.  Not for replies held to a schema or asked for probabilities.
 """
 
 from __future__ import annotations

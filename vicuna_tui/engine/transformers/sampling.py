@@ -61,6 +61,33 @@ def next_token(logits: Any, gen: GenerationSettings, generator: Any) -> int:
     return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
+def check_draft(
+    logits: Any, procs: Any, history: Any, gen: GenerationSettings, generator: Any, drafted: int
+) -> tuple[bool, int]:
+    """Speculative sampling at one position of a draft (a drafted token that was
+    certain to be guessed: n-gram lookup, or a draft model's argmax): ``drafted`` is
+    kept with the probability the sampler gives it, else a token is drawn from the
+    sampler's distribution without it.  Each token comes with exactly the sampler's own
+    probability, as without a draft.  Greedy: kept when it is the argmax.  Returns
+    (kept, the token written here)."""
+    import torch
+
+    sampled = procs(history, logits) if procs else logits
+    if gen.greedy:
+        token = int(torch.argmax(sampled, dim=-1).item())
+        return token == drafted, token
+    probs = torch.softmax(sampled, dim=-1)[0]
+    chance = float(probs[drafted])
+    roll = float(torch.rand(1, generator=generator, device=probs.device).item())
+    if roll < chance:
+        return True, drafted
+    rest = probs.clone()
+    rest[drafted] = 0.0
+    if float(rest.sum()) <= 0.0:  # the sampler allows nothing else
+        return True, drafted
+    return False, int(torch.multinomial(rest, 1, generator=generator).item())
+
+
 # A written token's id, its log-probability, and the likeliest ids with theirs.
 Chosen = tuple[int, float, list[int], list[float]]
 

@@ -55,7 +55,7 @@ def test_tidy_keeps_the_last_answer_per_question_sorted(tmp_path: Path) -> None:
     lines = [
         bench_files.answer_record(111, "m", [["old"]]),
         bench_files.answer_record(7, "m", [["seven"]]),
-        bench_files.answer_record(111, "m", [["new"]]),
+        bench_files.answer_record(111, "m", [["new"]], [[None]]),  # nothing drafted: no key
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"question_id": 5, "cho')
     assert bench_files.tidy(path) == 2  # the cut last line (a killed run) is dropped
@@ -64,6 +64,7 @@ def test_tidy_keeps_the_last_answer_per_question_sorted(tmp_path: Path) -> None:
         (7, ["seven"]),
         (111, ["new"]),
     ]
+    assert "speculation" not in records[1]["choices"][0]
     assert path.stat().st_mode & 0o777 == 0o600
 
 
@@ -178,13 +179,16 @@ def test_bench_on_the_transformers_backend(smollm_dir: Path, home: Path, tmp_pat
     shutil.copy(QUESTIONS, questions)
     result = run_cli(
         "bench", str(questions), "--model-id", "smol-hf", "--model-path", str(smollm_dir),
-        "--max-new-tokens", "12", "--no-save",
+        "--max-new-tokens", "12", "--no-save", "--speculate", "ngram",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "on cpu (float32)" in result.stderr  # transformers; llama.cpp says its quant type
     records = [json.loads(line) for line in (tmp_path / "model_answer" / "smol-hf.jsonl").open()]
     assert [len(r["choices"][0]["turns"]) for r in records] == [1, 1, 2]
     assert all(t.strip() for r in records for t in r["choices"][0]["turns"])
+    # each answer says what drafted its turns (sampled replies speculate on transformers)
+    drafted = [r["choices"][0]["speculation"] for r in records]
+    assert drafted == [["ngram"], ["ngram"], ["ngram", "ngram"]]
     with Store() as store:
         assert store.listing.runs() == {}  # --no-save
 

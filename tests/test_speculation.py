@@ -167,6 +167,17 @@ def test_transformers_speculation_is_exact(backend: Any, smollm_dir: Path, tmp_p
         said += [e for e in events if isinstance(e, Notice)]
     assert len(said) == 1 and "not for replies asked for token probabilities" in said[0].text
     fast.unload()  # its own caches and thread planner; the shared model stays loaded
+    # speculation unset: a reply that replaces one (regenerate, edit, replay) drafts
+    # from it, and writes the same greedy reply
+    again = ChatRequest(
+        turns=(("user", REWRITE),),
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=80),
+        earlier_reply=plain.text,
+    )
+    redone = list(backend.generate(again, threading.Event()))[-1]
+    assert isinstance(redone, ReplyDone) and redone.text == plain.text
+    assert redone.stats.speculation == "ngram"
+    assert (redone.stats.accepted or 0) >= redone.stats.new_tokens * 3 // 4
     for mode in ("draft", None):  # None: auto, with a draft model
         settings = dataclasses.replace(
             backend.settings, speculate=mode, draft_model=str(smollm_dir)
@@ -293,6 +304,21 @@ def test_speculative_sampling_writes_each_token_with_the_samplers_probability() 
     greedy = GenerationSettings(temperature=0.0)
     assert sampling.check_draft(logits, None, None, greedy, None, 0) == (True, 0)
     assert sampling.check_draft(logits, None, None, greedy, None, 2) == (False, 0)
+
+
+def test_a_reply_that_replaces_one_carries_it(home: Path) -> None:
+    """Regenerate, an edit sent again and a replayed turn each hand the engine the
+    reply they replace (to draft from)."""
+    session = ChatSession(None)
+    first = session.add_user("hi")
+    assert first.earlier_reply == ""
+    session.record_result(ReplyDone(first.request_id, "old reply", "stop", ReplyStats()))
+    again = session.regenerate()
+    assert again is not None and again.earlier_reply == "old reply"
+    session.record_result(ReplyDone(again.request_id, "second", "stop", ReplyStats()))
+    edited = session.edit_at(0, "hello")
+    assert edited is not None and edited.earlier_reply == "second"
+    assert session.replay_turn("next", "saved").earlier_reply == "saved"
 
 
 def test_kept_drafts_are_told_from_llama_cpps_running_counts() -> None:

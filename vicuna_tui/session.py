@@ -329,12 +329,14 @@ class ChatSession:
         """Ask again for the last user message; the old reply is kept as a branch."""
         if not self.messages:
             return None
+        earlier = ""
         if self.messages[-1].role == ASSISTANT:
+            earlier = self.messages[-1].content
             self._back_to(len(self.messages) - 1)
         if not self.awaiting_reply:
             return None
         self.save()
-        return self._request()
+        return dataclasses.replace(self._request(), earlier_reply=earlier)
 
     def branch_from_token(self, index: int, at: int, token: str) -> ChatRequest | None:
         """A new reply beside the one at ``index``: its tokens up to ``at``, then
@@ -384,8 +386,10 @@ class ChatSession:
         it (the old one, and all that followed it, stay)."""
         if not 0 <= index < len(self.messages) or self.messages[index].role != USER:
             return None
+        after = self.messages[index + 1] if index + 1 < len(self.messages) else None
+        earlier = after.content if after is not None and after.role == ASSISTANT else ""
         self._back_to(index)
-        return self.add_user(text)
+        return dataclasses.replace(self.add_user(text), earlier_reply=earlier)
 
     def switch_branch(self, index: int, step: int) -> bool:
         """Show the sibling ``step`` away from the message at ``index`` (and below it
@@ -412,13 +416,16 @@ class ChatSession:
         self._back_to(index + 1)
         return True
 
-    def replay_turn(self, text: str) -> ChatRequest:
+    def replay_turn(self, text: str, saved_reply: str = "") -> ChatRequest:
         """A replay's next turn: ``text`` as the next user message, unless the path shown
-        already ends with that message waiting for its reply (a replay's first turn)."""
+        already ends with that message waiting for its reply (a replay's first turn).
+        ``saved_reply``: the reply saved for it, which the new one may repeat."""
         if self.awaiting_reply and self.messages[-1].content == text:
             self.save()
-            return self._request()
-        return self.add_user(text)
+            request = self._request()
+        else:
+            request = self.add_user(text)
+        return dataclasses.replace(request, earlier_reply=saved_reply)
 
     def drop_unanswered(self) -> str | None:
         """After a reply failed with nothing written: a user message that has replies on

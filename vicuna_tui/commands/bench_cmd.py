@@ -148,17 +148,23 @@ class _Run:
                 line, record, _prompts = question
                 qid = answers.question_id(record, line)
                 temperature = self._temperature(resolved, record)
-                choices = []
+                choices, drafted = [], []
                 for choice in range(self.args.num_choices):
                     generation = dataclasses.replace(
                         resolved.generation, temperature=temperature, seed=base_seed + choice
                     )
-                    turns, failed = self._one_choice(
-                        driver, resolved, info, generation, question, choice
+                    results = self._one_choice(driver, resolved, info, generation, question, choice)
+                    choices.append(
+                        [
+                            r.text if isinstance(r, ReplyDone) else (r.partial_text or "$ERROR$")
+                            for r in results
+                        ]
                     )
-                    choices.append(turns)
-                    failures += failed
-                record_out = answers.answer_record(qid, self.args.model_id, choices)
+                    drafted.append(
+                        [r.stats.speculation if isinstance(r, ReplyDone) else None for r in results]
+                    )
+                    failures += sum(isinstance(r, ReplyFailed) for r in results)
+                record_out = answers.answer_record(qid, self.args.model_id, choices, drafted)
                 with locations.open_private(self.output, append=True) as handle:
                     handle.write(json.dumps(record_out, ensure_ascii=False) + "\n")
                 category = f" ({record['category']})" if record.get("category") else ""
@@ -181,8 +187,8 @@ class _Run:
         generation: GenerationSettings,
         question: Question,
         choice: int,
-    ) -> tuple[list[str], int]:
-        """Every turn of one question in one conversation; its failures."""
+    ) -> list[ReplyDone | ReplyFailed]:
+        """Every turn of one question in one conversation."""
         line, record, prompts = question
         session = runtime.new_session(
             resolved, self.store, warn=lambda text: say(sys.stderr, f"warning: {text}")
@@ -193,14 +199,10 @@ class _Run:
         session.set_model(info)
         session.generation = generation
         session.constraint = self.constraint
-        results = [
+        return [
             self._checked(qid, turn, r)
             for turn, r in enumerate(ask_turns(driver, session, prompts), 1)
         ]
-        turns = [
-            r.text if isinstance(r, ReplyDone) else (r.partial_text or "$ERROR$") for r in results
-        ]
-        return turns, sum(isinstance(r, ReplyFailed) for r in results)
 
     def _checked(
         self, qid: Any, turn: int, result: ReplyDone | ReplyFailed

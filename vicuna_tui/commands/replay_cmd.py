@@ -153,7 +153,8 @@ def _replay(
             say(stdout, f"USER: {step.prompt}")
             stdout.write("ASSISTANT: ")
             stdout.flush()
-            result = driver.ask(session.replay_turn(step.prompt), show)
+            saved = step.old.content if step.old is not None else ""
+            result = driver.ask(session.replay_turn(step.prompt, saved), show)
             say(stdout)
             run.record(session.record_result(result))
             if isinstance(result, ReplyFailed):

@@ -79,6 +79,10 @@ class ChatRequest:
     # give other tokens than the model wrote, which the KV cache does not hold.
     reply_prefix: str = ""
     reply_prefix_ids: tuple[int, ...] = ()
+    # The reply this one replaces, when there is one (a regenerate, an edited message
+    # sent again, a replayed turn): it is likely to repeat much of it, so n-gram
+    # speculation drafts from it too (on transformers, also when speculation is unset).
+    earlier_reply: str = ""
 
 
 MAX_LOGPROBS = 20  # as OpenAI's top_logprobs

@@ -21,13 +21,26 @@ def question_id(record: dict[str, Any], line: int) -> int | str:
 
 
 def answer_record(
-    qid: int | str, model_id: str, choices: Sequence[Sequence[str]]
+    qid: int | str,
+    model_id: str,
+    choices: Sequence[Sequence[str]],
+    speculation: Sequence[Sequence[str | None]] = (),
 ) -> dict[str, Any]:
+    """``speculation``: what drafted each turn of each choice (None: nothing), kept in
+    a choice beside its turns when any of them speculated (FastChat's readers take
+    ``turns`` and pass over it)."""
+    out = []
+    for index, turns in enumerate(choices):
+        choice: dict[str, Any] = {"index": index, "turns": list(turns)}
+        drafted = list(speculation[index]) if index < len(speculation) else []
+        if any(drafted):
+            choice["speculation"] = drafted
+        out.append(choice)
     return {
         "question_id": qid,
         "answer_id": uuid.uuid4().hex,
         "model_id": model_id,
-        "choices": [{"index": i, "turns": list(turns)} for i, turns in enumerate(choices)],
+        "choices": out,
         "tstamp": time.time(),
     }
 

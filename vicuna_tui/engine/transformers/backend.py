@@ -421,8 +421,11 @@ class LocalBackend(HoldsModel):
         self, request: ChatRequest, ids: list[int], held: HeldOutput | None
     ) -> tuple[Drafter | None, str]:
         """What drafts this reply (n-gram lookup or the draft model), or why it is
-        written without speculation."""
-        if self._spec_kind == "off":
+        written without speculation.  With speculation unset, a reply that replaces an
+        earlier one (a regenerate, an edit sent again, a replay) drafts from it by
+        n-gram lookup: it costs nothing where nothing repeats."""
+        implied = self.settings.speculate is None and self._drafter is None
+        if self._spec_kind == "off" and not (implied and request.earlier_reply):
             return None, ""
         if held is not None:
             why = "replies held to a schema or grammar"
@@ -435,7 +438,10 @@ class LocalBackend(HoldsModel):
         elif self._drafter is not None:
             return self._drafter.begin(ids), ""
         else:
-            return PromptLookup(ids), ""
+            earlier = self._loaded.tokenizer(request.earlier_reply, add_special_tokens=False)
+            return PromptLookup(ids, list(earlier.input_ids)), ""
+        if self._spec_kind == "off":
+            return None, ""  # not asked for: nothing to say
         return None, f"speculation on transformers is not for {why}: those are written without it"
 
     def _speculation_text(self) -> str | None:
@@ -454,9 +460,10 @@ class LocalBackend(HoldsModel):
         can write (greedy)."""
         if drafts is not None:
             draft = self._drafter.name if self._drafter is not None else None
-            shown = described(self._spec_kind, draft)
+            shown = described(drafts.kind, draft)
             stats = drafts.tally.into(dataclasses.replace(stats, speculation=shown))
-        stats = self._baseline.after(stats, idle_drafting_free=self._spec_kind == "ngram")
+        idle_free = drafts is None or drafts.kind == "ngram"
+        stats = self._baseline.after(stats, idle_drafting_free=idle_free)
         if self._auto is None or not drafts_fit:
             return stats, None
         _, why = self._auto.after_reply(stats)

@@ -20,6 +20,8 @@ from vicuna_tui.engine.settings import LoadSettings
 
 
 class ModelDraft:
+    kind = "draft"
+
     def __init__(self, loaded: Any, settings: LoadSettings) -> None:
         self.loaded = loaded  # the draft's loader.LoadedModel
         self.most = settings.draft_max

@@ -22,6 +22,7 @@ class Drafter(Protocol):
     """What guesses a reply's next tokens for the model to check: n-gram lookup here,
     or a draft model (``draft_model``)."""
 
+    kind: str  # ngram or draft
     tally: DraftTally  # drafted and kept, and the text kept drafts wrote
     from_draft: bool  # the token just given out was a kept draft
 
@@ -33,16 +34,22 @@ class Drafter(Protocol):
 
 
 class PromptLookup:
-    """The chat's tokens so far and, for each run of NGRAM tokens, where it last ended."""
+    """The chat's tokens so far and, for each run of NGRAM tokens, where it last ended.
+    ``earlier``: a reply this one replaces, looked up too (before the chat, so that
+    where both hold a run of tokens the chat's own continuation is drafted)."""
 
-    def __init__(self, ids: list[int], ngram: int = NGRAM, most: int = MOST) -> None:
+    kind = "ngram"
+
+    def __init__(
+        self, ids: list[int], earlier: list[int] | None = None, ngram: int = NGRAM, most: int = MOST
+    ) -> None:
         self.ngram = ngram
         self.most = most
         self.context: list[int] = []
         self._follows: dict[tuple[int, ...], int] = {}
         self.tally = DraftTally()  # drafted and kept, and the text kept drafts wrote
         self.from_draft = False  # the token just given out was a kept draft
-        for token in ids:
+        for token in [*(earlier or []), *ids]:
             self.add(token)
 
     def add(self, token: int) -> None:

@@ -62,7 +62,8 @@ class ReplayDriver:
         step = run.current
         assert step is not None
         self.view.session.generation = run.settings()
-        request = self.view.session.replay_turn(step.prompt)
+        saved = step.old.content if step.old is not None else ""
+        request = self.view.session.replay_turn(step.prompt, saved)
         if len(self.view.transcript.views) < len(self.view.session.messages):
             await self.view.transcript.add("user", step.prompt)
         await self._replies.start(request)

@@ -16,6 +16,11 @@
    as the model.
 4. On transformers: n-gram for greedy and for sampled replies (speculative sampling,
    temperature 0.7, the run's seed), and the demo model as its own draft model.
+
+    python benchmarks/speculation.py --big 7b [--tokens 24]
+
+writes a section of its own: part 2 on the random-weight 7B (the draft 2% of the
+model's size), fewer tokens a reply (the 7B decodes at about 3 tok/s here).
 """
 
 from __future__ import annotations
@@ -177,15 +182,30 @@ def three_replies(
     return table([label, "replies 1, 2, 3: tok/s", "÷ off"], rows)
 
 
-def useless_draft() -> str:
+def useless_draft(shape: str = "1b", tokens: int = 64) -> str:
     import random_gguf
 
     return three_replies(
-        random_gguf.make("1b"),
+        random_gguf.make(shape),
         smollm_gguf(),
-        64,
+        tokens,
         sampled=True,
-        label="random 1B target (sampled: noise), demo model as draft",
+        label=f"random {shape.upper()} target (sampled: noise), demo model as draft",
+    )
+
+
+def big(shape: str, tokens: int) -> None:
+    """Part 2 alone, on a bigger random target: its own section."""
+    table_ = useless_draft(shape, tokens)
+    body = (
+        f"The random-weight {shape.upper()} Llama (benchmarks/random_gguf.py) with the demo "
+        f"model (135M) as its draft: three {tokens}-token replies in one chat, sampled at "
+        "temperature 1 (seeds 0, 1, 2; noise no draft can guess), the end of text ignored; "
+        "without speculation, with `--speculate draft`, and with auto (the first reply its "
+        "baseline, the second with the draft, then its decision).\n\n" + table_
+    )
+    write_section(
+        f"speculation-{shape}", f"Speculative decoding: a useless draft at {shape.upper()}", body
     )
 
 
@@ -209,8 +229,13 @@ def transformers_own_draft() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--big", help="only a useless draft on this random shape (7b)")
+    parser.add_argument("--tokens", type=int, default=24, help="tokens a reply with --big")
     opts = parser.parse_args()
     os.environ["VICUNA_TUI_HOME"] = tempfile.mkdtemp(prefix="speculation-bench-")
+    if opts.big:
+        big(opts.big, opts.tokens)
+        return
     # The llama.cpp parts first: once torch has set its OpenMP threads in this process,
     # llama.cpp's (the same libgomp) decode at less than half their speed.
     llamacpp_ngram = ngram(opts.runs)

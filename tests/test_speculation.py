@@ -269,6 +269,10 @@ def test_auto_keeps_a_draft_that_pays_and_drops_one_that_is_slower() -> None:
         )
     )
     assert on is False and "47.0 tok/s against 80.0" in why
+    assert not switch.losing(10, 16, 0)  # mid-reply: too few tokens to tell
+    assert AutoSwitch("ngram").losing(20, 16, 4) and not AutoSwitch("ngram").losing(20, 16, 5)
+    assert not AutoSwitch("ngram").losing(40, 15, 0)  # n-gram idle costs nothing
+    assert AutoSwitch("draft").losing(20, 6, 3) and not AutoSwitch("draft").losing(20, 8, 4)
     short = AutoSwitch("ngram")  # a reply too short to be a baseline decides nothing
     assert short.after_reply(ReplyStats(new_tokens=3, tokens_per_second=50.0)) == (None, "")
     idle = AutoSwitch("ngram")  # n-gram with nothing to copy: undecided, still on
@@ -304,6 +308,48 @@ def test_speculative_sampling_writes_each_token_with_the_samplers_probability() 
     greedy = GenerationSettings(temperature=0.0)
     assert sampling.check_draft(logits, None, None, greedy, None, 0) == (True, 0)
     assert sampling.check_draft(logits, None, None, greedy, None, 2) == (False, 0)
+
+
+@pytest.mark.real_model
+def test_auto_stops_a_losing_draft_within_the_reply_on_transformers(backend: Any) -> None:
+    """A draft that never guesses right: once the reply has MIN_TOKENS tokens, auto stops
+    drafting for the rest of it (transformers can, at any token), writes the same reply,
+    and turns speculation off for the chat."""
+    import dataclasses
+
+    from vicuna_tui.engine.drafting import MIN_TOKENS, DraftTally
+    from vicuna_tui.engine.transformers.backend import LocalBackend
+
+    class Wrong:
+        kind = "draft"
+        name = "wrong"
+
+        def begin(self, ids: list[int]) -> Wrong:
+            self.tally, self.from_draft = DraftTally(), False
+            return self
+
+        def add(self, token: int) -> None: ...
+
+        def propose(self, room: int) -> list[int]:
+            return [0] * min(4, room)  # token 0 is never what the demo writes here
+
+        def checked(self, drafted: int, kept: int) -> None:
+            self.tally.drafted += drafted
+            self.tally.accepted += kept
+
+        def reset(self) -> None: ...
+
+    plain, _ = _ask(backend, REWRITE, 40)
+    losing = LocalBackend(dataclasses.replace(backend.settings, draft_model="wrong"))
+    losing._drafter = Wrong()  # type: ignore[assignment]
+    losing.attach(backend._loaded)
+    assert losing._auto is not None
+    losing._auto.on = True  # past the baseline reply
+    done, said = _ask(losing, REWRITE, 40)
+    assert done.text == plain.text and done.stats.accepted == 0
+    assert (done.stats.drafted or 0) <= 4 * MIN_TOKENS  # not one draft after it lost
+    assert len(said) == 1 and "speculation is off for this chat" in said[0].text
+    backend.reset_cache()
 
 
 def test_a_reply_that_replaces_one_carries_it(home: Path) -> None:

@@ -162,6 +162,19 @@ class AutoSwitch:
     decided: bool = False
     on: bool = False
 
+    def losing(self, written: int, drafted: int, accepted: int) -> bool:
+        """During a reply, where drafting can stop at any token (transformers): the
+        counts so far already fail the rule below, so drafting stops for the rest of
+        the reply (and the reply's counts then turn it off for the chat).  A draft
+        model is judged from the reply's MIN_TOKENS-th token; n-gram drafts as soon as
+        MIN_DRAFTED were checked (each failed one costs a wider forward)."""
+        if self.kind == "draft":
+            if written < MIN_TOKENS:
+                return False
+            if accepted < MIN_USEFUL * written:
+                return True
+        return drafted >= MIN_DRAFTED and accepted < MIN_ACCEPTED * drafted
+
     def after_reply(self, stats: ReplyStats) -> tuple[bool | None, str]:
         """After a reply: (turn speculation on/off for the next reply, or None to keep
         it as it is; why, for the user, when it goes off)."""

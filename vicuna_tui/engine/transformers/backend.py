@@ -436,10 +436,16 @@ class LocalBackend(HoldsModel):
         elif self._auto is not None and not self._auto.on:
             return None, ""  # auto: the baseline reply, or off for the chat
         elif self._drafter is not None:
-            return self._drafter.begin(ids), ""
+            drafter = self._drafter.begin(ids)
+            drafter.guard = self._auto
+            return drafter, ""
         else:
             earlier = self._loaded.tokenizer(request.earlier_reply, add_special_tokens=False)
-            return PromptLookup(ids, list(earlier.input_ids)), ""
+            lookup = PromptLookup(ids, list(earlier.input_ids))
+            # it stops for the rest of the reply where it loses (a sampled reply that
+            # strays from what it could copy: BENCHMARKS.md)
+            lookup.guard = AutoSwitch("ngram", on=True)
+            return lookup, ""
         if self._spec_kind == "off":
             return None, ""  # not asked for: nothing to say
         return None, f"speculation on transformers is not for {why}: those are written without it"
@@ -559,14 +565,16 @@ class LocalBackend(HoldsModel):
         try:
             with torch.inference_mode():
                 feed_ids = yield from self._prefill(request_id, prepared, feed_ids, extra, cancel)
+                budget = prepared.max_new_tokens
                 if drafts is not None:
                     draw = Draw(processors, history, gen, generator)
-                    yield from self._speculate_decode(
-                        model, feed_ids, prepared.max_new_tokens, cancel, drafts, draw, check_first
+                    written, feed_ids = yield from self._speculate_decode(
+                        model, feed_ids, budget, cancel, drafts, draw, check_first, step
                     )
-                    return
+                    # drafting stopped (it lost): the rest as without it
+                    budget, history = budget - written, draw.history
                 feed = torch.tensor([feed_ids], device=device)
-                for _ in range(prepared.max_new_tokens):
+                for _ in range(budget):
                     if cancel.is_set():
                         return
                     if step is not None and len(feed_ids) == 1:
@@ -601,12 +609,15 @@ class LocalBackend(HoldsModel):
         drafts: Drafter,
         draw: Draw,
         check_first: FirstLogits,
-    ) -> Iterator[int]:
+        step: Any = None,
+    ) -> Generator[int, None, tuple[int, list[int]]]:
         """Tokens with drafts (n-gram lookup or the draft model): each forward feeds the
         last token and the draft after it; the sampler keeps the draft's tokens one by
         one (greedy: those the argmax agrees with; sampled: speculative sampling,
         ``sampling.check_draft``), then writes its own token where it stopped keeping,
-        or after the whole draft; the rest of the draft is cropped from the cache."""
+        or after the whole draft; the rest of the draft is cropped from the cache.
+        Where drafting loses (``_losing``) it returns early: (the tokens written, the
+        ids to feed next), for the plain loop to go on."""
         import torch
 
         device = self._loaded.input_device
@@ -614,11 +625,15 @@ class LocalBackend(HoldsModel):
         produced = 0
         while produced < budget and not cancel.is_set():
             positions = len(draft) + 1
-            keep = {"logits_to_keep": positions} if self._logits_to_keep else {}
-            out = self._forward(model, torch.tensor([feed_ids], device=device), len(feed_ids), keep)
-            self.kv.value = fastpath_output_cache(out)
+            feed = torch.tensor([feed_ids], device=device)
+            if step is not None and len(feed_ids) == 1:  # nothing drafted: the fast step
+                scores = step(feed, self.kv.value)[0, -1:, :].float()
+            else:
+                keep = {"logits_to_keep": positions} if self._logits_to_keep else {}
+                out = self._forward(model, feed, len(feed_ids), keep)
+                self.kv.value = fastpath_output_cache(out)
+                scores = out.logits[0, -positions:, :].float()
             self.kv.ids.extend(feed_ids)
-            scores = out.logits[0, -positions:, :].float()
             check_first(scores[-1:])
             kept, own = draw.through(scores, draft)
             drafts.checked(len(draft), kept)
@@ -632,9 +647,19 @@ class LocalBackend(HoldsModel):
                 drafts.add(token)
                 produced += 1
                 if produced >= budget:
-                    return
+                    return produced, []
+            if self._losing(produced, drafts):
+                return produced, [own]
             draft = drafts.propose(budget - produced - 1)
             feed_ids = [own, *draft]
+        return budget, []  # cancelled
+
+    @staticmethod
+    def _losing(written: int, drafts: Drafter) -> bool:
+        """Drafting has already lost in this reply, by the rules of auto (or of
+        speculation not asked for): it stops for the rest of the reply."""
+        guard, tally = drafts.guard, drafts.tally
+        return guard is not None and guard.losing(written, tally.drafted, tally.accepted)
 
     def _prefill(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from vicuna_tui.engine.drafting import DraftTally
+from vicuna_tui.engine.drafting import AutoSwitch, DraftTally
 from vicuna_tui.engine.prompting import common_prefix
 from vicuna_tui.engine.settings import LoadSettings
 
@@ -32,6 +32,7 @@ class ModelDraft:
         self.context: list[int] = []
         self.tally = DraftTally()
         self.from_draft = False
+        self.guard: AutoSwitch | None = None  # auto's, set for each reply
         from vicuna_tui.engine.transformers.fastpath import cache_argument
 
         model = loaded.model

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from vicuna_tui.engine.drafting import DraftTally
+from vicuna_tui.engine.drafting import AutoSwitch, DraftTally
 
 NGRAM = 3  # tokens matched
 MOST = 10  # most tokens drafted at a time
@@ -25,6 +25,7 @@ class Drafter(Protocol):
     kind: str  # ngram or draft
     tally: DraftTally  # drafted and kept, and the text kept drafts wrote
     from_draft: bool  # the token just given out was a kept draft
+    guard: AutoSwitch | None  # when set, drafting stops within the reply once it loses
 
     def add(self, token: int) -> None: ...
 
@@ -49,6 +50,7 @@ class PromptLookup:
         self._follows: dict[tuple[int, ...], int] = {}
         self.tally = DraftTally()  # drafted and kept, and the text kept drafts wrote
         self.from_draft = False  # the token just given out was a kept draft
+        self.guard: AutoSwitch | None = None
         for token in [*(earlier or []), *ids]:
             self.add(token)
 

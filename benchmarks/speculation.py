@@ -61,10 +61,19 @@ TASKS = {
     ),
     "open-ended story": "Write a long story about a fox who learns to sing.",
 }
+# A saved chat replayed: the story prompt again, with the reply saved for it (the one
+# written without speculation in the same run) handed to the engine as the reply it
+# replaces, as replay, regenerate and an edit sent again do.
+REPLAY = "replay a saved chat (the story)"
 
 
 def reply(
-    backend: Any, prompt: str, tokens: int, seed: int | None = None, temperature: float = 1.0
+    backend: Any,
+    prompt: str,
+    tokens: int,
+    seed: int | None = None,
+    temperature: float = 1.0,
+    earlier: str = "",
 ) -> Any:
     """Greedy, or sampled at ``temperature`` with ``seed``."""
     from vicuna_tui.engine.events import ChatRequest, ReplyDone
@@ -76,6 +85,7 @@ def reply(
     request = ChatRequest(
         turns=(("user", prompt),),
         generation=GenerationSettings(max_new_tokens=tokens, **sampling),  # type: ignore[arg-type]
+        earlier_reply=earlier,
     )
     done = list(backend.generate(request, threading.Event()))[-1]
     assert isinstance(done, ReplyDone), done
@@ -105,19 +115,24 @@ def ngram(runs: int, engine: str = "llama.cpp", sampled: bool = False) -> str:
     off and n-gram in turn within each run; ``sampled``: at temperature 0.7, the run's
     seed (the replies then differ: the draft changes how the randomness is used)."""
     tokens = 400 if engine == "llama.cpp" else 200
-    rates: dict[str, dict[str, list[float]]] = {t: {"off": [], "ngram": []} for t in TASKS}
+    tasks = {**TASKS, REPLAY: TASKS["open-ended story"]}
+    rates: dict[str, dict[str, list[float]]] = {t: {"off": [], "ngram": []} for t in tasks}
     counts: dict[str, tuple[int, int]] = {}
     texts: dict[tuple[str, str], set[str]] = {}
     for run in range(runs):
-        for mode, settings in (("off", {}), ("ngram", {"speculate": "ngram"})):
+        saved = ""  # the story as written without speculation in this run
+        for mode, settings in (("off", {"speculate": "off"}), ("ngram", {"speculate": "ngram"})):
             if engine == "llama.cpp":
                 backend = backend_for(smollm_gguf(), **settings)
             else:
                 backend = transformers_for(**settings)
-            for task, prompt in TASKS.items():
+            for task, prompt in tasks.items():
                 backend.reset_cache()
                 seed = run if sampled else None
-                done = reply(backend, prompt, tokens, seed, temperature=0.7)
+                earlier = saved if task == REPLAY else ""
+                done = reply(backend, prompt, tokens, seed, temperature=0.7, earlier=earlier)
+                if mode == "off" and task == "open-ended story":
+                    saved = done.text
                 rates[task][mode].append(done.stats.tokens_per_second or 0.0)
                 texts.setdefault((task, mode), set()).add(done.text)
                 if mode == "ngram":
@@ -245,9 +260,13 @@ def main() -> None:
         "model). SmolLM2-135M-Instruct Q4_1 on this CPU, greedy, up to 400 new tokens; "
         f"without and with take turns, medians (min–max) of {opts.runs}.\n\n"
         + llamacpp_ngram
-        + "\n\nThe same on **transformers** (its float32 safetensors; n-gram drafts are "
-        "checked in one forward, for greedy replies: prompt lookup decoding), up to 200 "
-        "new tokens:\n\n"
+        + "\n\nThe replay row asks for the story again, handing the engine the story "
+        "written without speculation as the reply it replaces (as replay, regenerate and "
+        "an edit sent again do); llama.cpp cannot draft from it (its n-gram pool is set "
+        "at load), so only the prompt is looked up there.\n\nThe same on "
+        "**transformers** (its float32 safetensors; n-gram drafts are checked in one "
+        "forward: prompt lookup decoding, which there also drafts from the reply being "
+        "replaced), up to 200 new tokens:\n\n"
         + ngram(opts.runs, "transformers")
         + "\n\nSampled on **transformers** (temperature 0.7, the run's seed): speculative "
         "sampling keeps each drafted token with the probability the sampler gives it, so "

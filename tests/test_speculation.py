@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from helpers import run_cli
 
-from vicuna_tui.engine.drafting import MIN_USEFUL, AutoSwitch, Baseline, DraftTally
+from vicuna_tui.engine.drafting import MIN_USEFUL, AutoSwitch, Baseline, DraftTally, Pacing
 from vicuna_tui.engine.events import (
     ChatRequest,
     Notice,
@@ -273,6 +273,15 @@ def test_auto_keeps_a_draft_that_pays_and_drops_one_that_is_slower() -> None:
     assert AutoSwitch("ngram").losing(20, 16, 4) and not AutoSwitch("ngram").losing(20, 16, 5)
     assert not AutoSwitch("ngram").losing(40, 15, 0)  # n-gram idle costs nothing
     assert AutoSwitch("draft").losing(20, 6, 3) and not AutoSwitch("draft").losing(20, 8, 4)
+    pacing = Pacing(AutoSwitch("ngram", on=True))  # within a reply: rests, then retries
+    assert pacing.drafts_now(5, DraftTally(drafted=10, accepted=1))
+    assert not pacing.drafts_now(6, DraftTally(drafted=20, accepted=2))  # lost: rests 32
+    assert not pacing.drafts_now(37, DraftTally(drafted=20, accepted=2))
+    assert pacing.drafts_now(38, DraftTally(drafted=20, accepted=2))  # fresh counts
+    assert not pacing.drafts_now(40, DraftTally(drafted=40, accepted=2))  # lost: rests 64
+    assert not pacing.drafts_now(103, DraftTally(drafted=40, accepted=2))
+    assert pacing.drafts_now(104, DraftTally(drafted=40, accepted=2))
+    assert Pacing(None).drafts_now(6, DraftTally(drafted=20, accepted=0))  # none: drafts
     short = AutoSwitch("ngram")  # a reply too short to be a baseline decides nothing
     assert short.after_reply(ReplyStats(new_tokens=3, tokens_per_second=50.0)) == (None, "")
     idle = AutoSwitch("ngram")  # n-gram with nothing to copy: undecided, still on

@@ -96,6 +96,37 @@ def speculation_state(kind: str, draft: str | None, auto: AutoSwitch | None) -> 
     return shown or "auto (from the second reply)"
 
 
+PAUSE = 32  # tokens drafting first rests within a reply after it lost (then twice as long)
+
+
+@dataclass
+class Pacing:
+    """Within one reply, where drafting can stop at any token (transformers): each
+    time the counts since it last began fail ``guard``'s rules (``AutoSwitch.losing``),
+    drafting rests for PAUSE tokens, then tries again with fresh counts; each time it
+    loses again it rests twice as long.  A reply that strays from what could be copied
+    costs little; one that comes back to repeating itself (a list, a loop) drafts
+    again.  No guard: it always drafts."""
+
+    guard: AutoSwitch | None
+    _began: tuple[int, int, int] = (0, 0, 0)  # written, drafted, kept when it began
+    _rest_until: int = 0
+    _rest: int = PAUSE
+
+    def drafts_now(self, written: int, tally: DraftTally) -> bool:
+        if self.guard is None:
+            return True
+        if written < self._rest_until:
+            return False
+        began_at, drafted, kept = self._began
+        lost = self.guard.losing(written - began_at, tally.drafted - drafted, tally.accepted - kept)
+        if lost:
+            self._rest_until = written + self._rest
+            self._rest *= 2
+            self._began = (self._rest_until, tally.drafted, tally.accepted)
+        return not lost
+
+
 @dataclass
 class DraftTally:
     drafted: int = 0

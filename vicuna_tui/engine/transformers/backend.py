@@ -21,6 +21,7 @@ from vicuna_tui.engine.backend import HoldsModel
 from vicuna_tui.engine.drafting import (
     AutoSwitch,
     Baseline,
+    Pacing,
     check_vocabulary,
     described,
     draft_not_found,
@@ -442,9 +443,8 @@ class LocalBackend(HoldsModel):
         else:
             earlier = self._loaded.tokenizer(request.earlier_reply, add_special_tokens=False)
             lookup = PromptLookup(ids, list(earlier.input_ids))
-            # it stops for the rest of the reply where it loses (a sampled reply that
-            # strays from what it could copy: BENCHMARKS.md)
-            lookup.guard = AutoSwitch("ngram", on=True)
+            if not request.generation.greedy:  # sampling strays from what it could copy:
+                lookup.guard = AutoSwitch("ngram", on=True)  # it rests where it loses
             return lookup, ""
         if self._spec_kind == "off":
             return None, ""  # not asked for: nothing to say
@@ -565,16 +565,21 @@ class LocalBackend(HoldsModel):
         try:
             with torch.inference_mode():
                 feed_ids = yield from self._prefill(request_id, prepared, feed_ids, extra, cancel)
-                budget = prepared.max_new_tokens
                 if drafts is not None:
                     draw = Draw(processors, history, gen, generator)
-                    written, feed_ids = yield from self._speculate_decode(
-                        model, feed_ids, budget, cancel, drafts, draw, check_first, step
+                    yield from self._speculate_decode(
+                        model,
+                        feed_ids,
+                        prepared.max_new_tokens,
+                        cancel,
+                        drafts,
+                        draw,
+                        check_first,
+                        step,
                     )
-                    # drafting stopped (it lost): the rest as without it
-                    budget, history = budget - written, draw.history
+                    return
                 feed = torch.tensor([feed_ids], device=device)
-                for _ in range(budget):
+                for _ in range(prepared.max_new_tokens):
                     if cancel.is_set():
                         return
                     if step is not None and len(feed_ids) == 1:
@@ -610,19 +615,20 @@ class LocalBackend(HoldsModel):
         draw: Draw,
         check_first: FirstLogits,
         step: Any = None,
-    ) -> Generator[int, None, tuple[int, list[int]]]:
+    ) -> Iterator[int]:
         """Tokens with drafts (n-gram lookup or the draft model): each forward feeds the
         last token and the draft after it; the sampler keeps the draft's tokens one by
         one (greedy: those the argmax agrees with; sampled: speculative sampling,
         ``sampling.check_draft``), then writes its own token where it stopped keeping,
         or after the whole draft; the rest of the draft is cropped from the cache.
-        Where drafting loses (``_losing``) it returns early: (the tokens written, the
-        ids to feed next), for the plain loop to go on."""
+        Where drafting loses, it rests a while (``Pacing``); a step with nothing
+        drafted takes the fast single-token forward (``step``), as without drafts."""
         import torch
 
         device = self._loaded.input_device
         draft: list[int] = []
         produced = 0
+        pacing = Pacing(drafts.guard)
         while produced < budget and not cancel.is_set():
             positions = len(draft) + 1
             feed = torch.tensor([feed_ids], device=device)
@@ -647,19 +653,10 @@ class LocalBackend(HoldsModel):
                 drafts.add(token)
                 produced += 1
                 if produced >= budget:
-                    return produced, []
-            if self._losing(produced, drafts):
-                return produced, [own]
-            draft = drafts.propose(budget - produced - 1)
+                    return
+            drafting = pacing.drafts_now(produced, drafts.tally)
+            draft = drafts.propose(budget - produced - 1) if drafting else []
             feed_ids = [own, *draft]
-        return budget, []  # cancelled
-
-    @staticmethod
-    def _losing(written: int, drafts: Drafter) -> bool:
-        """Drafting has already lost in this reply, by the rules of auto (or of
-        speculation not asked for): it stops for the rest of the reply."""
-        guard, tally = drafts.guard, drafts.tally
-        return guard is not None and guard.losing(written, tally.drafted, tally.accepted)
 
     def _prefill(
         self,

@@ -25,7 +25,7 @@ class Drafter(Protocol):
     kind: str  # ngram or draft
     tally: DraftTally  # drafted and kept, and the text kept drafts wrote
     from_draft: bool  # the token just given out was a kept draft
-    guard: AutoSwitch | None  # when set, drafting stops within the reply once it loses
+    guard: AutoSwitch | None  # when set, drafting rests within the reply where it loses
 
     def add(self, token: int) -> None: ...
 

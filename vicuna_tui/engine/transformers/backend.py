@@ -463,7 +463,7 @@ class LocalBackend(HoldsModel):
         """A reply's stats with what drafted it and the rate to compare with; and, under
         auto, whether speculation drafts the next replies (switched per reply here, at
         no cost), said when it goes off.  ``drafts_fit``: the reply was one speculation
-        can write (greedy)."""
+        can write (not held to a schema, nor asked for probabilities)."""
         if drafts is not None:
             draft = self._drafter.name if self._drafter is not None else None
             shown = described(drafts.kind, draft)

@@ -182,7 +182,9 @@ def test_every_key_works_as_terminal_bytes(terminal: Terminal, home: Path) -> No
     t.send(CTRL["r"])  # written again, with its tokens: marked by probability
     t.until("‹ 3/3 ›")
     t.until("No token probabilities were recorded", gone=True)
-    t.send(SHIFT_TAB, RIGHT)  # on the reply: its first token and its alternatives
+    t.send(SHIFT_TAB)  # on the reply, drawn as its tokens (→ before that: a branch)
+    t.until("←/→ move along them")
+    t.send(RIGHT)  # its first token and its alternatives
     shown = t.until("token 1/")
     assert "tokens · ←/→ move" in shown and "◀ written" in shown
     lines = [ln for ln in t.screen(colours=True).splitlines() if "Paris" in ln]

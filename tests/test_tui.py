@@ -650,6 +650,15 @@ def test_progress_text_names_the_stage_and_never_shows_a_bar_for_one_step() -> N
     assert progress_text("loading weights", 9, 4).endswith("▕████████████▏ 100%")
 
 
+def test_the_status_line_cuts_the_facts_and_keeps_what_changes_whole() -> None:
+    from vicuna_tui.tui.widgets.status import status_line
+
+    assert status_line("model · llama.cpp · Q4_1", "writing…", 24) == "model · llama…  writing…"
+    assert status_line("facts", "live", 20) == "facts" + " " * 11 + "live"
+    assert status_line("facts", "", 20) == "facts"
+    assert status_line("facts", "a very long notice", 12) == "a very long notice"
+
+
 async def test_load_progress_is_shown_whole_in_the_status_line(home: Path) -> None:
     import threading
 
@@ -669,10 +678,8 @@ async def test_load_progress_is_shown_whole_in_the_status_line(home: Path) -> No
         try:
             await wait_for(pilot, lambda: expected in status_line(screen))
             # the whole line fits: nothing of it is cut at the right edge
-            await pilot.pause()  # the layout follows the text on the next refresh
-            live = screen.query_one("#status-live")
-            assert live.content_region.width >= len(str(live.render()))
-            assert expected in str(live.render())
+            drawn = str(screen.query_one("#status-text").render())
+            assert drawn.rstrip().endswith(expected)  # whole, at the right end
             assert "loading: " not in status_line(screen)
         finally:
             release.set()

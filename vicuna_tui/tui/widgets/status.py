@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable
 
+from rich.cells import cell_len, set_cell_size
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
@@ -75,6 +76,19 @@ def progress_text(stage: str, done: int, total: int, width: int = 12) -> str:
     return f"{name} {done}/{total} ▕{bar}▏ {100 * done // total}%"
 
 
+def status_line(facts: str, live: str, width: int) -> str:
+    """``facts`` at the left and ``live`` at the right of a line ``width`` cells wide:
+    the facts are cut (with "…") to leave room for all of ``live``; ``width`` 0 (not
+    laid out yet): the two side by side."""
+    if width <= 0 or not live:
+        return f"{facts}  {live}".strip() if width <= 0 else facts
+    room = width - cell_len(live) - 2  # two cells between them
+    if cell_len(facts) > room:
+        facts = set_cell_size(facts, room - 1) + "…" if room > 1 else ""
+    gap = width - cell_len(facts) - cell_len(live)
+    return facts + " " * max(1 if facts else 0, gap) + live
+
+
 class StatusBar(Horizontal):
     def __init__(
         self,
@@ -98,12 +112,17 @@ class StatusBar(Horizontal):
         # What drafted the last reply ("off": nothing; auto turns it on and off per
         # chat); None before the first reply of a load: the load's own setting shows.
         self.drafting: str | None = None
+        self._parts = ("", "")  # the facts, and what changes, as last drawn
 
     def compose(self) -> ComposeResult:
-        # The model's facts, cut at the right when the terminal is narrow; then what
-        # changes (the state, the last reply's speed, notices), always shown whole.
-        yield Static("", id="status-text")
-        yield Static(plain(self.state), id="status-live")
+        # One line: the model's facts at the left, cut with "…" when the terminal is
+        # narrow; what changes (the state, the last reply's speed, notices) whole at
+        # the right.  Laid out here, by the line's width, not by the layout engine: an
+        # auto-width part was drawn a frame late, cut at its old width.
+        yield Static(plain(self.state), id="status-text")
+
+    def on_resize(self) -> None:
+        self.refresh_text()
 
     def on_mount(self) -> None:
         self.watch(self.screen, "model", self.model_changed, init=False)
@@ -232,13 +251,11 @@ class StatusBar(Horizontal):
             live.append(self.notice)
         if self.not_saving:
             live.append("⚠ not saving")
-        self.query_one("#status-text", Static).update(plain(" · ".join(parts)))
-        self.query_one("#status-live", Static).update(plain(" · ".join(live)))
+        self._parts = (" · ".join(parts), " · ".join(live))
+        width = self.content_region.width  # the line's (it fills the bar)
+        self.query_one("#status-text", Static).update(plain(status_line(*self._parts, width)))
 
     @property
     def text(self) -> str:
-        """The whole line as drawn: the facts, then what changes."""
-        drawn = [
-            str(self.query_one(f"#status-{part}", Static).render()) for part in ("text", "live")
-        ]
-        return " · ".join(part for part in drawn if part.strip())
+        """The whole line's text: the facts, then what changes."""
+        return " · ".join(part for part in self._parts if part)

@@ -139,12 +139,12 @@ def test_transformers_speculation_is_exact(backend: Any, smollm_dir: Path, tmp_p
 
     from vicuna_tui.engine.transformers.backend import LocalBackend
 
-    plain, _ = _ask(backend, REWRITE, 80)
+    plain, _ = _ask(backend, REWRITE, 56)
     fast_settings = dataclasses.replace(backend.settings, speculate="ngram")
     fast = LocalBackend(fast_settings)
     fast.attach(backend._loaded)
     assert fast.info.speculation == "ngram"
-    done, said = _ask(fast, REWRITE, 80)
+    done, said = _ask(fast, REWRITE, 56)
     assert done.text == plain.text and not said
     stats = done.stats
     assert stats.speculation == "ngram" and stats.drafted and stats.accepted
@@ -171,7 +171,7 @@ def test_transformers_speculation_is_exact(backend: Any, smollm_dir: Path, tmp_p
     # from it, and writes the same greedy reply
     again = ChatRequest(
         turns=(("user", REWRITE),),
-        generation=GenerationSettings(temperature=0.0, max_new_tokens=80),
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=56),
         earlier_reply=plain.text,
     )
     redone = list(backend.generate(again, threading.Event()))[-1]

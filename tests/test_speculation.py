@@ -346,10 +346,6 @@ def test_auto_stops_a_losing_draft_within_the_reply_on_transformers(backend: Any
         def propose(self, room: int) -> list[int]:
             return [0] * min(4, room)  # token 0 is never what the demo writes here
 
-        def checked(self, drafted: int, kept: int) -> None:
-            self.tally.drafted += drafted
-            self.tally.accepted += kept
-
         def reset(self) -> None: ...
 
     plain, _ = _ask(backend, REWRITE, 24)

@@ -135,6 +135,11 @@ class DraftTally:
     _coming: int = 0  # kept drafts still to be streamed (llama.cpp)
     _open: bool = False  # the last token came from a draft: the next kept one joins it
 
+    def checked(self, drafted: int, kept: int) -> None:
+        """One draft checked (transformers): ``drafted`` tokens, ``kept`` of them."""
+        self.drafted += drafted
+        self.accepted += kept
+
     def counts(self, drafted: int, accepted: int) -> None:
         """llama.cpp's running counts, as a streamed token carries them."""
         self._coming += max(0, accepted - self.accepted)

@@ -642,7 +642,7 @@ class LocalBackend(HoldsModel):
             self.kv.ids.extend(feed_ids)
             check_first(scores[-1:])
             kept, own = draw.through(scores, draft)
-            drafts.checked(len(draft), kept)
+            drafts.tally.checked(len(draft), kept)
             if kept < len(draft):  # the rejected drafts leave the cache
                 rejected = len(draft) - kept
                 self.kv.value.crop(-rejected)

@@ -53,10 +53,6 @@ class ModelDraft:
     def add(self, token: int) -> None:
         self.context.append(token)
 
-    def checked(self, drafted: int, kept: int) -> None:
-        self.tally.drafted += drafted
-        self.tally.accepted += kept
-
     def reset(self) -> None:
         """Forget the cache (the model's own was reset: a failure, a new chat)."""
         self._cache, self._cached = None, []

@@ -31,8 +31,6 @@ class Drafter(Protocol):
 
     def propose(self, room: int) -> list[int]: ...
 
-    def checked(self, drafted: int, kept: int) -> None: ...
-
 
 class PromptLookup:
     """The chat's tokens so far and, for each run of NGRAM tokens, where it last ended.
@@ -68,7 +66,3 @@ class PromptLookup:
         if start is None:
             return []
         return self.context[start : start + min(self.most, room)]
-
-    def checked(self, drafted: int, kept: int) -> None:
-        self.tally.drafted += drafted
-        self.tally.accepted += kept
